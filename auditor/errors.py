@@ -1,0 +1,29 @@
+"""The exceptions the library raises; `cli.py` turns them into one-line messages."""
+
+
+class AuditorError(Exception):
+    """Base class for every error the auditor reports to its user."""
+
+
+class CaptureError(AuditorError):
+    """A capture file cannot be read (not a capture, corrupt, unsupported)."""
+
+
+class InventoryError(AuditorError):
+    """An inventory file is malformed or contradicts itself."""
+
+
+class CatalogueError(AuditorError):
+    """A catalogue (rules) file is malformed."""
+
+
+class DissectError(AuditorError):
+    """tshark/pyshark could not dissect the selected packets."""
+
+
+class CaptureWarning(UserWarning):
+    """Part of a capture was skipped; the rest was read."""
+
+
+class DissectWarning(UserWarning):
+    """Deep dissection was skipped or incomplete; the rest of the audit ran."""
