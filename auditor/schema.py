@@ -101,6 +101,66 @@ FLOW_COLUMNS = _table(
 )
 
 
+VERDICTS = ("expected", "unexpected", "rejected", "unanswered")
+FINDING_KINDS = ("unexpected", "rejected", "unanswered", "missing")
+
+# The flow table after audit.audit: FLOW_COLUMNS followed by these.
+AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
+    ("src_name", "object", "", "initiator's name from the inventory or the capture, else empty"),
+    ("dst_name", "object", "", "responder's name from the inventory or the capture, else empty"),
+    ("src_roles", "object", "", "all roles of the initiator, ';'-separated"),
+    ("dst_roles", "object", "", "all roles of the responder, ';'-separated"),
+    ("src_role", "object", "", "the initiator role the verdict used (the matched rule's, else first)"),
+    ("dst_role", "object", "", "the responder role the verdict used"),
+    ("rule", "object", "", "id of the catalogue rule the flow matches, empty when none"),
+    ("service", "object", "", "service family (smtp, ldap, rpc, ...) from the rule or the port"),
+    ("rpc_interface", "object", "", "DCE/RPC interface learned for the flow's server port, else empty"),
+    ("rpc_evidence", "object", "", "how that interface was learned: epm, bind, dcom, inferred"),
+    ("documented", "bool", "", "a catalogue rule allows this path"),
+    ("verdict", "object", "", "expected, unexpected, rejected or unanswered"),
+)
+
+# One row per finding, aggregated per (kind, src_ip, dst_ip, proto, dst_port).
+FINDING_COLUMNS = _table(
+    ("kind", "object", "", "unexpected, rejected, unanswered or missing"),
+    ("severity", "object", "", "info, low, medium or high"),
+    ("src_ip", "object", "", "initiator address (empty for role-level missing findings)"),
+    ("dst_ip", "object", "", "responder address (empty for role-level missing findings)"),
+    ("proto", "object", "", "tcp, udp, icmp or icmpv6"),
+    ("dst_port", "Int64", "", "responder port (NA for a missing rule with several ports)"),
+    ("src_name", "object", "", "initiator's name, else empty"),
+    ("dst_name", "object", "", "responder's name, else empty"),
+    ("src_role", "object", "", "initiator role"),
+    ("dst_role", "object", "", "responder role"),
+    ("documented", "bool", "", "a catalogue rule allows this path (a refused documented path is a likely firewall block)"),
+    ("rule", "object", "", "matching or missing rule id, empty when none"),
+    ("service", "object", "", "service family"),
+    ("flows", "int64", "flows", "number of flows aggregated into the finding (0 for missing)"),
+    ("packets", "int64", "packets", "packets of those flows, both directions"),
+    ("bytes", "int64", "bytes", "frame bytes of those flows, both directions"),
+    ("first_seen", "datetime64[ns, UTC]", "", "first packet of those flows (NaT for missing)"),
+    ("last_seen", "datetime64[ns, UTC]", "", "last packet of those flows (NaT for missing)"),
+    ("detail", "object", "", "one sentence: the reason, the rule, the ICMP code, ..."),
+)
+
+RULE_STATUSES = ("observed", "missing", "not_applicable")
+
+# One row per catalogue rule after an audit.
+RULE_STATUS_COLUMNS = _table(
+    ("id", "object", "", "rule id"),
+    ("service", "object", "", "service family"),
+    ("source", "object", "", "source roles, ';'-separated"),
+    ("destination", "object", "", "destination roles, ';'-separated"),
+    ("proto", "object", "", "tcp or udp"),
+    ("ports", "object", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
+    ("expected", "bool", "", "a healthy deployment should show it"),
+    ("status", "object", "", "observed, missing (expected, both roles present, never seen) or not_applicable"),
+    ("flows", "int64", "flows", "flows that matched the rule"),
+    ("bytes", "int64", "bytes", "frame bytes of those flows"),
+    ("host_pairs", "int64", "", "distinct (src_ip, dst_ip) pairs that matched"),
+)
+
+
 def empty_frame(columns: tuple[Column, ...]) -> pd.DataFrame:
     """Return an empty frame with the given columns and dtypes."""
     data = {}
