@@ -177,3 +177,71 @@ def empty_frame(columns: tuple[Column, ...]) -> pd.DataFrame:
 def column_names(columns: tuple[Column, ...]) -> list[str]:
     """Return the names of a table's columns, in order."""
     return [c.name for c in columns]
+
+
+# ---- Catalogue and roles (catalogue.py, roles.py) ----
+
+# The role vocabulary used by the inventory, the catalogue, reports and plots (exactly these).
+ROLES = (
+    "mailbox",
+    "client_access",
+    "hub_transport",
+    "edge_transport",
+    "unified_messaging",
+    "domain_controller",
+    "client",
+    "internet",
+    "voip_gateway",
+    "ocs",
+    "witness",
+    "admin",
+    "dns",
+    "unknown",
+)
+
+# catalogue.catalogue_frame: one row per catalogue rule, for listing.
+RULE_COLUMNS = _table(
+    ("id", "object", "", "rule id; starts with the reference row id (T02-hub-edge-smtp)"),
+    ("source", "object", "", "source (initiator) roles, ';'-separated"),
+    ("destination", "object", "", "destination (responder) roles, ';'-separated"),
+    ("proto", "object", "", "tcp or udp"),
+    ("ports", "object", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
+    ("service", "object", "", "service family for faceting (smtp, ldap, rpc, ...)"),
+    ("description", "object", "", "what the path carries"),
+    ("status", "object", "", "reference status: CONFIRMED, PARTIAL or UNCONFIRMED"),
+    ("reference", "object", "", "reference row ids and [Sx] source keys"),
+    ("configurable", "object", "", "how the port can be changed, or 'no'"),
+    ("expected", "bool", "", "a healthy deployment shows this path (absence is a finding)"),
+    ("severity", "object", "", "severity of a violation: info, low, medium or high"),
+    ("scope", "object", "", "internal (advisory) or strict (client, Internet and Edge paths)"),
+    ("note", "object", "", "caveats from the reference, else empty"),
+    ("defined_at", "object", "", "file:line where the rule is defined"),
+)
+
+# catalogue.rule_ports_frame: the match table the audit merges flows against.
+RULE_PORT_COLUMNS = _table(
+    ("rule_id", "object", "", "catalogue rule id"),
+    ("src_role", "object", "", "one source role of the rule"),
+    ("dst_role", "object", "", "one destination role of the rule"),
+    ("proto", "object", "", "tcp or udp"),
+    ("port_lo", "uint16", "", "lowest destination port of the range"),
+    ("port_hi", "uint16", "", "highest destination port of the range (= port_lo for one port)"),
+    ("dynamic", "bool", "", "the range comes from rpc-dynamic (discovered or the default range)"),
+    ("server_ip", "object", "", "server the discovered dynamic ports belong to; empty otherwise"),
+)
+
+# roles.assign_roles: one row per distinct address.
+HOST_ROLE_COLUMNS = _table(
+    ("ip", "object", "", "the address as given"),
+    ("name", "object", "", "inventory host (or network) name, else empty"),
+    ("roles", "object", "", "tuple of role names (host entry, else most specific network, else default)"),
+)
+
+# roles.propose_inventory: why each proposed role was given.
+ROLE_EVIDENCE_COLUMNS = _table(
+    ("ip", "object", "", "the host's address"),
+    ("name", "object", "", "proposed host name (from the capture, else role + number)"),
+    ("role", "object", "", "proposed role"),
+    ("confidence", "float64", "", "0..1, how strongly the traffic supports the role"),
+    ("evidence", "object", "", "the traffic that suggests it, e.g. 'answers 88/tcp, 389/tcp to 5 clients'"),
+)
