@@ -79,11 +79,11 @@ FLOW_STATES = (
 # The flow table produced by flows.build_flows: one row per bidirectional flow.
 FLOW_COLUMNS = _table(
     ("flow_id", "int64", "", "row number of the flow, stable for one build"),
-    ("src_ip", "object", "", "initiator address (sender of the SYN; else the client side)"),
+    ("src_ip", "str", "", "initiator address (sender of the SYN; else the client side)"),
     ("src_port", "uint16", "", "initiator port (0 for ICMP)"),
-    ("dst_ip", "object", "", "responder address"),
+    ("dst_ip", "str", "", "responder address"),
     ("dst_port", "uint16", "", "responder (service) port (0 for ICMP)"),
-    ("proto", "object", "", "tcp, udp, icmp or icmpv6 (other IP protocols by number)"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6 (other IP protocols by number)"),
     ("first_seen", "datetime64[ns, UTC]", "", "timestamp of the flow's first packet"),
     ("last_seen", "datetime64[ns, UTC]", "", "timestamp of the flow's last packet"),
     ("src_packets", "int64", "packets", "packets sent by the initiator"),
@@ -92,12 +92,12 @@ FLOW_COLUMNS = _table(
     ("dst_bytes", "int64", "bytes", "frame bytes sent by the responder (sum of frame.len)"),
     ("src_payload_bytes", "int64", "bytes", "transport payload bytes sent by the initiator"),
     ("dst_payload_bytes", "int64", "bytes", "transport payload bytes sent by the responder"),
-    ("state", "object", "", "outcome: " + ", ".join(FLOW_STATES)),
-    ("end", "object", "", "how a TCP flow ended: fin, rst, or empty when not seen"),
+    ("state", "str", "", "outcome: " + ", ".join(FLOW_STATES)),
+    ("end", "str", "", "how a TCP flow ended: fin, rst, or empty when not seen"),
     ("icmp_type", "Int64", "", "type of the ICMP unreachable that rejected the flow, else NA"),
     ("icmp_code", "Int64", "", "code of that ICMP unreachable (13 = administratively prohibited)"),
     ("client_payload_head", "uint32", "", "first 4 payload bytes the initiator sent (0 if none)"),
-    ("capture", "object", "", "name of the capture file the flow started in"),
+    ("capture", "str", "", "name of the capture file the flow started in"),
 )
 
 
@@ -106,55 +106,55 @@ FINDING_KINDS = ("unexpected", "rejected", "unanswered", "missing")
 
 # The flow table after audit.audit: FLOW_COLUMNS followed by these.
 AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
-    ("src_name", "object", "", "initiator's name from the inventory or the capture, else empty"),
-    ("dst_name", "object", "", "responder's name from the inventory or the capture, else empty"),
-    ("src_roles", "object", "", "all roles of the initiator, ';'-separated"),
-    ("dst_roles", "object", "", "all roles of the responder, ';'-separated"),
-    ("src_role", "object", "", "the initiator role the verdict used (the matched rule's, else first)"),
-    ("dst_role", "object", "", "the responder role the verdict used"),
-    ("rule", "object", "", "id of the catalogue rule the flow matches, empty when none"),
-    ("service", "object", "", "service family (smtp, ldap, rpc, ...) from the rule or the port"),
-    ("rpc_interface", "object", "", "DCE/RPC interface learned for the flow's server port, else empty"),
-    ("rpc_evidence", "object", "", "how that interface was learned: epm, bind, dcom, inferred"),
+    ("src_name", "str", "", "initiator's name from the inventory or the capture, else empty"),
+    ("dst_name", "str", "", "responder's name from the inventory or the capture, else empty"),
+    ("src_roles", "str", "", "all roles of the initiator, ';'-separated"),
+    ("dst_roles", "str", "", "all roles of the responder, ';'-separated"),
+    ("src_role", "str", "", "the initiator role the verdict used (the matched rule's, else first)"),
+    ("dst_role", "str", "", "the responder role the verdict used"),
+    ("rule", "str", "", "id of the catalogue rule the flow matches, empty when none"),
+    ("service", "str", "", "service family (smtp, ldap, rpc, ...) from the rule or the port"),
+    ("rpc_interface", "str", "", "DCE/RPC interface learned for the flow's server port, else empty"),
+    ("rpc_evidence", "str", "", "how that interface was learned: epm, bind, dcom, inferred"),
     ("documented", "bool", "", "a catalogue rule allows this path"),
-    ("verdict", "object", "", "expected, unexpected, rejected or unanswered"),
+    ("verdict", "str", "", "expected, unexpected, rejected or unanswered"),
 )
 
 # One row per finding, aggregated per (kind, src_ip, dst_ip, proto, dst_port).
 FINDING_COLUMNS = _table(
-    ("kind", "object", "", "unexpected, rejected, unanswered or missing"),
-    ("severity", "object", "", "info, low, medium or high"),
-    ("src_ip", "object", "", "initiator address (empty for role-level missing findings)"),
-    ("dst_ip", "object", "", "responder address (empty for role-level missing findings)"),
-    ("proto", "object", "", "tcp, udp, icmp or icmpv6"),
+    ("kind", "str", "", "unexpected, rejected, unanswered or missing"),
+    ("severity", "str", "", "info, low, medium or high"),
+    ("src_ip", "str", "", "initiator address (empty for role-level missing findings)"),
+    ("dst_ip", "str", "", "responder address (empty for role-level missing findings)"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
     ("dst_port", "Int64", "", "responder port (NA for a missing rule with several ports)"),
-    ("src_name", "object", "", "initiator's name, else empty"),
-    ("dst_name", "object", "", "responder's name, else empty"),
-    ("src_role", "object", "", "initiator role"),
-    ("dst_role", "object", "", "responder role"),
+    ("src_name", "str", "", "initiator's name, else empty"),
+    ("dst_name", "str", "", "responder's name, else empty"),
+    ("src_role", "str", "", "initiator role"),
+    ("dst_role", "str", "", "responder role"),
     ("documented", "bool", "", "a catalogue rule allows this path (a refused documented path is a likely firewall block)"),
-    ("rule", "object", "", "matching or missing rule id, empty when none"),
-    ("service", "object", "", "service family"),
+    ("rule", "str", "", "matching or missing rule id, empty when none"),
+    ("service", "str", "", "service family"),
     ("flows", "int64", "flows", "number of flows aggregated into the finding (0 for missing)"),
     ("packets", "int64", "packets", "packets of those flows, both directions"),
     ("bytes", "int64", "bytes", "frame bytes of those flows, both directions"),
     ("first_seen", "datetime64[ns, UTC]", "", "first packet of those flows (NaT for missing)"),
     ("last_seen", "datetime64[ns, UTC]", "", "last packet of those flows (NaT for missing)"),
-    ("detail", "object", "", "one sentence: the reason, the rule, the ICMP code, ..."),
+    ("detail", "str", "", "one sentence: the reason, the rule, the ICMP code, ..."),
 )
 
 RULE_STATUSES = ("observed", "missing", "not_applicable")
 
 # One row per catalogue rule after an audit.
 RULE_STATUS_COLUMNS = _table(
-    ("id", "object", "", "rule id"),
-    ("service", "object", "", "service family"),
-    ("source", "object", "", "source roles, ';'-separated"),
-    ("destination", "object", "", "destination roles, ';'-separated"),
-    ("proto", "object", "", "tcp or udp"),
-    ("ports", "object", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
+    ("id", "str", "", "rule id"),
+    ("service", "str", "", "service family"),
+    ("source", "str", "", "source roles, ';'-separated"),
+    ("destination", "str", "", "destination roles, ';'-separated"),
+    ("proto", "str", "", "tcp or udp"),
+    ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
     ("expected", "bool", "", "a healthy deployment should show it"),
-    ("status", "object", "", "observed, missing (expected, both roles present, never seen) or not_applicable"),
+    ("status", "str", "", "observed, missing (expected, both roles present, never seen) or not_applicable"),
     ("flows", "int64", "flows", "flows that matched the rule"),
     ("bytes", "int64", "bytes", "frame bytes of those flows"),
     ("host_pairs", "int64", "", "distinct (src_ip, dst_ip) pairs that matched"),
@@ -167,7 +167,7 @@ def empty_frame(columns: tuple[Column, ...]) -> pd.DataFrame:
     for col in columns:
         if col.dtype.startswith("datetime64"):
             data[col.name] = pd.Series([], dtype="datetime64[ns, UTC]")
-        elif col.dtype in ("object", "Int64", "string"):
+        elif col.dtype in ("str", "object", "Int64", "string"):
             data[col.name] = pd.Series([], dtype=col.dtype)
         else:
             data[col.name] = pd.Series(np.array([], dtype=col.dtype))
@@ -201,47 +201,151 @@ ROLES = (
 
 # catalogue.catalogue_frame: one row per catalogue rule, for listing.
 RULE_COLUMNS = _table(
-    ("id", "object", "", "rule id; starts with the reference row id (T02-hub-edge-smtp)"),
-    ("source", "object", "", "source (initiator) roles, ';'-separated"),
-    ("destination", "object", "", "destination (responder) roles, ';'-separated"),
-    ("proto", "object", "", "tcp or udp"),
-    ("ports", "object", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
-    ("service", "object", "", "service family for faceting (smtp, ldap, rpc, ...)"),
-    ("description", "object", "", "what the path carries"),
-    ("status", "object", "", "reference status: CONFIRMED, PARTIAL or UNCONFIRMED"),
-    ("reference", "object", "", "reference row ids and [Sx] source keys"),
-    ("configurable", "object", "", "how the port can be changed, or 'no'"),
+    ("id", "str", "", "rule id; starts with the reference row id (T02-hub-edge-smtp)"),
+    ("source", "str", "", "source (initiator) roles, ';'-separated"),
+    ("destination", "str", "", "destination (responder) roles, ';'-separated"),
+    ("proto", "str", "", "tcp or udp"),
+    ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
+    ("service", "str", "", "service family for faceting (smtp, ldap, rpc, ...)"),
+    ("description", "str", "", "what the path carries"),
+    ("status", "str", "", "reference status: CONFIRMED, PARTIAL or UNCONFIRMED"),
+    ("reference", "str", "", "reference row ids and [Sx] source keys"),
+    ("configurable", "str", "", "how the port can be changed, or 'no'"),
     ("expected", "bool", "", "a healthy deployment shows this path (absence is a finding)"),
-    ("severity", "object", "", "severity of a violation: info, low, medium or high"),
-    ("scope", "object", "", "internal (advisory) or strict (client, Internet and Edge paths)"),
-    ("note", "object", "", "caveats from the reference, else empty"),
-    ("defined_at", "object", "", "file:line where the rule is defined"),
+    ("severity", "str", "", "severity of a violation: info, low, medium or high"),
+    ("scope", "str", "", "internal (advisory) or strict (client, Internet and Edge paths)"),
+    ("note", "str", "", "caveats from the reference, else empty"),
+    ("defined_at", "str", "", "file:line where the rule is defined"),
 )
 
 # catalogue.rule_ports_frame: the match table the audit merges flows against.
 RULE_PORT_COLUMNS = _table(
-    ("rule_id", "object", "", "catalogue rule id"),
-    ("src_role", "object", "", "one source role of the rule"),
-    ("dst_role", "object", "", "one destination role of the rule"),
-    ("proto", "object", "", "tcp or udp"),
+    ("rule_id", "str", "", "catalogue rule id"),
+    ("src_role", "str", "", "one source role of the rule"),
+    ("dst_role", "str", "", "one destination role of the rule"),
+    ("proto", "str", "", "tcp or udp"),
     ("port_lo", "uint16", "", "lowest destination port of the range"),
     ("port_hi", "uint16", "", "highest destination port of the range (= port_lo for one port)"),
     ("dynamic", "bool", "", "the range comes from rpc-dynamic (discovered or the default range)"),
-    ("server_ip", "object", "", "server the discovered dynamic ports belong to; empty otherwise"),
+    ("server_ip", "str", "", "server the discovered dynamic ports belong to; empty otherwise"),
 )
 
 # roles.assign_roles: one row per distinct address.
 HOST_ROLE_COLUMNS = _table(
-    ("ip", "object", "", "the address as given"),
-    ("name", "object", "", "inventory host (or network) name, else empty"),
-    ("roles", "object", "", "tuple of role names (host entry, else most specific network, else default)"),
+    ("ip", "str", "", "the address as given"),
+    ("name", "str", "", "inventory host (or network) name, else empty"),
+    ("roles", "str", "", "tuple of roles: host entry, else most specific network, else default"),
 )
 
 # roles.propose_inventory: why each proposed role was given.
 ROLE_EVIDENCE_COLUMNS = _table(
-    ("ip", "object", "", "the host's address"),
-    ("name", "object", "", "proposed host name (from the capture, else role + number)"),
-    ("role", "object", "", "proposed role"),
+    ("ip", "str", "", "the host's address"),
+    ("name", "str", "", "proposed host name (from the capture, else role + number)"),
+    ("role", "str", "", "proposed role"),
     ("confidence", "float64", "", "0..1, how strongly the traffic supports the role"),
-    ("evidence", "object", "", "the traffic that suggests it, e.g. 'answers 88/tcp, 389/tcp to 5 clients'"),
+    ("evidence", "str", "", "traffic behind it, e.g. 'answers 88/tcp, 389/tcp to 5 clients'"),
+)
+
+# --- DCE/RPC discovery (dissect.py, rpc.py) -------------------------------------------------------
+# Interface versions are "major.minor" text; UUIDs are lower-case text; *_ip are address text.
+
+# dissect.dissect_rpc: one row per tower of an ept_map/ept_lookup response, or one per failed ept_map.
+RPC_EPM_COLUMNS = _table(
+    ("ts", "datetime64[ns, UTC]", "", "time of the EPM response"),
+    ("client_ip", "str", "", "who asked the endpoint mapper"),
+    ("client_port", "uint16", "", "the asker's source port"),
+    ("server_ip", "str", "", "who answered (the endpoint mapper's address)"),
+    ("server_port", "uint16", "", "the endpoint mapper's port (135, or 593 for ncacn_http)"),
+    ("operation", "str", "", "ept_map or ept_lookup"),
+    ("interface_uuid", "str", "", "interface in the tower (for a failure: the one asked for)"),
+    ("interface_version", "str", "", "that interface's major.minor version"),
+    ("tower_proto", "str", "", "tcp, udp, http, pipe, lrpc or other; empty for a failure"),
+    ("tower_ip", "str", "", "address in the tower; empty when absent (0.0.0.0 means 'the server')"),
+    ("port", "Int64", "", "TCP/UDP/HTTP port in the tower, NA for pipes, LRPC and failures"),
+    ("endpoint", "str", "", "pipe or LRPC endpoint name, else empty"),
+    ("status", "int64", "", "EPM return code: 0 ok, 0x16c9a0d6 EPT_S_NOT_REGISTERED, ..."),
+    ("status_name", "str", "", "ok, EPT_S_NOT_REGISTERED, or the code in hex"),
+)
+
+RPC_BIND_RESULTS = ("accepted", "rejected", "unknown")
+
+# dissect.dissect_rpc: one row per (bind or alter_context PDU, interface).
+RPC_BIND_COLUMNS = _table(
+    ("ts", "datetime64[ns, UTC]", "", "time of the bind"),
+    ("client_ip", "str", "", "the binding client"),
+    ("client_port", "uint16", "", "its TCP port"),
+    ("server_ip", "str", "", "the server bound to"),
+    ("server_port", "uint16", "", "the server's TCP port (445 for binds inside SMB pipes)"),
+    ("transport", "str", "", "tcp (ncacn_ip_tcp), smb (ncacn_np) or http (ncacn_http)"),
+    ("interface_uuid", "str", "", "abstract syntax asked for"),
+    ("interface_version", "str", "", "its major.minor version"),
+    ("ptype", "str", "", "bind or alter_context"),
+    ("result", "str", "", "accepted, rejected (bind_nak or every context refused) or unknown"),
+)
+
+# dissect.dissect_rpc: one row per DCOM string binding (OXID resolver or activation replies).
+RPC_DCOM_COLUMNS = _table(
+    ("ts", "datetime64[ns, UTC]", "", "time of the reply carrying the binding"),
+    ("client_ip", "str", "", "receiver of the reply"),
+    ("server_ip", "str", "", "sender of the reply (the object exporter's host)"),
+    ("tower_id", "int64", "", "protocol sequence: 7 ncacn_ip_tcp, 8 ncadg_ip_udp, 15 ncacn_np, ..."),
+    ("binding", "str", "", "the string binding as sent, e.g. 'DC01[49712]'"),
+    ("host", "str", "", "network address part of the binding (name or address)"),
+    ("port", "Int64", "", "port in brackets, NA when the binding has none"),
+)
+
+# dissect.dissect_rpc: one row per connectionless (ncadg, UDP) DCE/RPC PDU.
+RPC_CL_COLUMNS = _table(
+    ("ts", "datetime64[ns, UTC]", "", "time of the PDU"),
+    ("client_ip", "str", "", "caller (sender of requests and pings)"),
+    ("client_port", "uint16", "", "caller's UDP port"),
+    ("server_ip", "str", "", "callee"),
+    ("server_port", "uint16", "", "callee's UDP port"),
+    ("ptype", "str", "", "request, ping, response, fault, working, nocall, reject, ack, ..."),
+    ("interface_uuid", "str", "", "interface in the PDU header"),
+    ("interface_version", "str", "", "its major.minor version"),
+    ("activity_uuid", "str", "", "activity id (one client call sequence)"),
+)
+
+# dissect.dissect_names: one row per distinct (ip, name, source).
+HOST_NAME_COLUMNS = _table(
+    ("ip", "str", "", "the named address"),
+    ("name", "str", "", "host name as seen (DNS name, SMTP banner/EHLO name, NetBIOS name)"),
+    ("source", "str", "", "dns, smtp-banner, smtp-ehlo, nbns or kerberos"),
+)
+
+RPC_EVIDENCE = ("epm", "bind", "dcom", "inferred")
+
+# rpc.discover_endpoints: one row per (server_ip, port, proto, interface_uuid).
+RPC_ENDPOINT_COLUMNS = _table(
+    ("server_ip", "str", "", "host serving the endpoint"),
+    ("port", "uint16", "", "TCP or UDP port of the endpoint"),
+    ("proto", "str", "", "tcp or udp"),
+    ("interface_uuid", "str", "", "interface served there; empty when unknown (dcom, inferred)"),
+    ("interface", "str", "", "interface name from rpc_interfaces.csv, else empty"),
+    ("evidence", "str", "", "strongest evidence: epm, bind, dcom or inferred"),
+    ("advertised", "bool", "", "an EPM reply in the capture named this endpoint"),
+    ("used", "bool", "", "some flow reached it: handshake completed, mid-stream data, or UDP answered"),
+    ("unanswered", "bool", "", "some flow's SYNs to it (or UDP packets) got no answer"),
+    ("rejected", "bool", "", "some flow to it was refused (RST or ICMP unreachable)"),
+    ("clients", "int64", "", "distinct addresses that used, tried or learned the endpoint"),
+    ("flows", "int64", "flows", "flows to (server_ip, port, proto), whatever their interface"),
+    ("bytes", "int64", "bytes", "frame bytes of those flows, both directions"),
+    ("first_seen", "datetime64[ns, UTC]", "", "earliest evidence or flow"),
+    ("last_seen", "datetime64[ns, UTC]", "", "latest evidence or flow"),
+    ("captures", "str", "", "capture files with evidence or flows for it, ';'-separated"),
+)
+
+# rpc.dynamic_ranges: one row per server with dynamic RPC endpoints.
+RPC_RANGE_COLUMNS = _table(
+    ("server_ip", "str", "", "the RPC server"),
+    ("lowest_port", "int64", "", "lowest dynamic endpoint port seen"),
+    ("highest_port", "int64", "", "highest dynamic endpoint port seen"),
+    ("ports", "int64", "", "distinct dynamic endpoint ports"),
+    ("interfaces", "str", "", "interface names served, ';'-separated"),
+    ("expected_range", "str", "", "default dynamic range for the server, e.g. '49152-65535'"),
+    ("expected_basis", "str", "", "why that range: Windows 2008+, Windows 2003, Exchange 2010 CAS"),
+    ("outside_ports", "str", "", "ports outside the expected range, ';'-separated"),
+    ("pinned_ports", "str", "", "ports that look pinned (same interface and port in several captures)"),
+    ("recommendation", "str", "", "the documented settings that pin these interfaces' ports"),
 )

@@ -1,0 +1,362 @@
+"""Packets to bidirectional flows: initiator, per-direction counts and the TCP outcome.
+
+Everything is vectorised: packets are grouped into conversations by a packed integer key, sorted
+once by (conversation, time), cut into flows where a 5-tuple is reused or goes idle, and each flow is
+then a contiguous slice that numpy's `reduceat` aggregates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from auditor.capture import PacketTable, format_ip
+from auditor.schema import FLOW_COLUMNS, column_names, empty_frame
+
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+PROTO_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}
+
+# Service ports at or above 1024 that must count as "the server side" when a flow is seen without
+# its SYN (Exchange, AD and Windows services from the port reference).
+REGISTERED_SERVICE_PORTS = np.array(
+    sorted(
+        {1433, 1723, 1801, 2525, 3268, 3269, 3343, 3389, 5060, 5061, 5062, 5063, 5065, 5066, 5067,
+         5068, 5075, 5076, 5077, 5985, 5986, 6001, 6002, 6004, 8080, 8443, 9389, 50389, 50636, 64327}
+    ),
+    dtype=np.int64,
+)
+EPHEMERAL_FLOOR = 32768  # Linux starts here, Windows 2008+ at 49152; below it counts as registered
+
+# ICMP unreachable codes that are not a refusal (IPv4 code 4: fragmentation needed).
+_NOT_A_REFUSAL_V4 = (4,)
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """How packets are cut into flows."""
+
+    tcp_idle_timeout_s: float = 3600.0  # a TCP 5-tuple silent this long starts a new flow
+    udp_idle_timeout_s: float = 300.0  # same for UDP, ICMP and other protocols
+
+
+def build_flows(table: PacketTable, options: FlowOptions | None = None) -> pd.DataFrame:
+    """Return the flow table (schema.FLOW_COLUMNS) of a packet table."""
+    return build_flows_labelled(table, options)[0]
+
+
+def build_flows_labelled(
+    table: PacketTable, options: FlowOptions | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return the flow table and, per packet row, the flow_id it belongs to."""
+    options = options or FlowOptions()
+    pk = table.packets
+    n = len(pk)
+    if n == 0:
+        return empty_frame(FLOW_COLUMNS), np.empty(0, dtype=np.int64)
+
+    src_port, dst_port = _ports_with_fragments(pk)
+    proto = pk["proto"].to_numpy().astype(np.int64)
+    flags = pk["tcp_flags"].to_numpy().astype(np.int64)
+    ts = pk["ts_ns"].to_numpy()
+
+    addr_codes, addr_hi, addr_lo = _address_codes(pk)
+    s_code, d_code = addr_codes[:n], addr_codes[n:]
+    # Canonical orientation: side "a" is the smaller (address, port); direction 0 = sent by "a".
+    swap = (s_code > d_code) | ((s_code == d_code) & (src_port > dst_port))
+    a_code = np.where(swap, d_code, s_code)
+    b_code = np.where(swap, s_code, d_code)
+    a_port = np.where(swap, dst_port, src_port)
+    b_port = np.where(swap, src_port, dst_port)
+    direction = swap.astype(np.int8)
+
+    pair = pd.factorize(a_code * (int(addr_codes.max()) + 1) + b_code)[0].astype(np.int64)
+    conv_key = (pair << 40) | (a_port << 24) | (b_port << 8) | proto
+    conv = pd.factorize(conv_key)[0]
+
+    order = np.lexsort((ts, conv))
+    c_s, ts_s, fl_s, dir_s, pr_s = conv[order], ts[order], flags[order], direction[order], proto[order]
+    starts = _flow_starts(c_s, ts_s, fl_s, dir_s, pr_s, options)
+    flow_sorted = np.cumsum(starts) - 1
+    labels = np.empty(n, dtype=np.int64)
+    labels[order] = flow_sorted
+    bounds = np.flatnonzero(starts)
+
+    frame = _aggregate(pk, order, bounds, dir_s, fl_s, pr_s, ts_s)
+    first = order[bounds]
+    frame["a_code"], frame["b_code"] = a_code[first], b_code[first]
+    frame["a_port"], frame["b_port"] = a_port[first], b_port[first]
+    frame["file_index"] = pk["file_index"].to_numpy()[first]
+    flows = _orient(frame, addr_hi, addr_lo, table)
+    flows = _apply_icmp_errors(flows, table, labels, addr_codes, src_port, dst_port, n)
+    return flows, labels
+
+
+def _ports_with_fragments(pk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Give non-first IP fragments the ports of their first fragment (same src, dst, proto, id)."""
+    src_port = pk["src_port"].to_numpy().astype(np.int64)
+    dst_port = pk["dst_port"].to_numpy().astype(np.int64)
+    later = pk["frag_offset"].to_numpy() != 0
+    if not later.any():
+        return src_port, dst_port
+    key = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "ip_id"]
+    first_mask = (pk["frag_offset"].to_numpy() == 0) & pk["more_fragments"].to_numpy()
+    firsts = pk.loc[first_mask, key + ["src_port", "dst_port"]].drop_duplicates(key, keep="last")
+    later_rows = pk.loc[later, key].reset_index()
+    merged = later_rows.merge(firsts, on=key, how="left")
+    found = merged["src_port"].notna().to_numpy()
+    rows = merged["index"].to_numpy()[found]
+    src_port[rows] = merged["src_port"].to_numpy()[found].astype(np.int64)
+    dst_port[rows] = merged["dst_port"].to_numpy()[found].astype(np.int64)
+    return src_port, dst_port
+
+
+def _address_codes(pk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Number every distinct 128-bit address; return codes for [src..., dst...] and the address halves."""
+    hi = np.concatenate([pk["src_ip_hi"].to_numpy(), pk["dst_ip_hi"].to_numpy()])
+    lo = np.concatenate([pk["src_ip_lo"].to_numpy(), pk["dst_ip_lo"].to_numpy()])
+    hi_codes, hi_uniques = pd.factorize(hi)
+    lo_codes, lo_uniques = pd.factorize(lo)
+    combined = hi_codes.astype(np.int64) * len(lo_uniques) + lo_codes
+    codes, uniques = pd.factorize(combined)
+    uniques = np.asarray(uniques, dtype=np.int64)
+    addr_hi = np.asarray(hi_uniques)[uniques // len(lo_uniques)]
+    addr_lo = np.asarray(lo_uniques)[uniques % len(lo_uniques)]
+    return codes.astype(np.int64), addr_hi, addr_lo
+
+
+def _flow_starts(conv, ts, flags, direction, proto, options: FlowOptions) -> np.ndarray:
+    """Mark, in (conversation, time) order, the packets that start a new flow."""
+    n = len(conv)
+    starts = np.ones(n, dtype=bool)
+    same = conv[1:] == conv[:-1]
+    gap = np.diff(ts)
+    timeout_ns = np.where(
+        proto[1:] == TCP, options.tcp_idle_timeout_s * 1e9, options.udp_idle_timeout_s * 1e9
+    )
+    starts[1:] = ~same | (gap > timeout_ns)
+
+    # Port reuse: a SYN (without ACK) after a FIN or RST of the same conversation opens a new flow.
+    pure_syn = (proto == TCP) & ((flags & (SYN | ACK)) == SYN)
+    fin_rst = ((proto == TCP) & ((flags & (FIN | RST)) != 0)).astype(np.int64)
+    closed_before = np.cumsum(fin_rst) - fin_rst  # FIN/RST packets strictly before each packet
+    # Count closing packets since the previous SYN of the same flow (or its start), so that a
+    # retransmitted SYN stays in its flow while a SYN after FIN/RST opens the next one.
+    pos = np.arange(n, dtype=np.int64)
+    seg_first = np.flatnonzero(starts)[np.cumsum(starts) - 1]
+    last_syn = np.maximum.accumulate(np.where(pure_syn, pos, -1))
+    prev_syn = np.concatenate(([-1], last_syn[:-1]))
+    anchor = np.maximum(prev_syn, seg_first)
+    reuse = pure_syn & (closed_before - closed_before[anchor] > 0)
+    if reuse.any():
+        starts |= reuse
+    return starts
+
+
+def _aggregate(pk, order, bounds, dir_s, fl_s, pr_s, ts_s) -> pd.DataFrame:
+    """Sum each flow's contiguous slice of sorted packets, per canonical direction."""
+    frame_len = pk["frame_len"].to_numpy().astype(np.int64)[order]
+    payload = pk["payload_len"].to_numpy().astype(np.int64)[order]
+    head = pk["payload_head"].to_numpy().astype(np.int64)[order]
+    d1 = dir_s.astype(np.int64)
+    d0 = 1 - d1
+
+    def per_flow(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, bounds)
+
+    n = len(order)
+    pos = np.arange(n, dtype=np.int64)
+    big = np.int64(n)
+    pure_syn = (pr_s == TCP) & ((fl_s & (SYN | ACK)) == SYN)
+    syn_ack = (pr_s == TCP) & ((fl_s & (SYN | ACK)) == (SYN | ACK))
+    has_payload = payload > 0
+    out = pd.DataFrame(
+        {
+            "proto_num": pr_s[bounds],
+            "first_ns": ts_s[bounds],
+            "last_ns": np.maximum.reduceat(ts_s, bounds),
+            "first_dir": dir_s[bounds].astype(np.int64),
+            "packets0": per_flow(d0),
+            "packets1": per_flow(d1),
+            "bytes0": per_flow(frame_len * d0),
+            "bytes1": per_flow(frame_len * d1),
+            "payload0": per_flow(payload * d0),
+            "payload1": per_flow(payload * d1),
+            "syn_pos": np.minimum.reduceat(np.where(pure_syn, pos, big), bounds),
+            "synack0": per_flow((syn_ack & (d0 == 1)).astype(np.int64)),
+            "synack1": per_flow((syn_ack & (d1 == 1)).astype(np.int64)),
+            "rst0": per_flow((((fl_s & RST) != 0) & (d0 == 1) & (pr_s == TCP)).astype(np.int64)),
+            "rst1": per_flow((((fl_s & RST) != 0) & (d1 == 1) & (pr_s == TCP)).astype(np.int64)),
+            "fin": per_flow((((fl_s & FIN) != 0) & (pr_s == TCP)).astype(np.int64)),
+            "head_pos0": np.minimum.reduceat(np.where(has_payload & (d0 == 1), pos, big), bounds),
+            "head_pos1": np.minimum.reduceat(np.where(has_payload & (d1 == 1), pos, big), bounds),
+            "icmp_type0": pk["icmp_type"].to_numpy()[order][bounds],
+            "icmp_code0": pk["icmp_code"].to_numpy()[order][bounds],
+        }
+    )
+    syn_pos = out["syn_pos"].to_numpy()
+    out["syn_dir"] = np.where(syn_pos < big, dir_s[np.minimum(syn_pos, n - 1)], -1)
+    for side in (0, 1):
+        p = out[f"head_pos{side}"].to_numpy()
+        out[f"head{side}"] = np.where(p < big, head[np.minimum(p, n - 1)], 0)
+    return out
+
+
+def _service_rank(port: np.ndarray) -> np.ndarray:
+    """2 for well-known or known service ports, 1 for other registered ports, 0 for ephemeral."""
+    rank = np.where(port < EPHEMERAL_FLOOR, 1, 0)
+    rank = np.where((port < 1024) | np.isin(port, REGISTERED_SERVICE_PORTS), 2, rank)
+    return np.where(port == 0, 0, rank)
+
+
+def _initiator_dir(f: pd.DataFrame) -> np.ndarray:
+    """Which canonical side (0 = a, 1 = b) started each flow."""
+    syn_dir = f["syn_dir"].to_numpy()
+    first_dir = f["first_dir"].to_numpy()
+    a_rank = _service_rank(f["a_port"].to_numpy())
+    b_rank = _service_rank(f["b_port"].to_numpy())
+    by_port = np.where(a_rank > b_rank, 1, np.where(b_rank > a_rank, 0, first_dir))
+    # a SYN/ACK without its SYN in the capture still names the server
+    synack_only = np.where(f["synack1"].to_numpy() > 0, 0, np.where(f["synack0"] > 0, 1, -1))
+    init = np.where(synack_only >= 0, synack_only, by_port)
+    icmp = np.isin(f["proto_num"].to_numpy(), (ICMP, ICMPV6))
+    init = np.where(icmp, first_dir, init)
+    return np.where(syn_dir >= 0, syn_dir, init)
+
+
+def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable) -> pd.DataFrame:
+    """Turn canonical (a, b) aggregates into initiator/responder columns and a state."""
+    init = _initiator_dir(f)
+    a_init = init == 0
+
+    def pick(col: str, initiator: bool) -> np.ndarray:
+        a_val, b_val = f[f"{col}0"].to_numpy(), f[f"{col}1"].to_numpy()
+        return np.where(a_init == initiator, a_val, b_val)
+
+    addr_text = format_ip(addr_hi, addr_lo)
+    a_ip, b_ip = addr_text[f["a_code"].to_numpy()], addr_text[f["b_code"].to_numpy()]
+    proto_num = f["proto_num"].to_numpy()
+    names = np.array([PROTO_NAMES.get(int(p), str(int(p))) for p in range(256)], dtype=object)
+    is_icmp = np.isin(proto_num, (ICMP, ICMPV6))
+    file_names = np.array([cf.name for cf in table.files] or [""], dtype=object)
+    flows = pd.DataFrame(
+        {
+            "flow_id": np.arange(len(f), dtype=np.int64),
+            "src_ip": np.where(a_init, a_ip, b_ip),
+            "src_port": np.where(a_init, f["a_port"], f["b_port"]).astype(np.uint16),
+            "dst_ip": np.where(a_init, b_ip, a_ip),
+            "dst_port": np.where(a_init, f["b_port"], f["a_port"]).astype(np.uint16),
+            "proto": names[proto_num],
+            "first_seen": pd.to_datetime(f["first_ns"].to_numpy(), unit="ns", utc=True),
+            "last_seen": pd.to_datetime(f["last_ns"].to_numpy(), unit="ns", utc=True),
+            "src_packets": pick("packets", True),
+            "src_bytes": pick("bytes", True),
+            "dst_packets": pick("packets", False),
+            "dst_bytes": pick("bytes", False),
+            "src_payload_bytes": pick("payload", True),
+            "dst_payload_bytes": pick("payload", False),
+            "state": _state(f, proto_num, pick),
+            "end": np.where(
+                (f["rst0"] + f["rst1"]).to_numpy() > 0, "rst", np.where(f["fin"] > 0, "fin", "")
+            ).astype(object),
+            "icmp_type": pd.array(np.where(is_icmp, f["icmp_type0"], 0), dtype="Int64"),
+            "icmp_code": pd.array(np.where(is_icmp, f["icmp_code0"], 0), dtype="Int64"),
+            "client_payload_head": pick("head", True).astype(np.uint32),
+            "capture": file_names[f["file_index"].to_numpy().astype(np.int64)],
+        }
+    )
+    # ICMP type/code on non-ICMP flows is only set when an unreachable rejects the flow.
+    flows.loc[~is_icmp, ["icmp_type", "icmp_code"]] = pd.NA
+    return flows[column_names(FLOW_COLUMNS)]
+
+
+def _state(f: pd.DataFrame, proto_num: np.ndarray, pick) -> np.ndarray:
+    """Classify each flow's outcome (before ICMP errors are applied)."""
+    tcp = proto_num == TCP
+    syn_seen = f["syn_dir"].to_numpy() >= 0
+    synack_back = pick("synack", False) > 0
+    rst_back = pick("rst", False) > 0
+    answered = pick("packets", False) > 0
+    tcp_state = np.select(
+        [synack_back, syn_seen & rst_back, syn_seen & ~answered, syn_seen],
+        ["established", "rejected", "unanswered", "established"],
+        default="midstream",
+    )
+    other = np.where(answered, "udp_answered", "udp_unanswered")
+    return np.where(tcp, tcp_state, other).astype(object)
+
+
+def _apply_icmp_errors(flows, table, labels, addr_codes, src_port, dst_port, n) -> pd.DataFrame:
+    """Mark flows refused by an ICMP destination-unreachable that quotes their first packet."""
+    errors = table.icmp_errors
+    if errors.empty or flows.empty:
+        return flows
+    pk = table.packets
+    key_cols = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port", "dst_port"]
+    # Look up, for every packet, its 5-tuple as sent; an error quotes the packet it refuses.
+    sent = pd.DataFrame(
+        {
+            "src_ip_hi": pk["src_ip_hi"].to_numpy(),
+            "src_ip_lo": pk["src_ip_lo"].to_numpy(),
+            "dst_ip_hi": pk["dst_ip_hi"].to_numpy(),
+            "dst_ip_lo": pk["dst_ip_lo"].to_numpy(),
+            "proto": pk["proto"].to_numpy().astype(np.int64),
+            "src_port": src_port,
+            "dst_port": dst_port,
+            "ts_ns": pk["ts_ns"].to_numpy(),
+            "flow_id": labels,
+        }
+    ).sort_values("ts_ns", kind="stable")
+    quoted = pd.DataFrame(
+        {
+            "src_ip_hi": errors["inner_src_ip_hi"].to_numpy(),
+            "src_ip_lo": errors["inner_src_ip_lo"].to_numpy(),
+            "dst_ip_hi": errors["inner_dst_ip_hi"].to_numpy(),
+            "dst_ip_lo": errors["inner_dst_ip_lo"].to_numpy(),
+            "proto": errors["inner_proto"].to_numpy().astype(np.int64),
+            "src_port": errors["inner_src_port"].to_numpy().astype(np.int64),
+            "dst_port": errors["inner_dst_port"].to_numpy().astype(np.int64),
+            "ts_ns": pk["ts_ns"].to_numpy()[errors["packet_index"].to_numpy()],
+            "err_type": errors["icmp_type"].to_numpy().astype(np.int64),
+            "err_code": errors["icmp_code"].to_numpy().astype(np.int64),
+            "err_v6": pk["ip_version"].to_numpy()[errors["packet_index"].to_numpy()] == 6,
+        }
+    ).sort_values("ts_ns", kind="stable")
+    refusal = ~((~quoted["err_v6"]) & quoted["err_code"].isin(_NOT_A_REFUSAL_V4))
+    quoted = quoted[refusal]
+    if quoted.empty:
+        return flows
+    matched = pd.merge_asof(quoted, sent, on="ts_ns", by=key_cols, direction="backward")
+    matched = matched.dropna(subset=["flow_id"]).drop_duplicates("flow_id", keep="first")
+    if matched.empty:
+        return flows
+    flows = flows.copy()
+    ids = matched["flow_id"].to_numpy().astype(np.int64)
+    refusable = flows["state"].isin(["unanswered", "udp_unanswered", "rejected"]).to_numpy()[ids]
+    ids, matched = ids[refusable], matched[refusable]
+    flows.loc[ids, "state"] = "rejected"
+    flows.loc[ids, "icmp_type"] = matched["err_type"].to_numpy()
+    flows.loc[ids, "icmp_code"] = matched["err_code"].to_numpy()
+    return flows
+
+
+def flows_summary(flows: pd.DataFrame, top: int = 10) -> dict[str, pd.DataFrame]:
+    """Top talkers and state counts: the data behind `auditor flows`' table view."""
+    total = flows["src_bytes"] + flows["dst_bytes"]
+    talkers = (
+        flows.assign(bytes=total, packets=flows["src_packets"] + flows["dst_packets"])
+        .groupby(["src_ip", "dst_ip", "proto", "dst_port"], as_index=False)
+        .agg(flows=("flow_id", "size"), packets=("packets", "sum"), bytes=("bytes", "sum"))
+        .sort_values(["bytes", "flows"], ascending=False, kind="stable")
+        .head(top)
+        .reset_index(drop=True)
+    )
+    states = (
+        flows.groupby(["proto", "state"], as_index=False)
+        .agg(flows=("flow_id", "size"))
+        .sort_values(["proto", "flows"], ascending=[True, False], kind="stable")
+        .reset_index(drop=True)
+    )
+    return {"top_talkers": talkers, "states": states}
