@@ -349,3 +349,20 @@ RPC_RANGE_COLUMNS = _table(
     ("pinned_ports", "str", "", "ports that look pinned (same interface and port in several captures)"),
     ("recommendation", "str", "", "the documented settings that pin these interfaces' ports"),
 )
+
+
+# firewall.design_requests / asbuilt_requests / merge_requests: one row per rule request.
+FIREWALL_COLUMNS = _table(
+    ("source", "str", "", "source address, network CIDR, or 'any'"),
+    ("source_name", "str", "", "inventory host or network name, else the capture's, else empty"),
+    ("destination", "str", "", "destination address, network CIDR, or 'any'"),
+    ("destination_name", "str", "", "inventory host or network name, else empty"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
+    ("ports", "str", "", "destination ports merged into ranges ('25', '5060-5061,5065-5068')"),
+    ("service", "str", "", "service families, ';'-joined"),
+    ("rules", "str", "", "catalogue rule ids that justify the request, ';'-joined"),
+    ("justification", "str", "", "why: the rules' descriptions, or 'not in the catalogue: ...'"),
+    ("scope", "str", "", "internal (Exchange/AD servers) or strict (client, Internet, Edge)"),
+    ("justified", "bool", "", "a catalogue rule justifies every port of the row"),
+    ("note", "str", "", "dynamic RPC advice (pinning setting) or observed flow counts"),
+)
