@@ -1,0 +1,97 @@
+"""The flow table agrees with tshark's own conversations on every real and fixture capture.
+
+tshark is the oracle: per TCP/UDP stream (tcp.stream / udp.stream, its own port-reuse split) we
+compare the two endpoints, the packet count and the sum of frame.len with our flows built without
+idle timeouts (tshark has none). Differences are allowed only where listed in KNOWN_DIFFERENCES.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from auditor import FlowOptions, build_flows, read_packets
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "captures"
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
+
+# capture name -> why tshark's conversations legitimately differ from ours
+KNOWN_DIFFERENCES = {
+    # tshark reassembles IP fragments and puts the UDP layer on the last fragment only, while we
+    # count every fragment to the flow of its first fragment (tested in test_flows.py).
+    "ipv4_fragments.pcap": "IP reassembly moves fragments out of tshark's udp.stream",
+    # hand-made truncated file: tshark stops with an error at the cut record
+    "truncated.pcap": "tshark refuses the cut final record",
+}
+
+
+def _captures() -> list[Path]:
+    found = [p for p in sorted((ROOT / "fixtures" / "pcaps").rglob("*"))
+             if p.suffix in CAPTURE_SUFFIXES and p.is_file()]
+    found += sorted(p for p in SHARED.glob("*") if p.suffix in CAPTURE_SUFFIXES)
+    return found
+
+
+def tshark_conversations(path: Path) -> Counter:
+    """(proto, endpoints, packets, bytes) per tshark TCP/UDP stream."""
+    fields = ["tcp.stream", "udp.stream", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
+              "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "frame.len"]
+    cmd = ["tshark", "-n", "-r", str(path), "-Y", "(tcp or udp) and not icmp and not icmpv6",
+           "-T", "fields", "-E", "occurrence=f", "-E", "separator=\t"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    streams: dict[tuple[str, str], dict] = {}
+    for line in out.splitlines():
+        ts, us, s4, s6, d4, d6, tsp, usp, tdp, udp_, flen = line.split("\t")
+        proto, stream = ("tcp", ts) if ts else ("udp", us)
+        ep = ((s4 or s6, int(tsp or usp)), (d4 or d6, int(tdp or udp_)))
+        entry = streams.setdefault((proto, stream), {"ep": frozenset(ep), "packets": 0, "bytes": 0})
+        entry["packets"] += 1
+        entry["bytes"] += int(flen)
+    return Counter((p, e["ep"], e["packets"], e["bytes"]) for (p, _), e in streams.items())
+
+
+def auditor_conversations(path: Path) -> Counter:
+    """The same view of our flow table."""
+    with pytest.warns() if path.name in WARNS else _nullcontext():
+        flows = build_flows(read_packets([path]), FlowOptions(float("inf"), float("inf")))
+    flows = flows[flows["proto"].isin(["tcp", "udp"])]
+    return Counter(
+        (
+            r.proto,
+            frozenset({(r.src_ip, int(r.src_port)), (r.dst_ip, int(r.dst_port))}),
+            int(r.src_packets + r.dst_packets),
+            int(r.src_bytes + r.dst_bytes),
+        )
+        for r in flows.itertuples(index=False)
+    )
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+WARNS = {"truncated.pcap"}
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("path", _captures(), ids=lambda p: p.name)
+def test_flows_agree_with_tshark_conversations(path: Path):
+    if shutil.which("tshark") is None:
+        pytest.fail("tshark is required for the flow oracle")
+    if path.name in KNOWN_DIFFERENCES:
+        pytest.skip(KNOWN_DIFFERENCES[path.name])
+    ours, theirs = auditor_conversations(path), tshark_conversations(path)
+    assert sum(theirs.values()) > 0 or sum(ours.values()) == 0
+    assert ours - theirs == Counter(), f"only in auditor: {sorted(ours - theirs, key=str)[:5]}"
+    assert theirs - ours == Counter(), f"only in tshark: {sorted(theirs - ours, key=str)[:5]}"
