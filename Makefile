@@ -16,7 +16,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,parquet,xlsx]'
+	$(PY) -m pip install -q -e '.[dev,xlsx]'
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)
