@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+
+from auditor.schema import (
+    AUDIT_FLOW_COLUMNS,
+    FINDING_COLUMNS,
+    FLOW_COLUMNS,
+    RULE_STATUS_COLUMNS,
+    column_names,
+    empty_frame,
+)
 
 
 @dataclass(frozen=True)
@@ -21,3 +31,373 @@ class AuditResult:
     captures: tuple = ()  # capture.CaptureFile of every file read
     warnings: tuple[str, ...] = ()  # what was skipped and why (one line each)
     summary: Mapping[str, object] = field(default_factory=dict)  # counts per finding kind etc.
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Knobs of the comparison."""
+
+    legacy_rpc_range: bool = False  # also accept 1025-5000 as the dynamic RPC range
+    # UDP services that answer every request: silence there is a likely block, elsewhere normal
+    udp_request_services: tuple[str, ...] = ("dns", "ldap", "kerberos", "ntp", "kpasswd")
+    # destination roles whose absence is reported per source host (every server needs them)
+    per_host_missing_roles: tuple[str, ...] = ("domain_controller", "dns")
+
+
+# ICMP messages that answer other traffic (unreachable, time exceeded, too big, ...), not flows
+ICMP_CONTROL = {"icmp": (3, 4, 5, 11, 12), "icmpv6": (1, 2, 3, 4)}
+PORT_SERVICES = {
+    25: "smtp", 587: "smtp", 53: "dns", 88: "kerberos", 464: "kerberos", 389: "ldap", 636: "ldap",
+    3268: "ldap", 3269: "ldap", 135: "rpc", 445: "smb", 139: "netbios", 137: "netbios",
+    138: "netbios", 80: "http", 443: "http", 123: "ntp", 5060: "sip", 5061: "sip",
+    64327: "replication", 3343: "cluster", 50636: "ldap", 3389: "management", 5985: "management",
+    5986: "management", 110: "pop3", 995: "pop3", 143: "imap", 993: "imap",
+}
+_ROLE_SEVERITY_HIGH = {"internet", "unknown", "edge_transport"}
+_ROLE_SEVERITY_MEDIUM = {"client", "voip_gateway", "admin", "ocs"}
+
+
+def audit_flows(
+    flows: pd.DataFrame,
+    inventory,
+    catalogue,
+    *,
+    rpc_endpoints: pd.DataFrame | None = None,
+    names: pd.DataFrame | None = None,
+    options: AuditOptions | None = None,
+) -> AuditResult:
+    """Audit a flow table against an inventory and a catalogue."""
+    from auditor.catalogue import rule_ports_frame
+    from auditor.roles import assign_roles
+
+    options = options or AuditOptions()
+    flows = flows if flows is not None else empty_frame(FLOW_COLUMNS)
+    hosts = _hosts(flows, inventory, names, assign_roles)
+    rpc_ports = _rpc_ports(rpc_endpoints)
+    match_table = rule_ports_frame(catalogue, rpc_ports, legacy_rpc_range=options.legacy_rpc_range)
+    audited = _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options)
+    rules = _rule_status(audited, catalogue, inventory, hosts)
+    findings = pd.concat(
+        [_flow_findings(audited, catalogue), _missing_findings(audited, rules, catalogue,
+                                                               inventory, hosts, options)],
+        ignore_index=True,
+    )
+    findings = _sorted_findings(findings)
+    host_view = _host_view(audited, hosts, findings)
+    summary = _summary(audited, findings, rules)
+    return AuditResult(
+        flows=audited,
+        findings=findings,
+        rules=rules,
+        rpc=rpc_endpoints if rpc_endpoints is not None else pd.DataFrame(),
+        rpc_ranges=pd.DataFrame(),
+        hosts=host_view,
+        summary=summary,
+    )
+
+
+def _rpc_ports(endpoints: pd.DataFrame | None) -> dict[str, list[int]]:
+    """Server address -> the dynamic TCP ports discovery learned for it."""
+    if endpoints is None or endpoints.empty:
+        return {}
+    tcp = endpoints[(endpoints["proto"] == "tcp") & (endpoints["port"] != 135)]
+    return {ip: sorted({int(p) for p in grp["port"]}) for ip, grp in tcp.groupby("server_ip")}
+
+
+def _hosts(flows, inventory, names, assign_roles) -> pd.DataFrame:
+    """ip, name, roles (tuple) for every address in the flows."""
+    ips = pd.unique(pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True))
+    hosts = assign_roles(inventory, list(ips))
+    hosts = hosts.assign(name=hosts["name"].fillna("").astype(object))
+    if names is not None and not names.empty:
+        seen = names.drop_duplicates("ip").set_index("ip")["name"]
+        fill = hosts["ip"].map(seen).fillna("")
+        hosts["name"] = np.where(hosts["name"] == "", fill, hosts["name"])
+    return hosts.reset_index(drop=True)
+
+
+def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> pd.DataFrame:
+    """Attach names, roles, the matching rule and a verdict to every flow."""
+    roles = hosts.set_index("ip")["roles"]
+    name = hosts.set_index("ip")["name"]
+    out = flows.copy()
+    out["src_name"] = out["src_ip"].map(name).fillna("").astype(object)
+    out["dst_name"] = out["dst_ip"].map(name).fillna("").astype(object)
+    src_roles = out["src_ip"].map(roles)
+    dst_roles = out["dst_ip"].map(roles)
+    out["src_roles"] = src_roles.map(";".join).astype(object)
+    out["dst_roles"] = dst_roles.map(";".join).astype(object)
+    if rpc_endpoints is not None:
+        from auditor.rpc import annotate_flows
+
+        annotated = annotate_flows(out, rpc_endpoints)
+        out["rpc_interface"] = annotated["rpc_interface"].astype(object)
+        out["rpc_evidence"] = annotated["rpc_evidence"].astype(object)
+    else:
+        out["rpc_interface"] = ""
+        out["rpc_evidence"] = ""
+
+    match = _best_rule(out, src_roles, dst_roles, match_table, catalogue)
+    out["rule"] = match["rule"].fillna("").astype(object)
+    out["src_role"] = match["src_role"].fillna(src_roles.map(lambda r: r[0])).astype(object)
+    out["dst_role"] = match["dst_role"].fillna(dst_roles.map(lambda r: r[0])).astype(object)
+    services = {r.id: r.service for r in catalogue.rules}
+    by_port = out["dst_port"].astype(int).map(PORT_SERVICES)
+    by_port = by_port.where(~(out["rpc_interface"] != ""), "rpc")
+    out["service"] = out["rule"].map(services).fillna(by_port).fillna("").astype(object)
+    out["documented"] = out["rule"] != ""
+
+    control = _icmp_control(out)
+    state = out["state"]
+    silent_udp = (state == "udp_unanswered") & out["documented"] & out["service"].isin(
+        options.udp_request_services
+    )
+    verdict = np.select(
+        [control, state == "rejected", state == "unanswered", silent_udp, out["documented"]],
+        ["expected", "rejected", "unanswered", "unanswered", "expected"],
+        default="unexpected",
+    )
+    out["verdict"] = verdict.astype(object)
+    out.loc[control, "service"] = "icmp"
+    return out[column_names(AUDIT_FLOW_COLUMNS)]
+
+
+def _icmp_control(flows: pd.DataFrame) -> pd.Series:
+    """ICMP errors answer other flows (the refusal is reported on those), so they are not findings."""
+    control = pd.Series(False, index=flows.index)
+    for proto, types in ICMP_CONTROL.items():
+        control |= (flows["proto"] == proto) & flows["icmp_type"].isin(types).fillna(False)
+    return control.astype(bool)
+
+
+def _best_rule(flows, src_roles, dst_roles, match_table, catalogue) -> pd.DataFrame:
+    """Per flow, the best matching rule and the role pair it matched through (NaN when none)."""
+    result = pd.DataFrame(index=flows.index, columns=["rule", "src_role", "dst_role"], dtype=object)
+    if flows.empty or match_table.empty:
+        return result
+    pairs = pd.DataFrame(
+        {"flow": flows.index, "src_role": src_roles.to_numpy(), "dst_role": dst_roles.to_numpy(),
+         "proto": flows["proto"].to_numpy(), "port": flows["dst_port"].astype(np.int64).to_numpy(),
+         "dst_ip": flows["dst_ip"].to_numpy()}
+    ).explode("src_role").explode("dst_role")
+    cand = pairs.merge(match_table, on=["src_role", "dst_role", "proto"], how="inner")
+    cand = cand[(cand["port"] >= cand["port_lo"]) & (cand["port"] <= cand["port_hi"])]
+    learned = set(match_table.loc[match_table["server_ip"] != "", "server_ip"])
+    server_ip = cand["server_ip"].fillna("")
+    cand = cand[(server_ip == cand["dst_ip"]) | ((server_ip == "") & (
+        ~cand["dynamic"] | ~cand["dst_ip"].isin(learned)))]
+    if cand.empty:
+        return result
+    order = {r.id: i for i, r in enumerate(catalogue.rules)}
+    cand = cand.assign(
+        dyn=cand["dynamic"].astype(int), width=cand["port_hi"] - cand["port_lo"],
+        order=cand["rule_id"].map(order),
+    ).sort_values(["flow", "dyn", "width", "order"], kind="stable")
+    best = cand.drop_duplicates("flow").set_index("flow")
+    result.loc[best.index, "rule"] = best["rule_id"]
+    result.loc[best.index, "src_role"] = best["src_role"]
+    result.loc[best.index, "dst_role"] = best["dst_role"]
+    return result
+
+
+def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
+    """Observed / missing / not_applicable per catalogue rule."""
+    present = _roles_present(inventory, hosts)
+    matched = audited[audited["rule"] != ""]
+    stats = matched.assign(bytes=matched["src_bytes"] + matched["dst_bytes"]).groupby("rule").agg(
+        flows=("flow_id", "size"), bytes=("bytes", "sum"),
+        host_pairs=("src_ip", lambda s: len(set(zip(s, matched.loc[s.index, "dst_ip"], strict=True)))),
+    )
+    rows = []
+    for rule in catalogue.rules:
+        flows_n = int(stats["flows"].get(rule.id, 0))
+        roles_ok = bool(set(rule.source) & present) and bool(set(rule.destination) & present)
+        status = "observed" if flows_n else ("missing" if rule.expected and roles_ok
+                                             else "not_applicable")
+        rows.append({
+            "id": rule.id, "service": rule.service, "source": ";".join(rule.source),
+            "destination": ";".join(rule.destination), "proto": rule.proto,
+            "ports": ",".join(str(p) for p in rule.ports), "expected": bool(rule.expected),
+            "status": status, "flows": flows_n, "bytes": int(stats["bytes"].get(rule.id, 0)),
+            "host_pairs": int(stats["host_pairs"].get(rule.id, 0)),
+        })
+    frame = pd.DataFrame(rows) if rows else empty_frame(RULE_STATUS_COLUMNS)
+    return frame.astype({c.name: c.dtype for c in RULE_STATUS_COLUMNS})[
+        column_names(RULE_STATUS_COLUMNS)]
+
+
+def _roles_present(inventory, hosts) -> set[str]:
+    """Roles the inventory declares (hosts and networks) plus roles of addresses seen."""
+    present = {r for h in inventory.hosts for r in h.roles}
+    present |= {r for n in inventory.networks for r in n.roles}
+    present |= set(getattr(inventory, "default_roles", ()) or ())
+    return present
+
+
+def _severity_for(src_role: pd.Series, dst_role: pd.Series) -> np.ndarray:
+    roles = pd.concat([src_role, dst_role], axis=1)
+    high = roles.isin(_ROLE_SEVERITY_HIGH).any(axis=1)
+    medium = roles.isin(_ROLE_SEVERITY_MEDIUM).any(axis=1)
+    return np.select([high, medium], ["high", "medium"], default="low")
+
+
+def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
+    """Aggregate unexpected, rejected and unanswered flows per (kind, src, dst, proto, port)."""
+    bad = audited[audited["verdict"] != "expected"]
+    if bad.empty:
+        return empty_frame(FINDING_COLUMNS)
+    bad = bad.assign(
+        kind=bad["verdict"], packets=bad["src_packets"] + bad["dst_packets"],
+        bytes=bad["src_bytes"] + bad["dst_bytes"],
+        icmp=bad["icmp_type"].astype("string").fillna("") + "/" +
+        bad["icmp_code"].astype("string").fillna(""),
+    )
+    keys = ["kind", "src_ip", "dst_ip", "proto", "dst_port"]
+    agg = bad.groupby(keys, as_index=False, sort=False).agg(
+        src_name=("src_name", "first"), dst_name=("dst_name", "first"),
+        src_role=("src_role", "first"), dst_role=("dst_role", "first"),
+        documented=("documented", "any"), rule=("rule", "first"), service=("service", "first"),
+        flows=("flow_id", "size"), packets=("packets", "sum"), bytes=("bytes", "sum"),
+        first_seen=("first_seen", "min"), last_seen=("last_seen", "max"),
+        icmp=("icmp", "first"), states=("state", lambda s: ",".join(sorted(set(s)))),
+        rpc_interface=("rpc_interface", "first"),
+    )
+    blocked = agg["kind"] != "unexpected"
+    agg["severity"] = np.where(
+        blocked,
+        np.where(agg["documented"], "high", "low"),
+        _severity_for(agg["src_role"], agg["dst_role"]),
+    )
+    agg["detail"] = [_detail(row) for row in agg.itertuples(index=False)]
+    agg["dst_port"] = agg["dst_port"].astype("Int64")
+    return agg[column_names(FINDING_COLUMNS)]
+
+
+def _detail(row) -> str:
+    """One sentence explaining a flow finding."""
+    path = f"{row.src_role} -> {row.dst_role} on {row.dst_port}/{row.proto}"
+    rpc = f" (RPC interface {row.rpc_interface})" if row.rpc_interface else ""
+    if row.kind == "unexpected":
+        return f"no catalogue rule allows {path}{rpc}"
+    why = {
+        "rejected": "refused (TCP RST)" if row.icmp == "/" else f"refused by ICMP {row.icmp}"
+        + (" administratively prohibited" if row.icmp in ("3/13", "1/1") else ""),
+        "unanswered": "attempted but never answered",
+    }[row.kind]
+    doc = f"documented by {row.rule}: likely firewall block" if row.documented else "undocumented path"
+    return f"{path} {why}; {doc}{rpc}"
+
+
+def _missing_findings(audited, rules, catalogue, inventory, hosts, options) -> pd.DataFrame:
+    """Expected rules never observed (role level), and AD dependencies a seen server never used."""
+    by_id = {r.id: r for r in catalogue.rules}
+    rows = []
+    for rule_row in rules[rules["status"] == "missing"].itertuples(index=False):
+        rule = by_id[rule_row.id]
+        src_hosts = _hosts_with(inventory, rule.source)
+        dst_hosts = _hosts_with(inventory, rule.destination)
+        rows.append(_missing_row(
+            rule, src_ip=_single(src_hosts), dst_ip=_single(dst_hosts),
+            src_role="|".join(rule.source) if not _single(src_hosts) else _role_of(rule.source,
+                                                                                    src_hosts),
+            dst_role="|".join(rule.destination) if not _single(dst_hosts) else _role_of(
+                rule.destination, dst_hosts),
+            src_name=_single(src_hosts, "name"), dst_name=_single(dst_hosts, "name"),
+            detail=f"{rule.id} ({rule.service}) expected but never observed",
+        ))
+    seen_ips = set(audited["src_ip"]) | set(audited["dst_ip"])
+    ok = audited[(audited["rule"] != "") & (audited["verdict"] == "expected")]
+    for rule_row in rules[rules["status"] == "observed"].itertuples(index=False):
+        rule = by_id[rule_row.id]
+        if not (rule.expected and set(rule.destination) & set(options.per_host_missing_roles)):
+            continue
+        users = set(ok.loc[ok["rule"] == rule.id, "src_ip"])
+        for host in inventory.hosts:
+            role = next((r for r in host.roles if r in rule.source), None)
+            if role is None:
+                continue
+            for ip in host.addresses:
+                if ip in seen_ips and ip not in users:
+                    rows.append(_missing_row(
+                        rule, src_ip=ip, dst_ip="", src_role=role,
+                        dst_role="|".join(rule.destination), src_name=host.name, dst_name="",
+                        detail=f"{host.name} never used {rule.id} ({rule.service}) although "
+                        "other hosts did",
+                    ))
+    if not rows:
+        return empty_frame(FINDING_COLUMNS)
+    return pd.DataFrame(rows)[column_names(FINDING_COLUMNS)]
+
+
+def _hosts_with(inventory, roles: Sequence[str]) -> list:
+    return [h for h in inventory.hosts if set(h.roles) & set(roles)]
+
+
+def _single(hosts: list, what: str = "ip") -> str:
+    if len(hosts) != 1 or len(hosts[0].addresses) != 1:
+        return ""
+    return hosts[0].name if what == "name" else hosts[0].addresses[0]
+
+
+def _role_of(roles: Sequence[str], hosts: list) -> str:
+    return next(r for r in hosts[0].roles if r in roles)
+
+
+def _missing_row(rule, *, src_ip, dst_ip, src_role, dst_role, src_name, dst_name, detail) -> dict:
+    ports = [p for p in rule.ports if isinstance(p, int) or str(p).isdigit()]
+    return {
+        "kind": "missing", "severity": rule.severity, "src_ip": src_ip, "dst_ip": dst_ip,
+        "proto": rule.proto, "dst_port": int(ports[0]) if len(rule.ports) == 1 and ports else pd.NA,
+        "src_name": src_name, "dst_name": dst_name, "src_role": src_role, "dst_role": dst_role,
+        "documented": True, "rule": rule.id, "service": rule.service, "flows": 0, "packets": 0,
+        "bytes": 0, "first_seen": pd.NaT, "last_seen": pd.NaT,
+        "detail": f"{detail} (ports {','.join(str(p) for p in rule.ports)}/{rule.proto})",
+    }
+
+
+_KIND_ORDER = {k: i for i, k in enumerate(("rejected", "unanswered", "unexpected", "missing"))}
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+def _sorted_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    """Most important first: documented blocks, then by severity, kind and volume."""
+    if findings.empty:
+        return empty_frame(FINDING_COLUMNS)
+    findings = findings.astype({c.name: c.dtype for c in FINDING_COLUMNS})
+    order = findings.assign(
+        _s=findings["severity"].map(_SEVERITY_ORDER), _k=findings["kind"].map(_KIND_ORDER),
+        _b=-findings["bytes"],
+    ).sort_values(["_s", "_k", "_b", "src_ip", "dst_ip", "dst_port"], kind="stable")
+    return order[column_names(FINDING_COLUMNS)].reset_index(drop=True)
+
+
+def _host_view(audited, hosts, findings) -> pd.DataFrame:
+    """One row per address: name, roles, flows and bytes as either end, findings involving it."""
+    both = pd.concat([
+        audited[["src_ip", "flow_id", "src_bytes", "dst_bytes"]].rename(columns={"src_ip": "ip"}),
+        audited[["dst_ip", "flow_id", "src_bytes", "dst_bytes"]].rename(columns={"dst_ip": "ip"}),
+    ])
+    stats = both.assign(bytes=both["src_bytes"] + both["dst_bytes"]).groupby("ip").agg(
+        flows=("flow_id", "size"), bytes=("bytes", "sum"))
+    involved = pd.concat([findings["src_ip"], findings["dst_ip"]]).value_counts()
+    view = hosts.assign(roles=hosts["roles"].map(";".join))
+    view = view.join(stats, on="ip")
+    view["findings"] = view["ip"].map(involved).fillna(0).astype(np.int64)
+    view[["flows", "bytes"]] = view[["flows", "bytes"]].fillna(0).astype(np.int64)
+    return view[["ip", "name", "roles", "flows", "bytes", "findings"]].sort_values(
+        ["bytes", "ip"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _summary(audited, findings, rules) -> dict[str, object]:
+    """Headline counts."""
+    return {
+        "flows": int(len(audited)),
+        "packets": int(audited["src_packets"].sum() + audited["dst_packets"].sum()),
+        "bytes": int(audited["src_bytes"].sum() + audited["dst_bytes"].sum()),
+        "hosts": int(len(set(audited["src_ip"]) | set(audited["dst_ip"]))),
+        "verdicts": {k: int(v) for k, v in audited["verdict"].value_counts().items()},
+        "findings": {k: int((findings["kind"] == k).sum()) for k in _KIND_ORDER},
+        "documented_blocks": int(
+            (findings["kind"].isin(["rejected", "unanswered"]) & findings["documented"]).sum()),
+        "rules": {k: int(v) for k, v in rules["status"].value_counts().items()},
+    }

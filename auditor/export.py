@@ -1,0 +1,76 @@
+"""The audit's JSON contract: a versioned document described by `data/audit-result.schema.json`."""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+
+import pandas as pd
+
+from auditor.audit import AuditResult
+
+SCHEMA_VERSION = "1.0"
+
+FINDING_FIELDS = (
+    "kind", "severity", "src_ip", "dst_ip", "proto", "dst_port", "src_name", "dst_name", "src_role",
+    "dst_role", "documented", "rule", "service", "flows", "packets", "bytes", "first_seen",
+    "last_seen", "detail",
+)
+RULE_FIELDS = ("id", "status", "service", "source", "destination", "proto", "ports", "expected",
+               "flows", "bytes", "host_pairs")
+RPC_FIELDS = ("server_ip", "port", "proto", "interface_uuid", "interface", "evidence", "flows",
+              "clients")
+
+
+def result_to_dict(result: AuditResult) -> dict:
+    """The JSON document of an audit (schema_version, captures, summary, findings, rules, rpc)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "captures": [
+            {
+                "name": c.name, "format": c.format, "records": int(c.records),
+                "ip_packets": int(c.ip_packets), "skipped": {k: int(v) for k, v in c.skipped.items()},
+            }
+            for c in result.captures
+        ],
+        "summary": dict(result.summary),
+        "warnings": list(result.warnings),
+        "findings": _records(result.findings, FINDING_FIELDS),
+        "rules": _records(result.rules, RULE_FIELDS),
+        "rpc": _records(result.rpc, RPC_FIELDS),
+        "rpc_ranges": _records(result.rpc_ranges, tuple(result.rpc_ranges.columns)),
+    }
+
+
+def result_to_json(result: AuditResult) -> str:
+    """The JSON document as text."""
+    return json.dumps(result_to_dict(result), indent=1, ensure_ascii=False) + "\n"
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the audit document."""
+    text = resources.files("auditor").joinpath("data/audit-result.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def _records(frame: pd.DataFrame, fields: tuple[str, ...]) -> list[dict]:
+    """Rows as plain JSON values: ISO timestamps, None for missing, ints not numpy ints."""
+    if frame is None or frame.empty:
+        return []
+    present = [f for f in fields if f in frame.columns]
+    return [{k: _plain(v) for k, v in row.items()} for row in frame[present].to_dict("records")]
+
+
+def _plain(value):
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

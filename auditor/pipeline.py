@@ -1,0 +1,99 @@
+"""The whole job in one call: captures -> flows -> RPC discovery and names -> audit."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from auditor.audit import AuditOptions, AuditResult, audit_flows
+from auditor.capture import PacketTable, read_packets
+from auditor.errors import DissectError, DissectWarning
+from auditor.flows import FlowOptions, build_flows_labelled
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Options of every stage, passed down explicitly."""
+
+    flows: FlowOptions = field(default_factory=FlowOptions)
+    audit: AuditOptions = field(default_factory=AuditOptions)
+    rpc: bool = True  # run dynamic-RPC discovery and host naming (needs tshark)
+    rpc_options: object | None = None  # rpc.RpcOptions; None for its defaults
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the captures show before any comparison: packets, flows, RPC endpoints, names."""
+
+    table: PacketTable
+    flows: pd.DataFrame
+    labels: object  # numpy array: flow_id per packet row
+    rpc: object | None  # rpc.RpcDiscovery, or None when discovery was skipped
+    warnings: tuple[str, ...]
+
+
+def observe(
+    captures: Sequence[str | Path],
+    options: PipelineOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Observation:
+    """Read the captures, build flows and (when asked) discover RPC endpoints and host names."""
+    options = options or PipelineOptions()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_packets(captures, progress=progress)
+        flows, labels = build_flows_labelled(table, options.flows)
+        discovery = _discover(table, flows, labels, options) if options.rpc else None
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
+    for w in caught:  # hand them on to the caller's own warning filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return Observation(table, flows, labels, discovery, notes)
+
+
+def _discover(table, flows, labels, options: PipelineOptions):
+    from auditor.rpc import discover_endpoints
+
+    try:
+        return discover_endpoints(table, flows, labels, options=options.rpc_options)
+    except DissectError as exc:
+        warnings.warn(f"RPC discovery and host naming skipped: {exc}", DissectWarning, stacklevel=3)
+        return None
+
+
+def audit_captures(
+    captures: Sequence[str | Path],
+    inventory,
+    catalogue,
+    options: PipelineOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditResult:
+    """Audit captures against an inventory and a catalogue (the `auditor audit` job)."""
+    options = options or PipelineOptions()
+    seen = observe(captures, options, progress)
+    return audit_observation(seen, inventory, catalogue, options)
+
+
+def audit_observation(seen: Observation, inventory, catalogue,
+                      options: PipelineOptions | None = None) -> AuditResult:
+    """Audit an Observation (so one capture read can serve several inventories)."""
+    from auditor.rpc import dynamic_ranges
+
+    options = options or PipelineOptions()
+    endpoints = seen.rpc.endpoints if seen.rpc is not None else None
+    names = seen.rpc.names if seen.rpc is not None else None
+    result = audit_flows(seen.flows, inventory, catalogue, rpc_endpoints=endpoints, names=names,
+                         options=options.audit)
+    ranges = dynamic_ranges(endpoints) if endpoints is not None else pd.DataFrame()
+    return dataclasses.replace(
+        result,
+        captures=tuple(seen.table.files),
+        warnings=seen.warnings,
+        rpc=endpoints if endpoints is not None else result.rpc,
+        rpc_ranges=ranges,
+        summary={**result.summary, "rpc_discovery": seen.rpc is not None},
+    )
