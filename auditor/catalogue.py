@@ -1,0 +1,508 @@
+"""The reference catalogue: documented Exchange 2010 paths as data (`rules/*.yaml`).
+
+Rules parse into frozen dataclasses; every malformed value raises CatalogueError naming
+`file:line`. `rule_ports_frame` expands the rules into the match table the audit joins
+flows against, resolving the `rpc-dynamic` symbol per server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from auditor.errors import CatalogueError
+from auditor.schema import ROLES, RULE_COLUMNS, RULE_PORT_COLUMNS, Column, column_names
+
+BUNDLED_NAME = "exchange2010.yaml"
+PROTOS = ("tcp", "udp")
+STATUSES = ("CONFIRMED", "PARTIAL", "UNCONFIRMED")
+SEVERITIES = ("info", "low", "medium", "high")
+SCOPES = ("internal", "strict")
+RPC_DYNAMIC = "rpc-dynamic"
+DEFAULT_RPC_RANGE = (49152, 65535)  # Windows Vista / Server 2008 and later (KB929851)
+LEGACY_RPC_RANGE = (1025, 5000)  # Windows 2000 / XP / Server 2003
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SERVICE = re.compile(r"[a-z][a-z0-9-]*")
+_CITATION = re.compile(r"\[(S\d+[a-z]?)\]")
+
+
+# ---- YAML with line numbers (shared with roles.py) ----
+
+
+class FieldError(Exception):
+    """A value is wrong at a line of the file being read; callers add the file name."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class LineMap(dict):
+    """A YAML mapping that remembers where it, its keys and its values start (1-based)."""
+
+    line = 0
+
+    def __init__(self):
+        super().__init__()
+        self.key_lines: dict = {}
+        self.value_lines: dict = {}
+
+
+class LineList(list):
+    """A YAML sequence that remembers where it and each item start (1-based)."""
+
+    line = 0
+
+    def __init__(self):
+        super().__init__()
+        self.item_lines: list[int] = []
+
+
+# libyaml's parser when present: the pure-Python one takes ~0.4 s for the bundled catalogue.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class LineLoader(_BaseLoader):
+    """SafeLoader keeping start lines, refusing duplicate keys, with YAML 1.2 booleans."""
+
+
+# Only true/false are booleans: `expected: yes` is an error, not a silent True.
+LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+LineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _construct_map(loader: LineLoader, node: yaml.MappingNode):
+    data = LineMap()
+    data.line = node.start_mark.line + 1
+    yield data
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            seen = key in data
+        except TypeError:
+            raise FieldError(line, "a mapping key must be a plain value") from None
+        if seen:
+            raise FieldError(line, f"duplicate key {key!r} (first at line {data.key_lines[key]})")
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_lines[key] = line
+        data.value_lines[key] = value_node.start_mark.line + 1
+
+
+def _construct_seq(loader: LineLoader, node: yaml.SequenceNode):
+    data = LineList()
+    data.line = node.start_mark.line + 1
+    yield data
+    for item in node.value:
+        data.append(loader.construct_object(item, deep=True))
+        data.item_lines.append(item.start_mark.line + 1)
+
+
+LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def read_yaml(path: str | Path, error: type[Exception]):
+    """Parse one YAML file with LineLoader; problems raise `error("file:line: what")`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=LineLoader)  # noqa: S506 - LineLoader is a SafeLoader
+    except FieldError as exc:
+        raise error(f"{path}:{exc.line}: {exc.message}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise error(f"{path}:{mark.line + 1}: YAML error: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: YAML error: {exc}") from None
+
+
+Check = Callable[[str, object, int], object]
+
+
+def check_fields(mapping: object, schema: Mapping[str, tuple[bool, Check]], what: str,
+                 line: int) -> dict:
+    """Validate a mapping against {field: (required, check)}; return the checked values."""
+    if not isinstance(mapping, LineMap):
+        raise FieldError(getattr(mapping, "line", line), f"{what} must be a mapping")
+    for key in mapping:
+        if key not in schema:
+            raise FieldError(mapping.key_lines[key],
+                             f"unknown field {key!r} (allowed: {', '.join(schema)})")
+    out = {}
+    for key, (required, check) in schema.items():
+        if key in mapping:
+            out[key] = check(key, mapping[key], mapping.value_lines[key])
+        elif required:
+            raise FieldError(mapping.line, f"missing field {key!r}")
+    return out
+
+
+def check_text(field: str, value: object, line: int) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError(line, f"{field} must be non-empty text, not {value!r}")
+    return value.strip()
+
+
+def check_roles(field: str, value: object, line: int) -> tuple[str, ...]:
+    """A role name or a non-empty list of role names from schema.ROLES."""
+    items, lines = (value, value.item_lines) if isinstance(value, LineList) else ([value], [line])
+    if not items:
+        raise FieldError(line, f"{field} must name at least one role")
+    for item, item_line in zip(items, lines, strict=True):
+        if item not in ROLES:
+            raise FieldError(item_line, f"unknown role {item!r} in {field} "
+                                        f"(roles: {', '.join(ROLES)})")
+    return tuple(dict.fromkeys(items))
+
+
+def _choice(allowed: Sequence[str]) -> Check:
+    def check(field: str, value: object, line: int) -> str:
+        if value not in allowed:
+            raise FieldError(line, f"{field} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    return check
+
+
+def _pattern(rx: re.Pattern, hint: str) -> Check:
+    def check(field: str, value: object, line: int) -> str:
+        if not isinstance(value, str) or not rx.fullmatch(value):
+            raise FieldError(line, f"{field} must be {hint}, not {value!r}")
+        return value
+
+    return check
+
+
+def _check_bool(field: str, value: object, line: int) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(line, f"{field} must be true or false, not {value!r}")
+    return value
+
+
+def _parse_port(value: object, line: int) -> int | str:
+    """One port item: a number, an 'a-b' range or rpc-dynamic (kept as written)."""
+    if value == RPC_DYNAMIC:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        lo = hi = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        lo = hi = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\d+-\d+", value.replace(" ", "")):
+        lo, hi = (int(x) for x in value.replace(" ", "").split("-"))
+    else:
+        raise FieldError(line, f"port {value!r} is not a number, an 'a-b' range or {RPC_DYNAMIC}")
+    for port in (lo, hi):
+        if not 1 <= port <= 65535:
+            raise FieldError(line, f"port {port} is out of range 1-65535")
+    if lo > hi:
+        raise FieldError(line, f"port range {value!r} is reversed")
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _check_ports(field: str, value: object, line: int) -> tuple[int | str, ...]:
+    items, lines = (value, value.item_lines) if isinstance(value, LineList) else ([value], [line])
+    if not items:
+        raise FieldError(line, f"{field} must list at least one port")
+    return tuple(dict.fromkeys(_parse_port(v, n) for v, n in zip(items, lines, strict=True)))
+
+
+# ---- the rule model ----
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where a rule comes from: reference row ids with [Sx] keys, and the reference's status."""
+
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One documented communication path (see rules/README.md for each field)."""
+
+    id: str
+    source: tuple[str, ...]
+    destination: tuple[str, ...]
+    proto: str
+    ports: tuple[int | str, ...]  # as written: 25, "5065-5068", "rpc-dynamic"
+    service: str
+    description: str
+    reference: Reference
+    configurable: str
+    expected: bool
+    severity: str
+    scope: str
+    note: str = ""
+    file: str = ""
+    line: int = 0
+
+    @property
+    def port_ranges(self) -> tuple[tuple[int, int], ...]:
+        """Static ports as (lo, hi) ranges, without rpc-dynamic."""
+        out = []
+        for port in self.ports:
+            if isinstance(port, int):
+                out.append((port, port))
+            elif port != RPC_DYNAMIC:
+                lo, hi = port.split("-")
+                out.append((int(lo), int(hi)))
+        return tuple(out)
+
+    @property
+    def rpc_dynamic(self) -> bool:
+        """The rule includes the server's dynamic RPC ports."""
+        return RPC_DYNAMIC in self.ports
+
+    @property
+    def defined_at(self) -> str:
+        """file:line of the rule."""
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """All rules loaded, in file order, and the files they came from."""
+
+    rules: tuple[Rule, ...]
+    sources: tuple[str, ...]
+    citations: tuple[tuple[str, str], ...] = ()  # ([Sx] key, what it is) from every file
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with this id (KeyError if none)."""
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+
+def _check_reference(field: str, value: object, line: int) -> Reference:
+    try:
+        return Reference(**check_fields(value, _REFERENCE_SCHEMA, field, line))
+    except FieldError as exc:
+        raise FieldError(exc.line, f"{field}: {exc.message}") from None
+
+
+_REFERENCE_SCHEMA: dict[str, tuple[bool, Check]] = {
+    "source": (True, check_text),
+    "status": (True, _choice(STATUSES)),
+}
+
+# The whole rule format in one table: field -> (required, check).
+_RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
+    "id": (True, _pattern(_ID, "letters, digits, '.', '_' or '-'")),
+    "source": (True, check_roles),
+    "destination": (True, check_roles),
+    "proto": (True, _choice(PROTOS)),
+    "ports": (True, _check_ports),
+    "service": (True, _pattern(_SERVICE, "a lower-case word such as smtp or rpc")),
+    "description": (True, check_text),
+    "reference": (True, _check_reference),
+    "configurable": (True, check_text),
+    "expected": (True, _check_bool),
+    "severity": (True, _choice(SEVERITIES)),
+    "scope": (True, _choice(SCOPES)),
+    "note": (False, check_text),
+}
+
+
+def _check_citations(field: str, value: object, line: int) -> dict[str, str]:
+    if not isinstance(value, LineMap):
+        raise FieldError(line, f"{field} must map [Sx] keys to descriptions")
+    for key, text in value.items():
+        if not isinstance(key, str) or not re.fullmatch(r"S\d+[a-z]?", key):
+            raise FieldError(value.key_lines[key], f"citation key {key!r} is not like S12 or S1c")
+        check_text(f"citation {key}", text, value.value_lines[key])
+    return dict(value)
+
+
+def _check_rule_list(field: str, value: object, line: int) -> LineList:
+    if not isinstance(value, LineList):
+        raise FieldError(line, f"{field} must be a list of rules")
+    return value
+
+
+_FILE_SCHEMA: dict[str, tuple[bool, Check]] = {
+    "catalogue": (False, check_text),
+    "description": (False, check_text),
+    "citations": (False, _check_citations),
+    "rules": (True, _check_rule_list),
+}
+
+
+def _load_rule(item: object, index: int, line: int, path: str, citations: dict) -> Rule:
+    """Validate one rule mapping; errors name the rule."""
+    label = f"rule #{index + 1}"
+    if isinstance(item, LineMap) and isinstance(item.get("id"), str):
+        label = f"rule {item['id']!r}"
+    try:
+        values = check_fields(item, _RULE_SCHEMA, "a rule", line)
+        if citations:
+            for key in _CITATION.findall(values["reference"].source):
+                if key not in citations:
+                    raise FieldError(item.value_lines["reference"],
+                                     f"reference cites [{key}], which is not in citations")
+    except FieldError as exc:
+        raise FieldError(exc.line, f"{label}: {exc.message}") from None
+    return Rule(**values, file=path, line=item.line)
+
+
+def _load_file(path: str | Path) -> tuple[list[Rule], dict[str, str]]:
+    path = str(path)
+    doc = read_yaml(path, CatalogueError)
+    try:
+        if doc is None:
+            raise FieldError(1, "empty catalogue (expected a mapping with a 'rules' list)")
+        top = check_fields(doc, _FILE_SCHEMA, "a catalogue", 1)
+        citations = top.get("citations", {})
+        items = top["rules"]
+        rules = [_load_rule(item, i, n, path, citations)
+                 for i, (item, n) in enumerate(zip(items, items.item_lines, strict=True))]
+    except FieldError as exc:
+        raise CatalogueError(f"{path}:{exc.line}: {exc.message}") from None
+    return rules, citations
+
+
+def bundled_catalogue_path() -> Path:
+    """Path of rules/exchange2010.yaml: next to the package (source tree) or as package data."""
+    beside = Path(__file__).resolve().parent.parent / "rules" / BUNDLED_NAME
+    if beside.is_file():
+        return beside
+    data = resources.files("auditor") / "data" / BUNDLED_NAME
+    if data.is_file():
+        return Path(str(data))
+    raise CatalogueError(f"{beside}: bundled catalogue not found (nor auditor/data/{BUNDLED_NAME})")
+
+
+def load_catalogue(paths: Sequence[str | Path] | None = None, *,
+                   replace: bool = False) -> Catalogue:
+    """Load the bundled catalogue plus `paths` (replace=True: only `paths`)."""
+    files = [] if replace else [bundled_catalogue_path()]
+    files += [Path(p) for p in ([paths] if isinstance(paths, str | Path) else paths or [])]
+    if not files:
+        raise CatalogueError("no catalogue files given (replace=True needs at least one path)")
+    rules: list[Rule] = []
+    citations: dict[str, str] = {}
+    first: dict[str, Rule] = {}
+    for path in files:
+        file_rules, file_citations = _load_file(path)
+        for rule in file_rules:
+            if rule.id in first:
+                raise CatalogueError(f"{rule.defined_at}: duplicate rule id {rule.id!r} "
+                                     f"(first defined at {first[rule.id].defined_at})")
+            first[rule.id] = rule
+        rules += file_rules
+        for key, text in file_citations.items():
+            citations.setdefault(key, text)
+    return Catalogue(tuple(rules), tuple(str(p) for p in files), tuple(citations.items()))
+
+
+def check_catalogue(path: str | Path) -> Catalogue:
+    """Validate one catalogue file on its own (for `auditor catalogue --check`)."""
+    return load_catalogue([path], replace=True)
+
+
+# ---- frames ----
+
+
+def _typed(rows: dict[str, list], columns: tuple[Column, ...]) -> pd.DataFrame:
+    """A frame with exactly the schema's columns and dtypes."""
+    return pd.DataFrame(
+        {c.name: pd.Series(rows[c.name], dtype=c.dtype) for c in columns}
+    )[column_names(columns)]
+
+
+def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
+    """One row per rule (schema.RULE_COLUMNS); `role` keeps rules with it at either end."""
+    rules = [r for r in cat.rules if role is None or role in r.source or role in r.destination]
+    rows: dict[str, list] = {c.name: [] for c in RULE_COLUMNS}
+    for r in rules:
+        for name, value in (
+            ("id", r.id), ("source", ";".join(r.source)), ("destination", ";".join(r.destination)),
+            ("proto", r.proto), ("ports", ",".join(str(p) for p in r.ports)),
+            ("service", r.service), ("description", r.description),
+            ("status", r.reference.status), ("reference", r.reference.source),
+            ("configurable", r.configurable), ("expected", r.expected),
+            ("severity", r.severity), ("scope", r.scope), ("note", r.note),
+            ("defined_at", r.defined_at),
+        ):
+            rows[name].append(value)
+    return _typed(rows, RULE_COLUMNS)
+
+
+def _port_runs(ports: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted distinct ports folded into contiguous (lo, hi) runs."""
+    runs: list[list[int]] = []
+    for port in sorted(set(ports)):
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return [(lo, hi) for lo, hi in runs]
+
+
+def normal_ip(text: object) -> str | None:
+    """Canonical address text (IPv4-mapped IPv6 as IPv4), or None when not an address."""
+    try:
+        addr = ipaddress.ip_address(str(text).strip())
+    except ValueError:
+        return None
+    return str(getattr(addr, "ipv4_mapped", None) or addr)
+
+
+def rule_ports_frame(cat: Catalogue, rpc_ports: Mapping[str, Sequence[int]] | None = None,
+                     *, legacy_rpc_range: bool = False) -> pd.DataFrame:
+    """The match table (schema.RULE_PORT_COLUMNS): one row per rule, role pair and port range.
+
+    rpc-dynamic gives rows per server in `rpc_ports` (its discovered ports, server_ip set) and
+    default-range rows (server_ip empty) for servers where nothing was discovered.
+    """
+    discovered = {}
+    for ip, ports in (rpc_ports or {}).items():
+        bad = [p for p in ports if not 1 <= int(p) <= 65535]
+        if bad:
+            raise ValueError(f"rpc_ports[{ip!r}]: port {bad[0]} is out of range 1-65535")
+        if len(ports):
+            discovered[normal_ip(ip) or str(ip)] = _port_runs(int(p) for p in ports)
+    defaults = [DEFAULT_RPC_RANGE] + ([LEGACY_RPC_RANGE] if legacy_rpc_range else [])
+    rows: dict[str, list] = {c.name: [] for c in RULE_PORT_COLUMNS}
+
+    def add(rule: Rule, src: str, dst: str, lo: int, hi: int, dynamic: bool, server: str):
+        for name, value in (("rule_id", rule.id), ("src_role", src), ("dst_role", dst),
+                            ("proto", rule.proto), ("port_lo", lo), ("port_hi", hi),
+                            ("dynamic", dynamic), ("server_ip", server)):
+            rows[name].append(value)
+
+    for rule in cat.rules:
+        for src in rule.source:
+            for dst in rule.destination:
+                for lo, hi in rule.port_ranges:
+                    add(rule, src, dst, lo, hi, False, "")
+                if not rule.rpc_dynamic:
+                    continue
+                for server, runs in discovered.items():
+                    for lo, hi in runs:
+                        add(rule, src, dst, lo, hi, True, server)
+                for lo, hi in defaults:
+                    add(rule, src, dst, lo, hi, True, "")
+    return _typed(rows, RULE_PORT_COLUMNS)
