@@ -234,7 +234,7 @@ RULE_PORT_COLUMNS = _table(
 HOST_ROLE_COLUMNS = _table(
     ("ip", "str", "", "the address as given"),
     ("name", "str", "", "inventory host (or network) name, else empty"),
-    ("roles", "str", "", "tuple of roles: host entry, else most specific network, else default"),
+    ("roles", "object", "", "tuple of roles: host entry, else most specific network, else default"),
 )
 
 # roles.propose_inventory: why each proposed role was given.
