@@ -1,0 +1,103 @@
+"""The command line: every command documented, one-line errors, named exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import ExitStatus, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PILOT = ROOT / "fixtures" / "pcaps" / "pilot"
+SHARED = ROOT.parent / "shared" / "captures"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help_and_a_readme_entry(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert cli.commands[command].help
+    assert f"`auditor {command}" in (ROOT / "README.md").read_text()
+
+
+def test_not_a_capture_is_a_one_line_error_with_exit_2(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello, this is not a capture\n")
+    result = run("flows", bad)
+    assert result.exit_code == ExitStatus.BAD_INPUT
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("auditor: error: ") and "notes.txt" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_empty_file_is_a_one_line_error(tmp_path):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    result = run("flows", empty)
+    assert result.exit_code == ExitStatus.BAD_INPUT
+    assert "empty.pcap" in result.output and result.output.count("\n") == 1
+
+
+def test_missing_file_is_a_one_line_error(tmp_path):
+    result = run("flows", tmp_path / "nope.pcap")
+    assert result.exit_code == ExitStatus.BAD_INPUT and "nope.pcap" in result.output
+
+
+def test_flows_csv_has_the_schema_columns():
+    result = run("flows", SHARED / "aduser1.pcap", "--format", "csv")
+    header = result.output.splitlines()[0]
+    assert header.startswith('"flow_id","src_ip","src_port","dst_ip","dst_port","proto"')
+    assert len(result.output.splitlines()) == 1 + 4
+
+
+def test_flows_table_names_states_and_talkers():
+    result = run("flows", SHARED / "aduser1.pcap")
+    assert "4 flows, 53 packets" in result.output
+    assert "Top talkers" in result.output and "established" in result.output
+
+
+def test_fail_on_gives_the_findings_exit_code():
+    args = ("audit", PILOT / "pilot.pcapng", "--inventory", PILOT / "inventory.yaml", "--no-rpc")
+    assert run(*args).exit_code == ExitStatus.OK
+    assert run(*args, "--fail-on", "rejected").exit_code == ExitStatus.FINDINGS
+    assert run(*args, "--fail-on", "nonsense").exit_code == 2
+
+
+def test_audit_json_is_the_versioned_document():
+    result = run("audit", PILOT / "pilot.pcapng", "--inventory", PILOT / "inventory.yaml",
+                 "--no-rpc", "--format", "json")
+    doc = json.loads(result.output)
+    assert doc["schema_version"] == "1.0" and doc["captures"][0]["name"] == "pilot.pcapng"
+
+
+def test_bad_inventory_names_file_and_line(tmp_path):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("hosts:\n  - name: X\n    addresses: [198.18.0.999]\n    roles: [mailbox]\n")
+    result = run("audit", SHARED / "aduser1.pcap", "--inventory", inv, "--no-rpc")
+    assert result.exit_code == ExitStatus.BAD_INPUT
+    assert f"{inv}:3" in result.output and result.output.count("\n") == 1
+
+
+def test_catalogue_check_reports_file_and_line(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("rules:\n  - id: X1\n    sourc: mailbox\n")
+    result = run("catalogue", "--check", bad)
+    assert result.exit_code == ExitStatus.BAD_INPUT and f"{bad}:" in result.output
+
+
+def test_catalogue_lists_rules_for_a_role():
+    result = run("catalogue", "--role", "edge_transport", "--format", "csv")
+    assert result.exit_code == 0 and "T08-hub-edge-edgesync" in result.output
+
+
+def test_design_firewall_requests_as_csv():
+    result = run("firewall", "--inventory", PILOT / "inventory.yaml")
+    assert result.exit_code == 0
+    assert "198.18.1.41" in result.output and "50636" in result.output
