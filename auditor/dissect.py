@@ -1,0 +1,551 @@
+"""Deep dissection of a few selected packets with tshark through pyshark.
+
+This is the only module that imports pyshark, and only inside functions: tshark parses a few
+thousand packets per second, so callers hand it a small pcap of pre-selected packets (rpc.py does).
+tshark reassembles TCP segments and DCE/RPC fragments itself; the JSON trees it returns are walked
+generically, so multi-tower replies, several PDUs per segment and reassembled PDUs all read alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from auditor.errors import DissectError
+from auditor.schema import (
+    HOST_NAME_COLUMNS,
+    RPC_BIND_COLUMNS,
+    RPC_CL_COLUMNS,
+    RPC_DCOM_COLUMNS,
+    RPC_EPM_COLUMNS,
+    Column,
+    empty_frame,
+)
+
+EPT_S_NOT_REGISTERED = 0x16C9A0D6
+STATUS_NAMES = {0: "ok", EPT_S_NOT_REGISTERED: "EPT_S_NOT_REGISTERED"}
+
+_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP = 11, 12, 13, 14, 15
+_CL_PTYPES = ("request", "ping", "response", "fault", "working", "nocall", "reject", "ack",
+              "cl_cancel", "fack", "cancel_ack")
+# Tower floor protocol ids ([C706] appendix L; [MS-RPCE] 2.2.1.2)
+_FLOOR_TCP, _FLOOR_UDP, _FLOOR_IP, _FLOOR_PIPE, _FLOOR_LRPC, _FLOOR_HTTP = 7, 8, 9, 15, 16, 31
+_EPM_OPS = {2: "ept_lookup", 3: "ept_map"}
+
+# Plain `||` chains: the set syntax changed between tshark 3.x ({a b}) and 4.x ({a, b}).
+RPC_FILTER = " || ".join(
+    ["epm", "dcom.dualstringarray.network_addr", "dcerpc.ver == 4"]
+    + [f"dcerpc.pkt_type == {t}" for t in (_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP)]
+)
+NAMES_FILTER = " || ".join(
+    ["(dns.flags.response == 1 && dns.count.answers > 0)", "smtp.response.code == 220",
+     'upper(smtp.req.command) == "EHLO"', 'upper(smtp.req.command) == "HELO"', "nbns.addr"]
+    + [f"kerberos.msg_type == {t}" for t in (10, 11, 13)]
+)
+
+
+@dataclass(frozen=True)
+class RpcFacts:
+    """What tshark says about DCE/RPC in one capture; each frame follows its schema table."""
+
+    epm: pd.DataFrame  # schema.RPC_EPM_COLUMNS
+    binds: pd.DataFrame  # schema.RPC_BIND_COLUMNS
+    dcom: pd.DataFrame  # schema.RPC_DCOM_COLUMNS
+    cl_rpc: pd.DataFrame  # schema.RPC_CL_COLUMNS
+
+
+def empty_rpc_facts() -> RpcFacts:
+    """Return RpcFacts with every frame empty (nothing was dissected)."""
+    return RpcFacts(
+        epm=empty_frame(RPC_EPM_COLUMNS),
+        binds=empty_frame(RPC_BIND_COLUMNS),
+        dcom=empty_frame(RPC_DCOM_COLUMNS),
+        cl_rpc=empty_frame(RPC_CL_COLUMNS),
+    )
+
+
+def tshark_available(tshark_path: str | None = None) -> bool:
+    """Return True when pyshark can find a tshark binary."""
+    try:
+        _tshark(tshark_path)
+    except DissectError:
+        return False
+    return True
+
+
+def dissect_rpc(pcap_path, *, tshark_path: str | None = None) -> RpcFacts:
+    """Return the EPM towers, binds, DCOM bindings and connectionless RPC of a (small) capture."""
+    return dissect_capture(pcap_path, names=False, tshark_path=tshark_path)[0]
+
+
+def dissect_names(pcap_path, *, tshark_path: str | None = None) -> pd.DataFrame:
+    """Return (ip, name, source) from DNS answers, SMTP banners/EHLO, NBNS and Kerberos AS."""
+    rows: list[dict] = []
+    for pkt in _packets(pcap_path, NAMES_FILTER, tshark_path):
+        rows.extend(_names(pkt))
+    return _frame(rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
+
+
+def dissect_capture(pcap_path, *, names: bool = True,
+                    tshark_path: str | None = None) -> tuple[RpcFacts, pd.DataFrame]:
+    """Return RPC facts and (when `names`) host names from a single tshark pass."""
+    display_filter = f"({RPC_FILTER}) || ({NAMES_FILTER})" if names else RPC_FILTER
+    collector = _RpcCollector()
+    name_rows: list[dict] = []
+    for pkt in _packets(pcap_path, display_filter, tshark_path):
+        collector.add(pkt)
+        if names:
+            name_rows.extend(_names(pkt))
+    frame = _frame(name_rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
+    return collector.facts(), frame
+
+
+class _RpcCollector:
+    """Accumulates RPC facts packet by packet."""
+
+    def __init__(self) -> None:
+        self.epm: list[dict] = []
+        self.requests: dict[int, dict] = {}  # frame number -> interface an ept_map asked for
+        self.dcom: list[dict] = []
+        self.cl: list[dict] = []
+        self.binds = _BindTracker()
+
+    def add(self, pkt: _Packet) -> None:
+        for tree in pkt.layers.get("epm", ()):
+            _read_epm(pkt, tree, self.requests, self.epm)
+        for tree in pkt.layers.get("dcerpc", ()):
+            ptype = _int(tree.get("dcerpc.pkt_type"))
+            if tree.get("dcerpc.ver") == "4":
+                self.cl.append(_cl_row(pkt, tree, ptype))
+            elif ptype in (_BIND, _ALTER):
+                self.binds.bind(pkt, tree, ptype)
+            elif ptype in (_BIND_ACK, _ALTER_RESP, _BIND_NAK):
+                self.binds.answer(pkt, tree, ptype)
+        for trees in pkt.layers.values():
+            for tree in trees:
+                for node in _nodes(tree):
+                    if "dcom.dualstringarray.network_addr" in node:
+                        self.dcom.append(_dcom_row(pkt, node))
+
+    def facts(self) -> RpcFacts:
+        epm = [_epm_failure(row, self.requests) if "request_in" in row else row
+               for row in self.epm]
+        return RpcFacts(
+            epm=_frame(epm, RPC_EPM_COLUMNS),
+            binds=_frame(self.binds.rows(), RPC_BIND_COLUMNS),
+            dcom=_frame(self.dcom, RPC_DCOM_COLUMNS),
+            cl_rpc=_frame(self.cl, RPC_CL_COLUMNS),
+        )
+
+
+# --- running tshark -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Packet:
+    number: int
+    ts_ns: int
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    stream: int  # tcp.stream, -1 for UDP
+    layers: dict[str, list[dict]]  # layer name -> JSON trees (several when a PDU repeats)
+
+
+def _tshark(tshark_path: str | None) -> str:
+    from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
+
+    try:
+        return get_process_path(tshark_path)
+    except TSharkNotFoundException:
+        raise DissectError("tshark not found: install it (apt-get install tshark)") from None
+
+
+def _packets(pcap_path, display_filter: str, tshark_path: str | None) -> Iterator[_Packet]:
+    """Yield the packets of `pcap_path` that match `display_filter`, as plain JSON trees."""
+    import pyshark
+
+    path = Path(pcap_path)
+    if not path.is_file():
+        raise DissectError(f"{path}: no such capture file")
+    _tshark(tshark_path)
+    capture = pyshark.FileCapture(
+        str(path), display_filter=display_filter, use_json=True, include_raw=False,
+        keep_packets=False, tshark_path=tshark_path,
+    )
+    failure: Exception | None = None
+    try:
+        for pkt in capture:
+            yield _plain(pkt)
+    except Exception as exc:  # pyshark raises its own crash types and bare Exceptions
+        failure = exc
+    finally:
+        try:
+            capture.close()
+        except Exception as exc:  # a crashed tshark is reported again on close
+            failure = failure or exc
+        # pyshark's __del__ would close (and raise) once more
+        capture._running_processes.clear()
+    if failure is not None:
+        detail = getattr(capture, "_last_error_line", "") or str(failure).strip()
+        detail = detail.splitlines()[0] if detail else type(failure).__name__
+        raise DissectError(f"{path}: tshark failed: {detail}") from failure
+
+
+def _plain(pkt) -> _Packet:
+    layers: dict[str, list[dict]] = {}
+    for layer in pkt.layers:
+        # pyshark keeps the tshark JSON tree as-is in _all_fields; reading it directly is far
+        # simpler (and stabler across pyshark versions) than its attribute wrappers for nested trees
+        for item in (layer, *getattr(layer, "duplicate_layers", ())):
+            layers.setdefault(layer.layer_name, []).append(item._all_fields)
+    ip = (layers.get("ip") or layers.get("ipv6") or [{}])[0]
+    prefix = "ip" if "ip" in layers else "ipv6"
+    l4 = "tcp" if "tcp" in layers else "udp"
+    l4tree = (layers.get(l4) or [{}])[0]
+    return _Packet(
+        number=int(pkt.number),
+        ts_ns=_epoch_ns(pkt.sniff_timestamp),
+        src=ip.get(f"{prefix}.src", ""),
+        dst=ip.get(f"{prefix}.dst", ""),
+        sport=_int(l4tree.get(f"{l4}.srcport")),
+        dport=_int(l4tree.get(f"{l4}.dstport")),
+        stream=_int(l4tree.get("tcp.stream"), -1) if l4 == "tcp" else -1,
+        layers=layers,
+    )
+
+
+def _epoch_ns(text: str) -> int:
+    # float() would drop the nanoseconds of "1710370252.386597943"
+    sec, _, frac = str(text).partition(".")
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+# --- JSON tree helpers ----------------------------------------------------------------------------
+
+
+def _nodes(tree) -> Iterator[dict]:
+    """Every dict in a JSON tree, parents before children, in document order."""
+    if isinstance(tree, dict):
+        yield tree
+        for value in tree.values():
+            yield from _nodes(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _nodes(item)
+
+
+def _values(tree, key: str) -> list:
+    """All values of `key` anywhere in the tree, in document order (lists flattened)."""
+    out: list = []
+    for node in _nodes(tree):
+        if key in node:
+            value = node[key]
+            out.extend(value if isinstance(value, list) else [value])
+    return out
+
+
+def _first(tree, key: str, default=None):
+    found = _values(tree, key)
+    return found[0] if found else default
+
+
+def _int(value, default: int = 0) -> int:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None or value == "":
+        return default
+    try:
+        return int(str(value), 0)
+    except ValueError:
+        return default
+
+
+def _frame(rows: list[dict], columns: tuple[Column, ...]) -> pd.DataFrame:
+    if not rows:
+        return empty_frame(columns)
+    frame = pd.DataFrame(rows)
+    out = {}
+    for col in columns:
+        values = frame[col.name]
+        if col.dtype.startswith("datetime64"):
+            out[col.name] = pd.to_datetime(values.astype("int64"), unit="ns", utc=True)
+        elif col.dtype == "Int64":
+            out[col.name] = pd.array(values.tolist(), dtype="Int64")
+        else:
+            out[col.name] = values.astype(col.dtype)
+    return pd.DataFrame(out)
+
+
+def _version(major: int, minor: int) -> str:
+    return f"{major}.{minor}"
+
+
+def _swap16(value: int) -> int:
+    # tshark 4.0 reads the little-endian version words of tower floors as big-endian; versions
+    # never exceed 255, so a larger value is a swapped one (a fixed tshark reads them right)
+    return ((value & 0xFF) << 8) | (value >> 8) if value > 0xFF else value
+
+
+def _status_name(status: int) -> str:
+    return STATUS_NAMES.get(status, f"0x{status:08x}")
+
+
+# --- EPM ------------------------------------------------------------------------------------------
+
+
+def _tower(node: dict) -> dict:
+    """Interface, protocol and endpoint of one tower (a node holding epm.tower.num_floors)."""
+    floors = [child for child in node.values() if isinstance(child, dict)
+              and "epm.tower.proto_id" in child]
+    ids = [_int(f["epm.tower.proto_id"]) for f in floors]
+    uuid_floor = next((f for f in floors if "epm.uuid" in f), {})
+    proto = "other"
+    for floor_id, name in ((_FLOOR_TCP, "tcp"), (_FLOOR_UDP, "udp"), (_FLOOR_HTTP, "http"),
+                           (_FLOOR_PIPE, "pipe"), (_FLOOR_LRPC, "lrpc")):
+        if floor_id in ids:
+            proto = name
+            break
+    port = None
+    for key in ("epm.proto.tcp_port", "epm.proto.udp_port", "epm.proto.http_port"):
+        if _first(floors, key) is not None:
+            port = _int(_first(floors, key))
+    return {
+        "interface_uuid": str(uuid_floor.get("epm.uuid", "")).lower(),
+        "interface_version": _version(_swap16(_int(uuid_floor.get("epm.uuid_version"))),
+                                      _swap16(_int(uuid_floor.get("epm.ver_min")))),
+        "tower_proto": proto,
+        "tower_ip": _first(floors, "epm.proto.ip", ""),
+        "port": port,
+        "endpoint": _first(floors, "epm.proto.named_pipe", ""),
+    }
+
+
+def _read_epm(pkt: _Packet, tree: dict, requests: dict, rows: list) -> None:
+    opnum = _int(tree.get("epm.opnum"), -1)
+    if opnum not in _EPM_OPS:
+        return
+    towers = [node for node in _nodes(tree) if "epm.tower.num_floors" in node]
+    if "epm.rc" not in tree:  # a request: remember which interface it asked for
+        if opnum == 3 and towers:
+            requests[pkt.number] = _tower(towers[0])
+        return
+    status = _int(tree["epm.rc"])
+    base = {
+        "ts": pkt.ts_ns, "client_ip": pkt.dst, "client_port": pkt.dport, "server_ip": pkt.src,
+        "server_port": pkt.sport, "operation": _EPM_OPS[opnum], "status": status,
+        "status_name": _status_name(status),
+    }
+    for node in towers:
+        rows.append(base | _tower(node))
+    if status != 0 and opnum == 3 and not towers:
+        # filled in from the request once every packet is read
+        rows.append(base | {"request_in": _int(tree.get("dcerpc.request_in"), -1)})
+
+
+def _epm_failure(row: dict, requests: dict) -> dict:
+    asked = requests.get(row.pop("request_in"), {})
+    return row | {
+        "interface_uuid": asked.get("interface_uuid", ""),
+        "interface_version": asked.get("interface_version", ""),
+        "tower_proto": "", "tower_ip": "", "port": None, "endpoint": "",
+    }
+
+
+# --- binds ----------------------------------------------------------------------------------------
+
+
+class _BindTracker:
+    """Pairs bind/alter_context PDUs with their answers by (TCP stream, call id)."""
+
+    def __init__(self) -> None:
+        self._binds: list[dict] = []
+        self._open: dict[tuple[int, int], dict] = {}
+        # answers seen before their bind: captures merged from two taps can reorder a pair
+        self._early: dict[tuple[int, int], list[int]] = {}
+
+    def bind(self, pkt: _Packet, tree: dict, ptype: int) -> None:
+        items = [
+            (str(node.get("dcerpc.cn_bind_to_uuid", "")).lower(),
+             _version(_int(node.get("dcerpc.cn_bind_if_ver")),
+                      _int(node.get("dcerpc.cn_bind_if_ver_minor"))))
+            for node in _nodes(tree) if "dcerpc.cn_bind_to_uuid" in node
+        ]
+        bind = {
+            "ts": pkt.ts_ns, "client_ip": pkt.src, "client_port": pkt.sport,
+            "server_ip": pkt.dst, "server_port": pkt.dport, "transport": _transport(pkt),
+            "ptype": "bind" if ptype == _BIND else "alter_context", "items": items,
+            "results": None,
+        }
+        self._binds.append(bind)
+        key = (pkt.stream, _int(tree.get("dcerpc.cn_call_id")))
+        early = self._early.pop(key, None)
+        if early is not None and len(early) in (0, len(items)):
+            bind["results"] = early if early else [2] * len(items)
+        else:  # an early answer with another number of results answered some other PDU
+            self._open[key] = bind
+
+    def answer(self, pkt: _Packet, tree: dict, ptype: int) -> None:
+        key = (pkt.stream, _int(tree.get("dcerpc.cn_call_id")))
+        # a bind_nak refuses every context: an empty list stands for "all rejected"
+        results = [] if ptype == _BIND_NAK else [
+            _int(v) for v in _values(tree, "dcerpc.cn_ack_result")]
+        bind = self._open.pop(key, None)
+        if bind is None:
+            self._early[key] = results
+        else:
+            bind["results"] = results if results else [2] * len(bind["items"])
+
+    def rows(self) -> list[dict]:
+        out = []
+        for bind in self._binds:
+            items, results = bind.pop("items"), bind.pop("results")
+            for uuid, version in dict.fromkeys(items):
+                out.append(bind | {"interface_uuid": uuid, "interface_version": version,
+                                   "result": _bind_result(items, results, uuid)})
+        return out
+
+
+def _bind_result(items: list, results: list | None, uuid: str) -> str:
+    if results is None:
+        return "unknown"
+    # result 3 (negotiate_ack) answers the bind-time-feature pseudo context, not the interface
+    mine = [r for (u, _), r in zip(items, results, strict=False) if u == uuid and r != 3]
+    if 0 in mine:
+        return "accepted"
+    return "rejected" if mine else "unknown"
+
+
+def _transport(pkt: _Packet) -> str:
+    if "smb2" in pkt.layers or "smb" in pkt.layers:
+        return "smb"
+    if "http" in pkt.layers or pkt.dport == 593 or pkt.sport == 593:
+        return "http"
+    return "tcp"
+
+
+# --- DCOM and connectionless RPC ------------------------------------------------------------------
+
+_BINDING = re.compile(r"^(?P<host>[^\[]*)\[(?P<port>\d+)\]$")
+
+
+def _dcom_row(pkt: _Packet, node: dict) -> dict:
+    binding = str(node["dcom.dualstringarray.network_addr"])
+    match = _BINDING.match(binding)
+    return {
+        "ts": pkt.ts_ns, "client_ip": pkt.dst, "server_ip": pkt.src,
+        "tower_id": _int(node.get("dcom.dualstringarray.tower_id")), "binding": binding,
+        "host": match["host"] if match else binding,
+        "port": int(match["port"]) if match else None,
+    }
+
+
+def _cl_row(pkt: _Packet, tree: dict, ptype: int) -> dict:
+    from_client = ptype in (0, 1)  # request and ping come from the caller
+    version = _int(tree.get("dcerpc.dg_if_ver"))
+    return {
+        "ts": pkt.ts_ns,
+        "client_ip": pkt.src if from_client else pkt.dst,
+        "client_port": pkt.sport if from_client else pkt.dport,
+        "server_ip": pkt.dst if from_client else pkt.src,
+        "server_port": pkt.dport if from_client else pkt.sport,
+        "ptype": _CL_PTYPES[ptype] if 0 <= ptype < len(_CL_PTYPES) else str(ptype),
+        "interface_uuid": str(tree.get("dcerpc.dg_if_id", "")).lower(),
+        # if_vers: major in the low 16 bits, minor in the high ones ([C706] 12.5.3.2)
+        "interface_version": _version(version & 0xFFFF, version >> 16),
+        "activity_uuid": str(tree.get("dcerpc.dg_act_id", "")).lower(),
+    }
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def _names(pkt: _Packet) -> Iterator[dict]:
+    for proto, reader in (("dns", _dns_names), ("smtp", _smtp_names), ("nbns", _nbns_names),
+                          ("kerberos", _kerberos_names)):
+        for tree in pkt.layers.get(proto, ()):
+            yield from reader(pkt, tree)
+
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_NETBIOS = re.compile(r"^(?P<name>.+?)<(?P<suffix>[0-9a-fA-F]{2})>")
+
+
+def _name(text) -> str:
+    text = str(text or "").strip().rstrip(".")
+    return text if _HOSTNAME.match(text) and not text.replace(".", "").isdigit() else ""
+
+
+def _dns_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
+    aliases: dict[str, list[str]] = {}  # CNAME target -> the names pointing at it
+    for node in _nodes(tree):
+        if "dns.cname" in node:
+            aliases.setdefault(_name(node["dns.cname"]).lower(), []).append(
+                _name(node.get("dns.resp.name")))
+    for node in _nodes(tree):
+        name = _name(node.get("dns.resp.name"))
+        for key in ("dns.a", "dns.aaaa"):
+            if key in node and name:
+                for alias in [name, *aliases.get(name.lower(), ())]:
+                    if alias:
+                        yield {"ip": str(node[key]), "name": alias, "source": "dns"}
+        if "dns.ptr.domain_name" in node:
+            ip = _reverse_ip(str(node.get("dns.resp.name", "")))
+            ptr = _name(node["dns.ptr.domain_name"])
+            if ip and ptr:
+                yield {"ip": ip, "name": ptr, "source": "dns"}
+
+
+def _reverse_ip(name: str) -> str:
+    labels = name.lower().rstrip(".").split(".")
+    if labels[-2:] == ["in-addr", "arpa"] and len(labels) == 6:
+        return ".".join(reversed(labels[:4]))
+    return ""
+
+
+def _smtp_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
+    for node in _nodes(tree):
+        if _int(node.get("smtp.response.code")) == 220:
+            words = str(_first(node, "smtp.rsp.parameter", "")).split()
+            name = _name(words[0]) if words else ""
+            if name:
+                yield {"ip": pkt.src, "name": name, "source": "smtp-banner"}
+        if str(node.get("smtp.req.command", "")).upper() in ("EHLO", "HELO"):
+            name = _name(node.get("smtp.req.parameter"))
+            if name:
+                yield {"ip": pkt.src, "name": name, "source": "smtp-ehlo"}
+
+
+def _nbns_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
+    for node in _nodes(tree):
+        if "nbns.addr" not in node or "nbns.name" not in node:
+            continue
+        match = _NETBIOS.match(str(node["nbns.name"]))
+        group = _int(_first(node, "nbns.nb_flags.group"), 1)
+        # <00> workstation and <20> server names are per host; group names are not
+        if match and match["suffix"] in ("00", "20") and group == 0:
+            name = _name(match["name"].strip())
+            for addr in _values(node, "nbns.addr"):
+                if name:
+                    yield {"ip": str(addr), "name": name, "source": "nbns"}
+
+
+def _kerberos_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
+    msg_type = _int(_first(tree, "kerberos.msg_type"))
+    if msg_type == 10:  # AS-REQ: the client's NetBIOS address and machine account
+        for value in _values(tree, "kerberos.addr_nb"):
+            name = _name(str(value).strip())
+            if name:
+                yield {"ip": pkt.src, "name": name, "source": "kerberos"}
+    client = pkt.src if msg_type == 10 else pkt.dst  # AS-REP / TGS-REP go to the client
+    for value in _values(tree, "kerberos.CNameString"):
+        text = str(value)
+        if text.endswith("$"):  # a machine account names the host itself
+            name = _name(text[:-1].upper())
+            if name:
+                yield {"ip": client, "name": name, "source": "kerberos"}
