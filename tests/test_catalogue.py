@@ -297,6 +297,24 @@ def test_expected_paths_are_those_a_healthy_pilot_certainly_shows(bundled):
         assert not bundled.rule(rule_id).expected
 
 
+def test_no_two_bundled_rules_claim_the_same_static_port_and_role_pair(bundled):
+    # A flow is attributed to one rule; an overlap would let one rule steal another's flows
+    # (and make an expected rule look missing). Dynamic default ranges may overlap statics.
+    table = rule_ports_frame(bundled)
+    static = table[~table["dynamic"]]
+    claims: dict[tuple, str] = {}
+    for r in static.itertuples(index=False):
+        for port in range(int(r.port_lo), min(int(r.port_hi), int(r.port_lo) + 5) + 1):
+            key = (r.src_role, r.dst_role, r.proto, port)
+            assert claims.setdefault(key, r.rule_id) == r.rule_id, (key, claims[key], r.rule_id)
+    wide = static[static["port_hi"] - static["port_lo"] > 5]
+    for a in wide.itertuples(index=False):
+        same = static[(static["src_role"] == a.src_role) & (static["dst_role"] == a.dst_role)
+                      & (static["proto"] == a.proto) & (static["rule_id"] != a.rule_id)]
+        hit = same[(same["port_lo"] <= a.port_hi) & (same["port_hi"] >= a.port_lo)]
+        assert hit.empty, (a.rule_id, list(hit["rule_id"]))
+
+
 def test_scope_is_strict_for_client_internet_and_edge_paths(bundled):
     outward = {"client", "internet", "edge_transport", "voip_gateway", "admin"}
     for rule in bundled.rules:
