@@ -329,7 +329,7 @@ def propose_inventory(flows: pd.DataFrame, names: pd.DataFrame | None = None, *,
     ev = _Evidence(ok, is_internal)
     roles = ev.infer()
     host_names = _choose_names(roles, names)
-    return _build(roles, host_names, is_internal, ev)
+    return _build(roles, host_names, is_internal)
 
 
 class _Evidence:
@@ -484,7 +484,8 @@ def _choose_names(roles: dict, names: pd.DataFrame | None) -> dict[str, str]:
         seen = names.assign(ip=names["ip"].map(lambda a: normal_ip(a) or str(a)),
                             _rank=names["source"].map(rank).fillna(len(rank)))
         for row in seen.sort_values("_rank", kind="stable").itertuples(index=False):
-            if row.ip in roles and row.name and row.ip not in chosen:
+            if row.ip in roles and isinstance(row.name, str) and row.name and (
+                    row.ip not in chosen):
                 chosen[row.ip] = str(row.name)
     used = set(chosen.values())
     for ip, found in roles.items():
@@ -501,7 +502,7 @@ def _choose_names(roles: dict, names: pd.DataFrame | None) -> dict[str, str]:
 _ROLE_ORDER = {r: i for i, r in enumerate(ROLES)}
 
 
-def _build(roles: dict, host_names: dict, is_internal: dict, ev: _Evidence):
+def _build(roles: dict, host_names: dict, is_internal: dict):
     """Hosts for servers; clients of a /24 (/64) without servers folded into a network."""
     def block(ip: str) -> str:
         return str(ipaddress.ip_network(f"{ip}/{24 if ':' not in ip else 64}", strict=False))
@@ -529,9 +530,12 @@ def _build(roles: dict, host_names: dict, is_internal: dict, ev: _Evidence):
     return inv, evidence.astype({c.name: c.dtype for c in ROLE_EVIDENCE_COLUMNS})
 
 
-def _sort_key(text: str):
-    net = ipaddress.ip_network(text, strict=False)
-    return (net.version, int(net.network_address), net.prefixlen)
+def _sort_key(text: str) -> tuple:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:  # not an address: after all addresses, by text
+        return (9, 0, 0, text)
+    return (net.version, int(net.network_address), net.prefixlen, "")
 
 
 # ---- writing ----
@@ -567,14 +571,15 @@ def inventory_to_yaml(inv: Inventory, evidence: pd.DataFrame | None = None) -> s
                 f"    roles: {_flow(host.roles)}"]
         out += [f"    # {ip} {note}" if len(host.addresses) > 1 else f"    # {note}"
                 for ip in host.addresses for note in notes.get(ip, [])]
+    listed = {ip for host in inv.hosts for ip in host.addresses}
     out.append("networks:" if inv.networks else "networks: []")
     for net in inv.networks:
         out.append(f"  - cidr: {_scalar(net.cidr)}")
         out.append(f"    roles: {_flow(net.roles)}")
         if net.name:
             out.append(f"    name: {_scalar(net.name)}")
-        members = [ip for ip in notes if normal_ip(ip) and ipaddress.ip_address(ip) in
-                   ipaddress.ip_network(net.cidr)]
+        members = [ip for ip in notes if ip not in listed and normal_ip(ip)
+                   and ipaddress.ip_address(ip) in ipaddress.ip_network(net.cidr)]
         out += [f"    # {ip} {note}" for ip in members for note in notes[ip]]
     if inv.default_roles:
         out.append(f"default_roles: {_flow(inv.default_roles)}")

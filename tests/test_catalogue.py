@@ -101,11 +101,14 @@ def with_line(line: int, new: str, text: str = GOOD_RULE) -> str:
          "unknown field 'colour' (allowed: catalogue, description, citations, rules)"),
         ("catalogue: x\n", 1, "missing field 'rules'"),
         ("", 1, "empty catalogue (expected a mapping with a 'rules' list)"),
+        ("rules:\n  - 3\n", 2, "rule #1: a rule must be a mapping"),
+        (with_line(6, "    ports: []"), 6, "rule 'X01-test': ports must list at least one port"),
     ],
     ids=["unknown-field", "missing-field", "duplicate-key", "bad-proto", "port-zero",
          "port-too-big", "reversed-range", "port-word", "unknown-role", "bad-status",
          "bad-severity", "bad-scope", "yes-is-not-bool", "int-is-not-bool", "bad-id",
-         "yaml-syntax", "unknown-top-field", "no-rules", "empty-file"],
+         "yaml-syntax", "unknown-top-field", "no-rules", "empty-file", "rule-not-mapping",
+         "no-ports"],
 )
 def test_bad_catalogue_error_names_file_and_line(tmp_path, text, line, message):
     path = write(tmp_path, text)
