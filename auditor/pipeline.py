@@ -14,6 +14,7 @@ from auditor.audit import AuditOptions, AuditResult, audit_flows
 from auditor.capture import PacketTable, read_packets
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows import FlowOptions, build_flows_labelled
+from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,13 @@ def audit_observation(seen: Observation, inventory, catalogue,
     names = seen.rpc.names if seen.rpc is not None else None
     result = audit_flows(seen.flows, inventory, catalogue, rpc_endpoints=endpoints, names=names,
                          options=options.audit)
-    ranges = dynamic_ranges(endpoints) if endpoints is not None else pd.DataFrame()
+    if endpoints is None:
+        endpoints = empty_frame(RPC_ENDPOINT_COLUMNS)
     return dataclasses.replace(
         result,
         captures=tuple(seen.table.files),
         warnings=seen.warnings,
-        rpc=endpoints if endpoints is not None else result.rpc,
-        rpc_ranges=ranges,
+        rpc=endpoints,
+        rpc_ranges=dynamic_ranges(endpoints),
         summary={**result.summary, "rpc_discovery": seen.rpc is not None},
     )

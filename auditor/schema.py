@@ -132,7 +132,7 @@ FINDING_COLUMNS = _table(
     ("dst_name", "str", "", "responder's name, else empty"),
     ("src_role", "str", "", "initiator role"),
     ("dst_role", "str", "", "responder role"),
-    ("documented", "bool", "", "a catalogue rule allows this path (a refused documented path is a likely firewall block)"),
+    ("documented", "bool", "", "a catalogue rule allows this path (refused: a likely firewall block)"),
     ("rule", "str", "", "matching or missing rule id, empty when none"),
     ("service", "str", "", "service family"),
     ("flows", "int64", "flows", "number of flows aggregated into the finding (0 for missing)"),
