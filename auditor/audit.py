@@ -202,7 +202,6 @@ def _best_rule(flows, src_roles, dst_roles, match_table, catalogue) -> pd.DataFr
 
 def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
     """Observed / missing / not_applicable per catalogue rule."""
-    present = _roles_present(inventory, hosts)
     matched = audited[audited["rule"] != ""]
     stats = matched.assign(bytes=matched["src_bytes"] + matched["dst_bytes"]).groupby("rule").agg(
         flows=("flow_id", "size"), bytes=("bytes", "sum"),
@@ -211,8 +210,8 @@ def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
     rows = []
     for rule in catalogue.rules:
         flows_n = int(stats["flows"].get(rule.id, 0))
-        roles_ok = bool(set(rule.source) & present) and bool(set(rule.destination) & present)
-        status = "observed" if flows_n else ("missing" if rule.expected and roles_ok
+        applicable = _applicable(rule, inventory)
+        status = "observed" if flows_n else ("missing" if rule.expected and applicable
                                              else "not_applicable")
         rows.append({
             "id": rule.id, "service": rule.service, "source": ";".join(rule.source),
@@ -226,12 +225,20 @@ def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
         column_names(RULE_STATUS_COLUMNS)]
 
 
-def _roles_present(inventory, hosts) -> set[str]:
-    """Roles the inventory declares (hosts and networks) plus roles of addresses seen."""
-    present = {r for h in inventory.hosts for r in h.roles}
-    present |= {r for n in inventory.networks for r in n.roles}
-    present |= set(getattr(inventory, "default_roles", ()) or ())
-    return present
+def _applicable(rule, inventory) -> bool:
+    """Some inventory entry holds a source role and a *different* one a destination role.
+
+    A network stands for many hosts, so it may be both ends (clients to clients); a single host
+    never has to talk to itself (one mailbox server has no DAG peer to replicate to).
+    """
+    entries = [(f"host:{h.name}", set(h.roles)) for h in inventory.hosts]
+    entries += [(f"net:{n.cidr}", set(n.roles)) for n in inventory.networks]
+    default = set(getattr(inventory, "default_roles", ()) or ())
+    if default:
+        entries.append(("net:default", default))
+    sources = [key for key, roles in entries if roles & set(rule.source)]
+    targets = [key for key, roles in entries if roles & set(rule.destination)]
+    return any(s != t or s.startswith("net:") for s in sources for t in targets)
 
 
 def _severity_for(src_role: pd.Series, dst_role: pd.Series) -> np.ndarray:

@@ -393,15 +393,18 @@ def catalogue(catalogues, replace_catalogue, role, check_file, fmt, output):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the proposed inventory YAML here instead of standard output.")
 @click.option("--no-names", is_flag=True, help="Do not name hosts from DNS/SMTP/Kerberos/NetBIOS.")
+@click.option("--internal", "internal", multiple=True, metavar="CIDR",
+              help="Networks that are ours (repeatable); other hosts are proposed as internet. "
+                   "Default: private, ULA and 198.18.0.0/15 ranges.")
 @_handle_errors
-def roles(captures, output, no_names):
+def roles(captures, output, no_names, internal):
     """Propose an inventory (hosts and roles, with evidence) from what CAPTURE... shows."""
     from auditor.pipeline import PipelineOptions, observe
     from auditor.roles import inventory_to_yaml, propose_inventory
 
     seen = observe(captures, PipelineOptions(rpc=not no_names), progress=_progress())
     names = seen.rpc.names if seen.rpc is not None else None
-    inv, evidence = propose_inventory(seen.flows, names)
+    inv, evidence = propose_inventory(seen.flows, names, internal=list(internal) or None)
     _emit(inventory_to_yaml(inv, evidence), output)
 
 
