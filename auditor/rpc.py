@@ -1,0 +1,585 @@
+"""Dynamic RPC discovery: which DCE/RPC interface listens on which server port.
+
+The flow table says which packets could hold the answer (EPM conversations on 135/593, flows that
+open with a bind, connectionless RPC, plus DNS/SMTP/NBNS/Kerberos for host names). A bounded sample
+of those packets goes to tshark once (dissect.py); its EPM towers, binds and DCOM string bindings
+are joined back onto the flows. A few thousand packets reach tshark whatever the capture size.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from auditor.capture import PacketTable, write_packets
+from auditor.dissect import RpcFacts, dissect_capture, empty_rpc_facts
+from auditor.errors import DissectWarning
+from auditor.flows import REGISTERED_SERVICE_PORTS
+from auditor.schema import (
+    HOST_NAME_COLUMNS,
+    RPC_ENDPOINT_COLUMNS,
+    RPC_RANGE_COLUMNS,
+    column_names,
+    empty_frame,
+)
+
+EPM_PORTS = (135, 593)
+EVIDENCE_RANK = {"epm": 0, "bind": 1, "dcom": 2, "inferred": 3}  # lower is stronger
+# Exchange's fixed ncacn_http endpoints (RPC over HTTP back end): static, never "dynamic".
+FIXED_RPC_PORTS = (6001, 6002, 6004)
+
+RANGE_2008 = (49152, 65535)  # Windows Vista / 2008 and later (KB929851)
+RANGE_2003 = (1025, 5000)  # Windows 2000 / XP / 2003 (KB929851)
+RANGE_CAS = (6005, 59530)  # Exchange 2010 Client Access server (TechNet Wiki 864)
+CAS_INTERFACES = ("EMSMDB", "AsyncEMSMDB", "RFR")
+
+# The documented settings that pin an interface's port (exchange-ports.md section 2.3), by the
+# interface names they cover; NSPI is pinned by NTDS on a DC and by MSExchangeAB on a CAS.
+_SERVICES = "HKLM\\SYSTEM\\CurrentControlSet\\Services"
+_PINNING = (
+    (("EMSMDB", "AsyncEMSMDB"), f'RPC Client Access: {_SERVICES}\\MSExchangeRPC\\ParametersSystem'
+     ' "TCP/IP Port" (REG_DWORD), then restart MSExchangeRPC'),
+    (("RFR", "NSPI@cas"), f'Address Book: {_SERVICES}\\MSExchangeAB\\Parameters "RpcTcpPort"'
+     " (REG_SZ; Exchange 2010 SP1 and later - RTM used RpcTcpPort in"
+     " Microsoft.Exchange.AddressBook.Service.exe.config), then restart MSExchangeAB"),
+    (("DRSUAPI", "NSPI@dc"), f'AD replication: {_SERVICES}\\NTDS\\Parameters "TCP/IP Port"'),
+    (("NETLOGON",), f'Netlogon: {_SERVICES}\\Netlogon\\Parameters "DCTcpipPort"'),
+    (("FRS",), f'FRS: {_SERVICES}\\NTFRS\\Parameters "RPC TCP/IP Port Assignment"'),
+)
+_PIN_GENERIC = (
+    "no per-service setting is documented for {names}: narrow the RPC range with"
+    ' HKLM\\Software\\Microsoft\\Rpc\\Internet "Ports" (KB154596) or'
+    " netsh int ipv4 set dynamicport tcp start=<n> num=<count> (KB929851)"
+)
+_UNSUPPORTED = (
+    "note: Microsoft does not support filtering between Exchange servers or between Exchange and"
+    " domain controllers, so treat a firewall on such a link as advisory"
+)
+
+
+@dataclass(frozen=True)
+class RpcOptions:
+    """How many packets discovery hands to tshark, and how flows are inferred."""
+
+    epm_flows_per_pair: int = 3  # EPM conversations per (client, server): the first ones + the last
+    epm_flows_per_server: int = 200
+    epm_packets: int = 16  # payload packets per EPM conversation
+    bind_flows_per_port: int = 8  # flows opening with a bind, per (server, port), one per client
+    bind_packets: int = 4  # bind, bind_ack and a spare segment each way
+    cl_flows_per_port: int = 2  # connectionless RPC flows per (server, port)
+    max_packets: int = 4000  # cap on RPC packets given to tshark (a warning says what was cut)
+    names: bool = True  # also dissect DNS, SMTP, NBNS and Kerberos for host names
+    max_name_packets: int = 2000  # cap on name packets (silent: names are a best effort)
+    name_flows: int = 200  # SMTP, NBNS and Kerberos flows each
+    name_flows_per_client: int = 1
+    dns_flows_per_client: int = 10  # DNS fills what the other name sources leave of the cap
+    name_packets: int = 4  # payload packets per name flow (2 for DNS: query and answer)
+    infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
+
+
+@dataclass(frozen=True)
+class RpcDiscovery:
+    """Discovered endpoints, the facts they came from, host names and what was skipped."""
+
+    endpoints: pd.DataFrame  # schema.RPC_ENDPOINT_COLUMNS
+    facts: RpcFacts
+    names: pd.DataFrame  # schema.HOST_NAME_COLUMNS (empty when RpcOptions.names is False)
+    packets: int  # packets handed to tshark
+    warnings: tuple[str, ...] = ()  # also issued as DissectWarning
+
+
+# --- interface names ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _interfaces() -> dict[str, dict[str, str]]:
+    text = resources.files("auditor").joinpath("data/rpc_interfaces.csv").read_text("utf-8")
+    return {row["uuid"].lower(): row for row in csv.DictReader(text.splitlines())}
+
+
+def interface_table() -> pd.DataFrame:
+    """Return the interface catalogue (auditor/data/rpc_interfaces.csv) as a frame."""
+    return pd.DataFrame(list(_interfaces().values()))
+
+
+def interface_name(uuid: str) -> str:
+    """Return the interface name for a UUID (full match only), or '' when unknown."""
+    key = str(uuid).strip().strip("{}").lower()
+    row = _interfaces().get(key)
+    return row["name"] if row else ""
+
+
+# --- choosing the packets -------------------------------------------------------------------------
+
+
+def select_rpc_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
+                    options: RpcOptions | None = None) -> np.ndarray:
+    """Return the packet rows tshark needs for RPC discovery (EPM, binds, connectionless RPC)."""
+    options = options or RpcOptions()
+    return _rows(table, flows, labels, _rpc_plan(table, flows, labels, options),
+                 options.max_packets)[0]
+
+
+def select_name_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
+                     options: RpcOptions | None = None) -> np.ndarray:
+    """Return the packet rows tshark needs for host names (DNS, SMTP, NBNS, Kerberos)."""
+    options = options or RpcOptions()
+    return _rows(table, flows, labels, _name_plan(flows, options), options.max_name_packets)[0]
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """Flows to dissect and which of their payload packets to take."""
+
+    flow_ids: np.ndarray
+    packets: int  # payload packets per flow
+    from_bind: bool = False  # count from each bind-like PDU instead of from the flow's start
+
+
+def _first_per(frame: pd.DataFrame, keys: list[str], n: int, last: bool = False) -> pd.DataFrame:
+    """The first n flows (by first_seen) of each group; with last=True, n-1 first plus the last."""
+    if frame.empty:
+        return frame
+    frame = frame.sort_values("first_seen", kind="stable")
+    grouped = frame.groupby(keys, sort=False, observed=True)
+    rank = grouped.cumcount()
+    if not last:
+        return frame[rank < n]
+    from_end = grouped.cumcount(ascending=False)
+    return frame[(rank < max(n - 1, 0)) | (from_end == 0)]
+
+
+def _bind_like(head: np.ndarray) -> np.ndarray:
+    """A CO DCE/RPC bind or alter_context header (05 00|01 0b|0e): where an interface is named."""
+    head = head.astype(np.int64)
+    ptype = (head >> 8) & 0xFF
+    return ((head >> 24) == 5) & (((head >> 16) & 0xFF) <= 1) & ((ptype == 11) | (ptype == 14))
+
+
+def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
+              o: RpcOptions) -> list[_Pick]:
+    """What to dissect for RPC, in priority order."""
+    tcp, udp = flows["proto"] == "tcp", flows["proto"] == "udp"
+    # per capture file too: a service restart between files moves its port
+    epm = flows[tcp & flows["dst_port"].isin(EPM_PORTS)]
+    epm = _first_per(epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_pair, last=True)
+    epm = _first_per(epm, ["dst_ip"], o.epm_flows_per_server)
+    # Flows holding a bind-like PDU anywhere, not only at their start: a capture that begins
+    # mid-connection still shows later alter_contexts and their answers.
+    pk = table.packets
+    bind_rows = np.flatnonzero(_bind_like(pk["payload_head"].to_numpy())
+                               & (pk["proto"].to_numpy() == 6) & (np.asarray(labels) >= 0))
+    has_bind = np.zeros(len(flows), dtype=bool)
+    has_bind[np.asarray(labels)[bind_rows]] = True
+    binds = flows[tcp & has_bind & ~flows["dst_port"].isin(EPM_PORTS)]
+    binds = _first_per(binds, ["dst_ip", "dst_port", "src_ip", "capture"], 1)
+    binds = _first_per(binds, ["dst_ip", "dst_port", "capture"], o.bind_flows_per_port)
+    # CL request 04 00 and ping 04 01 ([C706] 12.5), and anything on udp/135
+    head = flows["client_payload_head"].to_numpy().astype(np.int64)
+    cl_head = ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
+    cl = flows[udp & (cl_head | (flows["dst_port"] == 135))]
+    cl = _first_per(cl, ["dst_ip", "dst_port"], o.cl_flows_per_port)
+    return [_Pick(epm["flow_id"].to_numpy(), o.epm_packets),
+            _Pick(binds["flow_id"].to_numpy(), o.bind_packets, from_bind=True),
+            _Pick(cl["flow_id"].to_numpy(), 2)]
+
+
+def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
+    """What to dissect for host names, in priority order (DNS last: it fills the rest)."""
+    port, proto = flows["dst_port"], flows["proto"]
+
+    def per_client(frame: pd.DataFrame, n: int) -> np.ndarray:
+        return _first_per(_first_per(frame, ["src_ip"], n), ["proto"], o.name_flows)["flow_id"]
+
+    smtp = flows[(proto == "tcp") & port.isin((25, 587, 2525))]
+    smtp = _first_per(smtp, ["src_ip", "dst_ip"], 1)
+    return [
+        _Pick(per_client(smtp, 1).to_numpy(), o.name_packets),
+        _Pick(per_client(flows[(proto == "udp") & (port == 137)], o.name_flows_per_client)
+              .to_numpy(), o.name_packets),
+        _Pick(per_client(flows[port == 88], o.name_flows_per_client).to_numpy(), o.name_packets),
+        _Pick(_first_per(flows[port == 53], ["src_ip"], o.dns_flows_per_client)["flow_id"]
+              .to_numpy(), 2),
+    ]
+
+
+def _rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, plan: list[_Pick],
+          budget: int) -> tuple[np.ndarray, int]:
+    """Packet rows of the planned flows within `budget`, and how many flows the budget cut."""
+    labels = np.asarray(labels, dtype=np.int64)
+    pk = table.packets
+    payload = np.flatnonzero((pk["payload_len"].to_numpy() > 0) & (labels >= 0))
+    head = pk["payload_head"].to_numpy()
+    taken = np.zeros(len(flows), dtype=bool)
+    picked_rows, picked_order = [], []
+    for pick in plan:
+        ids = np.asarray(pick.flow_ids, dtype=np.int64)
+        ids = ids[~taken[ids]]  # a flow picked twice keeps its first (higher) priority
+        taken[ids] = True
+        picked_order.append(ids)
+        picked_rows.append(_flow_rows(payload, labels, head, len(flows), ids, pick))
+    if not picked_rows:
+        return np.empty(0, np.int64), 0
+    rows = np.concatenate(picked_rows)
+    order = np.concatenate(picked_order)
+    # Budget in priority order; a flow is kept whole or not at all.
+    cost = np.bincount(labels[rows], minlength=len(flows))[order]
+    fits = np.cumsum(cost) <= budget
+    keep_flow = np.zeros(len(flows), dtype=bool)
+    keep_flow[order[fits]] = True
+    cut = int((~fits & (cost > 0)).sum())
+    return np.sort(rows[keep_flow[labels[rows]]]), cut
+
+
+def _flow_rows(payload: np.ndarray, labels: np.ndarray, head: np.ndarray, n_flows: int,
+               ids: np.ndarray, pick: _Pick) -> np.ndarray:
+    """Payload rows of the flows `ids`: the first `pick.packets` of each, or the
+    `pick.packets` starting at each bind-like PDU (at most four such runs per flow)."""
+    chosen = np.zeros(n_flows, dtype=bool)
+    chosen[ids] = True
+    rows = payload[chosen[labels[payload]]]
+    if not len(rows):
+        return rows
+    lab = labels[rows]
+    by_flow = np.lexsort((rows, lab))
+    rows, lab = rows[by_flow], lab[by_flow]
+    idx = np.arange(len(rows))
+    new_flow = np.r_[True, lab[1:] != lab[:-1]]
+    flow_start = np.maximum.accumulate(np.where(new_flow, idx, 0))
+    if not pick.from_bind:
+        return rows[idx - flow_start < pick.packets]
+    last_bind = np.maximum.accumulate(np.where(_bind_like(head[rows]), idx, -1))
+    keep = (last_bind >= flow_start) & (idx - last_bind < pick.packets)
+    kept = np.flatnonzero(keep)
+    # at most four runs' worth per flow, so a chatty connection stays cheap
+    kept_start = np.maximum.accumulate(np.where(np.r_[True, lab[kept][1:] != lab[kept][:-1]],
+                                                np.arange(len(kept)), 0))
+    return rows[kept[np.arange(len(kept)) - kept_start < 4 * pick.packets]]
+
+
+# --- discovery ------------------------------------------------------------------------------------
+
+
+def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, *,
+                       workdir: str | Path | None = None, options: RpcOptions | None = None,
+                       tshark_path: str | None = None) -> RpcDiscovery:
+    """Find RPC endpoints: select packets, dissect them once with tshark, join onto the flows.
+
+    Raises DissectError when packets need dissecting and tshark is missing or fails; the caller
+    decides whether that is fatal (the audit turns it into a DissectWarning and goes on).
+    """
+    options = options or RpcOptions()
+    rows, cut = _rows(table, flows, labels, _rpc_plan(table, flows, labels, options),
+                      options.max_packets)
+    notes: list[str] = []
+    if cut:
+        notes.append(f"RPC discovery dissected {len(rows)} packets and skipped {cut} flows "
+                     f"(RpcOptions.max_packets={options.max_packets})")
+    if options.names:
+        name_rows, _ = _rows(table, flows, labels, _name_plan(flows, options),
+                             options.max_name_packets)
+        rows = np.union1d(rows, name_rows)
+    facts, names = empty_rpc_facts(), empty_frame(HOST_NAME_COLUMNS)
+    if len(rows):
+        with tempfile.TemporaryDirectory(dir=workdir, prefix="auditor-rpc-") as tmp:
+            path = Path(tmp) / "selected.pcap"
+            write_packets(table, rows, path)
+            facts, names = dissect_capture(path, names=options.names, tshark_path=tshark_path)
+    endpoints = build_endpoints(facts, flows, infer_window_s=options.infer_window_s)
+    notes += _notes(facts, flows)
+    for note in notes:
+        warnings.warn(note, DissectWarning, stacklevel=2)
+    return RpcDiscovery(endpoints=endpoints, facts=facts, names=names, packets=len(rows),
+                        warnings=tuple(notes))
+
+
+def _notes(facts: RpcFacts, flows: pd.DataFrame) -> list[str]:
+    notes = []
+    # without its bind tshark cannot tell an EPM conversation from any other RPC
+    blind = ((flows["proto"] == "tcp") & flows["dst_port"].isin(EPM_PORTS)
+             & (flows["state"] == "midstream")
+             & ~_bind_like(flows["client_payload_head"].to_numpy())).sum()
+    if blind:
+        notes.append(f"{blind} EPM conversations started before the capture, without their bind; "
+                     "their replies cannot be decoded (ports after them may show as 'inferred')")
+    if len(facts.cl_rpc):
+        pairs = facts.cl_rpc[["server_ip", "server_port"]].drop_duplicates()
+        notes.append(f"connectionless DCE/RPC over UDP to {len(pairs)} server ports; listed in "
+                     "facts.cl_rpc, not as endpoints")
+    return notes
+
+
+def build_endpoints(facts: RpcFacts, flows: pd.DataFrame, *,
+                    infer_window_s: float = 30.0) -> pd.DataFrame:
+    """Join dissected facts with the flows: one row per (server, port, proto, interface)."""
+    evidence = _evidence(facts)
+    inferred = _inferred_flows(flows, evidence, infer_window_s)
+    if len(inferred):
+        evidence = pd.concat([evidence, pd.DataFrame({
+            "server_ip": inferred["dst_ip"], "port": inferred["dst_port"].astype(np.int64),
+            "proto": "tcp", "interface_uuid": "", "evidence": "inferred", "advertised": False,
+            "client_ip": inferred["src_ip"], "client_port": inferred["src_port"].astype(np.int64),
+            "via_ip": inferred["dst_ip"], "via_port": np.int64(135),
+            "ts": inferred["first_seen"]})], ignore_index=True)
+    if evidence.empty:
+        return empty_frame(RPC_ENDPOINT_COLUMNS)
+    key = ["server_ip", "port", "proto"]
+    # Only flows to a port some evidence names matter; filter on the port first (cheap).
+    cols = ["flow_id", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "state", "src_bytes",
+            "dst_bytes", "first_seen", "last_seen", "capture"]
+    near = flows.loc[flows["dst_port"].isin(evidence["port"].unique()), cols]
+    near = near.rename(columns={"dst_ip": "server_ip"}).assign(
+        port=near["dst_port"].astype(np.int64), bytes=near["src_bytes"] + near["dst_bytes"],
+        used=near["state"].isin(("established", "midstream", "udp_answered")),
+        unanswered=near["state"].isin(("unanswered", "udp_unanswered")),
+        rejected=near["state"] == "rejected")
+    touching = near.merge(evidence[key].drop_duplicates(), on=key)  # flows to a known endpoint
+    per_port = touching.groupby(key).agg(
+        flows=("flow_id", "size"), bytes=("bytes", "sum"), used=("used", "any"),
+        unanswered=("unanswered", "any"), rejected=("rejected", "any"),
+        first_flow=("first_seen", "min"), last_flow=("last_seen", "max"),
+    ).reset_index()
+    # Who touched the endpoint: its flows' clients, plus those who learned or bound it.
+    clients = pd.concat([touching[key + ["src_ip"]].rename(columns={"src_ip": "client_ip"}),
+                         evidence[key + ["client_ip"]]])
+    # Which captures hold its flows or the conversations that carried its evidence.
+    carriers = flows.loc[flows["dst_port"].isin(evidence["via_port"].unique()),
+                         ["src_ip", "src_port", "dst_ip", "dst_port", "capture"]]
+    via = evidence.merge(
+        carriers.rename(columns={"src_ip": "client_ip", "src_port": "client_port",
+                                 "dst_ip": "via_ip", "dst_port": "via_port"}).astype(
+            {"client_port": np.int64, "via_port": np.int64}),
+        on=["client_ip", "client_port", "via_ip", "via_port"])
+    captures = pd.concat([touching[key + ["capture"]], via[key + ["capture"]]])
+
+    ev = evidence.assign(rank=evidence["evidence"].map(EVIDENCE_RANK))
+    out = ev.sort_values("rank", kind="stable").groupby(key + ["interface_uuid"], sort=False).agg(
+        evidence=("evidence", "first"), advertised=("advertised", "any"),
+        first_ev=("ts", "min"), last_ev=("ts", "max")).reset_index()
+    # an interface-less row (dcom, inferred) adds nothing where an interface is known
+    named = set(map(tuple, out.loc[out["interface_uuid"] != "", key].to_numpy().tolist()))
+    redundant = [u == "" and tuple(k) in named
+                 for u, k in zip(out["interface_uuid"], out[key].to_numpy().tolist(), strict=True)]
+    out = out[~np.asarray(redundant, dtype=bool)]
+    out = out.merge(per_port, on=key, how="left")
+    n_clients = clients.drop_duplicates().groupby(key).size().rename("clients").reset_index()
+    out = out.merge(n_clients, on=key, how="left")
+    cap_names = captures.dropna().drop_duplicates().sort_values("capture").groupby(key)["capture"]
+    out = out.merge(cap_names.agg(";".join).rename("captures").reset_index(), on=key, how="left")
+
+    out["interface"] = [interface_name(u) or ("DCOM object exporter" if e == "dcom" else "")
+                        for u, e in zip(out["interface_uuid"], out["evidence"], strict=True)]
+    for col in ("flows", "bytes", "clients"):
+        out[col] = out[col].fillna(0).astype(np.int64)
+    for col in ("used", "unanswered", "rejected"):
+        out[col] = out[col].astype("boolean").fillna(False).astype(bool)
+    out["first_seen"] = pd.concat([out["first_ev"], out["first_flow"]], axis=1).min(axis=1)
+    out["last_seen"] = pd.concat([out["last_ev"], out["last_flow"]], axis=1).max(axis=1)
+    out["captures"] = out["captures"].fillna("")
+    out["port"] = out["port"].astype(np.uint16)
+    out = out.sort_values(["server_ip", "port", "proto", "interface_uuid"], ignore_index=True)
+    return _typed(out, RPC_ENDPOINT_COLUMNS)
+
+
+def _typed(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    out = frame[column_names(columns)].copy()
+    for col in columns:
+        if col.dtype.startswith("datetime64"):
+            out[col.name] = pd.to_datetime(out[col.name], utc=True)
+        else:
+            out[col.name] = out[col.name].astype(col.dtype)
+    return out.reset_index(drop=True)
+
+
+def _evidence(facts: RpcFacts) -> pd.DataFrame:
+    """One row per piece of evidence: server_ip, port, proto, interface_uuid, evidence, ..."""
+    parts = []
+    epm = facts.epm[(facts.epm["status"] == 0) & facts.epm["tower_proto"].isin(("tcp", "udp",
+                                                                                "http"))]
+    epm = epm[epm["port"].notna()]
+    if len(epm):
+        tower_ip = epm["tower_ip"].where(~epm["tower_ip"].isin(("", "0.0.0.0")), epm["server_ip"])
+        parts.append(pd.DataFrame({
+            "server_ip": tower_ip, "port": epm["port"].astype(np.int64),
+            # ncacn_http towers name a TCP port too (the RPC-over-HTTP listener)
+            "proto": np.where(epm["tower_proto"] == "udp", "udp", "tcp"),
+            "interface_uuid": epm["interface_uuid"], "evidence": "epm", "advertised": True,
+            "client_ip": epm["client_ip"], "client_port": epm["client_port"].astype(np.int64),
+            "via_ip": epm["server_ip"], "via_port": epm["server_port"].astype(np.int64),
+            "ts": epm["ts"]}))
+    binds = facts.binds[facts.binds["transport"] != "smb"]  # pipes ride on 445, not a port
+    if len(binds):
+        parts.append(pd.DataFrame({
+            "server_ip": binds["server_ip"], "port": binds["server_port"].astype(np.int64),
+            "proto": "tcp", "interface_uuid": binds["interface_uuid"], "evidence": "bind",
+            "advertised": False, "client_ip": binds["client_ip"],
+            "client_port": binds["client_port"].astype(np.int64), "via_ip": binds["server_ip"],
+            "via_port": binds["server_port"].astype(np.int64), "ts": binds["ts"]}))
+    dcom = facts.dcom[(facts.dcom["tower_id"] == 7) & facts.dcom["port"].notna()]
+    if len(dcom):
+        parts.append(pd.DataFrame({
+            "server_ip": dcom["server_ip"], "port": dcom["port"].astype(np.int64),
+            "proto": "tcp", "interface_uuid": "", "evidence": "dcom", "advertised": False,
+            "client_ip": dcom["client_ip"], "client_port": np.int64(-1),
+            "via_ip": dcom["server_ip"], "via_port": np.int64(135), "ts": dcom["ts"]}))
+    if not parts:
+        return pd.DataFrame(columns=["server_ip", "port", "proto", "interface_uuid", "evidence",
+                                     "advertised", "client_ip", "client_port", "via_ip",
+                                     "via_port", "ts"])
+    return pd.concat(parts, ignore_index=True).drop_duplicates(
+        ["server_ip", "port", "proto", "interface_uuid", "evidence", "client_ip", "client_port",
+         "ts"], ignore_index=True)
+
+
+def _inferred_flows(flows: pd.DataFrame, evidence: pd.DataFrame, window_s: float) -> pd.DataFrame:
+    """Flows to an unexplained dynamic port that start shortly after a 135 exchange, same hosts."""
+    port = flows["dst_port"].to_numpy().astype(np.int64)
+    head = flows["client_payload_head"].to_numpy().astype(np.int64)
+    tcp = (flows["proto"] == "tcp").to_numpy()
+    # no payload (unanswered, refused) or a DCE/RPC CO PDU: anything else is another protocol
+    rpc_like = (head == 0) | ((head >> 24) == 5)
+    dynamic = (port >= 1025) & ~np.isin(port, REGISTERED_SERVICE_PORTS) & ~np.isin(port, EPM_PORTS)
+    cols = ["flow_id", "src_ip", "src_port", "dst_ip", "dst_port", "first_seen"]
+    cand = flows.loc[tcp & rpc_like & dynamic, cols]
+    epm = flows.loc[tcp & (port == 135), ["src_ip", "dst_ip", "first_seen", "last_seen"]]
+    if cand.empty or epm.empty:
+        return cand.iloc[0:0]
+    if len(evidence):
+        known = evidence[["server_ip", "port"]].drop_duplicates().astype({"port": np.int64})
+        known = known.rename(columns={"server_ip": "dst_ip", "port": "dst_port"})
+        cand = cand.astype({"dst_port": np.int64}).merge(known, how="left", indicator=True)
+        cand = cand[cand["_merge"] == "left_only"].drop(columns="_merge")
+    cand = cand.sort_values("first_seen")
+    epm = epm.rename(columns={"first_seen": "epm_first", "last_seen": "epm_last"})
+    joined = pd.merge_asof(cand, epm.sort_values("epm_first"), left_on="first_seen",
+                           right_on="epm_first", by=["src_ip", "dst_ip"], direction="backward")
+    window = pd.Timedelta(seconds=window_s)
+    hit = joined["epm_first"].notna() & (joined["first_seen"] <= joined["epm_last"] + window)
+    return joined[hit.to_numpy()]
+
+
+# --- annotating flows -----------------------------------------------------------------------------
+
+
+def annotate_flows(flows: pd.DataFrame, endpoints: pd.DataFrame, *,
+                   infer_window_s: float = 30.0) -> pd.DataFrame:
+    """Return flows with rpc_interface and rpc_evidence from the endpoints (plus inferred ones)."""
+    out = flows.copy()
+    out["rpc_interface"] = ""
+    out["rpc_evidence"] = ""
+    if out.empty:
+        return out
+    key = ["dst_ip", "dst_port", "proto"]
+    if len(endpoints):
+        ep = endpoints.assign(
+            label=[name or uuid for name, uuid in zip(endpoints["interface"],
+                                                      endpoints["interface_uuid"], strict=True)],
+            rank=endpoints["evidence"].map(EVIDENCE_RANK),
+        ).rename(columns={"server_ip": "dst_ip", "port": "dst_port"})
+        ep["dst_port"] = ep["dst_port"].astype(out["dst_port"].dtype)
+        per_port = ep.sort_values("rank").groupby(key, sort=False).agg(
+            rpc_evidence=("evidence", "first"),
+            rpc_interface=("label", lambda s: ", ".join(sorted({x for x in s if x}))),
+        ).reset_index()
+        merged = out[key].merge(per_port, on=key, how="left")
+        found = merged["rpc_evidence"].notna().to_numpy()
+        out.loc[found, "rpc_evidence"] = merged.loc[found, "rpc_evidence"].to_numpy()
+        out.loc[found, "rpc_interface"] = merged.loc[found, "rpc_interface"].to_numpy()
+    # flows the endpoints did not explain may still be inferred from timing
+    known = pd.DataFrame({"server_ip": out.loc[out["rpc_evidence"] != "", "dst_ip"],
+                          "port": out.loc[out["rpc_evidence"] != "", "dst_port"]})
+    inferred = _inferred_flows(out, known, infer_window_s)
+    mask = out["flow_id"].isin(inferred["flow_id"]) & (out["rpc_evidence"] == "")
+    out.loc[mask, "rpc_evidence"] = "inferred"
+    return out
+
+
+# --- dynamic ranges -------------------------------------------------------------------------------
+
+
+def dynamic_ranges(endpoints: pd.DataFrame, *,
+                   captures: Sequence[pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Per server: dynamic ports in use, the expected default range, outliers, pinning advice.
+
+    `captures` are endpoint frames of separate captures (e.g. one per day); without them the
+    `captures` column of `endpoints` tells in how many files each (port, interface) was seen.
+    Only epm/bind/dcom evidence counts; inferred ports are too uncertain to judge a range by.
+    """
+    dyn = _dynamic(endpoints)
+    if dyn.empty:
+        return empty_frame(RPC_RANGE_COLUMNS)
+    seen = _files_per_port(dyn, captures)
+    rows = []
+    for server, group in dyn.groupby("server_ip", sort=True):
+        ports = sorted(set(group["port"].astype(int)))
+        names = sorted({n for n in group["interface"] if n})
+        lo, hi, basis = _expected_range(ports, names)
+        outside = [p for p in ports if not lo <= p <= hi]
+        repeated = seen[(seen["server_ip"] == server) & (seen["files"] >= 2)]["port"]
+        pinned = sorted(set(outside) | set(repeated.astype(int)))
+        rows.append({
+            "server_ip": server, "lowest_port": ports[0], "highest_port": ports[-1],
+            "ports": len(ports), "interfaces": ";".join(names),
+            "expected_range": f"{lo}-{hi}", "expected_basis": basis,
+            "outside_ports": ";".join(map(str, outside)),
+            "pinned_ports": ";".join(map(str, pinned)),
+            "recommendation": _recommendation(names, dc="DRSUAPI" in names),
+        })
+    return _typed(pd.DataFrame(rows), RPC_RANGE_COLUMNS)
+
+
+def _dynamic(endpoints: pd.DataFrame) -> pd.DataFrame:
+    if endpoints.empty:
+        return endpoints
+    port = endpoints["port"].astype(np.int64)
+    keep = ((endpoints["proto"] == "tcp") & (port >= 1024) & ~port.isin(EPM_PORTS)
+            & ~port.isin(FIXED_RPC_PORTS) & (endpoints["evidence"] != "inferred"))
+    return endpoints[keep]
+
+
+def _files_per_port(dyn: pd.DataFrame, captures: Iterable[pd.DataFrame] | None) -> pd.DataFrame:
+    """In how many captures each (server, port, interface) appeared."""
+    key = ["server_ip", "port", "interface_uuid"]
+    if captures is not None:
+        parts = [_dynamic(frame)[key].drop_duplicates().assign(file=i)
+                 for i, frame in enumerate(captures)]
+        seen = pd.concat(parts) if parts else pd.DataFrame(columns=key + ["file"])
+    else:
+        seen = dyn[key + ["captures"]].assign(file=dyn["captures"].str.split(";"))
+        seen = seen.explode("file")
+        seen = seen[seen["file"].fillna("") != ""][key + ["file"]]
+    if seen.empty:
+        return pd.DataFrame({"server_ip": [], "port": [], "files": []})
+    files = seen.drop_duplicates().groupby(key).size().rename("files").reset_index()
+    return files.groupby(["server_ip", "port"])["files"].max().reset_index()
+
+
+def _expected_range(ports: list[int], names: list[str]) -> tuple[int, int, str]:
+    cas = any(n in CAS_INTERFACES for n in names) or ("NSPI" in names and "DRSUAPI" not in names)
+    if cas:
+        return (*RANGE_CAS, "Exchange 2010 Client Access server (RPC Client Access / Address Book)")
+    legacy = sum(RANGE_2003[0] <= p <= RANGE_2003[1] for p in ports)
+    if legacy > len(ports) / 2:
+        return (*RANGE_2003, "Windows 2003 or earlier (most ports below 5001)")
+    return (*RANGE_2008, "Windows Server 2008 or later")
+
+
+def _recommendation(names: list[str], dc: bool) -> str:
+    tags = {("NSPI@dc" if dc else "NSPI@cas") if n == "NSPI" else n for n in names}
+    advice = [text for covers, text in _PINNING if tags & set(covers)]
+    covered = {name.split("@")[0] for covers, _ in _PINNING for name in covers}
+    others = [n for n in names if n not in covered]
+    if others or not names:
+        advice.append(_PIN_GENERIC.format(names=", ".join(others) or "unnamed interfaces"))
+    if dc or tags & {"EMSMDB", "AsyncEMSMDB", "RFR", "NSPI@cas"}:
+        advice.append(_UNSUPPORTED)
+    return "; ".join(advice)

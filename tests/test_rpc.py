@@ -1,0 +1,374 @@
+"""rpc.py: packet selection, endpoint discovery, flow annotation and dynamic-range advice."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from packet_factory import ACK, PSH, SYN, pkt, table
+
+from auditor.capture import read_packets
+from auditor.errors import DissectError, DissectWarning
+from auditor.flows import build_flows_labelled
+from auditor.rpc import (
+    RpcOptions,
+    annotate_flows,
+    discover_endpoints,
+    dynamic_ranges,
+    interface_name,
+    interface_table,
+    select_name_rows,
+    select_rpc_rows,
+)
+from auditor.schema import RPC_ENDPOINT_COLUMNS, RPC_RANGE_COLUMNS, column_names, empty_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = ROOT.parent / "shared" / "captures"
+RPC = ROOT / "fixtures" / "pcaps" / "rpc"
+EMSMDB = "a4f1db00-ca47-1067-b31f-00dd010662da"
+NSPI = "f5cc5a18-4264-101a-8c59-08002b2f8426"
+EPM = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
+CAS, DC, CLIENT, CLIENT_B, CLIENT_C = ("198.18.1.10", "198.18.1.2", "198.18.10.21",
+                                       "198.18.10.22", "198.18.10.23")
+BIND_HEAD = 0x05000B03  # DCE/RPC CO v5.0 bind, flags first|last
+ACK_HEAD = 0x05000C03
+REQUEST_HEAD = 0x05000003
+
+
+def flows_of(*paths: Path):
+    packets = read_packets(list(paths))
+    flows, labels = build_flows_labelled(packets)
+    return packets, flows, labels
+
+
+@functools.cache
+def discovered(*paths: Path):
+    """One discovery per capture set for the whole module; warnings are returned, not raised."""
+    packets, flows, labels = flows_of(*paths)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = discover_endpoints(packets, flows, labels)
+    return packets, flows, found, [str(w.message) for w in caught if w.category is DissectWarning]
+
+
+def triples(endpoints: pd.DataFrame) -> set[tuple[str, int, str]]:
+    return {(s, int(p), u) for s, p, u in endpoints[["server_ip", "port", "interface_uuid"]].values}
+
+
+# --- interface names (no tshark) -------------------------------------------------------------------
+
+
+def test_interface_name_matches_the_full_uuid_only():
+    assert interface_name(EMSMDB) == "EMSMDB"
+    # one hex digit apart: b31f is EMSMDB, b31e the legacy store admin interface
+    assert interface_name("a4f1db00-ca47-1067-b31e-00dd010662da") == "Exchange store admin (b31e)"
+    assert interface_name(NSPI) == "NSPI"
+    assert interface_name("f5cc59b4-4264-101a-8c59-08002b2f8426") == "FRS"
+    assert interface_name("f5cc5a7c-4264-101a-8c59-08002b2f8426") == "XDS"
+    assert interface_name("{A4F1DB00-CA47-1067-B31F-00DD010662DA}") == "EMSMDB"
+    assert interface_name("a4f1db00-ca47-1067-b31f") == ""
+    assert interface_name("00000000-0000-0000-0000-000000000000") == ""
+
+
+def test_interface_catalogue_rows_are_unique_and_sourced():
+    cat = interface_table()
+    assert list(cat.columns) == ["uuid", "version", "name", "description", "served_by", "source"]
+    assert cat["uuid"].is_unique and cat["name"].is_unique
+    assert cat["uuid"].str.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}").all()
+    assert cat["version"].str.fullmatch(r"\d+\.\d+").all()
+    assert (cat["source"].str.len() > 0).all() and (cat["name"].str.len() > 0).all()
+    assert {"EMSMDB", "AsyncEMSMDB", "NSPI", "RFR", "DRSUAPI", "NETLOGON"} <= set(cat["name"])
+
+
+# --- packet selection (no tshark) ------------------------------------------------------------------
+
+
+def _session(t, client, sport, server, dport, heads, *, syn=True):
+    """A TCP session whose payload packets start with the given heads, alternating directions."""
+    rows = []
+    if syn:
+        rows += [pkt(t, client, sport, server, dport, flags=SYN),
+                 pkt(t + 0.001, server, dport, client, sport, flags=SYN | ACK),
+                 pkt(t + 0.002, client, sport, server, dport, flags=ACK)]
+    for i, head in enumerate(heads):
+        src, sp, dst, dp = ((client, sport, server, dport) if i % 2 == 0
+                            else (server, dport, client, sport))
+        rows.append(pkt(t + 0.01 + i * 0.001, src, sp, dst, dp, flags=PSH | ACK, payload=100,
+                        head=head, length=154))
+    return rows
+
+
+def _selected(rows, **options):
+    packets = table(rows)
+    flows, labels = build_flows_labelled(packets)
+    picked = select_rpc_rows(packets, flows, labels, RpcOptions(**options))
+    return packets, flows, labels, picked
+
+
+def test_a_heavy_bind_flow_gives_tshark_only_its_first_payload_packets():
+    rows = _session(0, CLIENT, 50000, CAS, 59532, [BIND_HEAD, ACK_HEAD] + [REQUEST_HEAD] * 3000)
+    packets, _, _, picked = _selected(rows)
+    assert len(packets.packets) == 3005
+    assert len(picked) == RpcOptions().bind_packets == 4
+    assert packets.packets.loc[picked[:2], "payload_head"].tolist() == [BIND_HEAD, ACK_HEAD]
+
+
+def test_an_alter_context_in_a_midstream_flow_is_selected():
+    heads = [REQUEST_HEAD, 0x05000203, REQUEST_HEAD, 0x05000E03, 0x05000F03, REQUEST_HEAD]
+    packets, _, _, picked = _selected(_session(0, CLIENT, 50000, DC, 49155, heads, syn=False))
+    assert packets.packets.loc[picked, "payload_head"].tolist() == heads[3:]
+
+
+def test_repeated_bind_flows_to_one_port_are_sampled_per_client():
+    rows = []
+    for i in range(30):  # the same client 30 times, then 12 other clients once each
+        rows += _session(i, CLIENT, 50000 + i, CAS, 59532, [BIND_HEAD, ACK_HEAD])
+    for i in range(12):
+        rows += _session(100 + i, f"198.18.20.{i + 1}", 50000, CAS, 59532, [BIND_HEAD, ACK_HEAD])
+    packets, flows, labels, picked = _selected(rows)
+    chosen = flows.loc[np.unique(labels[picked])]
+    assert len(chosen) == RpcOptions().bind_flows_per_port == 8
+    assert chosen["src_ip"].is_unique and CLIENT in set(chosen["src_ip"])
+
+
+def test_epm_conversations_keep_the_first_ones_and_the_last_per_client():
+    rows = []
+    for i in range(10):
+        rows += _session(i * 10, CLIENT, 50000 + i, CAS, 135, [BIND_HEAD, ACK_HEAD, REQUEST_HEAD,
+                                                               0x05000203])
+    packets, flows, labels, picked = _selected(rows)
+    kept = sorted(flows.loc[np.unique(labels[picked]), "src_port"].tolist())
+    assert kept == [50000, 50001, 50009]  # epm_flows_per_pair=3: two first, one last
+
+
+def test_other_protocols_are_not_selected():
+    rows = _session(0, CLIENT, 50000, CAS, 443, [0x16030100, 0x16030300])
+    rows += _session(1, CLIENT, 50001, DC, 49160, [0x504F5354, 0x48545450])  # HTTP on a high port
+    assert len(_selected(rows)[3]) == 0
+
+
+def test_the_packet_budget_cuts_whole_flows_in_priority_order():
+    rows = []
+    for i in range(6):
+        rows += _session(i, f"198.18.20.{i + 1}", 50000, CAS, 135, [BIND_HEAD, ACK_HEAD] * 3)
+    packets, flows, labels, picked = _selected(rows, max_packets=14)
+    per_flow = np.bincount(labels[picked])
+    assert per_flow[per_flow > 0].tolist() == [6, 6]  # a third flow would pass 14
+
+
+def test_name_rows_take_dns_smtp_nbns_and_kerberos():
+    rows = [pkt(0, CLIENT, 53000, DC, 53, proto=17, payload=40, head=0x12340100),
+            pkt(0.001, DC, 53, CLIENT, 53000, proto=17, payload=80, head=0x12348180),
+            pkt(1, CLIENT, 137, "198.18.255.255", 137, proto=17, payload=68, head=0xABCD2910)]
+    rows += _session(2, CLIENT, 50000, DC, 88, [0x000005A0, 0x00000600])
+    rows += _session(3, CLIENT, 50001, CAS, 25, [0x45484C4F, 0x32353020])
+    rows += _session(4, CLIENT, 50002, CAS, 443, [0x16030100, 0x16030300])
+    packets = table(rows)
+    flows, labels = build_flows_labelled(packets)
+    picked = select_name_rows(packets, flows, labels)
+    ports = set(flows.loc[np.unique(labels[picked]), "dst_port"])
+    assert ports == {53, 137, 88, 25} and len(picked) == 3 + 2 + 2
+
+
+# --- discovery on the hand-crafted scenario ---------------------------------------------------------
+
+
+@pytest.mark.tshark
+def test_scenario_endpoints_come_from_epm_binds_and_timing():
+    _, _, found, notes = discovered(RPC / "rpc_scenario_day1.pcap")
+    ep = found.endpoints
+    assert list(ep.columns) == column_names(RPC_ENDPOINT_COLUMNS)
+    got = ep[["server_ip", "port", "proto", "interface", "evidence", "advertised", "used",
+              "unanswered", "rejected", "clients", "flows"]].values.tolist()
+    assert got == [
+        [CAS, 135, "tcp", "EPM", "bind", False, True, False, False, 1, 2],
+        [CAS, 6001, "tcp", "EMSMDB", "epm", True, False, False, False, 1, 0],
+        [CAS, 59532, "tcp", "EMSMDB", "epm", True, True, False, False, 2, 2],
+        [CAS, 59533, "tcp", "NSPI", "epm", True, False, True, False, 1, 1],
+        [DC, 49158, "tcp", "", "inferred", False, False, True, False, 1, 1],
+    ]
+    # the connectionless request to udp/49200 and WinRM on 5985 are not RPC endpoints
+    assert not ep["port"].isin([49200, 5985]).any()
+    assert found.facts.cl_rpc["server_port"].tolist() == [49200]
+    assert any("connectionless DCE/RPC" in n for n in notes)
+    assert any("1 EPM conversations started before the capture" in n for n in notes)
+    assert found.warnings == tuple(notes)
+
+
+@pytest.mark.tshark
+def test_annotation_labels_flows_that_started_before_the_epm_reply():
+    _, flows, found, _ = discovered(RPC / "rpc_scenario_day1.pcap")
+    out = annotate_flows(flows, found.endpoints)
+    assert list(out.columns) == list(flows.columns) + ["rpc_interface", "rpc_evidence"]
+    labelled = {(r.src_ip, r.dst_port, r.proto): (r.rpc_interface, r.rpc_evidence)
+                for r in out.itertuples()}
+    early = flows.loc[flows["src_ip"] == CLIENT_B].iloc[0]
+    assert early["state"] == "midstream" and early["first_seen"] < found.facts.epm["ts"].min()
+    assert labelled[(CLIENT_B, 59532, "tcp")] == ("EMSMDB", "epm")
+    assert labelled[(CLIENT, 59532, "tcp")] == ("EMSMDB", "epm")
+    assert labelled[(CLIENT, 59533, "tcp")] == ("NSPI", "epm")
+    assert labelled[(CLIENT, 135, "tcp")] == ("EPM", "bind")
+    assert labelled[(CLIENT_C, 49158, "tcp")] == ("", "inferred")
+    assert labelled[(CLIENT_C, 5985, "tcp")] == ("", "")
+    assert labelled[(CLIENT_C, 49200, "udp")] == ("", "")
+
+
+@pytest.mark.tshark
+def test_inference_needs_the_135_exchange_to_be_recent():
+    _, flows, found, _ = discovered(RPC / "rpc_scenario_day1.pcap")
+    out = annotate_flows(flows, found.endpoints.iloc[:4], infer_window_s=0.5)
+    assert out.loc[out["dst_port"] == 49158, "rpc_evidence"].tolist() == [""]
+    out = annotate_flows(flows, found.endpoints.iloc[:4], infer_window_s=30)
+    assert out.loc[out["dst_port"] == 49158, "rpc_evidence"].tolist() == ["inferred"]
+
+
+@pytest.mark.tshark
+def test_two_days_show_the_rpc_client_access_port_pinned():
+    _, _, found, _ = discovered(RPC / "rpc_scenario_day1.pcap", RPC / "rpc_scenario_day2.pcap")
+    ep = found.endpoints.set_index("port")
+    assert ep.loc[59532, "captures"] == "rpc_scenario_day1.pcap;rpc_scenario_day2.pcap"
+    ranges = dynamic_ranges(found.endpoints)
+    assert list(ranges.columns) == column_names(RPC_RANGE_COLUMNS)
+    cas = ranges.set_index("server_ip").loc[CAS]
+    assert (cas["lowest_port"], cas["highest_port"], cas["ports"]) == (59532, 59533, 2)
+    assert cas["expected_range"] == "6005-59530" and "Client Access" in cas["expected_basis"]
+    assert cas["outside_ports"] == "59532;59533" and cas["pinned_ports"] == "59532;59533"
+    assert 'MSExchangeRPC\\ParametersSystem "TCP/IP Port"' in cas["recommendation"]
+    assert 'MSExchangeAB\\Parameters "RpcTcpPort"' in cas["recommendation"]
+    assert DC not in set(ranges["server_ip"])  # its only port is inferred
+
+
+# --- discovery on public captures, checked against tshark -----------------------------------------
+
+
+def _tshark_endpoints(path: Path) -> set[tuple[str, int, str]]:
+    """EPM towers and TCP binds (not those inside SMB pipes) straight from tshark -T fields."""
+    def fields(display_filter, *names):
+        out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T",
+                              "fields", "-E", "occurrence=a", *sum((["-e", n] for n in names), [])],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    found = set()
+    for src, uuids, ports, ips in fields("epm && dcerpc.pkt_type == 2", "ip.src", "epm.uuid",
+                                         "epm.proto.tcp_port", "epm.proto.ip"):
+        if ports:
+            for port, uuid, ip in zip(ports.split(","), uuids.split(",")[::2], ips.split(","),
+                                      strict=True):
+                found.add((src if ip == "0.0.0.0" else ip, int(port), uuid))
+    for dst, port, uuids in fields("dcerpc.cn_bind_to_uuid && !smb2 && !smb", "ip.dst",
+                                   "tcp.dstport", "dcerpc.cn_bind_to_uuid"):
+        found |= {(dst, int(port), uuid) for uuid in uuids.split(",")}
+    return found
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", ["CVE-2020-1472_exploit_win2019.pcap",
+                                  "suricata-verify_bug-5162_input.pcap",
+                                  "dcerpc_privacy_krb.pcapng", "dcerpc_msnrpc.pcapng",
+                                  "kerberos.pcap"])
+def test_endpoints_equal_what_tshark_reports_on_the_whole_file(name):
+    _, _, found, _ = discovered(CAPTURES / name)
+    ep = found.endpoints
+    evidenced = ep[ep["evidence"].isin(["epm", "bind"])]
+    assert triples(evidenced) == _tshark_endpoints(CAPTURES / name)
+    assert len(evidenced) == len(ep)  # nothing inferred where the evidence is complete
+    assert found.packets < 100
+
+
+@pytest.mark.tshark
+def test_zerologon_pattern_is_netlogon_on_the_dc():
+    _, flows, found, _ = discovered(CAPTURES / "CVE-2020-1472_exploit_win2019.pcap")
+    out = annotate_flows(flows, found.endpoints)
+    dyn = out[out["dst_port"] == 49668]
+    assert len(dyn) == 21 and set(dyn["rpc_interface"]) == {"NETLOGON"}
+    assert set(dyn["rpc_evidence"]) == {"epm"} and set(dyn["dst_ip"]) == {"172.16.5.58"}
+    ranges = dynamic_ranges(found.endpoints).set_index("server_ip").loc["172.16.5.58"]
+    assert ranges["expected_range"] == "49152-65535" and ranges["outside_ports"] == ""
+    assert 'Netlogon\\Parameters "DCTcpipPort"' in ranges["recommendation"]
+
+
+@pytest.mark.tshark
+def test_connectionless_rpc_is_not_a_tcp_endpoint():
+    _, flows, found, notes = discovered(CAPTURES / "dcerpc.pcap")
+    assert found.endpoints.empty and list(found.endpoints.columns) == column_names(
+        RPC_ENDPOINT_COLUMNS)
+    assert len(found.facts.cl_rpc) > 0 and found.facts.binds.empty
+    assert any("connectionless DCE/RPC over UDP to 2 server ports" in n for n in notes)
+    assert set(annotate_flows(flows, found.endpoints)["rpc_evidence"]) == {""}
+
+
+@pytest.mark.tshark
+def test_discovery_also_returns_host_names():
+    _, _, found, _ = discovered(CAPTURES / "kerberos.pcap")
+    assert found.names.values.tolist() == [["172.16.8.201", "JOHNSON-PC", "kerberos"]]
+
+
+@pytest.mark.tshark
+def test_discovery_warns_through_dissect_warning():
+    packets, flows, labels = flows_of(CAPTURES / "dcerpc.pcap")
+    with pytest.warns(DissectWarning, match="connectionless DCE/RPC"):
+        discover_endpoints(packets, flows, labels, options=RpcOptions(names=False))
+
+
+def test_missing_tshark_raises_dissect_error(monkeypatch, tmp_path):
+    packets, flows, labels = flows_of(RPC / "bind_nak.pcap")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DissectError, match="tshark not found"):
+        discover_endpoints(packets, flows, labels)
+
+
+def test_nothing_to_dissect_needs_no_tshark(monkeypatch, tmp_path):
+    packets, flows, labels = flows_of(CAPTURES / "NTP_sync.pcap")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    found = discover_endpoints(packets, flows, labels, options=RpcOptions(names=False))
+    assert found.packets == 0 and found.endpoints.empty and found.warnings == ()
+
+
+# --- dynamic ranges (no tshark) --------------------------------------------------------------------
+
+
+def _endpoints(rows):
+    frame = pd.DataFrame(rows, columns=["server_ip", "port", "interface_uuid", "evidence",
+                                        "captures"])
+    base = empty_frame(RPC_ENDPOINT_COLUMNS)
+    full = pd.concat([base, frame.assign(proto="tcp", interface=frame["interface_uuid"].map(
+        interface_name))], ignore_index=True)
+    return full.fillna({"advertised": False, "used": True, "unanswered": False,
+                        "rejected": False, "clients": 1, "flows": 1, "bytes": 100})
+
+
+def test_a_windows_2003_server_is_expected_in_1025_to_5000():
+    drsuapi = "e3514235-4b06-11d1-ab04-00c04fc2dcd2"
+    ep = _endpoints([["198.18.1.3", 1026, drsuapi, "epm", "a.pcap"],
+                     ["198.18.1.3", 1029, "12345678-1234-abcd-ef00-01234567cffb", "epm", "a.pcap"],
+                     ["198.18.1.3", 49200, "12345778-1234-abcd-ef00-0123456789ac", "bind",
+                      "a.pcap"]])
+    row = dynamic_ranges(ep).iloc[0]
+    assert (row["expected_range"], row["outside_ports"], row["pinned_ports"]) == (
+        "1025-5000", "49200", "49200")
+    assert "NTDS\\Parameters" in row["recommendation"] and "SAMR" in row["recommendation"]
+
+
+def test_pinned_ports_come_from_several_captures():
+    day1 = _endpoints([[DC, 49667, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "epm", ""],
+                       [DC, 49671, "12345678-1234-abcd-ef00-01234567cffb", "epm", ""]])
+    day2 = _endpoints([[DC, 49667, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "bind", ""],
+                       [DC, 49702, "12345678-1234-abcd-ef00-01234567cffb", "epm", ""]])
+    both = pd.concat([day1, day2], ignore_index=True)
+    row = dynamic_ranges(both, captures=[day1, day2]).iloc[0]
+    assert row["pinned_ports"] == "49667"  # NETLOGON moved after a restart: not pinned
+    assert (row["lowest_port"], row["highest_port"], row["ports"]) == (49667, 49702, 3)
+    assert row["interfaces"] == "DRSUAPI;NETLOGON" and row["outside_ports"] == ""
+
+
+def test_epm_fixed_and_inferred_ports_do_not_make_a_range():
+    ep = _endpoints([[CAS, 135, EPM, "bind", ""], [CAS, 6001, EMSMDB, "epm", ""],
+                     [DC, 49158, "", "inferred", ""]])
+    assert dynamic_ranges(ep).empty
+    assert dynamic_ranges(empty_frame(RPC_ENDPOINT_COLUMNS)).empty
