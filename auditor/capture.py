@@ -57,7 +57,6 @@ _ETHER_BASED = {1: (12, 14), 113: (14, 16), 276: (0, 20)}  # link type -> (ether
 _RAW_IP = (101, 12, 14, 228, 229)
 _V6_EXT = (0, 43, 44, 51, 60)  # hop-by-hop, routing, fragment, AH, destination options
 _PACKET_NAMES = column_names(PACKET_COLUMNS)
-_PACKET_DTYPES = {c.name: np.dtype(c.dtype) for c in PACKET_COLUMNS}
 _ICMP_DTYPES = {c.name: np.dtype(c.dtype) for c in ICMP_ERROR_COLUMNS}
 # Reasons a record is skipped after its link type is known (index = code in the decoder).
 _REASONS = ("", "truncated link-layer header", "bad IP header", "truncated IP header")

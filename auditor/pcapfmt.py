@@ -27,7 +27,7 @@ MAX_RECORD = 262_144  # Wireshark's limit for ordinary link types; more means a 
 MAX_BLOCK = 128 << 20  # largest pcapng block accepted (Wireshark allows about this much)
 CHUNK_BYTES = 32 << 20  # file bytes walked per chunk: bounds memory whatever the file size
 HEAD_BYTES = 112  # leading bytes of each record copied out once; enough for almost all headers
-WINDOW = 32 << 20  # gzip: decompressed bytes held at once
+WINDOW = 16 << 20  # gzip: decompressed bytes inflated at a time
 NO_TS = np.iinfo(np.int64).min  # timestamp of a record that has none (pcapng simple packet block)
 BAD_INTERFACE = -1  # link type given to a pcapng packet that names an undefined interface
 
@@ -138,13 +138,17 @@ class _GzipSource:
         """Slide the window to start at pos with at least `need` bytes; False if nothing new."""
         if self.eof:
             return False
-        keep = self.buf[pos - self.base :]
+        keep = self.buf[pos - self.base :].copy()  # the unfinished record, if any
+        self.buf = None  # let the old window go before the new one is inflated
         parts = self._inflate(max(WINDOW, need))
         got = sum(len(p) for p in parts)
         new = np.empty(len(keep) + got, np.uint8)
         new[: len(keep)] = keep
-        if got:
-            new[len(keep) :] = np.frombuffer(b"".join(parts), np.uint8)
+        at = len(keep)
+        while parts:
+            part = parts.pop(0)
+            new[at : at + len(part)] = np.frombuffer(part, np.uint8)
+            at += len(part)
         self.buf, self.base = new, pos
         return got > 0
 
@@ -331,7 +335,7 @@ class RecordReader:
                 while pos <= lim:
                     append(pos)
                     pos += 16 + unpack(mv, pos + 8)[0]
-        self._need = 16 + MAX_RECORD
+        self._need = 16  # a gzip window must at least hold the next header...
         if not offs:
             self._pos = self._src.base + pos
             return None, _MORE
@@ -350,6 +354,7 @@ class RecordReader:
         elif pos > size:  # the last header promises more bytes than the buffer holds
             keep -= 1
             pos = int(off[keep])
+            self._need = 16 + int(hdr[keep, 2])  # ...or the whole record it announces
             status = _MORE
         self._pos = self._src.base + pos
         if keep == 0:

@@ -710,7 +710,8 @@ def test_edge_fixture_truncated():
 
 
 def tshark_fields(path, *fields, display="ip||ipv6"):
-    cmd = ["tshark", "-r", str(path), "-Y", display, "-T", "fields"]
+    """tshark's field values (first occurrence) for the IP packets of a capture, one line each."""
+    cmd = ["tshark", "-r", str(path), "-Y", display, "-T", "fields", "-E", "occurrence=f"]
     for f in fields:
         cmd += ["-e", f]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -719,12 +720,35 @@ def tshark_fields(path, *fields, display="ip||ipv6"):
 
 ORACLE_FILES = sorted(SHARED.glob("*.pcap*")) + sorted(
     p for p in EDGE.glob("*.pcap*") if p.name != "truncated.pcap")
+ORACLE_FIELDS = ("frame.number", "frame.len", "frame.time_epoch", "ip.src", "ipv6.src", "ip.dst",
+                 "ipv6.dst", "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport",
+                 "tcp.flags", "tcp.len")
 
 
 @pytest.mark.tshark
 @needs_tshark
 @pytest.mark.parametrize("path", ORACLE_FILES, ids=lambda p: p.name)
-def test_packet_count_and_bytes_match_tshark(path):
+def test_packets_match_tshark(path):
+    """Count and frame bytes per file, and per packet time, addresses, ports, flags, length."""
     t = read_packets([path])
-    lens = [int(x) for x in tshark_fields(path, "frame.len")]
+    rows = [dict(zip(ORACLE_FIELDS, line.split("\t"), strict=True))
+            for line in tshark_fields(path, *ORACLE_FIELDS)]
+    lens = [int(r["frame.len"]) for r in rows]
     assert (len(t.packets), int(t.packets.frame_len.sum())) == (len(lens), sum(lens))
+    pk = t.packets.set_index("record_index")
+    src = dict(zip(pk.index, format_ip(pk.src_ip_hi, pk.src_ip_lo), strict=True))
+    dst = dict(zip(pk.index, format_ip(pk.dst_ip_hi, pk.dst_ip_lo), strict=True))
+    for r in rows:
+        i = int(r["frame.number"]) - 1
+        p = pk.loc[i]
+        sec, frac = r["frame.time_epoch"].split(".")
+        assert p.ts_ns == int(sec) * NS + int(frac.ljust(9, "0")), i
+        assert (src[i], dst[i]) == (r["ip.src"] or r["ipv6.src"], r["ip.dst"] or r["ipv6.dst"]), i
+        whole = p.frag_offset == 0 and not p.more_fragments  # tshark puts ports on reassembly
+        if whole and p.proto in (6, 17):
+            sport = int(r["tcp.srcport"] or r["udp.srcport"])
+            dport = int(r["tcp.dstport"] or r["udp.dstport"])
+            assert (p.src_port, p.dst_port) == (sport, dport), i
+        if whole and p.proto == 6:
+            assert (p.tcp_flags, p.payload_len) == (int(r["tcp.flags"], 16) & 0xFF,
+                                                    int(r["tcp.len"])), i
