@@ -41,6 +41,7 @@ RANGE_2008 = (49152, 65535)  # Windows Vista / 2008 and later (KB929851)
 RANGE_2003 = (1025, 5000)  # Windows 2000 / XP / 2003 (KB929851)
 RANGE_CAS = (6005, 59530)  # Exchange 2010 Client Access server (TechNet Wiki 864)
 CAS_INTERFACES = ("EMSMDB", "AsyncEMSMDB", "RFR")
+PINNED_SPAN = pd.Timedelta(hours=12)
 
 # The documented settings that pin an interface's port (exchange-ports.md section 2.3), by the
 # interface names they cover; NSPI is pinned by NTDS on a DC and by MSExchangeAB on a CAS.
@@ -70,10 +71,13 @@ _UNSUPPORTED = (
 class RpcOptions:
     """How many packets discovery hands to tshark, and how flows are inferred."""
 
-    epm_flows_per_pair: int = 3  # EPM conversations per (client, server): the first ones + the last
-    epm_flows_per_server: int = 200
+    # Flows are sampled round-robin over clients: every client's first flow, then every client's
+    # second, ..., so one chatty client cannot crowd out the others.
+    epm_flows_per_client: int = 4  # EPM conversations per (client, server, file): first ones + last
+    epm_flows_per_server: int = 100
     epm_packets: int = 16  # payload packets per EPM conversation
-    bind_flows_per_port: int = 8  # flows opening with a bind, per (server, port), one per client
+    bind_flows_per_client: int = 4  # flows with a bind per (client, server port, file)
+    bind_flows_per_port: int = 16  # ... and per (server port, file)
     bind_packets: int = 4  # bind, bind_ack and a spare segment each way
     cl_flows_per_port: int = 2  # connectionless RPC flows per (server, port)
     max_packets: int = 4000  # cap on RPC packets given to tshark (a warning says what was cut)
@@ -158,6 +162,19 @@ def _first_per(frame: pd.DataFrame, keys: list[str], n: int, last: bool = False)
     return frame[(rank < max(n - 1, 0)) | (from_end == 0)]
 
 
+def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int,
+                 cap_keys: list[str], cap: int, last: bool = False) -> pd.DataFrame:
+    """Up to per_client flows per client group, then up to cap per cap group taken round-robin."""
+    frame = _first_per(frame, client_keys, per_client, last)
+    if frame.empty:
+        return frame
+    turn = frame.groupby(client_keys, sort=False, observed=True).cumcount()
+    frame = frame.assign(_turn=turn.to_numpy()).sort_values(["_turn", "first_seen"],
+                                                            kind="stable")
+    keep = frame.groupby(cap_keys, sort=False, observed=True).cumcount() < cap
+    return frame[keep.to_numpy()].drop(columns="_turn")
+
+
 def _bind_like(head: np.ndarray) -> np.ndarray:
     """A CO DCE/RPC bind or alter_context header (05 00|01 0b|0e): where an interface is named."""
     head = head.astype(np.int64)
@@ -171,8 +188,8 @@ def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
     tcp, udp = flows["proto"] == "tcp", flows["proto"] == "udp"
     # per capture file too: a service restart between files moves its port
     epm = flows[tcp & flows["dst_port"].isin(EPM_PORTS)]
-    epm = _first_per(epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_pair, last=True)
-    epm = _first_per(epm, ["dst_ip"], o.epm_flows_per_server)
+    epm = _round_robin(epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_client,
+                       ["dst_ip"], o.epm_flows_per_server, last=True)
     # Flows holding a bind-like PDU anywhere, not only at their start: a capture that begins
     # mid-connection still shows later alter_contexts and their answers.
     pk = table.packets
@@ -181,8 +198,10 @@ def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
     has_bind = np.zeros(len(flows), dtype=bool)
     has_bind[np.asarray(labels)[bind_rows]] = True
     binds = flows[tcp & has_bind & ~flows["dst_port"].isin(EPM_PORTS)]
-    binds = _first_per(binds, ["dst_ip", "dst_port", "src_ip", "capture"], 1)
-    binds = _first_per(binds, ["dst_ip", "dst_port", "capture"], o.bind_flows_per_port)
+    # a client's connections to one port may each bind another interface: keep several
+    binds = _round_robin(binds, ["dst_ip", "dst_port", "src_ip", "capture"],
+                         o.bind_flows_per_client, ["dst_ip", "dst_port", "capture"],
+                         o.bind_flows_per_port)
     # CL request 04 00 and ping 04 01 ([C706] 12.5), and anything on udp/135
     head = flows["client_payload_head"].to_numpy().astype(np.int64)
     cl_head = ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
@@ -361,9 +380,10 @@ def build_endpoints(facts: RpcFacts, flows: pd.DataFrame, *,
         on=["client_ip", "client_port", "via_ip", "via_port"])
     captures = pd.concat([touching[key + ["capture"]], via[key + ["capture"]]])
 
-    ev = evidence.assign(rank=evidence["evidence"].map(EVIDENCE_RANK))
+    ev = evidence.assign(rank=evidence["evidence"].map(EVIDENCE_RANK),
+                         bound=evidence["evidence"] == "bind")
     out = ev.sort_values("rank", kind="stable").groupby(key + ["interface_uuid"], sort=False).agg(
-        evidence=("evidence", "first"), advertised=("advertised", "any"),
+        evidence=("evidence", "first"), advertised=("advertised", "any"), bound=("bound", "any"),
         first_ev=("ts", "min"), last_ev=("ts", "max")).reset_index()
     # an interface-less row (dcom, inferred) adds nothing where an interface is known
     named = set(map(tuple, out.loc[out["interface_uuid"] != "", key].to_numpy().tolist()))
@@ -380,7 +400,7 @@ def build_endpoints(facts: RpcFacts, flows: pd.DataFrame, *,
                         for u, e in zip(out["interface_uuid"], out["evidence"], strict=True)]
     for col in ("flows", "bytes", "clients"):
         out[col] = out[col].fillna(0).astype(np.int64)
-    for col in ("used", "unanswered", "rejected"):
+    for col in ("bound", "used", "unanswered", "rejected"):
         out[col] = out[col].astype("boolean").fillna(False).astype(bool)
     out["first_seen"] = pd.concat([out["first_ev"], out["first_flow"]], axis=1).min(axis=1)
     out["last_seen"] = pd.concat([out["last_ev"], out["last_flow"]], axis=1).max(axis=1)
@@ -403,20 +423,22 @@ def _typed(frame: pd.DataFrame, columns) -> pd.DataFrame:
 def _evidence(facts: RpcFacts) -> pd.DataFrame:
     """One row per piece of evidence: server_ip, port, proto, interface_uuid, evidence, ..."""
     parts = []
-    epm = facts.epm[(facts.epm["status"] == 0) & facts.epm["tower_proto"].isin(("tcp", "udp",
-                                                                                "http"))]
+    # ncacn_http towers are left out: their port (6001-6004, 593) is the target inside an
+    # RPC-over-HTTP session, reached through the RPC proxy, not a port clients open on the wire
+    epm = facts.epm[(facts.epm["status"] == 0) & facts.epm["tower_proto"].isin(("tcp", "udp"))]
     epm = epm[epm["port"].notna()]
     if len(epm):
         tower_ip = epm["tower_ip"].where(~epm["tower_ip"].isin(("", "0.0.0.0")), epm["server_ip"])
         parts.append(pd.DataFrame({
             "server_ip": tower_ip, "port": epm["port"].astype(np.int64),
             # ncacn_http towers name a TCP port too (the RPC-over-HTTP listener)
-            "proto": np.where(epm["tower_proto"] == "udp", "udp", "tcp"),
+            "proto": epm["tower_proto"],
             "interface_uuid": epm["interface_uuid"], "evidence": "epm", "advertised": True,
             "client_ip": epm["client_ip"], "client_port": epm["client_port"].astype(np.int64),
             "via_ip": epm["server_ip"], "via_port": epm["server_port"].astype(np.int64),
             "ts": epm["ts"]}))
-    binds = facts.binds[facts.binds["transport"] != "smb"]  # pipes ride on 445, not a port
+    # pipes ride on 445, not on a port of their own; a refused bind shows what is NOT served
+    binds = facts.binds[(facts.binds["transport"] != "smb") & (facts.binds["result"] != "rejected")]
     if len(binds):
         parts.append(pd.DataFrame({
             "server_ip": binds["server_ip"], "port": binds["server_port"].astype(np.int64),
@@ -486,6 +508,10 @@ def annotate_flows(flows: pd.DataFrame, endpoints: pd.DataFrame, *,
             rank=endpoints["evidence"].map(EVIDENCE_RANK),
         ).rename(columns={"server_ip": "dst_ip", "port": "dst_port"})
         ep["dst_port"] = ep["dst_port"].astype(out["dst_port"].dtype)
+        # A port often serves many interfaces (lsass: LSARPC, SAMR, NETLOGON, DRSUAPI, ...);
+        # where clients were seen binding, name those, not everything the EPM lists there.
+        any_bound = ep.groupby(key)["bound"].transform("any")
+        ep = ep[ep["bound"] | ~any_bound]
         per_port = ep.sort_values("rank").groupby(key, sort=False).agg(
             rpc_evidence=("evidence", "first"),
             rpc_interface=("label", lambda s: ", ".join(sorted({x for x in s if x}))),
@@ -511,7 +537,8 @@ def dynamic_ranges(endpoints: pd.DataFrame, *,
     """Per server: dynamic ports in use, the expected default range, outliers, pinning advice.
 
     `captures` are endpoint frames of separate captures (e.g. one per day); without them the
-    `captures` column of `endpoints` tells in how many files each (port, interface) was seen.
+    `captures` column of `endpoints` tells in how many files each (port, interface) was seen,
+    counted only when its evidence spans PINNED_SPAN (12 h) or more.
     Only epm/bind/dcom evidence counts; inferred ports are too uncertain to judge a range by.
     """
     dyn = _dynamic(endpoints)
@@ -554,8 +581,11 @@ def _files_per_port(dyn: pd.DataFrame, captures: Iterable[pd.DataFrame] | None) 
                  for i, frame in enumerate(captures)]
         seen = pd.concat(parts) if parts else pd.DataFrame(columns=key + ["file"])
     else:
-        seen = dyn[key + ["captures"]].assign(file=dyn["captures"].str.split(";"))
-        seen = seen.explode("file")
+        # consecutive files of one recording (a ring buffer) say nothing about restarts: the
+        # files must also lie PINNED_SPAN apart, long enough for a reboot to have moved the port
+        spread = (dyn["last_seen"] - dyn["first_seen"]) >= PINNED_SPAN
+        seen = dyn.loc[spread, key + ["captures"]]
+        seen = seen.assign(file=seen["captures"].str.split(";")).explode("file")
         seen = seen[seen["file"].fillna("") != ""][key + ["file"]]
     if seen.empty:
         return pd.DataFrame({"server_ip": [], "port": [], "files": []})

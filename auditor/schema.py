@@ -325,6 +325,7 @@ RPC_ENDPOINT_COLUMNS = _table(
     ("interface", "str", "", "interface name from rpc_interfaces.csv, else empty"),
     ("evidence", "str", "", "strongest evidence: epm, bind, dcom or inferred"),
     ("advertised", "bool", "", "an EPM reply in the capture named this endpoint"),
+    ("bound", "bool", "", "a client bound (or altered context) to this interface on this port"),
     ("used", "bool", "", "some flow reached it: handshake completed, mid-stream data, or UDP answered"),
     ("unanswered", "bool", "", "some flow's SYNs to it (or UDP packets) got no answer"),
     ("rejected", "bool", "", "some flow to it was refused (RST or ICMP unreachable)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import warnings
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_an_alter_context_in_a_midstream_flow_is_selected():
     assert packets.packets.loc[picked, "payload_head"].tolist() == heads[3:]
 
 
-def test_repeated_bind_flows_to_one_port_are_sampled_per_client():
+def test_repeated_bind_flows_to_one_port_are_sampled_round_robin_over_clients():
     rows = []
     for i in range(30):  # the same client 30 times, then 12 other clients once each
         rows += _session(i, CLIENT, 50000 + i, CAS, 59532, [BIND_HEAD, ACK_HEAD])
@@ -132,8 +133,13 @@ def test_repeated_bind_flows_to_one_port_are_sampled_per_client():
         rows += _session(100 + i, f"198.18.20.{i + 1}", 50000, CAS, 59532, [BIND_HEAD, ACK_HEAD])
     packets, flows, labels, picked = _selected(rows)
     chosen = flows.loc[np.unique(labels[picked])]
-    assert len(chosen) == RpcOptions().bind_flows_per_port == 8
-    assert chosen["src_ip"].is_unique and CLIENT in set(chosen["src_ip"])
+    assert len(chosen) == RpcOptions().bind_flows_per_port == 16
+    # round-robin: every client's first flow, then the busy client's next ones, 4 at most
+    counts = chosen["src_ip"].value_counts()
+    assert counts[CLIENT] == RpcOptions().bind_flows_per_client == 4
+    assert len(counts) == 13 and (counts.drop(CLIENT) == 1).all()
+    assert chosen.loc[chosen["src_ip"] == CLIENT, "src_port"].tolist() == [50000, 50001, 50002,
+                                                                          50003]
 
 
 def test_epm_conversations_keep_the_first_ones_and_the_last_per_client():
@@ -143,7 +149,7 @@ def test_epm_conversations_keep_the_first_ones_and_the_last_per_client():
                                                                0x05000203])
     packets, flows, labels, picked = _selected(rows)
     kept = sorted(flows.loc[np.unique(labels[picked]), "src_port"].tolist())
-    assert kept == [50000, 50001, 50009]  # epm_flows_per_pair=3: two first, one last
+    assert kept == [50000, 50001, 50002, 50009]  # epm_flows_per_client=4: three first, the last
 
 
 def test_other_protocols_are_not_selected():
@@ -183,17 +189,18 @@ def test_scenario_endpoints_come_from_epm_binds_and_timing():
     _, _, found, notes = discovered(RPC / "rpc_scenario_day1.pcap")
     ep = found.endpoints
     assert list(ep.columns) == column_names(RPC_ENDPOINT_COLUMNS)
-    got = ep[["server_ip", "port", "proto", "interface", "evidence", "advertised", "used",
-              "unanswered", "rejected", "clients", "flows"]].values.tolist()
+    got = ep[["server_ip", "port", "proto", "interface", "evidence", "advertised", "bound",
+              "used", "unanswered", "rejected", "clients", "flows"]].values.tolist()
     assert got == [
-        [CAS, 135, "tcp", "EPM", "bind", False, True, False, False, 1, 2],
-        [CAS, 6001, "tcp", "EMSMDB", "epm", True, False, False, False, 1, 0],
-        [CAS, 59532, "tcp", "EMSMDB", "epm", True, True, False, False, 2, 2],
-        [CAS, 59533, "tcp", "NSPI", "epm", True, False, True, False, 1, 1],
-        [DC, 49158, "tcp", "", "inferred", False, False, True, False, 1, 1],
+        [CAS, 135, "tcp", "EPM", "bind", False, True, True, False, False, 1, 2],
+        [CAS, 59532, "tcp", "EMSMDB", "epm", True, True, True, False, False, 2, 2],
+        [CAS, 59533, "tcp", "NSPI", "epm", True, False, False, True, False, 1, 1],
+        [DC, 49158, "tcp", "", "inferred", False, False, False, True, False, 1, 1],
     ]
-    # the connectionless request to udp/49200 and WinRM on 5985 are not RPC endpoints
-    assert not ep["port"].isin([49200, 5985]).any()
+    # the ncacn_http tower (6001) is reached through the RPC proxy, not on the wire; the
+    # connectionless request to udp/49200 and WinRM on 5985 are no RPC endpoints either
+    assert found.facts.epm["port"].isin([6001]).any()
+    assert not ep["port"].isin([6001, 49200, 5985]).any()
     assert found.facts.cl_rpc["server_port"].tolist() == [49200]
     assert any("connectionless DCE/RPC" in n for n in notes)
     assert any("1 EPM conversations started before the capture" in n for n in notes)
@@ -221,9 +228,10 @@ def test_annotation_labels_flows_that_started_before_the_epm_reply():
 @pytest.mark.tshark
 def test_inference_needs_the_135_exchange_to_be_recent():
     _, flows, found, _ = discovered(RPC / "rpc_scenario_day1.pcap")
-    out = annotate_flows(flows, found.endpoints.iloc[:4], infer_window_s=0.5)
+    evidenced = found.endpoints[found.endpoints["evidence"] != "inferred"]
+    out = annotate_flows(flows, evidenced, infer_window_s=0.5)
     assert out.loc[out["dst_port"] == 49158, "rpc_evidence"].tolist() == [""]
-    out = annotate_flows(flows, found.endpoints.iloc[:4], infer_window_s=30)
+    out = annotate_flows(flows, evidenced, infer_window_s=30)
     assert out.loc[out["dst_port"] == 49158, "rpc_evidence"].tolist() == ["inferred"]
 
 
@@ -339,8 +347,10 @@ def _endpoints(rows):
     base = empty_frame(RPC_ENDPOINT_COLUMNS)
     full = pd.concat([base, frame.assign(proto="tcp", interface=frame["interface_uuid"].map(
         interface_name))], ignore_index=True)
-    return full.fillna({"advertised": False, "used": True, "unanswered": False,
-                        "rejected": False, "clients": 1, "flows": 1, "bytes": 100})
+    return full.fillna({"advertised": False, "bound": False, "used": True, "unanswered": False,
+                        "rejected": False, "clients": 1, "flows": 1, "bytes": 100,
+                        "first_seen": pd.Timestamp("2011-03-13", tz="UTC"),
+                        "last_seen": pd.Timestamp("2011-03-13 00:10", tz="UTC")})
 
 
 def test_a_windows_2003_server_is_expected_in_1025_to_5000():
@@ -355,7 +365,7 @@ def test_a_windows_2003_server_is_expected_in_1025_to_5000():
     assert "NTDS\\Parameters" in row["recommendation"] and "SAMR" in row["recommendation"]
 
 
-def test_pinned_ports_come_from_several_captures():
+def test_pinned_ports_come_from_several_captures_days_apart():
     day1 = _endpoints([[DC, 49667, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "epm", ""],
                        [DC, 49671, "12345678-1234-abcd-ef00-01234567cffb", "epm", ""]])
     day2 = _endpoints([[DC, 49667, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "bind", ""],
@@ -372,3 +382,41 @@ def test_epm_fixed_and_inferred_ports_do_not_make_a_range():
                      [DC, 49158, "", "inferred", ""]])
     assert dynamic_ranges(ep).empty
     assert dynamic_ranges(empty_frame(RPC_ENDPOINT_COLUMNS)).empty
+
+
+# --- the recorded pilot (fixtures/pcaps/pilot, ground_truth.json) ----------------------------------
+
+PILOT = ROOT / "fixtures" / "pcaps" / "pilot"
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("ring", [False, True], ids=["pilot.pcapng", "ring of four files"])
+def test_pilot_endpoints_equal_the_ground_truth(ring):
+    sources = sorted((PILOT / "ring").glob("*.pcapng")) if ring else [PILOT / "pilot.pcapng"]
+    _, flows, found, _ = discovered(*sources)
+    truth: dict[tuple[str, int, str], dict] = {}
+    for row in json.loads((PILOT / "ground_truth.json").read_text())["rpc_endpoints"]:
+        key = (row["server_ip"], row["port"], row["interface_uuid"])
+        truth.setdefault(key, {"interface": row["interface"] or "", "evidence": set()})
+        truth[key]["evidence"].add(row["evidence"])
+    ep = found.endpoints
+    assert triples(ep) == set(truth) and len(ep) == len(truth) == 16
+    for row in ep.itertuples():
+        want = truth[(row.server_ip, row.port, row.interface_uuid)]
+        assert row.interface == want["interface"]
+        assert row.evidence == min(want["evidence"], key=["epm", "bind"].index)
+        assert row.bound == ("bind" in want["evidence"])
+        assert row.proto == "tcp" and row.used
+    # flows to lsass's shared port are named by what clients bound there, not all 9 interfaces
+    out = annotate_flows(flows, ep)
+    assert set(out.loc[out["dst_port"] == 49153, "rpc_interface"]) == {"DRSUAPI, DSSETUP, LSARPC"}
+    # the refused DCE/RPC to MBX1 (ICMP 3/13) is not an endpoint; nothing is inferred
+    assert set(ep["server_ip"]) == {"198.18.1.10"} and "inferred" not in set(ep["evidence"])
+    names = set(map(tuple, found.names.values.tolist()))
+    assert {("198.18.1.10", "dc1.pilot.test", "dns"),
+            ("198.18.1.41", "hub1.pilot.test", "smtp-banner"),
+            ("198.18.10.101", "client1.pilot.test", "smtp-ehlo")} <= names
+    ranges = dynamic_ranges(ep)
+    assert ranges[["server_ip", "lowest_port", "highest_port", "ports", "expected_range",
+                   "outside_ports", "pinned_ports"]].values.tolist() == [
+        ["198.18.1.10", 49152, 49154, 3, "49152-65535", "", ""]]  # a ring is not several days
