@@ -56,7 +56,7 @@ class RecordChunk:
     first_index: int  # record number (0-based, in the file) of the first record
     # Each record's leading bytes copied into one (n, k) array: decoding reads these
     # cache-friendly rows and goes back to `buf` only for the rare deeper headers.
-    head: np.ndarray  # (n, k) uint8, zero past the record's end
+    head: np.ndarray  # (n, k) uint8; bytes past caplen are the next record's (or zero at EOF)
     head_start: int | np.ndarray  # column of head where the captured bytes start
 
 
@@ -207,8 +207,7 @@ class RecordReader:
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open ({exc.strerror})") from None
         try:
-            self.size = os.fstat(f.fileno()).st_size
-            if self.size == 0:
+            if os.fstat(f.fileno()).st_size == 0:
                 raise CaptureError(f"{self.path}: empty file")
             gz = f.read(2) == b"\x1f\x8b"
             f.seek(0)
@@ -236,6 +235,8 @@ class RecordReader:
             self._linktype = network & 0x03FFFFFF  # upper bits may carry the FCS length
             self.format = fmt + suffix
         elif head[:4] == _NG_MAGIC:
+            if head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                raise CaptureError(f"{self.path}: not a pcapng file (bad byte-order magic)")
             self.format = "pcapng" + suffix
         else:
             what = "gzip content" if gz else "file"
