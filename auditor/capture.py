@@ -557,16 +557,14 @@ def format_ip(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     lo = np.asarray(lo, dtype=np.uint64).reshape(-1)
     if not len(hi):
         return np.empty(0, dtype=object)
-    # Unique (hi, lo) pairs via a lexsort, so each distinct address is formatted once.
-    order = np.lexsort((lo, hi))
-    shi, slo = hi[order], lo[order]
-    new = np.ones(len(order), bool)
-    new[1:] = (shi[1:] != shi[:-1]) | (slo[1:] != slo[:-1])
-    group = np.cumsum(new) - 1
-    inverse = np.empty(len(order), np.int64)
-    inverse[order] = group
+    # Each distinct address is formatted once: hash-factorize each half, then the pairs.
+    code_hi, uniq_hi = pd.factorize(hi)
+    code_lo, uniq_lo = pd.factorize(lo)
+    inverse, pairs = pd.factorize(code_hi.astype(np.int64) * len(uniq_lo) + code_lo)
+    uh = np.asarray(uniq_hi, np.uint64)[pairs // len(uniq_lo)]
+    ul = np.asarray(uniq_lo, np.uint64)[pairs % len(uniq_lo)]
     texts = []
-    for h, low in zip(shi[new].tolist(), slo[new].tolist(), strict=True):
+    for h, low in zip(uh.tolist(), ul.tolist(), strict=True):
         if h == 0 and low >> 32 == 0xFFFF:
             v = low & 0xFFFFFFFF
             texts.append(f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}")
