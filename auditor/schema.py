@@ -325,7 +325,6 @@ RPC_ENDPOINT_COLUMNS = _table(
     ("interface", "str", "", "interface name from rpc_interfaces.csv, else empty"),
     ("evidence", "str", "", "strongest evidence: epm, bind, dcom or inferred"),
     ("advertised", "bool", "", "an EPM reply in the capture named this endpoint"),
-    ("bound", "bool", "", "a client bound (or altered context) to this interface on this port"),
     ("used", "bool", "", "some flow reached it: handshake completed, mid-stream data, or UDP answered"),
     ("unanswered", "bool", "", "some flow's SYNs to it (or UDP packets) got no answer"),
     ("rejected", "bool", "", "some flow to it was refused (RST or ICMP unreachable)"),
@@ -335,6 +334,7 @@ RPC_ENDPOINT_COLUMNS = _table(
     ("first_seen", "datetime64[ns, UTC]", "", "earliest evidence or flow"),
     ("last_seen", "datetime64[ns, UTC]", "", "latest evidence or flow"),
     ("captures", "str", "", "capture files with evidence or flows for it, ';'-separated"),
+    ("bound", "bool", "", "a client bound (or altered context) to this interface on this port"),
 )
 
 # rpc.dynamic_ranges: one row per server with dynamic RPC endpoints.
