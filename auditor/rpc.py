@@ -9,6 +9,7 @@ are joined back onto the flows. A few thousand packets reach tshark whatever the
 from __future__ import annotations
 
 import csv
+import ipaddress
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
@@ -420,46 +421,50 @@ def _typed(frame: pd.DataFrame, columns) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+_EVIDENCE_COLUMNS = ["server_ip", "port", "proto", "interface_uuid", "evidence", "advertised",
+                     "client_ip", "client_port", "via_ip", "via_port", "ts"]
+
+
 def _evidence(facts: RpcFacts) -> pd.DataFrame:
-    """One row per piece of evidence: server_ip, port, proto, interface_uuid, evidence, ..."""
-    parts = []
+    """One row per piece of evidence; via_ip/via_port name the conversation that carried it."""
+    def part(frame, server, port, proto, uuid, kind, client_port, via_port):
+        return pd.DataFrame({
+            "server_ip": server, "port": frame[port].astype(np.int64), "proto": proto,
+            "interface_uuid": uuid, "evidence": kind, "advertised": kind == "epm",
+            "client_ip": frame["client_ip"], "client_port": client_port,
+            "via_ip": frame["server_ip"], "via_port": via_port, "ts": frame["ts"]})
+
     # ncacn_http towers are left out: their port (6001-6004, 593) is the target inside an
     # RPC-over-HTTP session, reached through the RPC proxy, not a port clients open on the wire
-    epm = facts.epm[(facts.epm["status"] == 0) & facts.epm["tower_proto"].isin(("tcp", "udp"))]
-    epm = epm[epm["port"].notna()]
-    if len(epm):
-        tower_ip = epm["tower_ip"].where(~epm["tower_ip"].isin(("", "0.0.0.0")), epm["server_ip"])
-        parts.append(pd.DataFrame({
-            "server_ip": tower_ip, "port": epm["port"].astype(np.int64),
-            # ncacn_http towers name a TCP port too (the RPC-over-HTTP listener)
-            "proto": epm["tower_proto"],
-            "interface_uuid": epm["interface_uuid"], "evidence": "epm", "advertised": True,
-            "client_ip": epm["client_ip"], "client_port": epm["client_port"].astype(np.int64),
-            "via_ip": epm["server_ip"], "via_port": epm["server_port"].astype(np.int64),
-            "ts": epm["ts"]}))
+    epm = facts.epm[(facts.epm["status"] == 0) & facts.epm["tower_proto"].isin(("tcp", "udp"))
+                    & facts.epm["port"].notna()]
+    tower_ip = epm["tower_ip"].where(~epm["tower_ip"].isin(("", "0.0.0.0")), epm["server_ip"])
     # pipes ride on 445, not on a port of their own; a refused bind shows what is NOT served
     binds = facts.binds[(facts.binds["transport"] != "smb") & (facts.binds["result"] != "rejected")]
-    if len(binds):
-        parts.append(pd.DataFrame({
-            "server_ip": binds["server_ip"], "port": binds["server_port"].astype(np.int64),
-            "proto": "tcp", "interface_uuid": binds["interface_uuid"], "evidence": "bind",
-            "advertised": False, "client_ip": binds["client_ip"],
-            "client_port": binds["client_port"].astype(np.int64), "via_ip": binds["server_ip"],
-            "via_port": binds["server_port"].astype(np.int64), "ts": binds["ts"]}))
     dcom = facts.dcom[(facts.dcom["tower_id"] == 7) & facts.dcom["port"].notna()]
-    if len(dcom):
-        parts.append(pd.DataFrame({
-            "server_ip": dcom["server_ip"], "port": dcom["port"].astype(np.int64),
-            "proto": "tcp", "interface_uuid": "", "evidence": "dcom", "advertised": False,
-            "client_ip": dcom["client_ip"], "client_port": np.int64(-1),
-            "via_ip": dcom["server_ip"], "via_port": np.int64(135), "ts": dcom["ts"]}))
+    # a binding's host is the exporter's address when it is one (a name means the replier)
+    dcom_ip = [h if _is_ip(h) else s for h, s in zip(dcom["host"], dcom["server_ip"], strict=True)]
+    parts = [
+        part(epm, tower_ip, "port", epm["tower_proto"], epm["interface_uuid"], "epm",
+             epm["client_port"].astype(np.int64), epm["server_port"].astype(np.int64)),
+        part(binds, binds["server_ip"], "server_port", "tcp", binds["interface_uuid"], "bind",
+             binds["client_port"].astype(np.int64), binds["server_port"].astype(np.int64)),
+        part(dcom, dcom_ip, "port", "tcp", "", "dcom", np.int64(-1), np.int64(135)),
+    ]
+    parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame(columns=["server_ip", "port", "proto", "interface_uuid", "evidence",
-                                     "advertised", "client_ip", "client_port", "via_ip",
-                                     "via_port", "ts"])
+        return pd.DataFrame(columns=_EVIDENCE_COLUMNS)
     return pd.concat(parts, ignore_index=True).drop_duplicates(
-        ["server_ip", "port", "proto", "interface_uuid", "evidence", "client_ip", "client_port",
-         "ts"], ignore_index=True)
+        [c for c in _EVIDENCE_COLUMNS if c not in ("advertised", "via_ip", "via_port")],
+        ignore_index=True)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _inferred_flows(flows: pd.DataFrame, evidence: pd.DataFrame, window_s: float) -> pd.DataFrame:

@@ -312,6 +312,15 @@ def test_connectionless_rpc_is_not_a_tcp_endpoint():
 
 
 @pytest.mark.tshark
+def test_an_oxid_resolver_reply_makes_a_dcom_endpoint():
+    _, _, found, _ = discovered(RPC / "oxid_resolve.pcap")
+    got = found.endpoints[["server_ip", "port", "interface", "evidence", "advertised", "bound",
+                           "clients"]].values.tolist()
+    assert got == [[DC, 135, "IOXIDResolver", "bind", False, True, 1],
+                   [DC, 49712, "DCOM object exporter", "dcom", False, False, 1]]
+
+
+@pytest.mark.tshark
 def test_discovery_also_returns_host_names():
     _, _, found, _ = discovered(CAPTURES / "kerberos.pcap")
     assert found.names.values.tolist() == [["172.16.8.201", "JOHNSON-PC", "kerberos"]]
