@@ -61,7 +61,7 @@ _ICMP_DTYPES = {c.name: np.dtype(c.dtype) for c in ICMP_ERROR_COLUMNS}
 # Reasons a record is skipped after its link type is known (index = code in the decoder).
 _REASONS = ("", "truncated link-layer header", "bad IP header", "truncated IP header")
 _IP_COLUMNS = ("src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port",
-               "dst_port", "tcp_flags", "payload_len", "payload_head", "ip_id", "frag_offset",
+               "dst_port", "tcp_flags", "tcp_seq", "payload_len", "payload_head", "ip_id", "frag_offset",
                "more_fragments", "icmp_type", "icmp_code")
 
 
@@ -459,6 +459,7 @@ def _transport(buf, t, end, proto, plen, first):
         "src_port": np.where(ports, _be16(h, 0), 0).astype(np.uint16),
         "dst_port": np.where(ports, _be16(h, 2), 0).astype(np.uint16),
         "tcp_flags": np.where(tcp & (avail >= 14), h[:, 13], 0).astype(np.uint8),
+        "tcp_seq": np.where(tcp & (avail >= 8), _be32(h, 4), 0).astype(np.uint32),
         "payload_len": payload.astype(np.uint32),
         "payload_head": head.astype(np.uint8).view(">u4")[:, 0].astype(np.uint32),
         "icmp_type": np.where(icmp & (avail >= 1), h[:, 0], 0).astype(np.uint8),

@@ -78,7 +78,8 @@ def build_flows_labelled(
 
     order = np.lexsort((ts, conv))
     c_s, ts_s, fl_s, dir_s, pr_s = conv[order], ts[order], flags[order], direction[order], proto[order]
-    starts = _flow_starts(c_s, ts_s, fl_s, dir_s, pr_s, options)
+    seq_s = pk["tcp_seq"].to_numpy()[order]
+    starts = _flow_starts(c_s, ts_s, fl_s, pr_s, seq_s, options)
     flow_sorted = np.cumsum(starts) - 1
     labels = np.empty(n, dtype=np.int64)
     labels[order] = flow_sorted
@@ -127,7 +128,7 @@ def _address_codes(pk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return codes.astype(np.int64), addr_hi, addr_lo
 
 
-def _flow_starts(conv, ts, flags, direction, proto, options: FlowOptions) -> np.ndarray:
+def _flow_starts(conv, ts, flags, proto, seq, options: FlowOptions) -> np.ndarray:
     """Mark, in (conversation, time) order, the packets that start a new flow."""
     n = len(conv)
     starts = np.ones(n, dtype=bool)
@@ -138,7 +139,9 @@ def _flow_starts(conv, ts, flags, direction, proto, options: FlowOptions) -> np.
     )
     starts[1:] = ~same | (gap > timeout_ns)
 
-    # Port reuse: a SYN (without ACK) after a FIN or RST of the same conversation opens a new flow.
+    # Port reuse: a SYN (without ACK) after a FIN or RST of the same conversation opens a new flow,
+    # unless it repeats the previous SYN's sequence number: Windows retries a refused connect with
+    # the same SYN, and tshark (like the user) sees one attempt, not three.
     pure_syn = (proto == TCP) & ((flags & (SYN | ACK)) == SYN)
     fin_rst = ((proto == TCP) & ((flags & (FIN | RST)) != 0)).astype(np.int64)
     closed_before = np.cumsum(fin_rst) - fin_rst  # FIN/RST packets strictly before each packet
@@ -149,7 +152,8 @@ def _flow_starts(conv, ts, flags, direction, proto, options: FlowOptions) -> np.
     last_syn = np.maximum.accumulate(np.where(pure_syn, pos, -1))
     prev_syn = np.concatenate(([-1], last_syn[:-1]))
     anchor = np.maximum(prev_syn, seg_first)
-    reuse = pure_syn & (closed_before - closed_before[anchor] > 0)
+    retry = (prev_syn >= seg_first) & (seq[np.maximum(prev_syn, 0)] == seq)
+    reuse = pure_syn & (closed_before - closed_before[anchor] > 0) & ~retry
     if reuse.any():
         starts |= reuse
     return starts

@@ -44,6 +44,7 @@ PACKET_COLUMNS = _table(
     ("src_port", "uint16", "", "TCP/UDP source port; 0 for other protocols and later fragments"),
     ("dst_port", "uint16", "", "TCP/UDP destination port; 0 for other protocols and later fragments"),
     ("tcp_flags", "uint8", "", "TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10); 0 otherwise"),
+    ("tcp_seq", "uint32", "", "TCP sequence number (tells a retried SYN from a new connection); 0 otherwise"),
     ("payload_len", "uint32", "bytes", "transport payload length from the IP length fields"),
     ("payload_head", "uint32", "", "first 4 captured payload bytes, big-endian, zero-padded"),
     ("ip_id", "uint32", "", "IPv4 identification or IPv6 fragment-header identification"),

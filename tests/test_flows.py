@@ -12,7 +12,7 @@ C, S = "198.18.10.101", "198.18.1.31"
 
 def handshake(t, sport=50000, dport=443, close=True):
     rows = [
-        pkt(t, C, sport, S, dport, flags=SYN, length=74),
+        pkt(t, C, sport, S, dport, flags=SYN, length=74, tcp_seq=int(t * 1000) + 1),
         pkt(t + 0.001, S, dport, C, sport, flags=SYN | ACK, length=74),
         pkt(t + 0.002, C, sport, S, dport, flags=ACK, length=66),
         pkt(t + 0.003, C, sport, S, dport, flags=PSH | ACK, length=166, payload=100,
@@ -130,10 +130,21 @@ def test_port_reuse_after_fin_starts_a_new_flow():
 
 
 def test_retransmitted_syn_stays_in_its_flow_after_an_earlier_close():
-    rows = handshake(1.0) + [pkt(t, C, 50000, S, 443, flags=SYN) for t in (5.0, 6.0, 8.0)]
+    rows = handshake(1.0) + [pkt(t, C, 50000, S, 443, flags=SYN, tcp_seq=77) for t in (5.0, 6.0, 8.0)]
     flows = build_flows(table(rows))
     assert len(flows) == 2
     assert (flows.iloc[1].state, flows.iloc[1].src_packets) == ("unanswered", 3)
+
+
+def test_syn_retried_after_rst_with_the_same_sequence_is_one_rejected_attempt():
+    rows = []
+    for i in range(3):
+        rows += [pkt(1.0 + i, C, 50000, S, 110, flags=SYN, tcp_seq=1000),
+                 pkt(1.5 + i, S, 110, C, 50000, flags=RST | ACK)]
+    rows.append(pkt(9.0, C, 50000, S, 110, flags=SYN, tcp_seq=9000))  # a new connect: new ISN
+    flows = build_flows(table(rows))
+    assert list(flows.state) == ["rejected", "unanswered"]
+    assert list(flows.src_packets) == [3, 1]
 
 
 def test_idle_udp_flow_is_split_by_the_timeout():
