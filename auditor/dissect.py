@@ -39,6 +39,8 @@ _CL_PTYPES = ("request", "ping", "response", "fault", "working", "nocall", "reje
 # Tower floor protocol ids ([C706] appendix L; [MS-RPCE] 2.2.1.2)
 _FLOOR_TCP, _FLOOR_UDP, _FLOOR_IP, _FLOOR_PIPE, _FLOOR_LRPC, _FLOOR_HTTP = 7, 8, 9, 15, 16, 31
 _EPM_OPS = {2: "ept_lookup", 3: "ept_map"}
+_PLUMBING = frozenset({"frame", "eth", "sll", "vlan", "ip", "ipv6", "tcp", "udp", "dcerpc", "epm",
+                       "nbss", "smb", "smb2", "http"})
 
 # Plain `||` chains: the set syntax changed between tshark 3.x ({a b}) and 4.x ({a, b}).
 RPC_FILTER = " || ".join(
@@ -129,11 +131,15 @@ class _RpcCollector:
                 self.binds.bind(pkt, tree, ptype)
             elif ptype in (_BIND_ACK, _ALTER_RESP, _BIND_NAK):
                 self.binds.answer(pkt, tree, ptype)
-        for trees in pkt.layers.values():
-            for tree in trees:
-                for node in _nodes(tree):
-                    if "dcom.dualstringarray.network_addr" in node:
-                        self.dcom.append(_dcom_row(pkt, node))
+        if "dcerpc" not in pkt.layers:
+            return
+        # DCOM string bindings sit in the interface layer (oxid, remact, ...) above DCE/RPC
+        for name, trees in pkt.layers.items():
+            if name in _PLUMBING:
+                continue
+            for node in _nodes(trees):
+                if "dcom.dualstringarray.network_addr" in node:
+                    self.dcom.append(_dcom_row(pkt, node))
 
     def facts(self) -> RpcFacts:
         epm = [_epm_failure(row, self.requests) if "request_in" in row else row
