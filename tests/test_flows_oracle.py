@@ -2,7 +2,8 @@
 
 tshark is the oracle: per TCP/UDP stream (tcp.stream / udp.stream, its own port-reuse split) we
 compare the two endpoints, the packet count and the sum of frame.len with our flows built without
-idle timeouts (tshark has none). Differences are allowed only where listed in KNOWN_DIFFERENCES.
+idle timeouts (tshark has none). tshark runs without IP reassembly and its non-first fragments are
+counted to the stream of their first fragment (same src, dst and IP id), as the auditor does.
 """
 
 from __future__ import annotations
@@ -20,16 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "captures"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
 
-# capture name -> why tshark's conversations legitimately differ from ours
-KNOWN_DIFFERENCES = {
-    # tshark reassembles IP fragments and puts the UDP layer on the last fragment only, while we
-    # count every fragment to the flow of its first fragment (tested in test_flows.py).
-    "ipv4_fragments.pcap": "IP reassembly moves fragments out of tshark's udp.stream",
-    # hand-made truncated file: tshark stops with an error at the cut record
-    "truncated.pcap": "tshark refuses the cut final record",
-}
-
-
 def _captures() -> list[Path]:
     found = [p for p in sorted((ROOT / "fixtures" / "pcaps").rglob("*"))
              if p.suffix in CAPTURE_SUFFIXES and p.is_file()]
@@ -40,16 +31,28 @@ def _captures() -> list[Path]:
 def tshark_conversations(path: Path) -> Counter:
     """(proto, endpoints, packets, bytes) per tshark TCP/UDP stream."""
     fields = ["tcp.stream", "udp.stream", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
-              "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "frame.len"]
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", "(tcp or udp) and not icmp and not icmpv6",
+              "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "frame.len", "ip.id",
+              "ip.frag_offset"]
+    cmd = ["tshark", "-n", "-o", "ip.defragment:FALSE", "-r", str(path), "-Y",
+           "(tcp or udp or ip.frag_offset > 0) and not icmp and not icmpv6",
            "-T", "fields", "-E", "occurrence=f", "-E", "separator=\t"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
     streams: dict[tuple[str, str], dict] = {}
+    first_fragment: dict[tuple[str, str, str], tuple[str, str]] = {}
     for line in out.splitlines():
-        ts, us, s4, s6, d4, d6, tsp, usp, tdp, udp_, flen = line.split("\t")
+        ts, us, s4, s6, d4, d6, tsp, usp, tdp, udp_, flen, ip_id, frag = line.split("\t")
+        if not (ts or us):  # a non-first fragment: its first fragment's stream
+            key = first_fragment.get((s4, d4, ip_id))
+            if key is None:
+                continue
+            streams[key]["packets"] += 1
+            streams[key]["bytes"] += int(flen)
+            continue
         proto, stream = ("tcp", ts) if ts else ("udp", us)
+        if ip_id:
+            first_fragment[(s4, d4, ip_id)] = (proto, stream)
         ep = ((s4 or s6, int(tsp or usp)), (d4 or d6, int(tdp or udp_)))
         entry = streams.setdefault((proto, stream), {"ep": frozenset(ep), "packets": 0, "bytes": 0})
         entry["packets"] += 1
@@ -89,8 +92,6 @@ WARNS = {"truncated.pcap"}
 def test_flows_agree_with_tshark_conversations(path: Path):
     if shutil.which("tshark") is None:
         pytest.fail("tshark is required for the flow oracle")
-    if path.name in KNOWN_DIFFERENCES:
-        pytest.skip(KNOWN_DIFFERENCES[path.name])
     ours, theirs = auditor_conversations(path), tshark_conversations(path)
     assert sum(theirs.values()) > 0 or sum(ours.values()) == 0
     assert ours - theirs == Counter(), f"only in auditor: {sorted(ours - theirs, key=str)[:5]}"
