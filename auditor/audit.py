@@ -117,16 +117,19 @@ def _hosts(flows, inventory, names, assign_roles) -> pd.DataFrame:
 
 
 def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> pd.DataFrame:
-    """Attach names, roles, the matching rule and a verdict to every flow."""
-    roles = hosts.set_index("ip")["roles"]
-    name = hosts.set_index("ip")["name"]
+    """Attach names, roles, the matching rule and a verdict to every flow.
+
+    Roles and rules depend only on the path (src_ip, dst_ip, proto, dst_port), so they are
+    worked out once per distinct path and broadcast back: 100k flows are ~10k paths.
+    """
     out = flows.copy()
-    out["src_name"] = out["src_ip"].map(name).fillna("").astype(object)
-    out["dst_name"] = out["dst_ip"].map(name).fillna("").astype(object)
-    src_roles = out["src_ip"].map(roles)
-    dst_roles = out["dst_ip"].map(roles)
-    out["src_roles"] = src_roles.map(";".join).astype(object)
-    out["dst_roles"] = dst_roles.map(";".join).astype(object)
+    by_ip = hosts.assign(
+        roles_text=hosts["roles"].map(";".join), first_role=hosts["roles"].map(lambda r: r[0])
+    ).set_index("ip")
+    for side in ("src", "dst"):
+        ips = out[f"{side}_ip"]
+        out[f"{side}_name"] = ips.map(by_ip["name"]).fillna("").astype(object)
+        out[f"{side}_roles"] = ips.map(by_ip["roles_text"]).astype(object)
     if rpc_endpoints is not None:
         from auditor.rpc import annotate_flows
 
@@ -137,15 +140,19 @@ def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> p
         out["rpc_interface"] = ""
         out["rpc_evidence"] = ""
 
-    match = _best_rule(out, src_roles, dst_roles, match_table, catalogue)
-    out["rule"] = match["rule"].fillna("").astype(object)
-    out["src_role"] = match["src_role"].fillna(src_roles.map(lambda r: r[0])).astype(object)
-    out["dst_role"] = match["dst_role"].fillna(dst_roles.map(lambda r: r[0])).astype(object)
+    path_cols = ["src_ip", "dst_ip", "proto", "dst_port"]
+    path_id, paths = _factorize_rows(out[path_cols])
+    match = _best_rule(paths, by_ip["roles"], match_table, catalogue)
+    default_src = paths["src_ip"].map(by_ip["first_role"])
+    default_dst = paths["dst_ip"].map(by_ip["first_role"])
+    out["rule"] = match["rule"].fillna("").to_numpy()[path_id]
+    out["src_role"] = match["src_role"].fillna(default_src).to_numpy()[path_id]
+    out["dst_role"] = match["dst_role"].fillna(default_dst).to_numpy()[path_id]
     services = {r.id: r.service for r in catalogue.rules}
-    by_port = out["dst_port"].astype(int).map(PORT_SERVICES)
-    by_port = by_port.where(~(out["rpc_interface"] != ""), "rpc")
+    by_port = out["dst_port"].astype(np.int64).map(PORT_SERVICES)
+    by_port = by_port.where(out["rpc_interface"] == "", "rpc")
     out["service"] = out["rule"].map(services).fillna(by_port).fillna("").astype(object)
-    out["documented"] = out["rule"] != ""
+    out["documented"] = (out["rule"] != "").to_numpy()
 
     control = _icmp_control(out)
     state = out["state"]
@@ -162,6 +169,19 @@ def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> p
     return out[column_names(AUDIT_FLOW_COLUMNS)]
 
 
+def _factorize_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Number the distinct rows of a frame; return each row's number and the distinct rows."""
+    codes = np.zeros(len(frame), dtype=np.int64)
+    for col in frame.columns:
+        col_codes, uniques = pd.factorize(frame[col])
+        # re-number after each column so the combined code never overflows
+        codes = pd.factorize(codes * (len(uniques) + 1) + col_codes)[0].astype(np.int64)
+    n = int(codes.max()) + 1 if len(codes) else 0
+    first = np.full(n, len(frame), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(frame)))
+    return codes, frame.iloc[first].reset_index(drop=True)
+
+
 def _icmp_control(flows: pd.DataFrame) -> pd.Series:
     """ICMP errors answer other flows (the refusal is reported on those), so they are not findings."""
     control = pd.Series(False, index=flows.index)
@@ -170,15 +190,18 @@ def _icmp_control(flows: pd.DataFrame) -> pd.Series:
     return control.astype(bool)
 
 
-def _best_rule(flows, src_roles, dst_roles, match_table, catalogue) -> pd.DataFrame:
-    """Per flow, the best matching rule and the role pair it matched through (NaN when none)."""
-    result = pd.DataFrame(index=flows.index, columns=["rule", "src_role", "dst_role"], dtype=object)
-    if flows.empty or match_table.empty:
+def _best_rule(paths: pd.DataFrame, roles: pd.Series, match_table, catalogue) -> pd.DataFrame:
+    """Per distinct path, the best matching rule and the role pair it matched (NaN when none).
+
+    Exact ports beat dynamic ranges, narrow ranges beat wide ones, then catalogue order.
+    """
+    result = pd.DataFrame(index=paths.index, columns=["rule", "src_role", "dst_role"], dtype=object)
+    if paths.empty or match_table.empty:
         return result
     pairs = pd.DataFrame(
-        {"flow": flows.index, "src_role": src_roles.to_numpy(), "dst_role": dst_roles.to_numpy(),
-         "proto": flows["proto"].to_numpy(), "port": flows["dst_port"].astype(np.int64).to_numpy(),
-         "dst_ip": flows["dst_ip"].to_numpy()}
+        {"path": paths.index, "src_role": paths["src_ip"].map(roles).to_numpy(),
+         "dst_role": paths["dst_ip"].map(roles).to_numpy(), "proto": paths["proto"].to_numpy(),
+         "port": paths["dst_port"].astype(np.int64).to_numpy(), "dst_ip": paths["dst_ip"].to_numpy()}
     ).explode("src_role").explode("dst_role")
     cand = pairs.merge(match_table, on=["src_role", "dst_role", "proto"], how="inner")
     cand = cand[(cand["port"] >= cand["port_lo"]) & (cand["port"] <= cand["port_hi"])]
@@ -192,8 +215,8 @@ def _best_rule(flows, src_roles, dst_roles, match_table, catalogue) -> pd.DataFr
     cand = cand.assign(
         dyn=cand["dynamic"].astype(int), width=cand["port_hi"] - cand["port_lo"],
         order=cand["rule_id"].map(order),
-    ).sort_values(["flow", "dyn", "width", "order"], kind="stable")
-    best = cand.drop_duplicates("flow").set_index("flow")
+    ).sort_values(["path", "dyn", "width", "order"], kind="stable")
+    best = cand.drop_duplicates("path").set_index("path")
     result.loc[best.index, "rule"] = best["rule_id"]
     result.loc[best.index, "src_role"] = best["src_role"]
     result.loc[best.index, "dst_role"] = best["dst_role"]
@@ -203,10 +226,11 @@ def _best_rule(flows, src_roles, dst_roles, match_table, catalogue) -> pd.DataFr
 def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
     """Observed / missing / not_applicable per catalogue rule."""
     matched = audited[audited["rule"] != ""]
-    stats = matched.assign(bytes=matched["src_bytes"] + matched["dst_bytes"]).groupby("rule").agg(
-        flows=("flow_id", "size"), bytes=("bytes", "sum"),
-        host_pairs=("src_ip", lambda s: len(set(zip(s, matched.loc[s.index, "dst_ip"], strict=True)))),
-    )
+    stats = matched.assign(
+        bytes=matched["src_bytes"] + matched["dst_bytes"],
+        pair=matched["src_ip"].str.cat(matched["dst_ip"], sep=" "),
+    ).groupby("rule").agg(flows=("flow_id", "size"), bytes=("bytes", "sum"),
+                          host_pairs=("pair", "nunique"))
     rows = []
     for rule in catalogue.rules:
         flows_n = int(stats["flows"].get(rule.id, 0))
@@ -266,8 +290,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
         documented=("documented", "any"), rule=("rule", "first"), service=("service", "first"),
         flows=("flow_id", "size"), packets=("packets", "sum"), bytes=("bytes", "sum"),
         first_seen=("first_seen", "min"), last_seen=("last_seen", "max"),
-        icmp=("icmp", "first"), states=("state", lambda s: ",".join(sorted(set(s)))),
-        rpc_interface=("rpc_interface", "first"),
+        icmp=("icmp", "first"), rpc_interface=("rpc_interface", "first"),
     )
     blocked = agg["kind"] != "unexpected"
     agg["severity"] = np.where(
@@ -312,13 +335,14 @@ def _missing_findings(audited, rules, catalogue, inventory, hosts, options) -> p
             src_name=_single(src_hosts, "name"), dst_name=_single(dst_hosts, "name"),
             detail=f"{rule.id} ({rule.service}) expected but never observed",
         ))
-    seen_ips = set(audited["src_ip"]) | set(audited["dst_ip"])
+    seen_ips = set(pd.unique(pd.concat([audited["src_ip"], audited["dst_ip"]], ignore_index=True)))
     ok = audited[(audited["rule"] != "") & (audited["verdict"] == "expected")]
+    users_of = ok[["rule", "src_ip"]].drop_duplicates().groupby("rule")["src_ip"].agg(set)
     for rule_row in rules[rules["status"] == "observed"].itertuples(index=False):
         rule = by_id[rule_row.id]
         if not (rule.expected and set(rule.destination) & set(options.per_host_missing_roles)):
             continue
-        users = set(ok.loc[ok["rule"] == rule.id, "src_ip"])
+        users = users_of.get(rule.id, set())
         for host in inventory.hosts:
             role = next((r for r in host.roles if r in rule.source), None)
             if role is None:
@@ -401,7 +425,7 @@ def _summary(audited, findings, rules) -> dict[str, object]:
         "flows": int(len(audited)),
         "packets": int(audited["src_packets"].sum() + audited["dst_packets"].sum()),
         "bytes": int(audited["src_bytes"].sum() + audited["dst_bytes"].sum()),
-        "hosts": int(len(set(audited["src_ip"]) | set(audited["dst_ip"]))),
+        "hosts": int(len(pd.unique(pd.concat([audited["src_ip"], audited["dst_ip"]])))),
         "verdicts": {k: int(v) for k, v in audited["verdict"].value_counts().items()},
         "findings": {k: int((findings["kind"] == k).sum()) for k in _KIND_ORDER},
         "documented_blocks": int(

