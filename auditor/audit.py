@@ -126,10 +126,15 @@ def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> p
     by_ip = hosts.assign(
         roles_text=hosts["roles"].map(";".join), first_role=hosts["roles"].map(lambda r: r[0])
     ).set_index("ip")
-    for side in ("src", "dst"):
-        ips = out[f"{side}_ip"]
-        out[f"{side}_name"] = ips.map(by_ip["name"]).fillna("").astype(object)
-        out[f"{side}_roles"] = ips.map(by_ip["roles_text"]).astype(object)
+    # one factorize of both address columns, then array lookups (Series.map per column is slow)
+    n = len(out)
+    codes, uniques = pd.factorize(pd.concat([out["src_ip"], out["dst_ip"]], ignore_index=True))
+    row = by_ip.index.get_indexer(uniques)
+    names = by_ip["name"].to_numpy(dtype=object)[row][codes]
+    roles_text = by_ip["roles_text"].to_numpy(dtype=object)[row][codes]
+    for i, side in enumerate(("src", "dst")):
+        out[f"{side}_name"] = names[i * n:(i + 1) * n]
+        out[f"{side}_roles"] = roles_text[i * n:(i + 1) * n]
     if rpc_endpoints is not None:
         from auditor.rpc import annotate_flows
 
@@ -228,7 +233,7 @@ def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
     matched = audited[audited["rule"] != ""]
     stats = matched.assign(
         bytes=matched["src_bytes"] + matched["dst_bytes"],
-        pair=matched["src_ip"].str.cat(matched["dst_ip"], sep=" "),
+        pair=_factorize_rows(matched[["src_ip", "dst_ip"]])[0],
     ).groupby("rule").agg(flows=("flow_id", "size"), bytes=("bytes", "sum"),
                           host_pairs=("pair", "nunique"))
     rows = []
@@ -298,23 +303,29 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
         np.where(agg["documented"], "high", "low"),
         _severity_for(agg["src_role"], agg["dst_role"]),
     )
-    agg["detail"] = [_detail(row) for row in agg.itertuples(index=False)]
+    cols = ["kind", "src_role", "dst_role", "dst_port", "proto", "rpc_interface", "icmp",
+            "documented", "rule"]
+    agg["detail"] = [_detail(*values) for values in zip(*agg[cols].to_dict("list").values(),
+                                                        strict=True)]
     agg["dst_port"] = agg["dst_port"].astype("Int64")
     return agg[column_names(FINDING_COLUMNS)]
 
 
-def _detail(row) -> str:
+def _detail(kind, src_role, dst_role, dst_port, proto, rpc_interface, icmp, documented,
+            rule) -> str:
     """One sentence explaining a flow finding."""
-    path = f"{row.src_role} -> {row.dst_role} on {row.dst_port}/{row.proto}"
-    rpc = f" (RPC interface {row.rpc_interface})" if row.rpc_interface else ""
-    if row.kind == "unexpected":
+    path = f"{src_role} -> {dst_role} on {dst_port}/{proto}"
+    rpc = f" (RPC interface {rpc_interface})" if rpc_interface else ""
+    if kind == "unexpected":
         return f"no catalogue rule allows {path}{rpc}"
-    why = {
-        "rejected": "refused (TCP RST)" if row.icmp == "/" else f"refused by ICMP {row.icmp}"
-        + (" administratively prohibited" if row.icmp in ("3/13", "1/1") else ""),
-        "unanswered": "attempted but never answered",
-    }[row.kind]
-    doc = f"documented by {row.rule}: likely firewall block" if row.documented else "undocumented path"
+    if kind == "unanswered":
+        why = "attempted but never answered"
+    elif icmp == "/":
+        why = "refused (TCP RST)"
+    else:
+        prohibited = " administratively prohibited" if icmp in ("3/13", "1/1") else ""
+        why = f"refused by ICMP {icmp}{prohibited}"
+    doc = f"documented by {rule}: likely firewall block" if documented else "undocumented path"
     return f"{path} {why}; {doc}{rpc}"
 
 

@@ -6,6 +6,7 @@ import json
 import math
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 from auditor.audit import AuditResult
@@ -60,11 +61,26 @@ def _records(frame: pd.DataFrame, fields: tuple[str, ...]) -> list[dict]:
     if frame is None or frame.empty:
         return []
     present = [f for f in fields if f in frame.columns]
-    return [{k: _plain(v) for k, v in row.items()} for row in frame[present].to_dict("records")]
+    out = {}
+    for col in present:
+        series = frame[col]
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            values = series.dt.tz_convert(None).to_numpy()
+            text = np.datetime_as_string(values, unit="us", timezone="UTC").astype(object)
+            text[np.isnat(values)] = None
+            out[col] = text
+        elif series.dtype.kind in "iub":
+            out[col] = series.to_numpy().tolist()  # tolist() gives Python ints and bools
+        else:
+            values = series.astype(object).to_numpy(copy=True)
+            missing = pd.isna(values)
+            values[missing] = None
+            out[col] = [_plain(v) for v in values] if series.dtype == object else values.tolist()
+    return [dict(zip(present, row, strict=True)) for row in zip(*out.values(), strict=True)]
 
 
 def _plain(value):
-    if value is None or value is pd.NaT or value is pd.NA:
+    if value is None:
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
