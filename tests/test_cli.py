@@ -101,3 +101,17 @@ def test_design_firewall_requests_as_csv():
     result = run("firewall", "--inventory", PILOT / "inventory.yaml")
     assert result.exit_code == 0
     assert "198.18.1.41" in result.output and "50636" in result.output
+
+
+def test_terminal_output_escapes_control_characters_from_captures():
+    from auditor.cli import _printable
+
+    assert _printable("evil\x1b[2J.example") == "evil\\x1b[2J.example"
+    assert _printable("dc1.pilot.test") == "dc1.pilot.test"
+
+
+def test_audit_table_lists_findings_most_important_first():
+    result = run("audit", PILOT / "pilot.pcapng", "--inventory", PILOT / "inventory.yaml", "--no-rpc")
+    lines = [line for line in result.output.splitlines() if line[:6].strip() in ("HIGH", "MEDIUM")]
+    assert lines[0].startswith("HIGH") and "rejected" in lines[0]
+    assert any("unexpected" in line and "tcp/8080" in line for line in lines)
