@@ -7,11 +7,16 @@ STAMP   := $(VENV)/.installed-stamp
 OUT     ?= out
 APT     := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: demo test setup system-deps lint bench clean
+.PHONY: demo test setup system-deps test-deps lint bench clean
 
+# tshark does the deep DCE/RPC dissection; python3-venv is missing on minimal Debian images
 system-deps:
 	@command -v tshark >/dev/null 2>&1 || { apt-get update -q && $(APT) tshark; }
 	@python3 -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -q && $(APT) python3-venv; }
+
+# the HTML report is tested in a real headless browser
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && $(APT) chromium; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,13 +26,24 @@ $(STAMP): pyproject.toml
 
 setup: system-deps $(STAMP)
 
+PILOT   := fixtures/pcaps/pilot
+AUDIT   := $(VENV)/bin/auditor
+
 demo: setup
 	@mkdir -p $(OUT)
-	$(VENV)/bin/auditor flows fixtures/pcaps/pilot/pilot.pcapng --format csv -o $(OUT)/flows.csv
-	$(VENV)/bin/auditor flows fixtures/pcaps/pilot/pilot.pcapng
-	@echo "demo output written to $(OUT)/"
+	$(AUDIT) audit $(PILOT)/pilot.pcapng --inventory $(PILOT)/inventory.yaml \
+	    --report $(OUT)/report.html --report $(OUT)/report.xlsx --report $(OUT)/report.md
+	$(AUDIT) audit $(PILOT)/pilot.pcapng --inventory $(PILOT)/inventory.yaml --format json -o $(OUT)/audit.json
+	$(AUDIT) flows $(PILOT)/pilot.pcapng --format csv -o $(OUT)/flows.csv
+	$(AUDIT) plot matrix $(PILOT)/pilot.pcapng --inventory $(PILOT)/inventory.yaml -o $(OUT)/matrix.png
+	$(AUDIT) plot diagram $(PILOT)/pilot.pcapng --inventory $(PILOT)/inventory.yaml -o $(OUT)/diagram.png
+	$(AUDIT) firewall --inventory $(PILOT)/inventory.yaml --from-capture $(PILOT)/pilot.pcapng -o $(OUT)/firewall-asbuilt.csv
+	$(AUDIT) firewall --inventory $(PILOT)/inventory.yaml -o $(OUT)/firewall-design.csv
+	@echo
+	@echo "demo output is in $(OUT)/: report.html (open it in a browser), report.xlsx, report.md,"
+	@echo "audit.json, flows.csv, matrix.png, diagram.png, firewall-design.csv, firewall-asbuilt.csv"
 
-test: setup
+test: setup test-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup
