@@ -8,6 +8,7 @@ formula. `write_report` picks the writer from the file suffix.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import re
 from collections.abc import Iterable
@@ -28,15 +29,16 @@ _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _XLSX_MAX_ROWS = 1_048_576
 
 
-def write_report(result: AuditResult, path, **kw) -> None:
+def write_report(result: AuditResult, path, *, catalogue=None,
+                 title: str = "Exchange traffic audit", max_flows: int | None = 20_000) -> None:
     """Write the report format named by the suffix: .html/.htm, .md or .xlsx."""
     suffix = Path(path).suffix.lower()
     if suffix in (".html", ".htm"):
-        write_html(result, path, **kw)
+        write_html(result, path, catalogue=catalogue, title=title)
     elif suffix in (".md", ".markdown"):
-        write_markdown(result, path)
+        write_markdown(result, path, title=title)
     elif suffix == ".xlsx":
-        write_xlsx(result, path)
+        write_xlsx(result, path, max_flows=max_flows)
     else:
         raise AuditorError(f"{path}: unknown report format {suffix or '(no suffix)'!r}; "
                            "use .html, .md or .xlsx")
@@ -215,9 +217,10 @@ def markdown_text(result: AuditResult, title: str = "Exchange traffic audit") ->
     return "\n".join(out) + "\n"
 
 
-def write_markdown(result: AuditResult, path_or_stream) -> None:
+def write_markdown(result: AuditResult, path_or_stream, *,
+                   title: str = "Exchange traffic audit") -> None:
     """Write summary, findings, missing rules and RPC endpoints as Markdown (for tickets)."""
-    text = markdown_text(result)
+    text = markdown_text(result, title)
     if isinstance(path_or_stream, str | Path):
         Path(path_or_stream).write_text(text, encoding="utf-8")
     elif isinstance(path_or_stream, io.RawIOBase | io.BufferedIOBase):
@@ -229,41 +232,50 @@ def write_markdown(result: AuditResult, path_or_stream) -> None:
 # ---- Excel -------------------------------------------------------------------------------
 
 
-def _xlsx_value(value):
-    """A cell value Excel can hold: naive UTC datetimes, None for missing, text cleaned."""
-    value = plain(value)
-    if isinstance(value, pd.Timestamp):
-        ts = value.tz_convert("UTC").tz_localize(None) if value.tzinfo else value
-        return ts.to_pydatetime(warn=False)  # Excel keeps microseconds at best
-    if isinstance(value, str):
-        # openpyxl refuses control characters; names from captures may hold them.
-        return _XLSX_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
-    return value
+def _xlsx_text(value) -> str:
+    # openpyxl refuses control characters; names from captures may hold them.
+    return _XLSX_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
 
 
-def _xlsx_rows(ws, frame: pd.DataFrame, columns: list[str], limit: int | None = None) -> int:
-    """Append a header and the frame's rows (text that looks like a formula stays text)."""
+def _xlsx_column(series: pd.Series, ws) -> list:
+    """One column as cell values, converted column-wise (the flows sheet can hold 100k rows):
+    naive UTC datetimes, None for missing, text cleaned and never a formula."""
     from openpyxl.cell import WriteOnlyCell
 
-    ws.append(columns)
-    n = 0
-    for row in frame[columns].itertuples(index=False, name=None):
-        if limit is not None and n >= limit:
-            break
-        out = []
-        for value in row:
-            value = _xlsx_value(value)
-            if isinstance(value, str) and value.startswith(FORMULA_START):
+    kind = series.dtype.kind
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or kind == "M":
+        naive = series.dt.tz_convert("UTC").dt.tz_localize(None) if series.dt.tz else series
+        # datetime64[us] -> object gives datetime.datetime (and None for NaT); Excel keeps
+        # microseconds at best.
+        return naive.to_numpy(dtype="datetime64[us]").astype(object).tolist()
+    if kind in "biuf" and not series.hasnans:
+        return series.to_numpy().tolist()
+    values = [plain(v) for v in series.astype(object).tolist()]
+    out = []
+    for value in values:
+        if isinstance(value, str):
+            value = _xlsx_text(value)
+            if value.startswith(FORMULA_START):
                 # A string cell with Excel's quote prefix: shown and read back unchanged,
                 # never evaluated, even after the user edits it.
                 cell = WriteOnlyCell(ws, value=value)
                 cell.data_type = "s"
                 cell.quotePrefix = True
                 value = cell
-            out.append(value)
-        ws.append(out)
-        n += 1
-    return n
+        elif isinstance(value, pd.Timestamp):
+            value = _xlsx_column(pd.Series([value]), ws)[0]
+        elif value is not None and not isinstance(value, int | float | bool | dt.datetime):
+            value = _xlsx_text(str(value))  # e.g. a nested summary mapping
+        out.append(value)
+    return out
+
+
+def _xlsx_rows(ws, frame: pd.DataFrame, columns: list[str], limit: int | None = None) -> None:
+    """Append a header and the frame's rows (at most limit)."""
+    ws.append(columns)
+    part = frame[columns] if limit is None else frame[columns].iloc[:limit]
+    for row in zip(*(_xlsx_column(part[c], ws) for c in columns), strict=True):
+        ws.append(row)
 
 
 def _frame(rows: list[dict] | pd.DataFrame | None) -> pd.DataFrame:
@@ -272,20 +284,24 @@ def _frame(rows: list[dict] | pd.DataFrame | None) -> pd.DataFrame:
     return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
 
 
-def write_xlsx(result: AuditResult, path) -> None:
-    """Write sheets summary, findings, flows, rules, rpc, rpc_ranges, hosts and captures."""
+def write_xlsx(result: AuditResult, path, *, max_flows: int | None = 20_000) -> None:
+    """Write sheets summary, findings, flows (the first max_flows), rules, rpc, rpc_ranges,
+    hosts and captures."""
     try:
         from openpyxl import Workbook
     except ImportError:
         raise AuditorError("xlsx output needs openpyxl: pip install 'auditor[xlsx]'") from None
     wb = Workbook(write_only=True)
     flows = result.flows
-    limit = _XLSX_MAX_ROWS - 1
+    # openpyxl writes ~70k cells/s, about 5 s per 10k flows: the flows sheet is capped (by
+    # default) so a large capture's report stays quick; findings and rules are never cut.
+    limit = _XLSX_MAX_ROWS - 1 if max_flows is None else min(max_flows, _XLSX_MAX_ROWS - 1)
     summary = [{"item": k, "value": plain(v)} for k, v in summary_rows(result)]
     summary += [{"item": "warning", "value": w} for w in result.warnings]
     if len(flows) > limit:
-        summary.append({"item": "note", "value": f"flows sheet holds the first {limit} of "
-                                                 f"{len(flows)} flows (Excel's row limit)"})
+        summary.append({"item": "note", "value": f"the flows sheet holds the first {limit} of "
+                                                 f"{len(flows)} flows; `auditor flows` exports "
+                                                 "them all"})
     sheets = [
         ("summary", _frame(summary)),
         ("findings", result.findings),

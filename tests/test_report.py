@@ -286,3 +286,15 @@ def test_write_report_picks_the_format_from_the_suffix(tmp_path):
     assert (tmp_path / "r.xlsx").read_bytes().startswith(b"PK")
     with pytest.raises(AuditorError, match=r"r\.pdf: unknown report format '\.pdf'"):
         write_report(result, tmp_path / "r.pdf")
+
+
+def test_xlsx_flows_sheet_is_capped_with_a_note(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    path = tmp_path / "r.xlsx"
+    write_xlsx(make_result(), path, max_flows=10)
+    wb = openpyxl.load_workbook(path)
+    assert wb["flows"].max_row == 11
+    notes = [r[1].value for r in wb["summary"].iter_rows(min_row=2) if r[0].value == "note"]
+    assert notes == [f"the flows sheet holds the first 10 of {len(pilot_flows())} flows; "
+                     "`auditor flows` exports them all"]
+    assert wb["findings"].max_row == len(make_result().findings) + 1  # findings never cut
