@@ -187,6 +187,11 @@ def _factorize_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return codes, frame.iloc[first].reset_index(drop=True)
 
 
+def control_messages(flows: pd.DataFrame) -> pd.Series:
+    """True for ICMP errors: they answer other flows, so pictures and rule requests leave them out."""
+    return _icmp_control(flows)
+
+
 def _icmp_control(flows: pd.DataFrame) -> pd.Series:
     """ICMP errors answer other flows (the refusal is reported on those), so they are not findings."""
     control = pd.Series(False, index=flows.index)

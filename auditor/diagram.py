@@ -196,7 +196,9 @@ def _edges(catalogue, flows, findings):
         return edges, weight, roles
 
     if flows is not None and not flows.empty:
-        f = flows
+        from auditor.plots import _traffic
+
+        f = _traffic(flows)
         roles |= set(f["src_role"].fillna("").replace("", "unknown"))
         roles |= set(f["dst_role"].fillna("").replace("", "unknown"))
         cls = f["verdict"].map(_VERDICT_CATEGORY).fillna("unexpected")

@@ -164,6 +164,15 @@ def _empty(ax: Axes, message: str) -> None:
             color="0.4", parse_math=False)
 
 
+def _traffic(flows: pd.DataFrame) -> pd.DataFrame:
+    """Flows without ICMP errors: those answer other flows, whose cells already show the refusal."""
+    from auditor.audit import control_messages
+
+    if flows.empty or "icmp_type" not in flows:
+        return flows
+    return flows[~control_messages(flows).to_numpy()]
+
+
 def _roles(flows: pd.DataFrame, column: str) -> pd.Series:
     return flows[column].fillna("").astype(str).replace("", "unknown")
 
@@ -171,6 +180,7 @@ def _roles(flows: pd.DataFrame, column: str) -> pd.Series:
 def plot_role_matrix(flows: pd.DataFrame, ax: Axes | None = None, *, value: str = "flows") -> Axes:
     """Heatmap of source x destination role: flows (or bytes), coloured by the worst verdict."""
     _check_value(value)
+    flows = _traffic(flows)
     src, dst = _roles(flows, "src_role"), _roles(flows, "dst_role")
     rows = sorted(set(src), key=role_sort_key)
     cols = sorted(set(dst), key=role_sort_key)
@@ -203,6 +213,7 @@ def plot_role_matrix_facets(
 ) -> Figure:
     """One small role matrix per service family, with one legend for the figure."""
     _check_value(value)
+    flows = _traffic(flows)
     families = flows["service"].fillna("").astype(str).map(service_family)
     order = [f for f in (*SERVICE_FAMILIES, "other") if (families == f).any()]
     parts = []
@@ -266,6 +277,7 @@ def plot_host_matrix(
 ) -> Axes:
     """Heatmap of source host x destination host for small environments (busiest max_hosts)."""
     _check_value(value)
+    flows = _traffic(flows)
     if flows.empty:
         if ax is None:
             ax = _new_axes(6, 4)

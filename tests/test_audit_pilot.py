@@ -86,3 +86,17 @@ def test_json_document_validates_against_the_shipped_schema(result):
                                                     "missing"}
     assert any(e["interface"] == "NETLOGON" for e in doc["rpc"])
     json.dumps(doc)  # plain JSON types only
+
+
+def test_icmp_refusals_are_control_messages_not_traffic(result_without_rpc):
+    from auditor.audit import control_messages
+    from auditor.plots import plot_role_matrix
+
+    flows = result_without_rpc.flows
+    control = flows[control_messages(flows)]
+    assert set(control["proto"]) == {"icmp"} and (control["verdict"] == "expected").all()
+    ax = plot_role_matrix(flows)
+    assert "client" not in [t.get_text() for t in ax.get_xticklabels()]  # MBX1's ICMP 3/13 reply
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
