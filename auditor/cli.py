@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import AuditorError
+from auditor.report_text import audit_text, rpc_text
 
 
 class ExitStatus(enum.IntEnum):
@@ -278,7 +279,7 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     elif fmt == "csv":
         write_frame(result.findings, "csv", output)
     else:
-        _emit(_audit_text(result), output)
+        _emit(audit_text(result), output)
     for path in reports:
         from auditor.report import write_report
 
@@ -287,59 +288,6 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     if kinds and result.findings["kind"].isin(kinds).any():
         ctx = click.get_current_context()
         ctx.exit(ExitStatus.FINDINGS)
-
-
-def _audit_text(result) -> str:
-    """The readable summary of an audit: headline, findings most important first, RPC endpoints."""
-    s = result.summary
-    f = s["findings"]
-    lines = [
-        f"{s['flows']} flows, {s['packets']} packets, {s['hosts']} hosts in "
-        + ", ".join(_printable(c.name) for c in result.captures),
-        f"findings: {f['rejected']} rejected, {f['unanswered']} unanswered, "
-        f"{f['unexpected']} unexpected, {f['missing']} missing "
-        f"({s['documented_blocks']} documented paths blocked)",
-        "rules: " + ", ".join(f"{v} {k}" for k, v in sorted(s["rules"].items())),
-        "",
-    ]
-    for row in result.findings.itertuples(index=False):
-        port = "" if pd.isna(row.dst_port) else f"/{row.dst_port}"
-        rule = f" [{row.rule}]" if row.rule else ""
-        lines.append(
-            f"{row.severity.upper():<6} {row.kind:<10} {_host(row.src_name, row.src_ip, row.src_role)}"
-            f" -> {_host(row.dst_name, row.dst_ip, row.dst_role)} {row.proto}{port}{rule}"
-            f" {row.flows} flow{'s' if row.flows != 1 else ''}"
-        )
-        lines.append(f"{'':17}{_printable(row.detail)}")
-    if result.findings.empty:
-        lines.append("no findings")
-    if not result.rpc.empty:
-        lines += ["", "Dynamic RPC endpoints (server:port, interfaces, evidence):"]
-        for (server, port, proto), grp in result.rpc.groupby(["server_ip", "port", "proto"]):
-            names = sorted({n for n in grp["interface"] if n}) or ["(unnamed)"]
-            first = grp.iloc[0]
-            use = "used" if grp["used"].any() else "never used"
-            lines.append(f"  {server}:{port}/{proto}  {', '.join(names)}  "
-                         f"({'/'.join(sorted(set(grp['evidence'])))}; {use}; "
-                         f"{int(first['flows'])} flows, {int(first['clients'])} clients)")
-    if result.warnings:
-        lines += ["", "Warnings:"] + [f"- {_printable(w)}" for w in result.warnings]
-    return "\n".join(lines) + "\n"
-
-
-def _host(name: str, ip: str, role: str) -> str:
-    """'NAME (ip)' or the ip, or the role when the finding is about a role, not a host."""
-    if not ip:
-        return f"<{role}>"
-    return f"{_printable(name)} ({ip})" if name else ip
-
-
-def _printable(text: object) -> str:
-    """Escape what a terminal would interpret: capture strings may carry control sequences."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 # ---- rpc ------------------------------------------------------------------------------------
@@ -373,17 +321,7 @@ def rpc(captures, fmt, output):
         else:
             write_frame(endpoints, "csv", output)
         return
-    cols = ["server_ip", "port", "proto", "interface", "interface_uuid", "evidence", "advertised",
-            "used", "unanswered", "clients", "flows", "bytes"]
-    text = _table_text(endpoints[cols], "Dynamic RPC endpoints") + "\n"
-    if not ranges.empty:
-        for row in ranges.itertuples(index=False):
-            text += (f"{row.server_ip}: ports {row.lowest_port}-{row.highest_port} in use "
-                     f"({row.ports} ports), expected {row.expected_range} ({row.expected_basis})"
-                     + (f"; outside: {row.outside_ports}" if row.outside_ports else "")
-                     + (f"; pinned-looking: {row.pinned_ports}" if row.pinned_ports else "")
-                     + f"\n  pin: {row.recommendation}\n")
-    _emit(text, output)
+    _emit(rpc_text(endpoints, ranges), output)
 
 
 # ---- catalogue ------------------------------------------------------------------------------

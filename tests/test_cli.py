@@ -104,7 +104,7 @@ def test_design_firewall_requests_as_csv():
 
 
 def test_terminal_output_escapes_control_characters_from_captures():
-    from auditor.cli import _printable
+    from auditor.report_text import printable as _printable
 
     assert _printable("evil\x1b[2J.example") == "evil\\x1b[2J.example"
     assert _printable("dc1.pilot.test") == "dc1.pilot.test"

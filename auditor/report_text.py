@@ -1,0 +1,82 @@
+"""Plain-text renderings for the terminal: the audit summary and the RPC endpoints.
+
+Capture strings are escaped (`printable`): a DNS name or banner may carry terminal control
+sequences.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def audit_text(result) -> str:
+    """The readable summary of an audit: headline, findings most important first, RPC endpoints."""
+    s = result.summary
+    f = s["findings"]
+    lines = [
+        f"{s['flows']} flows, {s['packets']} packets, {s['hosts']} hosts in "
+        + ", ".join(printable(c.name) for c in result.captures),
+        f"findings: {f['rejected']} rejected, {f['unanswered']} unanswered, "
+        f"{f['unexpected']} unexpected, {f['missing']} missing "
+        f"({s['documented_blocks']} documented paths blocked)",
+        "rules: " + ", ".join(f"{v} {k}" for k, v in sorted(s["rules"].items())),
+        "",
+    ]
+    for row in result.findings.itertuples(index=False):
+        port = "" if pd.isna(row.dst_port) else f"/{row.dst_port}"
+        rule = f" [{row.rule}]" if row.rule else ""
+        lines.append(
+            f"{row.severity.upper():<6} {row.kind:<10} {_host(row.src_name, row.src_ip, row.src_role)}"
+            f" -> {_host(row.dst_name, row.dst_ip, row.dst_role)} {row.proto}{port}{rule}"
+            f" {row.flows} flow{'s' if row.flows != 1 else ''}"
+        )
+        lines.append(f"{'':17}{printable(row.detail)}")
+    if result.findings.empty:
+        lines.append("no findings")
+    if not result.rpc.empty:
+        lines += ["", "Dynamic RPC endpoints (server:port, interfaces, evidence):"]
+        for (server, port, proto), grp in result.rpc.groupby(["server_ip", "port", "proto"]):
+            names = sorted({n for n in grp["interface"] if n}) or ["(unnamed)"]
+            first = grp.iloc[0]
+            use = "used" if grp["used"].any() else "never used"
+            lines.append(f"  {server}:{port}/{proto}  {', '.join(names)}  "
+                         f"({'/'.join(sorted(set(grp['evidence'])))}; {use}; "
+                         f"{int(first['flows'])} flows, {int(first['clients'])} clients)")
+    if result.warnings:
+        lines += ["", "Warnings:"] + [f"- {printable(w)}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def _host(name: str, ip: str, role: str) -> str:
+    """'NAME (ip)' or the ip, or the role when the finding is about a role, not a host."""
+    if not ip:
+        return f"<{role}>"
+    return f"{printable(name)} ({ip})" if name else ip
+
+
+def printable(text: object) -> str:
+    """Escape what a terminal would interpret: capture strings may carry control sequences."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def rpc_text(endpoints: pd.DataFrame, ranges: pd.DataFrame) -> str:
+    """Endpoints found by RPC discovery, then each server's range and pinning advice."""
+    cols = ["server_ip", "port", "proto", "interface", "interface_uuid", "evidence", "advertised",
+            "used", "unanswered", "clients", "flows", "bytes"]
+    text = _table(endpoints[cols], "Dynamic RPC endpoints") + "\n"
+    if not ranges.empty:
+        for row in ranges.itertuples(index=False):
+            text += (f"{row.server_ip}: ports {row.lowest_port}-{row.highest_port} in use "
+                     f"({row.ports} ports), expected {row.expected_range} ({row.expected_basis})"
+                     + (f"; outside: {row.outside_ports}" if row.outside_ports else "")
+                     + (f"; pinned-looking: {row.pinned_ports}" if row.pinned_ports else "")
+                     + f"\n  pin: {row.recommendation}\n")
+    return text
+
+
+def _table(frame: pd.DataFrame, title: str) -> str:
+    body = frame.map(printable).to_string(index=False) if not frame.empty else "(none)"
+    return f"{title}\n{body}\n"
