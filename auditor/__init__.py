@@ -1,7 +1,7 @@
 """auditor: a packet-capture traffic auditor for Microsoft Exchange 2010 environments.
 
 The public API is declared once, here. Names load lazily (PEP 562) so that `auditor flows` does
-not pay for matplotlib, pyshark or openpyxl it never uses.
+not pay for matplotlib, openpyxl or the RPC dissection it never uses.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class CatalogueError(AuditorError):
 
 
 class DissectError(AuditorError):
-    """tshark/pyshark could not dissect the selected packets."""
+    """tshark could not dissect the selected packets (missing, or it failed)."""
 
 
 class CaptureWarning(UserWarning):
