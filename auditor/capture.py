@@ -2,8 +2,8 @@
 
 `read_packets` turns capture files into a `PacketTable`: one row per IPv4/IPv6 packet with the
 columns of `schema.PACKET_COLUMNS`, plus the ICMP destination-unreachable messages with the header
-they quote. The container formats live in `pcapfmt.py`; this module decodes link, IP and transport
-headers with numpy over whole chunks of records (loops run over header depth, never over packets).
+they quote. The container formats live in `pcapfmt.py`, header decoding in `headers.py`; this
+module reads files as one capture, writes selected packets back out and formats addresses.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import CaptureError, CaptureWarning
-from auditor.pcapfmt import BAD_INTERFACE, NO_TS, RecordChunk, RecordReader, byte_rows
+from auditor.headers import ICMP_DTYPES, decode_chunk
+from auditor.pcapfmt import NO_TS, RecordReader
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
 
@@ -51,18 +52,8 @@ class PacketTable:
 
 
 _CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|ntar|dmp)\d*$|\.gz$", re.IGNORECASE)
-_V4_MAPPED = np.uint64(0xFFFF << 32)
 _MASK64 = (1 << 64) - 1
-_ETHER_BASED = {1: (12, 14), 113: (14, 16), 276: (0, 20)}  # link type -> (ethertype at, header)
-_RAW_IP = (101, 12, 14, 228, 229)
-_V6_EXT = (0, 43, 44, 51, 60)  # hop-by-hop, routing, fragment, AH, destination options
 _PACKET_NAMES = column_names(PACKET_COLUMNS)
-_ICMP_DTYPES = {c.name: np.dtype(c.dtype) for c in ICMP_ERROR_COLUMNS}
-# Reasons a record is skipped after its link type is known (index = code in the decoder).
-_REASONS = ("", "truncated link-layer header", "bad IP header", "truncated IP header")
-_IP_COLUMNS = ("src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port",
-               "dst_port", "tcp_flags", "tcp_seq", "payload_len", "payload_head", "ip_id", "frag_offset",
-               "more_fragments", "icmp_type", "icmp_code")
 
 
 def expand_sources(sources: Iterable[str | os.PathLike]) -> list[Path]:
@@ -113,7 +104,7 @@ def read_packets(
             ip_rows, non_ip, skipped = 0, 0, Counter()
             file_ts: list[np.ndarray] = []
             for chunk in reader.chunks():
-                out, errs, chunk_non_ip, chunk_skipped = _decode_chunk(chunk)
+                out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
                 out["file_index"] = np.full(len(out["ts_ns"]), file_index, np.uint16)
                 for name in _PACKET_NAMES:
                     (file_ts if name == "ts_ns" else cols[name]).append(out[name])
@@ -183,315 +174,9 @@ def _assemble(cols: dict[str, list[np.ndarray]], icmp: dict[str, list[np.ndarray
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         err["packet_index"] = inverse[err["packet_index"]]
-    errors = pd.DataFrame({n: err[n].astype(_ICMP_DTYPES[n], copy=False) for n in err})
+    errors = pd.DataFrame({n: err[n].astype(ICMP_DTYPES[n], copy=False) for n in err})
     errors = errors.sort_values("packet_index", kind="stable", ignore_index=True)
     return packets, errors
-
-
-# -- decoding ----------------------------------------------------------------------------------
-
-
-def _be16(h: np.ndarray, at: int) -> np.ndarray:
-    return (h[:, at].astype(np.uint16) << 8) | h[:, at + 1]
-
-
-def _be32(h: np.ndarray, at: int) -> np.ndarray:
-    return np.ascontiguousarray(h[:, at : at + 4]).view(">u4")[:, 0].astype(np.uint32)
-
-
-def _be64(h: np.ndarray, at: int) -> np.ndarray:
-    return np.ascontiguousarray(h[:, at : at + 8]).view(">u8")[:, 0].astype(np.uint64)
-
-
-def _decode_chunk(ch: RecordChunk):
-    """Decode one chunk: packet columns (IP rows only), ICMP errors, non-IP and skip counts."""
-    n = len(ch.data_off)
-    width = ch.head.shape[1]
-    flat = ch.head.reshape(-1)
-    base = np.arange(n, dtype=np.int64) * width + ch.head_start
-    room = width - ch.head_start  # bytes of each record the head holds
-    cap = np.minimum(ch.caplen, room)
-    l3, ver, reason, skipped = _link_decode(flat, base, cap, ch.linktype)
-
-    is_ip = ver > 0
-    cand = np.flatnonzero(is_ip)
-    every = len(cand) == n  # the usual case: every record is IP, so skip the fancy indexing
-
-    def pick(a):
-        return a if every or np.ndim(a) == 0 else a[cand]
-
-    l3c = pick(l3)
-    rest = pick(ch.origlen).astype(np.int64) - l3c  # original bytes from the IP header on
-    ip = _ip_layer(flat, pick(base) + l3c, pick(base) + pick(cap), rest, pick(ver))
-    # Rows whose headers reach past the copied head are decoded again from the file bytes.
-    room_c = pick(room)
-    redo = np.flatnonzero((ip["_deep"] + l3c > room_c) & (pick(ch.caplen) > room_c))
-    if len(redo):
-        r = cand[redo]
-        sub = _ip_layer(ch.buf, ch.data_off[r] + l3[r], ch.data_off[r] + ch.caplen[r],
-                        rest[redo], ver[r])
-        for name, arr in sub.items():
-            if not ip[name].flags.writeable:
-                ip[name] = ip[name].copy()
-            ip[name][redo] = arr
-    reason[cand] = ip["reason"]
-    non_ip = int(((ver == 0) & (reason == 0)).sum())
-    for code in np.unique(reason[reason > 0]):
-        skipped[_REASONS[code]] += int((reason == code).sum())
-
-    keep = ip["reason"] == 0
-    idx = cand[keep]
-    if every and keep.all():
-        out = {name: ip[name] for name in _IP_COLUMNS}
-        out["ts_ns"], out["frame_len"], out["ip_version"] = ch.ts_ns, ch.origlen, ver
-    else:
-        out = {name: ip[name][keep] for name in _IP_COLUMNS}
-        out["ts_ns"], out["frame_len"], out["ip_version"] = (
-            ch.ts_ns[idx], ch.origlen[idx], ver[idx])
-    out["record_index"] = (idx + ch.first_index).astype(np.uint32)
-    out["l3_offset"] = l3[idx].astype(np.uint16)
-
-    errs = {c: np.zeros(0, t) for c, t in _ICMP_DTYPES.items()}
-    unreach = keep & ip["_unreach"]
-    if unreach.any():
-        redone = np.zeros(len(cand), bool)
-        redone[redo] = True
-        u_head = np.flatnonzero(unreach & ~redone)
-        u_file = np.flatnonzero(unreach & redone)
-        parts = [
-            _icmp_errors(flat, ip, u_head, base[cand[u_head]] + cap[cand[u_head]]),
-            _icmp_errors(ch.buf, ip, u_file, ch.data_off[cand[u_file]] + ch.caplen[cand[u_file]]),
-        ]
-        errs = {c: np.concatenate([p[c] for p in parts]) for c in errs}
-        order = np.argsort(errs["packet_index"], kind="stable")
-        kept_at = np.cumsum(keep) - 1  # candidate row -> row among the kept ones
-        errs = {c: a[order] for c, a in errs.items()}
-        errs["packet_index"] = kept_at[errs["packet_index"]]
-    return out, errs, non_ip, skipped
-
-
-def _link_decode(buf, base, cap, linktype):
-    """Link layer of every record, grouped by link type: (l3 offset, version, reason, skips)."""
-    n = len(base)
-    l3 = np.zeros(n, np.int64)
-    ver = np.zeros(n, np.uint8)
-    reason = np.zeros(n, np.int8)
-    skipped: Counter[str] = Counter()
-    if isinstance(linktype, int | np.integer):
-        groups = [(int(linktype), None)]
-    else:
-        groups = [(int(lt), linktype == lt) for lt in np.unique(linktype)]
-    for lt, m in groups:
-        sel = slice(None) if m is None else m
-        res = _link_layer(buf, base[sel], cap[sel], lt)
-        if res is None:
-            label = "bad interface id" if lt == BAD_INTERFACE else f"linktype {lt}"
-            skipped[label] += n if m is None else int(m.sum())
-            reason[sel] = -1  # counted here, not as non-IP nor by reason code
-            continue
-        l3[sel], ver[sel], reason[sel] = res
-    return l3, ver, reason, skipped
-
-
-def _link_layer(buf, base, caplen, lt):
-    """Return (l3 offset, IP version or 0, reason code) per record, or None if lt is unknown."""
-    n = len(base)
-    if lt in _ETHER_BASED:
-        et_at, l2 = _ETHER_BASED[lt]
-        head = byte_rows(buf, base, l2 + 18)  # room for up to four VLAN tags
-        ok = caplen >= l2
-        et = _be16(head, et_at)
-        l2 = np.full(n, l2, np.int64)
-        ar = np.arange(n)
-        for _ in range(4):  # 802.1Q, 802.1ad and pre-standard QinQ tags, outermost first
-            tag = ok & ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100)) & (caplen >= l2 + 4)
-            if not tag.any():
-                break
-            inner = (head[ar, l2 + 2].astype(np.uint16) << 8) | head[ar, l2 + 3]
-            et = np.where(tag, inner, et)
-            l2 = l2 + 4 * tag
-        ver = np.where(et == 0x0800, 4, np.where(et == 0x86DD, 6, 0)).astype(np.uint8)
-        ver[~ok] = 0
-        return l2, ver, np.where(ok, 0, 1).astype(np.int8)
-    if lt in (0, 108):  # BSD loopback: 4-byte address family
-        head = byte_rows(buf, base, 4)
-        if lt == 108:  # LOOP: network byte order
-            af = head.view(">u4")[:, 0].astype(np.uint32)
-        else:  # NULL: the writer's byte order, so accept either (as Wireshark does)
-            af = head.view("<u4")[:, 0].astype(np.uint32)
-            af = np.where(af > 0xFFFF, af.byteswap(), af)
-        ok = caplen >= 4
-        ver = np.where(af == 2, 4, np.where(np.isin(af, (24, 28, 30)), 6, 0)).astype(np.uint8)
-        ver[~ok] = 0
-        return np.full(n, 4, np.int64), ver, np.where(ok, 0, 1).astype(np.int8)
-    if lt in _RAW_IP:
-        nibble = buf[np.minimum(base, len(buf) - 1)] >> 4
-        if lt == 228:
-            ver = np.full(n, 4, np.uint8)
-        elif lt == 229:
-            ver = np.full(n, 6, np.uint8)
-        else:  # raw IP of either version; anything else is a bad header, not "non-IP"
-            ver = np.where(nibble == 6, 6, 4).astype(np.uint8)
-        return np.zeros(n, np.int64), ver, np.where(caplen >= 1, 0, 3).astype(np.int8)
-    return None
-
-
-def _ip_layer(buf, off, end, rest, ver):
-    """Decode IPv4/IPv6 and transport headers of the candidate rows (reason != 0 marks bad)."""
-    m = len(off)
-    nibble = buf[np.minimum(off, len(buf) - 1)] >> 4
-    reason = np.where(end - off < 1, 3, np.where(nibble != ver, 2, 0)).astype(np.int8)
-    out = None
-    for version, parse in ((4, _ipv4), (6, _ipv6)):
-        mask = (ver == version) & (reason == 0)
-        if mask.all():  # the usual case: one IP version throughout, nothing to scatter
-            out, bad = parse(buf, off, end, rest)
-            reason = bad
-            break
-        sel = np.flatnonzero(mask)
-        if not len(sel):
-            continue
-        fields, bad = parse(buf, off[sel], end[sel], rest[sel])
-        if out is None:
-            out = {k: np.zeros(m, a.dtype) for k, a in fields.items()}
-        for name, arr in fields.items():
-            out[name][sel] = arr
-        reason[sel] = bad
-    if out is None:  # no decodable IP header at all
-        out, _ = _ipv4(buf, off, end, rest)
-    first = out["frag_offset"] == 0
-    out.update(_transport(buf, out["_t"], end, out["proto"], out["_plen"], first))
-    out["reason"] = reason
-    out["_ver"] = ver
-    proto, itype = out["proto"], out["icmp_type"]
-    out["_unreach"] = first & (((ver == 4) & (proto == 1) & (itype == 3))
-                               | ((ver == 6) & (proto == 58) & (itype == 1)))
-    # How far into the packet (from the IP header) decoding looked; errors and ICMP quotes
-    # count as "everything" so those rows are always decoded from the full record.
-    deep = np.maximum(out["_t"] + 14, out.pop("_start") + np.minimum(out["payload_len"], 4)) - off
-    deep[(reason != 0) | out["_unreach"]] = 1 << 40
-    out["_deep"] = deep
-    return out
-
-
-def _ipv4(buf, off, end, rest):
-    """IPv4 header fields; `rest` (original bytes from the header on) stands in for TSO's 0."""
-    h = byte_rows(buf, off, 20)
-    ihl = (h[:, 0] & 15).astype(np.int64) * 4
-    total = _be16(h, 2).astype(np.int64)
-    total = np.where(total == 0, rest, total)  # TSO/LSO: the NIC fills the length in later
-    frag = _be16(h, 6)
-    bad = np.where(end - off < np.maximum(ihl, 20), 3, np.where(ihl < 20, 2, 0)).astype(np.int8)
-    fields = {
-        "src_ip_hi": np.zeros(len(off), np.uint64),
-        "src_ip_lo": _be32(h, 12).astype(np.uint64) | _V4_MAPPED,
-        "dst_ip_hi": np.zeros(len(off), np.uint64),
-        "dst_ip_lo": _be32(h, 16).astype(np.uint64) | _V4_MAPPED,
-        "proto": h[:, 9].copy(),  # a copy: a view would keep the whole head array alive
-        "ip_id": _be16(h, 4).astype(np.uint32),
-        "frag_offset": frag & 0x1FFF,
-        "more_fragments": (frag & 0x2000) != 0,
-        "_t": off + ihl,
-        "_plen": np.maximum(total - ihl, 0),
-    }
-    return fields, bad
-
-
-def _ipv6(buf, off, end, rest):
-    """IPv6 header fields, walking extension headers to the transport header."""
-    h = byte_rows(buf, off, 40)
-    plen = _be16(h, 4).astype(np.int64)
-    nh = h[:, 6].copy()
-    plen = np.where((plen == 0) & (nh != 59), rest - 40, plen)  # TSO, as for IPv4
-    t = off + 40
-    nh, t, frag, mf, ident = _ipv6_ext(buf, t, nh, end)
-    fields = {
-        "src_ip_hi": _be64(h, 8), "src_ip_lo": _be64(h, 16),
-        "dst_ip_hi": _be64(h, 24), "dst_ip_lo": _be64(h, 32),
-        "proto": nh, "ip_id": ident, "frag_offset": frag, "more_fragments": mf,
-        "_t": t, "_plen": np.maximum(plen - (t - off - 40), 0),
-    }
-    return fields, np.where(end - off < 40, 3, 0).astype(np.int8)
-
-
-def _ipv6_ext(buf, t, nh, end):
-    """Skip IPv6 extension headers (loop over depth); stop after a non-first fragment header."""
-    n = len(t)
-    frag = np.zeros(n, np.uint16)
-    mf = np.zeros(n, bool)
-    ident = np.zeros(n, np.uint32)
-    active = np.ones(n, bool)
-    for _ in range(8):
-        e = np.flatnonzero(active & np.isin(nh, _V6_EXT) & (t + 8 <= end))
-        if not len(e):
-            break
-        h = byte_rows(buf, t[e], 8)
-        kind = nh[e]
-        is_frag = kind == 44
-        size = np.where(is_frag, 8, np.where(kind == 51, (h[:, 1].astype(np.int64) + 2) * 4,
-                                               (h[:, 1].astype(np.int64) + 1) * 8))
-        fo = _be16(h, 2)
-        f = e[is_frag]
-        frag[f] = fo[is_frag] >> 3
-        mf[f] = (fo[is_frag] & 1) != 0
-        ident[f] = _be32(h, 4)[is_frag]
-        nh[e] = h[:, 0]
-        t[e] += size
-        active[f[frag[f] != 0]] = False  # what follows is the middle of a datagram
-    return nh, t, frag, mf, ident
-
-
-def _transport(buf, t, end, proto, plen, first):
-    """Ports, TCP flags, ICMP type/code, payload length and the first 4 payload bytes."""
-    h = byte_rows(buf, t, 14)
-    avail = end - t
-    tcp = first & (proto == 6)
-    udp = first & (proto == 17)
-    icmp = first & ((proto == 1) | (proto == 58))
-    ports = (tcp | udp) & (avail >= 4)
-    doff = np.where(avail >= 13, (h[:, 12] >> 4).astype(np.int64) * 4, 20)
-    hdr = np.select([tcp, udp, icmp], [np.maximum(doff, 20), 8, 8], 0)
-    payload = np.maximum(plen - hdr, 0)
-    start = t + hdr
-    ncap = np.clip(np.minimum(end - start, payload), 0, 4)
-    head = byte_rows(buf, start, 4) * (np.arange(4) < ncap[:, None])  # zero bytes not captured
-    return {
-        "src_port": np.where(ports, _be16(h, 0), 0).astype(np.uint16),
-        "dst_port": np.where(ports, _be16(h, 2), 0).astype(np.uint16),
-        "tcp_flags": np.where(tcp & (avail >= 14), h[:, 13], 0).astype(np.uint8),
-        "tcp_seq": np.where(tcp & (avail >= 8), _be32(h, 4), 0).astype(np.uint32),
-        "payload_len": payload.astype(np.uint32),
-        "payload_head": head.astype(np.uint8).view(">u4")[:, 0].astype(np.uint32),
-        "icmp_type": np.where(icmp & (avail >= 1), h[:, 0], 0).astype(np.uint8),
-        "icmp_code": np.where(icmp & (avail >= 2), h[:, 1], 0).astype(np.uint8),
-        "_start": start,
-    }
-
-
-def _icmp_errors(buf, ip, sel, end):
-    """The quoted header of each ICMP(v6) unreachable in rows `sel` (packet_index = row)."""
-    ver = ip["_ver"][sel]
-    inner = ip["_t"][sel] + 8
-    nibble = buf[np.minimum(inner, len(buf) - 1)] >> 4
-    out = {c: np.zeros(len(sel), t) for c, t in _ICMP_DTYPES.items()}
-    ok = np.zeros(len(sel), bool)
-    for version, parse, need in ((4, _ipv4, 20), (6, _ipv6, 40)):
-        s = np.flatnonzero((nibble == version) & (ver == version) & (end - inner >= need))
-        if not len(s):
-            continue
-        f, _ = parse(buf, inner[s], end[s], np.zeros(len(s), np.int64))
-        for a in ("src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto"):
-            out["inner_" + a][s] = f[a]
-        ports = (np.isin(f["proto"], (6, 17, 132)) & (f["frag_offset"] == 0)
-                 & (end[s] - f["_t"] >= 4))
-        pr = byte_rows(buf, f["_t"], 4)
-        out["inner_src_port"][s] = np.where(ports, _be16(pr, 0), 0)
-        out["inner_dst_port"][s] = np.where(ports, _be16(pr, 2), 0)
-        ok[s] = True
-    out["packet_index"] = np.asarray(sel, np.int64)
-    out["icmp_type"] = ip["icmp_type"][sel]
-    out["icmp_code"] = ip["icmp_code"][sel]
-    return {name: arr[ok] for name, arr in out.items()}
 
 
 # -- writing and addresses ---------------------------------------------------------------------
