@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor import pcapfmt
+from auditor import bytesource, pcapfmt
 from auditor.capture import (
     PacketTable,
     expand_sources,
@@ -573,7 +573,7 @@ def test_small_chunks_give_the_same_table(tmp_path, monkeypatch, compress):
         data, ng = gzip.compress(data), gzip.compress(ng)
     whole = read(tmp_path, data).packets
     monkeypatch.setattr(pcapfmt, "CHUNK_BYTES", 500)
-    monkeypatch.setattr(pcapfmt, "WINDOW", 700)
+    monkeypatch.setattr(bytesource, "WINDOW", 700)
     small = read(tmp_path, data, "small.pcap").packets
     small_ng = read(tmp_path, ng, "small.pcapng").packets
     assert small.equals(whole)
