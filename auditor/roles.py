@@ -15,18 +15,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from auditor.catalogue import (
+from auditor.catalogue import normal_ip
+from auditor.errors import InventoryError
+from auditor.schema import HOST_ROLE_COLUMNS, ROLE_EVIDENCE_COLUMNS, ROLES, column_names
+from auditor.yamlcheck import (
     FieldError,
     LineList,
     LineMap,
     check_fields,
     check_roles,
     check_text,
-    normal_ip,
     read_yaml,
 )
-from auditor.errors import InventoryError
-from auditor.schema import HOST_ROLE_COLUMNS, ROLE_EVIDENCE_COLUMNS, ROLES, column_names
 
 # Ranges treated as "ours" when proposing an inventory: RFC 1918, the benchmark range
 # 198.18.0.0/15 (RFC 2544) used by test networks, link-local, loopback and IPv6 ULA.
