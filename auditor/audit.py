@@ -65,17 +65,18 @@ def audit_flows(
     rpc_endpoints: pd.DataFrame | None = None,
     names: pd.DataFrame | None = None,
     options: AuditOptions | None = None,
+    prepared: PreparedFlows | None = None,
 ) -> AuditResult:
     """Audit a flow table against an inventory and a catalogue."""
     from auditor.catalogue import rule_ports_frame
-    from auditor.roles import assign_roles
 
     options = options or AuditOptions()
     flows = flows if flows is not None else empty_frame(FLOW_COLUMNS)
-    hosts = _hosts(flows, inventory, names, assign_roles)
+    prepared = prepared if prepared is not None else prepare_flows(flows, inventory)
+    hosts = _with_capture_names(prepared.hosts, names)
     rpc_ports = _rpc_ports(rpc_endpoints)
     match_table = rule_ports_frame(catalogue, rpc_ports, legacy_rpc_range=options.legacy_rpc_range)
-    audited = _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options)
+    audited = _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options)
     rules = _rule_status(audited, catalogue, inventory, hosts)
     findings = pd.concat(
         [_flow_findings(audited, catalogue), _missing_findings(audited, rules, catalogue,
@@ -104,19 +105,41 @@ def _rpc_ports(endpoints: pd.DataFrame | None) -> dict[str, list[int]]:
     return {ip: sorted({int(p) for p in grp["port"]}) for ip, grp in tcp.groupby("server_ip")}
 
 
-def _hosts(flows, inventory, names, assign_roles) -> pd.DataFrame:
-    """ip, name, roles (tuple) for every address in the flows."""
-    ips = pd.unique(pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True))
-    hosts = assign_roles(inventory, list(ips))
-    hosts = hosts.assign(name=hosts["name"].fillna("").astype(object))
-    if names is not None and not names.empty:
-        seen = names.drop_duplicates("ip").set_index("ip")["name"]
-        fill = hosts["ip"].map(seen).fillna("")
-        hosts["name"] = np.where(hosts["name"] == "", fill, hosts["name"])
-    return hosts.reset_index(drop=True)
+@dataclass(frozen=True)
+class PreparedFlows:
+    """What the audit derives from flows and inventory alone (no catalogue, no RPC evidence).
+
+    The pipeline computes it while tshark dissects the RPC packets in another thread.
+    """
+
+    hosts: pd.DataFrame  # ip, name (inventory), roles (tuple): every address in the flows
+    addr_codes: np.ndarray  # per flow, src codes then dst codes, into addr_uniques
+    addr_uniques: np.ndarray  # distinct addresses
+    path_id: np.ndarray  # per flow, its row in paths
+    paths: pd.DataFrame  # distinct (src_ip, dst_ip, proto, dst_port)
 
 
-def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> pd.DataFrame:
+def prepare_flows(flows: pd.DataFrame, inventory) -> PreparedFlows:
+    """Roles of every address and the distinct paths of the flows."""
+    from auditor.roles import assign_roles
+
+    codes, uniques = pd.factorize(pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True))
+    hosts = assign_roles(inventory, list(uniques))
+    hosts = hosts.assign(name=hosts["name"].fillna("").astype(object)).reset_index(drop=True)
+    path_id, paths = _factorize_rows(flows[["src_ip", "dst_ip", "proto", "dst_port"]])
+    return PreparedFlows(hosts, codes, np.asarray(uniques, dtype=object), path_id, paths)
+
+
+def _with_capture_names(hosts: pd.DataFrame, names: pd.DataFrame | None) -> pd.DataFrame:
+    """Fill names the inventory lacks from what the capture says (DNS, SMTP, Kerberos, NetBIOS)."""
+    if names is None or names.empty:
+        return hosts
+    seen = names.drop_duplicates("ip").set_index("ip")["name"]
+    fill = hosts["ip"].map(seen).fillna("")
+    return hosts.assign(name=np.where(hosts["name"] == "", fill, hosts["name"]))
+
+
+def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options) -> pd.DataFrame:
     """Attach names, roles, the matching rule and a verdict to every flow.
 
     Roles and rules depend only on the path (src_ip, dst_ip, proto, dst_port), so they are
@@ -128,7 +151,7 @@ def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> p
     ).set_index("ip")
     # one factorize of both address columns, then array lookups (Series.map per column is slow)
     n = len(out)
-    codes, uniques = pd.factorize(pd.concat([out["src_ip"], out["dst_ip"]], ignore_index=True))
+    codes, uniques = prepared.addr_codes, prepared.addr_uniques
     row = by_ip.index.get_indexer(uniques)
     names = by_ip["name"].to_numpy(dtype=object)[row][codes]
     roles_text = by_ip["roles_text"].to_numpy(dtype=object)[row][codes]
@@ -145,8 +168,7 @@ def _classify(flows, hosts, match_table, catalogue, rpc_endpoints, options) -> p
         out["rpc_interface"] = ""
         out["rpc_evidence"] = ""
 
-    path_cols = ["src_ip", "dst_ip", "proto", "dst_port"]
-    path_id, paths = _factorize_rows(out[path_cols])
+    path_id, paths = prepared.path_id, prepared.paths
     match = _best_rule(paths, by_ip["roles"], match_table, catalogue)
     default_src = paths["src_ip"].map(by_ip["first_role"])
     default_dst = paths["dst_ip"].map(by_ip["first_role"])

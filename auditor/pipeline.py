@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from auditor.audit import AuditOptions, AuditResult, audit_flows
+from auditor.audit import AuditOptions, AuditResult, PreparedFlows, audit_flows, prepare_flows
 from auditor.capture import PacketTable, read_packets
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows import FlowOptions, build_flows_labelled
@@ -73,14 +74,31 @@ def audit_captures(
     options: PipelineOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AuditResult:
-    """Audit captures against an inventory and a catalogue (the `auditor audit` job)."""
+    """Audit captures against an inventory and a catalogue (the `auditor audit` job).
+
+    tshark dissects the selected RPC packets in a worker thread (it waits on the subprocess
+    with the GIL released) while this thread works out roles and paths, which need no RPC.
+    """
     options = options or PipelineOptions()
-    seen = observe(captures, options, progress)
-    return audit_observation(seen, inventory, catalogue, options)
+    seen = observe(captures, dataclasses.replace(options, rpc=False), progress)
+    if not options.rpc:
+        return audit_observation(seen, inventory, catalogue, options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options)
+            prepared = prepare_flows(seen.flows, inventory)
+            discovery = pending.result()
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    seen = dataclasses.replace(seen, rpc=discovery, warnings=seen.warnings + notes)
+    return audit_observation(seen, inventory, catalogue, options, prepared=prepared)
 
 
 def audit_observation(seen: Observation, inventory, catalogue,
-                      options: PipelineOptions | None = None) -> AuditResult:
+                      options: PipelineOptions | None = None,
+                      prepared: PreparedFlows | None = None) -> AuditResult:
     """Audit an Observation (so one capture read can serve several inventories)."""
     from auditor.rpc import dynamic_ranges
 
@@ -88,7 +106,7 @@ def audit_observation(seen: Observation, inventory, catalogue,
     endpoints = seen.rpc.endpoints if seen.rpc is not None else None
     names = seen.rpc.names if seen.rpc is not None else None
     result = audit_flows(seen.flows, inventory, catalogue, rpc_endpoints=endpoints, names=names,
-                         options=options.audit)
+                         options=options.audit, prepared=prepared)
     if endpoints is None:
         endpoints = empty_frame(RPC_ENDPOINT_COLUMNS)
     return dataclasses.replace(
