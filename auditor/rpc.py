@@ -51,10 +51,11 @@ class RpcOptions:
     cl_flows_per_port: int = 2  # connectionless RPC flows per (server, port)
     max_packets: int = 4000  # cap on RPC packets given to tshark (a warning says what was cut)
     names: bool = True  # also dissect DNS, SMTP, NBNS and Kerberos for host names
-    max_name_packets: int = 2000  # cap on name packets (silent: names are a best effort)
+    max_name_packets: int = 600  # cap on name packets (silent: names are a best effort; each
+    # packet costs tshark ~0.2 ms, and a few DNS answers per client name every server)
     name_flows: int = 200  # SMTP, NBNS and Kerberos flows each
     name_flows_per_client: int = 1
-    dns_flows_per_client: int = 10  # DNS fills what the other name sources leave of the cap
+    dns_flows_per_client: int = 3  # DNS fills what the other name sources leave of the cap
     name_packets: int = 4  # payload packets per name flow (2 for DNS: query and answer)
     infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
 
