@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, RPC, tshark_fields
 
 from auditor.dissect import (
     EPT_S_NOT_REGISTERED,
@@ -28,16 +28,10 @@ from auditor.schema import (
     column_names,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT.parent / "shared" / "captures"
-RPC = ROOT / "fixtures" / "pcaps" / "rpc"
-EMSMDB = "a4f1db00-ca47-1067-b31f-00dd010662da"
 ASYNC_EMSMDB = "5261574a-4572-206e-b268-6b199213b4e4"
-NSPI = "f5cc5a18-4264-101a-8c59-08002b2f8426"
 RFR = "1544f5e0-613c-11d1-93df-00c04fd7bd09"
 DRSUAPI = "e3514235-4b06-11d1-ab04-00c04fc2dcd2"
 SAMR = "12345778-1234-abcd-ef00-0123456789ac"
-CAS, CLIENT = "198.18.1.10", "198.18.10.21"
 
 
 @functools.cache
@@ -171,13 +165,9 @@ def test_alter_context_of_a_midstream_connection_is_found():
 
 def _tshark_towers(path: Path) -> set[tuple[str, int, str]]:
     """(answering server, tcp port, interface uuid) straight from tshark -T fields."""
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-Y", "epm && dcerpc.pkt_type == 2", "-T", "fields",
-         "-e", "ip.src", "-e", "epm.uuid", "-e", "epm.proto.tcp_port", "-E", "occurrence=a"],
-        capture_output=True, text=True, check=True).stdout
     towers = set()
-    for line in out.splitlines():
-        src, uuids, ports = line.split("\t")
+    for src, uuids, ports in tshark_fields(path, "epm && dcerpc.pkt_type == 2", "ip.src",
+                                           "epm.uuid", "epm.proto.tcp_port"):
         uuids, ports = uuids.split(","), ports.split(",")
         assert len(uuids) == 2 * len(ports)  # interface + NDR floors per TCP tower
         towers |= {(src, int(p), u) for p, u in zip(ports, uuids[::2], strict=True)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from packet_factory import ACK, PSH, SYN, pkt, table
+from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, ROOT, RPC, tshark_fields
 
 from auditor.capture import read_packets
 from auditor.errors import DissectError, DissectWarning
@@ -28,14 +28,8 @@ from auditor.rpc import (
 )
 from auditor.schema import RPC_ENDPOINT_COLUMNS, RPC_RANGE_COLUMNS, column_names, empty_frame
 
-ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT.parent / "shared" / "captures"
-RPC = ROOT / "fixtures" / "pcaps" / "rpc"
-EMSMDB = "a4f1db00-ca47-1067-b31f-00dd010662da"
-NSPI = "f5cc5a18-4264-101a-8c59-08002b2f8426"
 EPM = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
-CAS, DC, CLIENT, CLIENT_B, CLIENT_C = ("198.18.1.10", "198.18.1.2", "198.18.10.21",
-                                       "198.18.10.22", "198.18.10.23")
+DC, CLIENT_B, CLIENT_C = "198.18.1.2", "198.18.10.22", "198.18.10.23"
 BIND_HEAD = 0x05000B03  # DCE/RPC CO v5.0 bind, flags first|last
 ACK_HEAD = 0x05000C03
 REQUEST_HEAD = 0x05000003
@@ -256,21 +250,15 @@ def test_two_days_show_the_rpc_client_access_port_pinned():
 
 def _tshark_endpoints(path: Path) -> set[tuple[str, int, str]]:
     """EPM towers and TCP binds (not those inside SMB pipes) straight from tshark -T fields."""
-    def fields(display_filter, *names):
-        out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T",
-                              "fields", "-E", "occurrence=a", *sum((["-e", n] for n in names), [])],
-                             capture_output=True, text=True, check=True).stdout
-        return [line.split("\t") for line in out.splitlines()]
-
     found = set()
-    for src, uuids, ports, ips in fields("epm && dcerpc.pkt_type == 2", "ip.src", "epm.uuid",
-                                         "epm.proto.tcp_port", "epm.proto.ip"):
+    for src, uuids, ports, ips in tshark_fields(path, "epm && dcerpc.pkt_type == 2", "ip.src",
+                                                "epm.uuid", "epm.proto.tcp_port", "epm.proto.ip"):
         if ports:
             for port, uuid, ip in zip(ports.split(","), uuids.split(",")[::2], ips.split(","),
                                       strict=True):
                 found.add((src if ip == "0.0.0.0" else ip, int(port), uuid))
-    for dst, port, uuids in fields("dcerpc.cn_bind_to_uuid && !smb2 && !smb", "ip.dst",
-                                   "tcp.dstport", "dcerpc.cn_bind_to_uuid"):
+    for dst, port, uuids in tshark_fields(path, "dcerpc.cn_bind_to_uuid && !smb2 && !smb",
+                                          "ip.dst", "tcp.dstport", "dcerpc.cn_bind_to_uuid"):
         found |= {(dst, int(port), uuid) for uuid in uuids.split(",")}
     return found
 
