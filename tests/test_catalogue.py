@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from input_files import with_line, write
 
 from auditor.catalogue import (
     DEFAULT_RPC_RANGE,
@@ -40,12 +40,6 @@ rules:
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def bundled():
     return load_catalogue()
@@ -53,63 +47,66 @@ def bundled():
 
 # ---- errors name file and line ----
 
-def with_line(line: int, new: str, text: str = GOOD_RULE) -> str:
-    """GOOD_RULE with its 1-based `line` replaced by `new` (None-like '' removes it)."""
-    lines = text.splitlines()
-    if new:
-        lines[line - 1] = new
-    else:
-        del lines[line - 1]
-    return "\n".join(lines) + "\n"
+# One field of GOOD_RULE's rule made wrong: id -> (line, its new text, message after the rule's
+# name); the error names that line.
+RULE_FIELD_ERRORS = {
+    "unknown-field": (8, "    colour: blue",
+                      "unknown field 'colour' (allowed: id, source, destination, proto, ports, "
+                      "service, description, reference, configurable, expected, severity, scope, "
+                      "note)"),
+    "bad-proto": (5, "    proto: icmp", "proto must be one of tcp, udp, not 'icmp'"),
+    "port-zero": (6, "    ports: [25, 0]", "port 0 is out of range 1-65535"),
+    "port-too-big": (6, "    ports: [65536]", "port 65536 is out of range 1-65535"),
+    "reversed-range": (6, "    ports: [5068-5065]", "port range '5068-5065' is reversed"),
+    "port-word": (6, "    ports: [smtp]",
+                  "port 'smtp' is not a number, an 'a-b' range or rpc-dynamic"),
+    "no-ports": (6, "    ports: []", "ports must list at least one port"),
+    "unknown-role": (3, "    source: mbx",
+                     "unknown role 'mbx' in source (roles: " + ", ".join(ROLES) + ")"),
+    "bad-status": (9, '    reference: {source: "X01", status: confirmed}',
+                   "reference: status must be one of CONFIRMED, PARTIAL, UNCONFIRMED, "
+                   "not 'confirmed'"),
+    "bad-severity": (12, "    severity: critical",
+                     "severity must be one of info, low, medium, high, not 'critical'"),
+    "bad-scope": (13, "    scope: external",
+                  "scope must be one of internal, strict, not 'external'"),
+    "yes-is-not-bool": (11, "    expected: yes", "expected must be true or false, not 'yes'"),
+    "int-is-not-bool": (11, "    expected: 1", "expected must be true or false, not 1"),
+}
 
 
-@pytest.mark.parametrize(
-    ("text", "line", "message"),
-    [
-        (with_line(8, "    colour: blue"), 8,
-         "rule 'X01-test': unknown field 'colour' (allowed: id, source, destination, proto, "
-         "ports, service, description, reference, configurable, expected, severity, scope, note)"),
-        (with_line(12, ""), 2, "rule 'X01-test': missing field 'severity'"),
-        (with_line(8, "    proto: udp"), 8, "duplicate key 'proto' (first at line 5)"),
-        (with_line(5, "    proto: icmp"), 5,
-         "rule 'X01-test': proto must be one of tcp, udp, not 'icmp'"),
-        (with_line(6, "    ports: [25, 0]"), 6, "rule 'X01-test': port 0 is out of range 1-65535"),
-        (with_line(6, "    ports: [65536]"), 6,
-         "rule 'X01-test': port 65536 is out of range 1-65535"),
-        (with_line(6, "    ports: [5068-5065]"), 6,
-         "rule 'X01-test': port range '5068-5065' is reversed"),
-        (with_line(6, "    ports: [smtp]"), 6,
-         "rule 'X01-test': port 'smtp' is not a number, an 'a-b' range or rpc-dynamic"),
-        (with_line(3, "    source: mbx"), 3,
-         "rule 'X01-test': unknown role 'mbx' in source (roles: " + ", ".join(ROLES) + ")"),
-        (with_line(9, '    reference: {source: "X01", status: confirmed}'), 9,
-         "rule 'X01-test': reference: status must be one of CONFIRMED, PARTIAL, UNCONFIRMED, "
-         "not 'confirmed'"),
-        (with_line(12, "    severity: critical"), 12,
-         "rule 'X01-test': severity must be one of info, low, medium, high, not 'critical'"),
-        (with_line(13, "    scope: external"), 13,
-         "rule 'X01-test': scope must be one of internal, strict, not 'external'"),
-        (with_line(11, "    expected: yes"), 11,
-         "rule 'X01-test': expected must be true or false, not 'yes'"),
-        (with_line(11, "    expected: 1"), 11,
-         "rule 'X01-test': expected must be true or false, not 1"),
-        (with_line(2, "  - id: bad id!"), 2,
-         "rule 'bad id!': id must be letters, digits, '.', '_' or '-', not 'bad id!'"),
-        # libyaml and PyYAML word this differently; the position is what matters.
-        (with_line(6, "    ports: [25"), 7, "YAML error: *expected ',' or ']'*"),
-        ("rules: []\ncolour: 1\n", 2,
-         "unknown field 'colour' (allowed: catalogue, description, citations, rules)"),
-        ("catalogue: x\n", 1, "missing field 'rules'"),
-        ("", 1, "empty catalogue (expected a mapping with a 'rules' list)"),
-        ("rules:\n  - 3\n", 2, "rule #1: a rule must be a mapping"),
-        (with_line(6, "    ports: []"), 6, "rule 'X01-test': ports must list at least one port"),
-    ],
-    ids=["unknown-field", "missing-field", "duplicate-key", "bad-proto", "port-zero",
-         "port-too-big", "reversed-range", "port-word", "unknown-role", "bad-status",
-         "bad-severity", "bad-scope", "yes-is-not-bool", "int-is-not-bool", "bad-id",
-         "yaml-syntax", "unknown-top-field", "no-rules", "empty-file", "rule-not-mapping",
-         "no-ports"],
-)
+@pytest.mark.parametrize(("line", "new", "message"), RULE_FIELD_ERRORS.values(),
+                         ids=RULE_FIELD_ERRORS)
+def test_bad_rule_field_error_names_file_line_and_rule(tmp_path, line, new, message):
+    path = write(tmp_path, with_line(GOOD_RULE, line, new))
+    with pytest.raises(CatalogueError) as err:
+        check_catalogue(path)
+    assert str(err.value) == f"{path}:{line}: rule 'X01-test': {message}"
+
+
+# Any other bad file: id -> (text, line the error names, message; '*' matches anything).
+FILE_ERRORS = {
+    "missing-field": (with_line(GOOD_RULE, 12, ""), 2, "rule 'X01-test': missing field 'severity'"),
+    "duplicate-key": (with_line(GOOD_RULE, 8, "    proto: udp"), 8,
+                      "duplicate key 'proto' (first at line 5)"),
+    "bad-id": (with_line(GOOD_RULE, 2, "  - id: bad id!"), 2,
+               "rule 'bad id!': id must be letters, digits, '.', '_' or '-', not 'bad id!'"),
+    # libyaml and PyYAML word this differently; the position is what matters.
+    "yaml-syntax": (with_line(GOOD_RULE, 6, "    ports: [25"), 7,
+                    "YAML error: *expected ',' or ']'*"),
+    "unknown-top-field": ("rules: []\ncolour: 1\n", 2,
+                          "unknown field 'colour' (allowed: catalogue, description, citations, "
+                          "rules)"),
+    "no-rules": ("catalogue: x\n", 1, "missing field 'rules'"),
+    "empty-file": ("", 1, "empty catalogue (expected a mapping with a 'rules' list)"),
+    "rule-not-mapping": ("rules:\n  - 3\n", 2, "rule #1: a rule must be a mapping"),
+    "citation-not-in-citations": ("citations:\n  S2: something\n" + GOOD_RULE, 11,
+                                  "rule 'X01-test': reference cites [S1], which is not in "
+                                  "citations"),
+}
+
+
+@pytest.mark.parametrize(("text", "line", "message"), FILE_ERRORS.values(), ids=FILE_ERRORS)
 def test_bad_catalogue_error_names_file_and_line(tmp_path, text, line, message):
     path = write(tmp_path, text)
     with pytest.raises(CatalogueError) as err:
@@ -136,15 +133,6 @@ def test_duplicate_of_a_bundled_rule_id_is_an_error(tmp_path):
         load_catalogue([path])
 
 
-def test_citation_missing_from_the_files_citations_is_an_error(tmp_path):
-    text = "citations:\n  S2: something\n" + GOOD_RULE
-    path = write(tmp_path, text)
-    with pytest.raises(CatalogueError) as err:
-        check_catalogue(path)
-    assert str(err.value) == (
-        f"{path}:11: rule 'X01-test': reference cites [S1], which is not in citations")
-
-
 def test_missing_file_is_a_catalogue_error(tmp_path):
     with pytest.raises(CatalogueError, match=r"nope.yaml: cannot read: No such file"):
         check_catalogue(tmp_path / "nope.yaml")
@@ -153,15 +141,15 @@ def test_missing_file_is_a_catalogue_error(tmp_path):
 # ---- loading ----
 
 def test_good_rule_parses_ports_as_written_and_as_ranges(tmp_path):
-    cat = check_catalogue(write(tmp_path, GOOD_RULE))
-    (rule,) = cat.rules
+    path = write(tmp_path, GOOD_RULE)
+    (rule,) = check_catalogue(path).rules
     assert rule.ports == (25, "5065-5068", "rpc-dynamic")
     assert rule.port_ranges == ((25, 25), (5065, 5068))
     assert rule.rpc_dynamic
     assert rule.source == ("hub_transport",) and rule.destination == ("edge_transport",)
     assert rule.expected is True
     assert rule.reference.status == "CONFIRMED"
-    assert rule.defined_at == f"{tmp_path / 'rules.yaml'}:2"
+    assert rule.defined_at == f"{path}:2"
 
 
 def test_extra_file_adds_rules_and_replace_keeps_only_it():

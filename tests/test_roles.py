@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from input_files import with_line, write
 
 from auditor.errors import InventoryError
 from auditor.roles import (
@@ -40,18 +40,6 @@ default_roles: [internet]
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "inventory.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def with_line(line: int, new: str, text: str = GOOD) -> str:
-    lines = text.splitlines()
-    lines[line - 1] = new
-    return "\n".join(lines) + "\n"
-
-
 def dtypes_of(frame: pd.DataFrame) -> dict[str, str]:
     return {name: str(dtype) for name, dtype in frame.dtypes.items()}
 
@@ -65,33 +53,49 @@ def roles_of(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
 ALL_ROLES = ", ".join(ROLES)
 
 
-@pytest.mark.parametrize(
-    ("text", "line", "message"),
-    [
-        (with_line(3, "    addresses: [198.18.0.300]"), 3,
-         "host 'MBX1': bad address '198.18.0.300'"),
-        (with_line(6, "  - cidr: 198.18.10.0/33"), 6,
-         "bad cidr '198.18.10.0/33' ('198.18.10.0/33' does not appear to be an IPv4 or IPv6 "
-         "network)"),
-        (with_line(6, "  - cidr: 198.18.10.1/24"), 6,
-         "bad cidr '198.18.10.1/24' (198.18.10.1/24 has host bits set)"),
-        (with_line(4, "    roles: [mailbox, mbx]"), 4,
-         f"host 'MBX1': unknown role 'mbx' in roles (roles: {ALL_ROLES})"),
-        (with_line(8, "default_roles: [outside]"), 8,
-         f"unknown role 'outside' in default_roles (roles: {ALL_ROLES})"),
-        (with_line(4, "    colour: blue"), 4,
-         "host 'MBX1': unknown field 'colour' (allowed: name, addresses, roles)"),
-        (GOOD + "servers: []\n", 9,
-         "unknown field 'servers' (allowed: hosts, networks, default_roles)"),
-        (with_line(4, "    name: MBX2"), 4, "duplicate key 'name' (first at line 2)"),
-        (GOOD.replace("    roles: [mailbox]\n", ""), 2, "host 'MBX1': missing field 'roles'"),
-        ("", 1, "empty inventory (expected hosts, networks or default_roles)"),
-        ("hosts: 3\n", 1, "hosts must be a list"),
-    ],
-    ids=["bad-address", "bad-cidr", "host-bits", "unknown-role", "unknown-default-role",
-         "unknown-host-field", "unknown-top-field", "duplicate-key", "missing-field",
-         "empty", "hosts-not-list"],
-)
+def with_entry(before: str, entry: str) -> str:
+    """GOOD with `entry` inserted just before the line that starts with `before`."""
+    return GOOD.replace(before, entry + before)
+
+
+# id -> (inventory text, line the error names, message)
+YAML_ERRORS = {
+    "bad-address": (with_line(GOOD, 3, "    addresses: [198.18.0.300]"), 3,
+                    "host 'MBX1': bad address '198.18.0.300'"),
+    "bad-cidr": (with_line(GOOD, 6, "  - cidr: 198.18.10.0/33"), 6,
+                 "bad cidr '198.18.10.0/33' ('198.18.10.0/33' does not appear to be an IPv4 or "
+                 "IPv6 network)"),
+    "host-bits": (with_line(GOOD, 6, "  - cidr: 198.18.10.1/24"), 6,
+                  "bad cidr '198.18.10.1/24' (198.18.10.1/24 has host bits set)"),
+    "unknown-role": (with_line(GOOD, 4, "    roles: [mailbox, mbx]"), 4,
+                     f"host 'MBX1': unknown role 'mbx' in roles (roles: {ALL_ROLES})"),
+    "unknown-default-role": (with_line(GOOD, 8, "default_roles: [outside]"), 8,
+                             f"unknown role 'outside' in default_roles (roles: {ALL_ROLES})"),
+    "unknown-host-field": (with_line(GOOD, 4, "    colour: blue"), 4,
+                           "host 'MBX1': unknown field 'colour' (allowed: name, addresses, roles)"),
+    "unknown-top-field": (GOOD + "servers: []\n", 9,
+                          "unknown field 'servers' (allowed: hosts, networks, default_roles)"),
+    "duplicate-key": (with_line(GOOD, 4, "    name: MBX2"), 4,
+                      "duplicate key 'name' (first at line 2)"),
+    "missing-field": (GOOD.replace("    roles: [mailbox]\n", ""), 2,
+                      "host 'MBX1': missing field 'roles'"),
+    "empty": ("", 1, "empty inventory (expected hosts, networks or default_roles)"),
+    "hosts-not-list": ("hosts: 3\n", 1, "hosts must be a list"),
+    "address-in-two-hosts-with-other-roles": (
+        with_entry("networks:", "  - name: HUB1\n    addresses: [198.18.0.21]\n"
+                                "    roles: [hub_transport]\n"), 5,
+        "address 198.18.0.21 of host 'HUB1' is also host 'MBX1' (line 2) with other roles"),
+    "network-twice-with-other-roles": (
+        with_entry("default_roles", "  - cidr: 198.18.10.0/24\n    roles: [admin]\n"), 8,
+        "network 198.18.10.0/24 is also defined at line 6 with other roles (client)"),
+    "duplicate-host-name": (
+        with_entry("networks:", "  - name: MBX1\n    addresses: [198.18.0.22]\n"
+                                "    roles: [mailbox]\n"), 5,
+        "host 'MBX1' is already at line 2"),
+}
+
+
+@pytest.mark.parametrize(("text", "line", "message"), YAML_ERRORS.values(), ids=YAML_ERRORS)
 def test_bad_inventory_error_names_file_and_line(tmp_path, text, line, message):
     path = write(tmp_path, text)
     with pytest.raises(InventoryError) as err:
@@ -99,40 +103,11 @@ def test_bad_inventory_error_names_file_and_line(tmp_path, text, line, message):
     assert str(err.value) == f"{path}:{line}: {message}"
 
 
-def test_same_address_in_two_hosts_with_different_roles_is_an_error(tmp_path):
-    text = GOOD.replace("networks:", "  - name: HUB1\n    addresses: [198.18.0.21]\n"
-                                     "    roles: [hub_transport]\nnetworks:")
-    path = write(tmp_path, text)
-    with pytest.raises(InventoryError) as err:
-        load_inventory(path)
-    assert str(err.value) == (f"{path}:5: address 198.18.0.21 of host 'HUB1' is also host "
-                              "'MBX1' (line 2) with other roles")
-
-
 def test_same_address_in_two_hosts_with_the_same_roles_is_accepted(tmp_path):
-    text = GOOD.replace("networks:", "  - name: MBX1-alias\n    addresses: [198.18.0.21]\n"
-                                     "    roles: [mailbox]\nnetworks:")
+    text = with_entry("networks:", "  - name: MBX1-alias\n    addresses: [198.18.0.21]\n"
+                                   "    roles: [mailbox]\n")
     inv = load_inventory(write(tmp_path, text))
     assert roles_of(assign_roles(inv, ["198.18.0.21"])) == {"198.18.0.21": ("mailbox",)}
-
-
-def test_same_network_twice_with_other_roles_is_an_error(tmp_path):
-    text = GOOD.replace("default_roles", "  - cidr: 198.18.10.0/24\n    roles: [admin]\n"
-                                         "default_roles")
-    path = write(tmp_path, text)
-    with pytest.raises(InventoryError) as err:
-        load_inventory(path)
-    assert str(err.value) == (f"{path}:8: network 198.18.10.0/24 is also defined at line 6 "
-                              "with other roles (client)")
-
-
-def test_duplicate_host_name_is_an_error(tmp_path):
-    text = GOOD.replace("networks:", "  - name: MBX1\n    addresses: [198.18.0.22]\n"
-                                     "    roles: [mailbox]\nnetworks:")
-    path = write(tmp_path, text)
-    with pytest.raises(InventoryError) as err:
-        load_inventory(path)
-    assert str(err.value) == f"{path}:5: host 'MBX1' is already at line 2"
 
 
 @pytest.mark.parametrize(
