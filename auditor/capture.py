@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -182,8 +183,11 @@ def _assemble(cols: dict[str, list[np.ndarray]], icmp: dict[str, list[np.ndarray
 # -- writing and addresses ---------------------------------------------------------------------
 
 
-def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathLike) -> int:
-    """Write the selected packets (from their IP header on) to a LINKTYPE_RAW pcap, in row order."""
+def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathLike | BinaryIO) -> int:
+    """Write the selected packets (from their IP header on) to a LINKTYPE_RAW pcap, in row order.
+
+    `out_path` is a path or a binary file object (e.g. a FIFO tshark already reads).
+    """
     sel = np.asarray(rows, dtype=np.int64).reshape(-1)
     pk = table.packets
     if len(sel) and (sel.min() < 0 or sel.max() >= len(pk)):
@@ -212,8 +216,11 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
         orig = max(int(frame_len[i]) - int(l3[i]), len(raw))
         out.append(struct.pack("<IIII", sec, frac // unit, len(raw), orig))
         out.append(raw)
-    with open(out_path, "wb") as fh:
-        fh.write(b"".join(out))
+    if hasattr(out_path, "write"):
+        out_path.write(b"".join(out))
+    else:
+        with open(out_path, "wb") as fh:
+            fh.write(b"".join(out))
     return len(sel)
 
 

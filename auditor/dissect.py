@@ -93,10 +93,18 @@ def dissect_names(pcap_path, *, tshark_path: str | None = None) -> pd.DataFrame:
     return _frame(rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
 
 
+def display_filter_for(names: bool) -> str:
+    """The tshark display filter dissect_capture uses (RPC evidence, and host names if asked)."""
+    return f"({RPC_FILTER}) || ({NAMES_FILTER})" if names else RPC_FILTER
+
+
 def dissect_capture(pcap_path, *, names: bool = True,
                     tshark_path: str | None = None) -> tuple[RpcFacts, pd.DataFrame]:
-    """Return RPC facts and (when `names`) host names from a single tshark pass."""
-    display_filter = f"({RPC_FILTER}) || ({NAMES_FILTER})" if names else RPC_FILTER
+    """Return RPC facts and (when `names`) host names from a single tshark pass.
+
+    `pcap_path` may also be a tshark.PrestartedTshark started with display_filter_for(names).
+    """
+    display_filter = display_filter_for(names)
     collector = _RpcCollector()
     name_rows: list[dict] = []
     for pkt in _packets(pcap_path, display_filter, tshark_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
@@ -57,14 +58,32 @@ def observe(
     return Observation(table, flows, labels, discovery, notes)
 
 
-def _discover(table, flows, labels, options: PipelineOptions):
+def _discover(table, flows, labels, options: PipelineOptions, tshark=None):
     from auditor.rpc import discover_endpoints
 
     try:
-        return discover_endpoints(table, flows, labels, options=options.rpc_options)
+        return discover_endpoints(table, flows, labels, options=options.rpc_options,
+                                  tshark=tshark)
     except DissectError as exc:
         warnings.warn(f"RPC discovery and host naming skipped: {exc}", DissectWarning, stacklevel=3)
         return None
+
+
+@contextlib.contextmanager
+def _prestarted_tshark(options: PipelineOptions):
+    """tshark loading its dissectors while the capture is read; None when it cannot start."""
+    from auditor.dissect import display_filter_for
+    from auditor.rpc import RpcOptions
+    from auditor.tshark import PrestartedTshark
+
+    names = (options.rpc_options or RpcOptions()).names
+    try:
+        tshark = PrestartedTshark(display_filter_for(names))
+    except (OSError, DissectError):
+        yield None  # discovery starts its own tshark, or reports why it cannot
+        return
+    with tshark:
+        yield tshark
 
 
 def audit_captures(
@@ -80,15 +99,17 @@ def audit_captures(
     with the GIL released) while this thread works out roles and paths, which need no RPC.
     """
     options = options or PipelineOptions()
-    seen = observe(captures, dataclasses.replace(options, rpc=False), progress)
     if not options.rpc:
-        return audit_observation(seen, inventory, catalogue, options)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options)
-            prepared = prepare_flows(seen.flows, inventory)
-            discovery = pending.result()
+        return audit_observation(observe(captures, options, progress), inventory, catalogue, options)
+    with _prestarted_tshark(options) as tshark:
+        seen = observe(captures, dataclasses.replace(options, rpc=False), progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options,
+                                      tshark)
+                prepared = prepare_flows(seen.flows, inventory)
+                discovery = pending.result()
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

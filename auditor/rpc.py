@@ -260,11 +260,13 @@ def _flow_rows(payload: np.ndarray, labels: np.ndarray, head: np.ndarray, n_flow
 
 def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, *,
                        workdir: str | Path | None = None, options: RpcOptions | None = None,
-                       tshark_path: str | None = None) -> RpcDiscovery:
+                       tshark_path: str | None = None, tshark=None) -> RpcDiscovery:
     """Find RPC endpoints: select packets, dissect them once with tshark, join onto the flows.
 
-    Raises DissectError when packets need dissecting and tshark is missing or fails; the caller
-    decides whether that is fatal (the audit turns it into a DissectWarning and goes on).
+    `tshark` may be a tshark.PrestartedTshark (started with dissect.display_filter_for(names)):
+    the selected packets are then fed to it instead of a fresh tshark. Raises DissectError when
+    packets need dissecting and tshark is missing or fails; the caller decides whether that is
+    fatal (the audit turns it into a DissectWarning and goes on).
     """
     options = options or RpcOptions()
     rows, cut = _rows(table, flows, labels, _rpc_plan(table, flows, labels, options),
@@ -278,7 +280,11 @@ def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarr
                              options.max_name_packets)
         rows = np.union1d(rows, name_rows)
     facts, names = empty_rpc_facts(), empty_frame(HOST_NAME_COLUMNS)
-    if len(rows):
+    if len(rows) and tshark is not None:
+        with tshark.open_input() as fifo:
+            write_packets(table, rows, fifo)
+        facts, names = dissect_capture(tshark, names=options.names)
+    elif len(rows):
         with tempfile.TemporaryDirectory(dir=workdir, prefix="auditor-rpc-") as tmp:
             path = Path(tmp) / "selected.pcap"
             write_packets(table, rows, path)

@@ -7,12 +7,18 @@ several PDUs in a segment) become JSON lists, so readers walk the trees generica
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -40,25 +46,108 @@ def _tshark(tshark_path: str | None) -> str:
     return found
 
 
-def _packets(pcap_path, display_filter: str, tshark_path: str | None) -> Iterator[_Packet]:
-    """Yield the packets of `pcap_path` that match `display_filter`, as plain JSON trees."""
-    path = Path(pcap_path)
+def _command(tshark_path: str | None, path, display_filter: str) -> list[str]:
+    # --no-duplicate-keys turns repeated keys (several towers, several PDUs) into JSON lists
+    return [_tshark(tshark_path), "-n", "-r", str(path), "-Y", display_filter, "-T", "json",
+            "--no-duplicate-keys"]
+
+
+def _packets(source, display_filter: str, tshark_path: str | None) -> Iterator[_Packet]:
+    """Yield the packets of a capture (a path, or a PrestartedTshark) matching the filter."""
+    if isinstance(source, PrestartedTshark):
+        yield from source.packets()
+        return
+    path = Path(source)
     if not path.is_file():
         raise DissectError(f"{path}: no such capture file")
-    # --no-duplicate-keys turns repeated keys (several towers, several PDUs) into JSON lists
-    cmd = [_tshark(tshark_path), "-n", "-r", str(path), "-Y", display_filter, "-T", "json",
-           "--no-duplicate-keys"]
     try:
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False)
-        docs = json.loads(done.stdout or b"[]") if done.returncode == 0 else None
-    except (OSError, ValueError) as exc:
+        done = subprocess.run(_command(tshark_path, path, display_filter), capture_output=True,
+                              stdin=subprocess.DEVNULL, check=False)
+    except OSError as exc:
+        raise DissectError(f"{path}: tshark failed: {exc}") from exc
+    yield from _parse(path, done.returncode, done.stdout, done.stderr)
+
+
+def _parse(path, returncode: int, stdout: bytes, stderr: bytes) -> Iterator[_Packet]:
+    """tshark's JSON output as packets, or one DissectError line from its stderr."""
+    try:
+        docs = json.loads(stdout or b"[]") if returncode == 0 else None
+    except ValueError as exc:
         raise DissectError(f"{path}: tshark failed: {exc}") from exc
     if docs is None:
-        lines = [line for line in done.stderr.decode(errors="replace").splitlines()
+        lines = [line for line in stderr.decode(errors="replace").splitlines()
                  if line.strip() and not line.startswith("Running as user")]
-        raise DissectError(f"{path}: tshark failed: {lines[-1].strip() if lines else done.returncode}")
+        raise DissectError(f"{path}: tshark failed: {lines[-1].strip() if lines else returncode}")
     for doc in docs:
         yield _plain(doc["_source"]["layers"])
+
+
+class PrestartedTshark:
+    """tshark started before its input exists, reading a FIFO.
+
+    Loading tshark's dissectors takes ~0.3 s; started first, that overlaps reading the capture
+    and building flows. Output goes to a file, not a pipe, so a large answer cannot block tshark
+    while the input is still being written. Use as a context manager: close() ends tshark if no
+    input ever came.
+    """
+
+    def __init__(self, display_filter: str, *, tshark_path: str | None = None,
+                 workdir: str | Path | None = None):
+        program = _tshark(tshark_path)  # fails before anything is created
+        self._dir = Path(tempfile.mkdtemp(prefix="auditor-tshark-", dir=workdir))
+        self.path = self._dir / "selected.pcap"
+        try:
+            os.mkfifo(self.path)
+            self._out = open(self._dir / "out.json", "w+b")  # closed in close()
+            self._err = open(self._dir / "err.txt", "w+b")
+            self._proc = subprocess.Popen(_command(program, self.path, display_filter),
+                                          stdin=subprocess.DEVNULL, stdout=self._out,
+                                          stderr=self._err)
+        except OSError:
+            for fh in (getattr(self, "_out", None), getattr(self, "_err", None)):
+                if fh is not None:
+                    fh.close()
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
+
+    def open_input(self, timeout_s: float = 60.0) -> BinaryIO:
+        """The FIFO opened for writing, once tshark reads it (DissectError if tshark died)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:  # non-blocking: a plain open() would hang forever if tshark had died
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise DissectError(f"{self.path}: cannot feed tshark: {exc}") from exc
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                list(self.packets())  # raises tshark's own error line
+                raise DissectError(f"{self.path}: tshark did not start reading")
+            time.sleep(0.005)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "wb")
+
+    def packets(self) -> Iterator[_Packet]:
+        """Wait for tshark to finish the input it was given and yield its packets."""
+        returncode = self._proc.wait()
+        self._out.seek(0)
+        self._err.seek(0)
+        yield from _parse(self.path, returncode, self._out.read(), self._err.read())
+
+    def close(self) -> None:
+        """End tshark if it is still waiting, and remove the FIFO and output files."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._out.close()
+        self._err.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> PrestartedTshark:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _plain(tree: dict) -> _Packet:
