@@ -1,0 +1,37 @@
+"""PrestartedTshark: tshark waits on a FIFO, reads what it is fed, and is ended cleanly when not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auditor.capture import read_packets, write_packets
+from auditor.dissect import display_filter_for, dissect_capture
+from auditor.tshark import PrestartedTshark
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
+
+
+@pytest.mark.tshark
+def test_prestarted_tshark_dissects_what_it_is_fed_like_a_file(tmp_path):
+    table = read_packets([SHARED / "dcerpc_msnrpc.pcapng"])
+    rows = np.arange(len(table.packets))
+    with PrestartedTshark(display_filter_for(False), workdir=tmp_path) as tshark:
+        with tshark.open_input() as fifo:
+            write_packets(table, rows, fifo)
+        fed, _ = dissect_capture(tshark, names=False)
+    write_packets(table, rows, tmp_path / "same.pcap")
+    direct, _ = dissect_capture(tmp_path / "same.pcap", names=False)
+    assert sorted(fed.epm["port"].dropna()) == sorted(direct.epm["port"].dropna())
+    assert {49676, 49667} <= set(fed.epm["port"].dropna().astype(int))
+    assert list(tmp_path.iterdir()) == [tmp_path / "same.pcap"]  # FIFO and output removed
+
+
+@pytest.mark.tshark
+def test_prestarted_tshark_never_fed_is_ended_and_cleaned_up(tmp_path):
+    tshark = PrestartedTshark(display_filter_for(True), workdir=tmp_path)
+    tshark.close()
+    assert tshark._proc.returncode is not None
+    assert list(tmp_path.iterdir()) == []
