@@ -174,7 +174,10 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
     packets = int(frame["src_packets"].sum() + frame["dst_packets"].sum())
     head = (
         f"{len(frame)} flows, {packets} packets from {len(table.files)} file(s): "
-        + ", ".join(f"{f.name} ({f.format}, {f.records} records)" for f in table.files)
+        + ", ".join(f"{f.name} ({f.format}, {f.records} records"
+                    + (f", {f.non_ip} not IP" if f.non_ip else "")
+                    + (f", {sum(f.skipped.values())} skipped" if f.skipped else "") + ")"
+                    for f in table.files)
         + "\n\n"
     )
     text = head + _table_text(summary["states"], "Flows by state") + "\n"

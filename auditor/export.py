@@ -31,7 +31,8 @@ def result_to_dict(result: AuditResult) -> dict:
         "captures": [
             {
                 "name": c.name, "format": c.format, "records": int(c.records),
-                "ip_packets": int(c.ip_packets), "skipped": {k: int(v) for k, v in c.skipped.items()},
+                "ip_packets": int(c.ip_packets), "non_ip": int(c.non_ip),
+                "skipped": {k: int(v) for k, v in c.skipped.items()},
             }
             for c in result.captures
         ],

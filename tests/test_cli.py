@@ -115,3 +115,10 @@ def test_audit_table_lists_findings_most_important_first():
     lines = [line for line in result.output.splitlines() if line[:6].strip() in ("HIGH", "MEDIUM")]
     assert lines[0].startswith("HIGH") and "rejected" in lines[0]
     assert any("unexpected" in line and "tcp/8080" in line for line in lines)
+
+
+def test_flows_table_counts_what_was_not_ip_or_skipped():
+    edge = ROOT / "fixtures" / "pcaps" / "edge"
+    assert "(pcap, 7 records, 1 not IP)" in run("flows", edge / "vlan_qinq.pcap").output
+    result = CliRunner().invoke(cli, ["flows", str(edge / "truncated.pcap")])
+    assert "1 skipped" in result.output and "truncated record at byte offset" in result.output
