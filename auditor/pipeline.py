@@ -47,11 +47,12 @@ def observe(
 ) -> Observation:
     """Read the captures, build flows and (when asked) discover RPC endpoints and host names."""
     options = options or PipelineOptions()
-    with warnings.catch_warnings(record=True) as caught:
+    starting = _prestarted_tshark(options) if options.rpc else contextlib.nullcontext()
+    with warnings.catch_warnings(record=True) as caught, starting as tshark:
         warnings.simplefilter("always")
         table = read_packets(captures, progress=progress)
         flows, labels = build_flows_labelled(table, options.flows)
-        discovery = _discover(table, flows, labels, options) if options.rpc else None
+        discovery = _discover(table, flows, labels, options, tshark) if options.rpc else None
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:  # hand them on to the caller's own warning filters
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
