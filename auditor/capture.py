@@ -211,6 +211,9 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
     nano = bool(len(ts)) and bool((ts % 1000 != 0).any())
     magic, unit = (0xA1B23C4D, 1) if nano else (0xA1B2C3D4, 1000)
     out = [struct.pack("<IHHiIII", magic, 2, 4, 0, 0, 262_144, 101)]
+    # a corrupt record may carry a time before 1970 or past 2106: pcap cannot say it, tshark
+    # only needs the order, so clamp rather than fail
+    ts = np.clip(ts, 0, (1 << 32) * 1_000_000_000 - 1)
     for i, raw in enumerate(data):
         sec, frac = divmod(int(ts[i]), 1_000_000_000)
         orig = max(int(frame_len[i]) - int(l3[i]), len(raw))

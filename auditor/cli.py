@@ -44,6 +44,14 @@ def _handle_errors(func):
                     raise
                 click.echo(f"auditor: error: {exc}", err=True)
                 ctx.exit(ExitStatus.BAD_INPUT)
+            except (click.exceptions.Exit, click.ClickException, click.Abort):
+                raise
+            except Exception as exc:  # a bug: still one line, and the way to see more
+                if debug:
+                    raise
+                click.echo(f"auditor: internal error: {type(exc).__name__}: {exc} "
+                           "(run with --traceback to see where)", err=True)
+                ctx.exit(ExitStatus.ERROR)
             finally:
                 for w in caught:
                     click.echo(f"auditor: warning: {w.message}", err=True)

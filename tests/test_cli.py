@@ -122,3 +122,16 @@ def test_flows_table_counts_what_was_not_ip_or_skipped():
     assert "(pcap, 7 records, 1 not IP)" in run("flows", edge / "vlan_qinq.pcap").output
     result = CliRunner().invoke(cli, ["flows", str(edge / "truncated.pcap")])
     assert "1 skipped" in result.output and "truncated record at byte offset" in result.output
+
+
+def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
+    import auditor.flows
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(auditor.flows, "build_flows", broken)
+    result = CliRunner().invoke(cli, ["flows", str(SHARED / "aduser1.pcap")])
+    assert result.exit_code == ExitStatus.ERROR
+    assert result.output == ("auditor: internal error: ValueError: boom "
+                             "(run with --traceback to see where)\n")

@@ -35,3 +35,17 @@ def test_prestarted_tshark_never_fed_is_ended_and_cleaned_up(tmp_path):
     tshark.close()
     assert tshark._proc.returncode is not None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_packets_clamps_times_a_pcap_cannot_hold(tmp_path):
+    import dataclasses
+
+    from auditor.capture import read_packets as read
+
+    table = read([SHARED / "dcerpc_msnrpc.pcapng"])
+    packets = table.packets.copy()
+    packets.loc[0, "ts_ns"] = -5_000_000_000  # a corrupt record: before 1970
+    packets.loc[1, "ts_ns"] = (1 << 33) * 1_000_000_000  # past 2106
+    odd = dataclasses.replace(table, packets=packets)
+    assert write_packets(odd, np.arange(len(packets)), tmp_path / "out.pcap") == len(packets)
+    assert len(read([tmp_path / "out.pcap"]).packets) == len(packets)
