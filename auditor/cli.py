@@ -270,10 +270,12 @@ def _fail_on(text: str | None) -> set[str]:
                    "rejected, unanswered, missing, or any).")
 @click.option("--report", "reports", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a report: .html (self-contained), .xlsx or .md (repeatable).")
+@click.option("--all", "show_all", is_flag=True,
+              help="Table format: list every finding (default: the 40 most important).")
 @rpc_options
 @_handle_errors
 def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_on, reports,
-          no_rpc, legacy_rpc_range):
+          show_all, no_rpc, legacy_rpc_range):
     """Compare the traffic in CAPTURE... with the catalogue of documented Exchange paths."""
     from auditor.pipeline import audit_captures
     from auditor.roles import load_inventory
@@ -290,7 +292,7 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     elif fmt == "csv":
         write_frame(result.findings, "csv", output)
     else:
-        _emit(audit_text(result), output)
+        _emit(audit_text(result, limit=None if show_all else 40), output)
     for path in reports:
         from auditor.report import write_report
 

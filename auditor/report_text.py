@@ -9,8 +9,11 @@ from __future__ import annotations
 import pandas as pd
 
 
-def audit_text(result) -> str:
-    """The readable summary of an audit: headline, findings most important first, RPC endpoints."""
+def audit_text(result, limit: int | None = 40) -> str:
+    """The readable summary of an audit: headline, findings most important first, RPC endpoints.
+
+    `limit` caps the findings listed (they are sorted, so the cut ones matter least); None: all.
+    """
     s = result.summary
     f = s["findings"]
     lines = [
@@ -22,7 +25,8 @@ def audit_text(result) -> str:
         "rules: " + ", ".join(f"{v} {k}" for k, v in sorted(s["rules"].items())),
         "",
     ]
-    for row in result.findings.itertuples(index=False):
+    shown = result.findings if limit is None else result.findings.head(limit)
+    for row in shown.itertuples(index=False):
         port = "" if pd.isna(row.dst_port) else f"/{row.dst_port}"
         rule = f" [{row.rule}]" if row.rule else ""
         lines.append(
@@ -33,6 +37,9 @@ def audit_text(result) -> str:
         lines.append(f"{'':17}{printable(row.detail)}")
     if result.findings.empty:
         lines.append("no findings")
+    elif len(shown) < len(result.findings):
+        lines.append(f"... and {len(result.findings) - len(shown)} more findings, less severe "
+                     "(--all lists them; --format csv|json or --report keeps them all)")
     if not result.rpc.empty:
         lines += ["", "Dynamic RPC endpoints (server:port, interfaces, evidence):"]
         for (server, port, proto), grp in result.rpc.groupby(["server_ip", "port", "proto"]):

@@ -135,3 +135,15 @@ def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
     assert result.exit_code == ExitStatus.ERROR
     assert result.output == ("auditor: internal error: ValueError: boom "
                              "(run with --traceback to see where)\n")
+
+
+def test_audit_table_lists_the_most_important_findings_and_counts_the_rest():
+    from auditor import PipelineOptions, audit_captures, load_catalogue, load_inventory
+    from auditor.report_text import audit_text
+
+    result = audit_captures([PILOT / "pilot.pcapng"], load_inventory(PILOT / "inventory.yaml"),
+                            load_catalogue(), PipelineOptions(rpc=False))
+    text = audit_text(result, limit=2)
+    assert "... and 4 more findings" in text
+    assert text.count("\nHIGH ") == 2 and "tcp/110" in text  # the first two, most severe
+    assert "more findings" not in audit_text(result, limit=None)
