@@ -169,7 +169,13 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
         out["rpc_evidence"] = ""
 
     path_id, paths = prepared.path_id, prepared.paths
-    match = _best_rule(paths, by_ip["roles"], match_table, catalogue)
+    # Strict paths (client, Internet, Edge) accept the bare Windows range only with RPC evidence
+    # for the flow, once discovery ran: a client reaching a mailbox on 64327 is no RPC call.
+    evidenced = None
+    if rpc_endpoints is not None:
+        evidenced = np.zeros(len(paths), dtype=bool)
+        np.logical_or.at(evidenced, path_id, (out["rpc_evidence"] != "").to_numpy())
+    match = _best_rule(paths, by_ip["roles"], match_table, catalogue, evidenced)
     default_src = paths["src_ip"].map(by_ip["first_role"])
     default_dst = paths["dst_ip"].map(by_ip["first_role"])
     out["rule"] = match["rule"].fillna("").to_numpy()[path_id]
@@ -222,10 +228,13 @@ def _icmp_control(flows: pd.DataFrame) -> pd.Series:
     return control.astype(bool)
 
 
-def _best_rule(paths: pd.DataFrame, roles: pd.Series, match_table, catalogue) -> pd.DataFrame:
+def _best_rule(paths: pd.DataFrame, roles: pd.Series, match_table, catalogue,
+               evidenced: np.ndarray | None = None) -> pd.DataFrame:
     """Per distinct path, the best matching rule and the role pair it matched (NaN when none).
 
     Exact ports beat dynamic ranges, narrow ranges beat wide ones, then catalogue order.
+    `evidenced` (per path: some flow has RPC evidence) is given when discovery ran; then a
+    strict rule's default dynamic range only matches evidenced paths.
     """
     result = pd.DataFrame(index=paths.index, columns=["rule", "src_role", "dst_role"], dtype=object)
     if paths.empty or match_table.empty:
@@ -241,6 +250,11 @@ def _best_rule(paths: pd.DataFrame, roles: pd.Series, match_table, catalogue) ->
     server_ip = cand["server_ip"].fillna("")
     cand = cand[(server_ip == cand["dst_ip"]) | ((server_ip == "") & (
         ~cand["dynamic"] | ~cand["dst_ip"].isin(learned)))]
+    if evidenced is not None:
+        strict = {r.id for r in catalogue.rules if r.scope == "strict"}
+        bare_range = cand["dynamic"] & (cand["server_ip"].fillna("") == "")
+        unproven = bare_range & cand["rule_id"].isin(strict) & ~evidenced[cand["path"].to_numpy()]
+        cand = cand[~unproven]
     if cand.empty:
         return result
     order = {r.id: i for i, r in enumerate(catalogue.rules)}
