@@ -15,6 +15,7 @@ from auditor.schema import (
     RULE_STATUS_COLUMNS,
     column_names,
     empty_frame,
+    typed_frame,
 )
 
 
@@ -290,9 +291,7 @@ def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
             "status": status, "flows": flows_n, "bytes": int(stats["bytes"].get(rule.id, 0)),
             "host_pairs": int(stats["host_pairs"].get(rule.id, 0)),
         })
-    frame = pd.DataFrame(rows) if rows else empty_frame(RULE_STATUS_COLUMNS)
-    return frame.astype({c.name: c.dtype for c in RULE_STATUS_COLUMNS})[
-        column_names(RULE_STATUS_COLUMNS)]
+    return typed_frame(rows, RULE_STATUS_COLUMNS)
 
 
 def _applicable(rule, inventory) -> bool:
@@ -446,7 +445,7 @@ def _sorted_findings(findings: pd.DataFrame) -> pd.DataFrame:
     """Most important first: documented blocks, then by severity, kind and volume."""
     if findings.empty:
         return empty_frame(FINDING_COLUMNS)
-    findings = findings.astype({c.name: c.dtype for c in FINDING_COLUMNS})
+    findings = typed_frame(findings, FINDING_COLUMNS)
     order = findings.assign(
         _s=findings["severity"].map(_SEVERITY_ORDER), _k=findings["kind"].map(_KIND_ORDER),
         _b=-findings["bytes"],

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from auditor.errors import CatalogueError
-from auditor.schema import RULE_COLUMNS, RULE_PORT_COLUMNS, Column, column_names
+from auditor.schema import RULE_COLUMNS, RULE_PORT_COLUMNS, typed_frame
 from auditor.yamlcheck import (
     Check,
     FieldError,
@@ -272,13 +272,6 @@ def check_catalogue(path: str | Path) -> Catalogue:
 # ---- frames ----
 
 
-def _typed(rows: dict[str, list], columns: tuple[Column, ...]) -> pd.DataFrame:
-    """A frame with exactly the schema's columns and dtypes."""
-    return pd.DataFrame(
-        {c.name: pd.Series(rows[c.name], dtype=c.dtype) for c in columns}
-    )[column_names(columns)]
-
-
 def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
     """One row per rule (schema.RULE_COLUMNS); `role` keeps rules with it at either end."""
     rules = [r for r in cat.rules if role is None or role in r.source or role in r.destination]
@@ -294,7 +287,7 @@ def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
             ("defined_at", r.defined_at),
         ):
             rows[name].append(value)
-    return _typed(rows, RULE_COLUMNS)
+    return typed_frame(rows, RULE_COLUMNS)
 
 
 def _port_runs(ports: Sequence[int]) -> list[tuple[int, int]]:
@@ -352,4 +345,4 @@ def rule_ports_frame(cat: Catalogue, rpc_ports: Mapping[str, Sequence[int]] | No
                         add(rule, src, dst, lo, hi, True, server)
                 for lo, hi in defaults:
                     add(rule, src, dst, lo, hi, True, "")
-    return _typed(rows, RULE_PORT_COLUMNS)
+    return typed_frame(rows, RULE_PORT_COLUMNS)

@@ -24,8 +24,9 @@ from auditor.schema import (
     RPC_DCOM_COLUMNS,
     RPC_EPM_COLUMNS,
     empty_frame,
+    typed_frame,
 )
-from auditor.tshark import _first, _frame, _int, _nodes, _Packet, _packets, _tshark, _values
+from auditor.tshark import _first, _int, _nodes, _Packet, _packets, _tshark, _values
 
 EPT_S_NOT_REGISTERED = 0x16C9A0D6
 STATUS_NAMES = {0: "ok", EPT_S_NOT_REGISTERED: "EPT_S_NOT_REGISTERED"}
@@ -90,7 +91,7 @@ def dissect_names(pcap_path, *, tshark_path: str | None = None) -> pd.DataFrame:
     rows: list[dict] = []
     for pkt in _packets(pcap_path, NAMES_FILTER, tshark_path):
         rows.extend(_names(pkt))
-    return _frame(rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
+    return typed_frame(rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
 
 
 def display_filter_for(names: bool) -> str:
@@ -111,7 +112,7 @@ def dissect_capture(pcap_path, *, names: bool = True,
         collector.add(pkt)
         if names:
             name_rows.extend(_names(pkt))
-    frame = _frame(name_rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
+    frame = typed_frame(name_rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
     return collector.facts(), frame
 
 
@@ -150,10 +151,10 @@ class _RpcCollector:
         epm = [_epm_failure(row, self.requests) if "request_in" in row else row
                for row in self.epm]
         return RpcFacts(
-            epm=_frame(epm, RPC_EPM_COLUMNS),
-            binds=_frame(self.binds.rows(), RPC_BIND_COLUMNS),
-            dcom=_frame(self.dcom, RPC_DCOM_COLUMNS),
-            cl_rpc=_frame(self.cl, RPC_CL_COLUMNS),
+            epm=typed_frame(epm, RPC_EPM_COLUMNS),
+            binds=typed_frame(self.binds.rows(), RPC_BIND_COLUMNS),
+            dcom=typed_frame(self.dcom, RPC_DCOM_COLUMNS),
+            cl_rpc=typed_frame(self.cl, RPC_CL_COLUMNS),
         )
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from auditor.catalogue import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
 from auditor.errors import AuditorError
 from auditor.roles import normal_ip
-from auditor.schema import FIREWALL_COLUMNS, column_names, empty_frame
+from auditor.schema import FIREWALL_COLUMNS, column_names, empty_frame, typed_frame
 
 ANY = "any"
 FORMATS = ("csv", "json", "xlsx")
@@ -116,10 +116,7 @@ def _address_key(text: str) -> tuple:
 
 def _finish(rows: list[dict]) -> pd.DataFrame:
     """Rows -> a typed frame in FIREWALL_COLUMNS order, sorted deterministically."""
-    if not rows:
-        return empty_frame(FIREWALL_COLUMNS)
-    frame = pd.DataFrame(rows, columns=column_names(FIREWALL_COLUMNS))
-    return _sorted(frame.astype({c.name: c.dtype for c in FIREWALL_COLUMNS}))
+    return _sorted(typed_frame(rows, FIREWALL_COLUMNS))
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:

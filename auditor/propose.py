@@ -18,7 +18,7 @@ import yaml
 
 from auditor.catalogue import normal_ip
 from auditor.roles import Host, Inventory, Network, _halves, _in_network, _net128, _to128
-from auditor.schema import ROLE_EVIDENCE_COLUMNS, ROLES, column_names
+from auditor.schema import ROLE_EVIDENCE_COLUMNS, ROLES, column_names, typed_frame
 
 # Ranges treated as "ours" when proposing an inventory: RFC 1918, the benchmark range
 # 198.18.0.0/15 (RFC 2544) used by test networks, link-local, loopback and IPv6 ULA.
@@ -268,7 +268,7 @@ def _build(roles: dict, host_names: dict, is_internal: dict):
     outside = any(not v for v in is_internal.values())
     inv = Inventory(tuple(hosts), tuple(networks), ("internet",) if outside else (), "proposed")
     evidence = pd.DataFrame(rows, columns=column_names(ROLE_EVIDENCE_COLUMNS))
-    return inv, evidence.astype({c.name: c.dtype for c in ROLE_EVIDENCE_COLUMNS})
+    return inv, typed_frame(evidence, ROLE_EVIDENCE_COLUMNS)
 
 
 def _sort_key(text: str) -> tuple:

@@ -28,8 +28,8 @@ from auditor.flows import REGISTERED_SERVICE_PORTS
 from auditor.schema import (
     HOST_NAME_COLUMNS,
     RPC_ENDPOINT_COLUMNS,
-    column_names,
     empty_frame,
+    typed_frame,
 )
 
 EPM_PORTS = (135, 593)
@@ -383,17 +383,7 @@ def build_endpoints(facts: RpcFacts, flows: pd.DataFrame, *,
     out["captures"] = out["captures"].fillna("")
     out["port"] = out["port"].astype(np.uint16)
     out = out.sort_values(["server_ip", "port", "proto", "interface_uuid"], ignore_index=True)
-    return _typed(out, RPC_ENDPOINT_COLUMNS)
-
-
-def _typed(frame: pd.DataFrame, columns) -> pd.DataFrame:
-    out = frame[column_names(columns)].copy()
-    for col in columns:
-        if col.dtype.startswith("datetime64"):
-            out[col.name] = pd.to_datetime(out[col.name], utc=True)
-        else:
-            out[col.name] = out[col.name].astype(col.dtype)
-    return out.reset_index(drop=True)
+    return typed_frame(out, RPC_ENDPOINT_COLUMNS)
 
 
 _EVIDENCE_COLUMNS = ["server_ip", "port", "proto", "interface_uuid", "evidence", "advertised",
@@ -509,7 +499,7 @@ def annotate_flows(flows: pd.DataFrame, endpoints: pd.DataFrame, *,
     return out
 
 
-# rpc_ranges.py builds on this module (EPM_PORTS, _typed), so its names are re-exported lazily:
+# rpc_ranges.py builds on this module (EPM_PORTS), so its names are re-exported lazily:
 # an import here would be circular.
 _RANGES = ("CAS_INTERFACES", "FIXED_RPC_PORTS", "PINNED_SPAN", "RANGE_2003", "RANGE_2008",
            "RANGE_CAS", "dynamic_ranges")

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from auditor.rpc import EPM_PORTS, _typed
-from auditor.schema import RPC_RANGE_COLUMNS, empty_frame
+from auditor.rpc import EPM_PORTS
+from auditor.schema import RPC_RANGE_COLUMNS, empty_frame, typed_frame
 
 # Exchange's fixed ncacn_http endpoints (RPC over HTTP back end): static, never "dynamic".
 FIXED_RPC_PORTS = (6001, 6002, 6004)
@@ -77,7 +77,7 @@ def dynamic_ranges(endpoints: pd.DataFrame, *,
             "pinned_ports": ";".join(map(str, pinned)),
             "recommendation": _recommendation(names, dc="DRSUAPI" in names),
         })
-    return _typed(pd.DataFrame(rows), RPC_RANGE_COLUMNS)
+    return typed_frame(rows, RPC_RANGE_COLUMNS)
 
 
 def _dynamic(endpoints: pd.DataFrame) -> pd.DataFrame:

@@ -175,6 +175,25 @@ def empty_frame(columns: tuple[Column, ...]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+def typed_frame(data, columns: tuple[Column, ...]) -> pd.DataFrame:
+    """Exactly the table's columns with its dtypes, from a frame, a dict of columns or row dicts.
+
+    Datetime columns accept timestamps or integer nanoseconds since the epoch (UTC).
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    if frame.empty:
+        return empty_frame(columns)
+    out = {}
+    for col in columns:
+        values = frame[col.name]
+        if col.dtype.startswith("datetime64"):
+            unit = "ns" if pd.api.types.is_integer_dtype(values) else None
+            out[col.name] = pd.to_datetime(values, unit=unit, utc=True)
+        else:
+            out[col.name] = values.astype(col.dtype)
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
 def column_names(columns: tuple[Column, ...]) -> list[str]:
     """Return the names of a table's columns, in order."""
     return [c.name for c in columns]

@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import pandas as pd
-
 from auditor.errors import DissectError
-from auditor.schema import Column, empty_frame
 
 
 @dataclass(frozen=True)
@@ -213,19 +210,3 @@ def _int(value, default: int = 0) -> int:
         return int(str(value), 0)
     except ValueError:
         return default
-
-
-def _frame(rows: list[dict], columns: tuple[Column, ...]) -> pd.DataFrame:
-    if not rows:
-        return empty_frame(columns)
-    frame = pd.DataFrame(rows)
-    out = {}
-    for col in columns:
-        values = frame[col.name]
-        if col.dtype.startswith("datetime64"):
-            out[col.name] = pd.to_datetime(values.astype("int64"), unit="ns", utc=True)
-        elif col.dtype == "Int64":
-            out[col.name] = pd.array(values.tolist(), dtype="Int64")
-        else:
-            out[col.name] = values.astype(col.dtype)
-    return pd.DataFrame(out)
