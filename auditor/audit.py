@@ -188,7 +188,7 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
     out["service"] = out["rule"].map(services).fillna(by_port).fillna("").astype(object)
     out["documented"] = (out["rule"] != "").to_numpy()
 
-    control = _icmp_control(out)
+    control = control_messages(out)
     state = out["state"]
     silent_udp = (state == "udp_unanswered") & out["documented"] & out["service"].isin(
         options.udp_request_services
@@ -217,12 +217,8 @@ def _factorize_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def control_messages(flows: pd.DataFrame) -> pd.Series:
-    """True for ICMP errors: they answer other flows, so pictures and rule requests leave them out."""
-    return _icmp_control(flows)
-
-
-def _icmp_control(flows: pd.DataFrame) -> pd.Series:
-    """ICMP errors answer other flows (the refusal is reported on those), so they are not findings."""
+    """True for ICMP errors: they answer other flows (whose refusal is reported there), so they are
+    no findings, and pictures and rule requests leave them out."""
     control = pd.Series(False, index=flows.index)
     for proto, types in ICMP_CONTROL.items():
         control |= (flows["proto"] == proto) & flows["icmp_type"].isin(types).fillna(False)

@@ -48,15 +48,23 @@ def observe(
     """Read the captures, build flows and (when asked) discover RPC endpoints and host names."""
     options = options or PipelineOptions()
     starting = _prestarted_tshark(options) if options.rpc else contextlib.nullcontext()
-    with warnings.catch_warnings(record=True) as caught, starting as tshark:
-        warnings.simplefilter("always")
+    with _passed_on_warnings() as notes, starting as tshark:
         table = read_packets(captures, progress=progress)
         flows, labels = build_flows_labelled(table, options.flows)
         discovery = _discover(table, flows, labels, options, tshark) if options.rpc else None
-    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
-    for w in caught:  # hand them on to the caller's own warning filters
+    return Observation(table, flows, labels, discovery, tuple(notes))
+
+
+@contextlib.contextmanager
+def _passed_on_warnings():
+    """Collect the warnings of a block as distinct lines, then hand them on to the caller's filters."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield notes
+    notes.extend(dict.fromkeys(str(w.message) for w in caught))
+    for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return Observation(table, flows, labels, discovery, notes)
 
 
 def _discover(table, flows, labels, options: PipelineOptions, tshark=None):
@@ -104,17 +112,11 @@ def audit_captures(
         return audit_observation(observe(captures, options, progress), inventory, catalogue, options)
     with _prestarted_tshark(options) as tshark:
         seen = observe(captures, dataclasses.replace(options, rpc=False), progress)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options,
-                                      tshark)
-                prepared = prepare_flows(seen.flows, inventory)
-                discovery = pending.result()
-    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    seen = dataclasses.replace(seen, rpc=discovery, warnings=seen.warnings + notes)
+        with _passed_on_warnings() as notes, ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options, tshark)
+            prepared = prepare_flows(seen.flows, inventory)
+            discovery = pending.result()
+    seen = dataclasses.replace(seen, rpc=discovery, warnings=seen.warnings + tuple(notes))
     return audit_observation(seen, inventory, catalogue, options, prepared=prepared)
 
 
