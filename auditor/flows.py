@@ -91,7 +91,7 @@ def build_flows_labelled(
     frame["a_port"], frame["b_port"] = a_port[first], b_port[first]
     frame["file_index"] = pk["file_index"].to_numpy()[first]
     flows = _orient(frame, addr_hi, addr_lo, table)
-    flows = _apply_icmp_errors(flows, table, labels, addr_codes, src_port, dst_port, n)
+    flows = _apply_icmp_errors(flows, table, labels, src_port, dst_port)
     return flows, labels
 
 
@@ -292,27 +292,13 @@ def _state(f: pd.DataFrame, proto_num: np.ndarray, pick) -> np.ndarray:
     return np.where(tcp, tcp_state, other).astype(object)
 
 
-def _apply_icmp_errors(flows, table, labels, addr_codes, src_port, dst_port, n) -> pd.DataFrame:
+def _apply_icmp_errors(flows, table, labels, src_port, dst_port) -> pd.DataFrame:
     """Mark flows refused by an ICMP destination-unreachable that quotes their first packet."""
     errors = table.icmp_errors
     if errors.empty or flows.empty:
         return flows
     pk = table.packets
-    key_cols = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port", "dst_port"]
-    # Look up, for every packet, its 5-tuple as sent; an error quotes the packet it refuses.
-    sent = pd.DataFrame(
-        {
-            "src_ip_hi": pk["src_ip_hi"].to_numpy(),
-            "src_ip_lo": pk["src_ip_lo"].to_numpy(),
-            "dst_ip_hi": pk["dst_ip_hi"].to_numpy(),
-            "dst_ip_lo": pk["dst_ip_lo"].to_numpy(),
-            "proto": pk["proto"].to_numpy().astype(np.int64),
-            "src_port": src_port,
-            "dst_port": dst_port,
-            "ts_ns": pk["ts_ns"].to_numpy(),
-            "flow_id": labels,
-        }
-    ).sort_values("ts_ns", kind="stable")
+    at = errors["packet_index"].to_numpy()
     quoted = pd.DataFrame(
         {
             "src_ip_hi": errors["inner_src_ip_hi"].to_numpy(),
@@ -322,16 +308,31 @@ def _apply_icmp_errors(flows, table, labels, addr_codes, src_port, dst_port, n) 
             "proto": errors["inner_proto"].to_numpy().astype(np.int64),
             "src_port": errors["inner_src_port"].to_numpy().astype(np.int64),
             "dst_port": errors["inner_dst_port"].to_numpy().astype(np.int64),
-            "ts_ns": pk["ts_ns"].to_numpy()[errors["packet_index"].to_numpy()],
+            "ts_ns": pk["ts_ns"].to_numpy()[at],
             "err_type": errors["icmp_type"].to_numpy().astype(np.int64),
             "err_code": errors["icmp_code"].to_numpy().astype(np.int64),
-            "err_v6": pk["ip_version"].to_numpy()[errors["packet_index"].to_numpy()] == 6,
+            "err_v6": pk["ip_version"].to_numpy()[at] == 6,
         }
     ).sort_values("ts_ns", kind="stable")
-    refusal = ~((~quoted["err_v6"]) & quoted["err_code"].isin(_NOT_A_REFUSAL_V4))
-    quoted = quoted[refusal]
+    quoted = quoted[~((~quoted["err_v6"]) & quoted["err_code"].isin(_NOT_A_REFUSAL_V4))]
     if quoted.empty:
         return flows
+    # An error quotes the packet it refuses: look up, among the packets sent to a quoted port
+    # (a few, not the whole capture), the latest one with the same 5-tuple.
+    proto = pk["proto"].to_numpy().astype(np.int64)
+    near = np.flatnonzero(np.isin(dst_port, quoted["dst_port"].unique())
+                          & np.isin(proto, quoted["proto"].unique()))
+    key_cols = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port", "dst_port"]
+    sent = pd.DataFrame(
+        {
+            **{c: pk[c].to_numpy()[near] for c in key_cols[:4]},
+            "proto": proto[near],
+            "src_port": src_port[near],
+            "dst_port": dst_port[near],
+            "ts_ns": pk["ts_ns"].to_numpy()[near],
+            "flow_id": labels[near],
+        }
+    ).sort_values("ts_ns", kind="stable")
     matched = pd.merge_asof(quoted, sent, on="ts_ns", by=key_cols, direction="backward")
     matched = matched.dropna(subset=["flow_id"]).drop_duplicates("flow_id", keep="first")
     if matched.empty:
