@@ -1,4 +1,4 @@
-"""The exceptions the library raises; `cli.py` turns them into one-line messages."""
+"""The exceptions the library raises; `auditor.cli.errors` turns them into one-line messages."""
 
 
 class AuditorError(Exception):

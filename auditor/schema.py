@@ -199,7 +199,7 @@ def column_names(columns: tuple[Column, ...]) -> list[str]:
     return [c.name for c in columns]
 
 
-# ---- Catalogue and roles (catalogue.py, roles.py) ----
+# ---- Catalogue and roles (catalogue/, inventory/) ----
 
 # The role vocabulary used by the inventory, the catalogue, reports and plots (exactly these).
 ROLES = (
@@ -266,7 +266,7 @@ ROLE_EVIDENCE_COLUMNS = _table(
     ("evidence", "str", "", "traffic behind it, e.g. 'answers 88/tcp, 389/tcp to 5 clients'"),
 )
 
-# --- DCE/RPC discovery (dissect.py, rpc.py) -------------------------------------------------------
+# --- DCE/RPC discovery (dissect/) -------------------------------------------------------
 # Interface versions are "major.minor" text; UUIDs are lower-case text; *_ip are address text.
 
 # dissect.dissect_rpc: one row per tower of an ept_map/ept_lookup response, or one per failed ept_map.

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from auditor.audit import AuditResult
+from auditor.audit.verdicts import AuditResult
 from auditor.schema import (
     AUDIT_FLOW_COLUMNS,
     FINDING_COLUMNS,

@@ -7,7 +7,7 @@ import ipaddress
 import numpy as np
 import pandas as pd
 
-from auditor.capture import CaptureFile, PacketTable
+from auditor.capture.packets import CaptureFile, PacketTable
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, empty_frame
 
 SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08

@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from auditor.catalogue import load_catalogue
-from auditor.export import json_schema, result_to_dict
-from auditor.pipeline import PipelineOptions, audit_captures
-from auditor.roles import load_inventory
+from auditor import PipelineOptions, audit_captures
+from auditor.catalogue.loader import load_catalogue
+from auditor.inventory.roles import load_inventory
+from auditor.render.json_export import json_schema, result_to_dict
 
 PILOT = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "pilot"
 TRUTH = json.loads((PILOT / "ground_truth.json").read_text())
@@ -89,8 +89,8 @@ def test_json_document_validates_against_the_shipped_schema(result):
 
 
 def test_icmp_refusals_are_control_messages_not_traffic(result_without_rpc):
-    from auditor.audit import control_messages
-    from auditor.plots import plot_role_matrix
+    from auditor.audit.verdicts import control_messages
+    from auditor.render.plots import plot_role_matrix
 
     flows = result_without_rpc.flows
     control = flows[control_messages(flows)]

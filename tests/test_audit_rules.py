@@ -7,7 +7,7 @@ import pytest
 from packet_factory import ACK, SYN, pkt, table
 
 from auditor import audit_flows, build_flows, load_catalogue
-from auditor.roles import Host, Inventory, Network
+from auditor.inventory.roles import Host, Inventory, Network
 from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
 
 CLIENT, CAS, DC = "198.18.10.7", "198.18.1.31", "198.18.1.10"

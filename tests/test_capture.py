@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor import bytesource, pcapfmt
-from auditor.capture import (
+from auditor.capture import bytesource, pcapfmt
+from auditor.capture.packets import (
     PacketTable,
     expand_sources,
     format_ip,

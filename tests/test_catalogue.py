@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from input_files import with_line, write
 
-from auditor.catalogue import (
+from auditor.catalogue.loader import (
     DEFAULT_RPC_RANGE,
     STATUSES,
     catalogue_frame,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auditor.cli import ExitStatus, cli
+from auditor.cli import cli
+from auditor.cli.main import ExitStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 PILOT = ROOT / "fixtures" / "pcaps" / "pilot"
@@ -104,7 +105,7 @@ def test_design_firewall_requests_as_csv():
 
 
 def test_terminal_output_escapes_control_characters_from_captures():
-    from auditor.report_text import printable as _printable
+    from auditor.render.text import printable as _printable
 
     assert _printable("evil\x1b[2J.example") == "evil\\x1b[2J.example"
     assert _printable("dc1.pilot.test") == "dc1.pilot.test"
@@ -125,12 +126,12 @@ def test_flows_table_counts_what_was_not_ip_or_skipped():
 
 
 def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
-    import auditor.flows
+    import auditor.flows.build
 
     def broken(*args, **kwargs):
         raise ValueError("boom")
 
-    monkeypatch.setattr(auditor.flows, "build_flows", broken)
+    monkeypatch.setattr(auditor.flows.build, "build_flows", broken)
     result = CliRunner().invoke(cli, ["flows", str(SHARED / "aduser1.pcap")])
     assert result.exit_code == ExitStatus.ERROR
     assert result.output == ("auditor: internal error: ValueError: boom "
@@ -139,7 +140,7 @@ def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
 
 def test_audit_table_lists_the_most_important_findings_and_counts_the_rest():
     from auditor import PipelineOptions, audit_captures, load_catalogue, load_inventory
-    from auditor.report_text import audit_text
+    from auditor.render.text import audit_text
 
     result = audit_captures([PILOT / "pilot.pcapng"], load_inventory(PILOT / "inventory.yaml"),
                             load_catalogue(), PipelineOptions(rpc=False))

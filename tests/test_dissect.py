@@ -1,4 +1,4 @@
-"""dissect.py: tshark's view of EPM towers, binds, DCOM bindings, connectionless RPC and names."""
+"""dissect/dcerpc.py: tshark's view of EPM towers, binds, DCOM bindings, connectionless RPC and names."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, RPC, tshark_fields
 
-from auditor.dissect import (
+from auditor.dissect.dcerpc import (
     EPT_S_NOT_REGISTERED,
     _swap16,
     _tower,

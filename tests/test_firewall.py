@@ -8,9 +8,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from auditor.audit import AuditResult
-from auditor.catalogue import load_catalogue
-from auditor.firewall import (
+from auditor.audit.verdicts import AuditResult
+from auditor.catalogue.loader import load_catalogue
+from auditor.firewall.requests import (
     asbuilt_requests,
     design_requests,
     format_ports,
@@ -18,7 +18,7 @@ from auditor.firewall import (
     parse_ports,
     write_requests,
 )
-from auditor.roles import load_inventory
+from auditor.inventory.roles import load_inventory
 from auditor.schema import AUDIT_FLOW_COLUMNS, FIREWALL_COLUMNS, column_names
 
 PILOT_HOSTS = """\

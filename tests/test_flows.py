@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from packet_factory import ACK, FIN, PSH, RST, SYN, icmp_error, pkt, table
 
-from auditor.flows import FlowOptions, build_flows, build_flows_labelled, flows_summary
+from auditor import FlowOptions, build_flows, build_flows_labelled, flows_summary
 from auditor.schema import FLOW_COLUMNS, column_names
 
 C, S = "198.18.10.101", "198.18.1.31"

@@ -12,8 +12,8 @@ from conftest_reports import CATALOGUE, FakeCatalogue, FakeRule, audit_flows, fl
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from auditor.diagram import edge_label, plot_role_diagram
-from auditor.plots import (
+from auditor.render.diagram import edge_label, plot_role_diagram
+from auditor.render.plots import (
     format_bytes,
     plot_host_matrix,
     plot_role_matrix,

@@ -23,8 +23,9 @@ from conftest_reports import (
 )
 
 from auditor.errors import AuditorError
-from auditor.report import md_code, md_text, write_markdown, write_report, write_xlsx
-from auditor.report_html import render_html
+from auditor.render.html import render_html
+from auditor.render.markdown import md_code, md_text
+from auditor.render.report import write_markdown, write_report, write_xlsx
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(2)>'

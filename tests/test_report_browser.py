@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest_reports import CATALOGUE, audit_flows, flow_row, make_result, pilot_flows
 
-from auditor.report import write_html
+from auditor.render.report import write_html
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

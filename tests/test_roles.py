@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from input_files import with_line, write
 
-from auditor.errors import InventoryError
-from auditor.roles import (
+from auditor import (
     Host,
     Inventory,
     Network,
@@ -18,6 +17,7 @@ from auditor.roles import (
     load_inventory,
     propose_inventory,
 )
+from auditor.errors import InventoryError
 from auditor.schema import (
     FLOW_COLUMNS,
     HOST_ROLE_COLUMNS,

@@ -1,4 +1,4 @@
-"""rpc.py: packet selection, endpoint discovery, flow annotation and dynamic-range advice."""
+"""dissect/select.py and dissect/rpc.py: packet selection, endpoints, flow annotation, range advice."""
 
 from __future__ import annotations
 
@@ -13,19 +13,12 @@ import pytest
 from packet_factory import ACK, PSH, SYN, pkt, table
 from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, ROOT, RPC, tshark_fields
 
-from auditor.capture import read_packets
+from auditor import RpcOptions, annotate_flows, discover_endpoints, dynamic_ranges, interface_name
+from auditor.capture.packets import read_packets
+from auditor.dissect.rpc import interface_table
+from auditor.dissect.select import select_name_rows, select_rpc_rows
 from auditor.errors import DissectError, DissectWarning
-from auditor.flows import build_flows_labelled
-from auditor.rpc import (
-    RpcOptions,
-    annotate_flows,
-    discover_endpoints,
-    dynamic_ranges,
-    interface_name,
-    interface_table,
-    select_name_rows,
-    select_rpc_rows,
-)
+from auditor.flows.build import build_flows_labelled
 from auditor.schema import RPC_ENDPOINT_COLUMNS, RPC_RANGE_COLUMNS, column_names, empty_frame
 
 EPM = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor.capture import read_packets, write_packets
-from auditor.dissect import display_filter_for, dissect_capture
-from auditor.tshark import PrestartedTshark
+from auditor.capture.packets import read_packets, write_packets
+from auditor.dissect.dcerpc import display_filter_for, dissect_capture
+from auditor.dissect.tshark import PrestartedTshark
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
 
@@ -40,7 +40,7 @@ def test_prestarted_tshark_never_fed_is_ended_and_cleaned_up(tmp_path):
 def test_write_packets_clamps_times_a_pcap_cannot_hold(tmp_path):
     import dataclasses
 
-    from auditor.capture import read_packets as read
+    from auditor.capture.packets import read_packets as read
 
     table = read([SHARED / "dcerpc_msnrpc.pcapng"])
     packets = table.packets.copy()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from auditor.dissect.tshark import _first, _int, _nodes, _Packet, _packets, _tshark, _values
 from auditor.errors import DissectError
 from auditor.schema import (
     HOST_NAME_COLUMNS,
@@ -26,7 +27,6 @@ from auditor.schema import (
     empty_frame,
     typed_frame,
 )
-from auditor.tshark import _first, _int, _nodes, _Packet, _packets, _tshark, _values
 
 EPT_S_NOT_REGISTERED = 0x16C9A0D6
 STATUS_NAMES = {0: "ok", EPT_S_NOT_REGISTERED: "EPT_S_NOT_REGISTERED"}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from auditor.rpc import EPM_PORTS
+from auditor.dissect.select import EPM_PORTS
 from auditor.schema import RPC_RANGE_COLUMNS, empty_frame, typed_frame
 
 # Exchange's fixed ncacn_http endpoints (RPC over HTTP back end): static, never "dynamic".

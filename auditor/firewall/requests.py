@@ -18,9 +18,9 @@ from typing import IO
 
 import pandas as pd
 
-from auditor.catalogue import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
+from auditor.catalogue.loader import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
 from auditor.errors import AuditorError
-from auditor.roles import normal_ip
+from auditor.inventory.roles import normal_ip
 from auditor.schema import FIREWALL_COLUMNS, column_names, empty_frame, typed_frame
 
 ANY = "any"

@@ -22,9 +22,9 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from auditor.capture.headers import ICMP_DTYPES, decode_chunk
+from auditor.capture.pcapfmt import NO_TS, RecordReader
 from auditor.errors import CaptureError, CaptureWarning
-from auditor.headers import ICMP_DTYPES, decode_chunk
-from auditor.pcapfmt import NO_TS, RecordReader
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
 

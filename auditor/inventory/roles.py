@@ -1,7 +1,6 @@
 """Host roles: the inventory (YAML or CSV) and address -> roles resolution.
 
-The inventory proposed from traffic, and inventory YAML text, are propose.py's; its public names
-are re-exported here.
+The inventory proposed from traffic, and inventory YAML text, are `propose.py`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from auditor.catalogue import normal_ip
+from auditor.catalogue.loader import normal_ip
 from auditor.errors import InventoryError
 from auditor.schema import HOST_ROLE_COLUMNS
 from auditor.yamlcheck import (
@@ -277,16 +276,3 @@ def assign_roles(inventory: Inventory, addresses: Iterable[str]) -> pd.DataFrame
     data = {"ip": uniq, "name": list(names), "roles": list(roles)}
     return pd.DataFrame({c.name: pd.Series(data[c.name], dtype=c.dtype)
                          for c in HOST_ROLE_COLUMNS})
-
-
-# propose.py builds on this module (Host, Network, the address helpers), so its names are
-# re-exported lazily: an import here would be circular.
-_PROPOSE = ("DEFAULT_INTERNAL", "inventory_to_yaml", "propose_inventory")
-
-
-def __getattr__(name: str):
-    if name in _PROPOSE:
-        from auditor import propose
-
-        return getattr(propose, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from auditor.pcapfmt import BAD_INTERFACE, RecordChunk, byte_rows
+from auditor.capture.pcapfmt import BAD_INTERFACE, RecordChunk, byte_rows
 from auditor.schema import ICMP_ERROR_COLUMNS
 
 _V4_MAPPED = np.uint64(0xFFFF << 32)

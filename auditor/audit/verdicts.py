@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from auditor.options import AuditOptions
 from auditor.schema import (
     AUDIT_FLOW_COLUMNS,
     FINDING_COLUMNS,
@@ -26,23 +27,12 @@ class AuditResult:
     flows: pd.DataFrame  # schema.AUDIT_FLOW_COLUMNS
     findings: pd.DataFrame  # schema.FINDING_COLUMNS
     rules: pd.DataFrame  # schema.RULE_STATUS_COLUMNS
-    rpc: pd.DataFrame  # rpc endpoints (rpc.py's RPC_ENDPOINT_COLUMNS)
+    rpc: pd.DataFrame  # rpc endpoints (schema.RPC_ENDPOINT_COLUMNS)
     rpc_ranges: pd.DataFrame  # per-server dynamic range summary (rpc.dynamic_ranges)
     hosts: pd.DataFrame  # ip, name, roles (';'-separated), flows, bytes: the per-host view
     captures: tuple = ()  # capture.CaptureFile of every file read
     warnings: tuple[str, ...] = ()  # what was skipped and why (one line each)
     summary: Mapping[str, object] = field(default_factory=dict)  # counts per finding kind etc.
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    """Knobs of the comparison."""
-
-    legacy_rpc_range: bool = False  # also accept 1025-5000 as the dynamic RPC range
-    # UDP services that answer every request: silence there is a likely block, elsewhere normal
-    udp_request_services: tuple[str, ...] = ("dns", "ldap", "kerberos", "ntp", "kpasswd")
-    # destination roles whose absence is reported per source host (every server needs them)
-    per_host_missing_roles: tuple[str, ...] = ("domain_controller", "dns")
 
 
 # ICMP messages that answer other traffic (unreachable, time exceeded, too big, ...), not flows
@@ -69,7 +59,7 @@ def audit_flows(
     prepared: PreparedFlows | None = None,
 ) -> AuditResult:
     """Audit a flow table against an inventory and a catalogue."""
-    from auditor.catalogue import rule_ports_frame
+    from auditor.catalogue.loader import rule_ports_frame
 
     options = options or AuditOptions()
     flows = flows if flows is not None else empty_frame(FLOW_COLUMNS)
@@ -122,7 +112,7 @@ class PreparedFlows:
 
 def prepare_flows(flows: pd.DataFrame, inventory) -> PreparedFlows:
     """Roles of every address and the distinct paths of the flows."""
-    from auditor.roles import assign_roles
+    from auditor.inventory.roles import assign_roles
 
     codes, uniques = pd.factorize(pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True))
     hosts = assign_roles(inventory, list(uniques))
@@ -160,7 +150,7 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
         out[f"{side}_name"] = names[i * n:(i + 1) * n]
         out[f"{side}_roles"] = roles_text[i * n:(i + 1) * n]
     if rpc_endpoints is not None:
-        from auditor.rpc import annotate_flows
+        from auditor.dissect.rpc import annotate_flows
 
         annotated = annotate_flows(out, rpc_endpoints)
         out["rpc_interface"] = annotated["rpc_interface"].astype(object)
@@ -223,6 +213,13 @@ def control_messages(flows: pd.DataFrame) -> pd.Series:
     for proto, types in ICMP_CONTROL.items():
         control |= (flows["proto"] == proto) & flows["icmp_type"].isin(types).fillna(False)
     return control.astype(bool)
+
+
+def without_control_messages(flows: pd.DataFrame) -> pd.DataFrame:
+    """Flows without ICMP errors: those answer other flows, which already show the refusal."""
+    if flows.empty or "icmp_type" not in flows:
+        return flows
+    return flows[~control_messages(flows).to_numpy()]
 
 
 def _best_rule(paths: pd.DataFrame, roles: pd.Series, match_table, catalogue,

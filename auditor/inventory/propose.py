@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from auditor.catalogue import normal_ip
-from auditor.roles import Host, Inventory, Network, _halves, _in_network, _net128, _to128
+from auditor.catalogue.loader import normal_ip
+from auditor.inventory.roles import Host, Inventory, Network, _halves, _in_network, _net128, _to128
 from auditor.schema import ROLE_EVIDENCE_COLUMNS, ROLES, column_names, typed_frame
 
 # Ranges treated as "ours" when proposing an inventory: RFC 1918, the benchmark range

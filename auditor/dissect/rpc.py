@@ -2,9 +2,10 @@
 
 The flow table says which packets could hold the answer (EPM conversations on 135/593, flows that
 open with a bind, connectionless RPC, plus DNS/SMTP/NBNS/Kerberos for host names). A bounded sample
-of those packets goes to tshark once (dissect.py); its EPM towers, binds and DCOM string bindings
+of those packets goes to tshark once (dcerpc.py); its EPM towers, binds and DCOM string bindings
 are joined back onto the flows. A few thousand packets reach tshark whatever the capture size.
-Judging the dynamic ports found against the default ranges is rpc_ranges.py's (re-exported here).
+Choosing the packets is select.py's; judging the dynamic ports found against the default ranges
+is rpc_ranges.py's.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from auditor.capture import PacketTable, write_packets
-from auditor.dissect import RpcFacts, dissect_capture, empty_rpc_facts
+from auditor.capture.packets import PacketTable, write_packets
+from auditor.dissect.dcerpc import RpcFacts, dissect_capture, empty_rpc_facts
+from auditor.dissect.select import EPM_PORTS, _bind_like, _name_plan, _rows, _rpc_plan
 from auditor.errors import DissectWarning
-from auditor.flows import REGISTERED_SERVICE_PORTS
+from auditor.flows.build import REGISTERED_SERVICE_PORTS
+from auditor.options import RpcOptions
 from auditor.schema import (
     HOST_NAME_COLUMNS,
     RPC_ENDPOINT_COLUMNS,
@@ -32,32 +35,7 @@ from auditor.schema import (
     typed_frame,
 )
 
-EPM_PORTS = (135, 593)
 EVIDENCE_RANK = {"epm": 0, "bind": 1, "dcom": 2, "inferred": 3}  # lower is stronger
-
-
-@dataclass(frozen=True)
-class RpcOptions:
-    """How many packets discovery hands to tshark, and how flows are inferred."""
-
-    # Flows are sampled round-robin over clients: every client's first flow, then every client's
-    # second, ..., so one chatty client cannot crowd out the others.
-    epm_flows_per_client: int = 4  # EPM conversations per (client, server, file): first ones + last
-    epm_flows_per_server: int = 100
-    epm_packets: int = 16  # payload packets per EPM conversation
-    bind_flows_per_client: int = 4  # flows with a bind per (client, server port, file)
-    bind_flows_per_port: int = 16  # ... and per (server port, file)
-    bind_packets: int = 4  # bind, bind_ack and a spare segment each way
-    cl_flows_per_port: int = 2  # connectionless RPC flows per (server, port)
-    max_packets: int = 4000  # cap on RPC packets given to tshark (a warning says what was cut)
-    names: bool = True  # also dissect DNS, SMTP, NBNS and Kerberos for host names
-    max_name_packets: int = 600  # cap on name packets (silent: names are a best effort; each
-    # packet costs tshark ~0.2 ms, and a few DNS answers per client name every server)
-    name_flows: int = 200  # SMTP, NBNS and Kerberos flows each
-    name_flows_per_client: int = 1
-    dns_flows_per_client: int = 3  # DNS fills what the other name sources leave of the cap
-    name_packets: int = 4  # payload packets per name flow (2 for DNS: query and answer)
-    infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
 
 
 @dataclass(frozen=True)
@@ -90,169 +68,6 @@ def interface_name(uuid: str) -> str:
     key = str(uuid).strip().strip("{}").lower()
     row = _interfaces().get(key)
     return row["name"] if row else ""
-
-
-# --- choosing the packets -------------------------------------------------------------------------
-
-
-def select_rpc_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
-                    options: RpcOptions | None = None) -> np.ndarray:
-    """Return the packet rows tshark needs for RPC discovery (EPM, binds, connectionless RPC)."""
-    options = options or RpcOptions()
-    return _rows(table, flows, labels, _rpc_plan(table, flows, labels, options),
-                 options.max_packets)[0]
-
-
-def select_name_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
-                     options: RpcOptions | None = None) -> np.ndarray:
-    """Return the packet rows tshark needs for host names (DNS, SMTP, NBNS, Kerberos)."""
-    options = options or RpcOptions()
-    return _rows(table, flows, labels, _name_plan(flows, options), options.max_name_packets)[0]
-
-
-@dataclass(frozen=True)
-class _Pick:
-    """Flows to dissect and which of their payload packets to take."""
-
-    flow_ids: np.ndarray
-    packets: int  # payload packets per flow
-    from_bind: bool = False  # count from each bind-like PDU instead of from the flow's start
-
-
-def _first_per(frame: pd.DataFrame, keys: list[str], n: int, last: bool = False) -> pd.DataFrame:
-    """The first n flows (by first_seen) of each group; with last=True, n-1 first plus the last."""
-    if frame.empty:
-        return frame
-    frame = frame.sort_values("first_seen", kind="stable")
-    grouped = frame.groupby(keys, sort=False, observed=True)
-    rank = grouped.cumcount()
-    if not last:
-        return frame[rank < n]
-    from_end = grouped.cumcount(ascending=False)
-    return frame[(rank < max(n - 1, 0)) | (from_end == 0)]
-
-
-def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int,
-                 cap_keys: list[str], cap: int, last: bool = False) -> pd.DataFrame:
-    """Up to per_client flows per client group, then up to cap per cap group taken round-robin."""
-    frame = _first_per(frame, client_keys, per_client, last)
-    if frame.empty:
-        return frame
-    turn = frame.groupby(client_keys, sort=False, observed=True).cumcount()
-    frame = frame.assign(_turn=turn.to_numpy()).sort_values(["_turn", "first_seen"],
-                                                            kind="stable")
-    keep = frame.groupby(cap_keys, sort=False, observed=True).cumcount() < cap
-    return frame[keep.to_numpy()].drop(columns="_turn")
-
-
-def _bind_like(head: np.ndarray) -> np.ndarray:
-    """A CO DCE/RPC bind or alter_context header (05 00|01 0b|0e): where an interface is named."""
-    head = head.astype(np.int64)
-    ptype = (head >> 8) & 0xFF
-    return ((head >> 24) == 5) & (((head >> 16) & 0xFF) <= 1) & ((ptype == 11) | (ptype == 14))
-
-
-def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
-              o: RpcOptions) -> list[_Pick]:
-    """What to dissect for RPC, in priority order."""
-    tcp, udp = flows["proto"] == "tcp", flows["proto"] == "udp"
-    # per capture file too: a service restart between files moves its port
-    epm = flows[tcp & flows["dst_port"].isin(EPM_PORTS)]
-    epm = _round_robin(epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_client,
-                       ["dst_ip"], o.epm_flows_per_server, last=True)
-    # Flows holding a bind-like PDU anywhere, not only at their start: a capture that begins
-    # mid-connection still shows later alter_contexts and their answers.
-    pk = table.packets
-    bind_rows = np.flatnonzero(_bind_like(pk["payload_head"].to_numpy())
-                               & (pk["proto"].to_numpy() == 6) & (np.asarray(labels) >= 0))
-    has_bind = np.zeros(len(flows), dtype=bool)
-    has_bind[np.asarray(labels)[bind_rows]] = True
-    binds = flows[tcp & has_bind & ~flows["dst_port"].isin(EPM_PORTS)]
-    # a client's connections to one port may each bind another interface: keep several
-    binds = _round_robin(binds, ["dst_ip", "dst_port", "src_ip", "capture"],
-                         o.bind_flows_per_client, ["dst_ip", "dst_port", "capture"],
-                         o.bind_flows_per_port)
-    # CL request 04 00 and ping 04 01 ([C706] 12.5), and anything on udp/135
-    head = flows["client_payload_head"].to_numpy().astype(np.int64)
-    cl_head = ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
-    cl = flows[udp & (cl_head | (flows["dst_port"] == 135))]
-    cl = _first_per(cl, ["dst_ip", "dst_port"], o.cl_flows_per_port)
-    return [_Pick(epm["flow_id"].to_numpy(), o.epm_packets),
-            _Pick(binds["flow_id"].to_numpy(), o.bind_packets, from_bind=True),
-            _Pick(cl["flow_id"].to_numpy(), 2)]
-
-
-def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
-    """What to dissect for host names, in priority order (DNS last: it fills the rest)."""
-    port, proto = flows["dst_port"], flows["proto"]
-
-    def per_client(frame: pd.DataFrame, n: int) -> np.ndarray:
-        return _first_per(_first_per(frame, ["src_ip"], n), ["proto"], o.name_flows)["flow_id"]
-
-    smtp = flows[(proto == "tcp") & port.isin((25, 587, 2525))]
-    smtp = _first_per(smtp, ["src_ip", "dst_ip"], 1)
-    return [
-        _Pick(per_client(smtp, 1).to_numpy(), o.name_packets),
-        _Pick(per_client(flows[(proto == "udp") & (port == 137)], o.name_flows_per_client)
-              .to_numpy(), o.name_packets),
-        _Pick(per_client(flows[port == 88], o.name_flows_per_client).to_numpy(), o.name_packets),
-        _Pick(_first_per(flows[port == 53], ["src_ip"], o.dns_flows_per_client)["flow_id"]
-              .to_numpy(), 2),
-    ]
-
-
-def _rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, plan: list[_Pick],
-          budget: int) -> tuple[np.ndarray, int]:
-    """Packet rows of the planned flows within `budget`, and how many flows the budget cut."""
-    labels = np.asarray(labels, dtype=np.int64)
-    pk = table.packets
-    payload = np.flatnonzero((pk["payload_len"].to_numpy() > 0) & (labels >= 0))
-    head = pk["payload_head"].to_numpy()
-    taken = np.zeros(len(flows), dtype=bool)
-    picked_rows, picked_order = [], []
-    for pick in plan:
-        ids = np.asarray(pick.flow_ids, dtype=np.int64)
-        ids = ids[~taken[ids]]  # a flow picked twice keeps its first (higher) priority
-        taken[ids] = True
-        picked_order.append(ids)
-        picked_rows.append(_flow_rows(payload, labels, head, len(flows), ids, pick))
-    if not picked_rows:
-        return np.empty(0, np.int64), 0
-    rows = np.concatenate(picked_rows)
-    order = np.concatenate(picked_order)
-    # Budget in priority order; a flow is kept whole or not at all.
-    cost = np.bincount(labels[rows], minlength=len(flows))[order]
-    fits = np.cumsum(cost) <= budget
-    keep_flow = np.zeros(len(flows), dtype=bool)
-    keep_flow[order[fits]] = True
-    cut = int((~fits & (cost > 0)).sum())
-    return np.sort(rows[keep_flow[labels[rows]]]), cut
-
-
-def _flow_rows(payload: np.ndarray, labels: np.ndarray, head: np.ndarray, n_flows: int,
-               ids: np.ndarray, pick: _Pick) -> np.ndarray:
-    """Payload rows of the flows `ids`: the first `pick.packets` of each, or the
-    `pick.packets` starting at each bind-like PDU (at most four such runs per flow)."""
-    chosen = np.zeros(n_flows, dtype=bool)
-    chosen[ids] = True
-    rows = payload[chosen[labels[payload]]]
-    if not len(rows):
-        return rows
-    lab = labels[rows]
-    by_flow = np.lexsort((rows, lab))
-    rows, lab = rows[by_flow], lab[by_flow]
-    idx = np.arange(len(rows))
-    new_flow = np.r_[True, lab[1:] != lab[:-1]]
-    flow_start = np.maximum.accumulate(np.where(new_flow, idx, 0))
-    if not pick.from_bind:
-        return rows[idx - flow_start < pick.packets]
-    last_bind = np.maximum.accumulate(np.where(_bind_like(head[rows]), idx, -1))
-    keep = (last_bind >= flow_start) & (idx - last_bind < pick.packets)
-    kept = np.flatnonzero(keep)
-    # at most four runs' worth per flow, so a chatty connection stays cheap
-    kept_start = np.maximum.accumulate(np.where(np.r_[True, lab[kept][1:] != lab[kept][:-1]],
-                                                np.arange(len(kept)), 0))
-    return rows[kept[np.arange(len(kept)) - kept_start < 4 * pick.packets]]
 
 
 # --- discovery ------------------------------------------------------------------------------------
@@ -497,17 +312,3 @@ def annotate_flows(flows: pd.DataFrame, endpoints: pd.DataFrame, *,
     mask = out["flow_id"].isin(inferred["flow_id"]) & (out["rpc_evidence"] == "")
     out.loc[mask, "rpc_evidence"] = "inferred"
     return out
-
-
-# rpc_ranges.py builds on this module (EPM_PORTS), so its names are re-exported lazily:
-# an import here would be circular.
-_RANGES = ("CAS_INTERFACES", "FIXED_RPC_PORTS", "PINNED_SPAN", "RANGE_2003", "RANGE_2008",
-           "RANGE_CAS", "dynamic_ranges")
-
-
-def __getattr__(name: str):
-    if name in _RANGES:
-        from auditor import rpc_ranges
-
-        return getattr(rpc_ranges, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
-from auditor.diagram_layout import (
+from auditor.audit.verdicts import without_control_messages
+from auditor.render.diagram_layout import (
     LAYOUT,
     ROLE_ORDER,
     ROLE_TITLES,
@@ -196,9 +197,7 @@ def _edges(catalogue, flows, findings):
         return edges, weight, roles
 
     if flows is not None and not flows.empty:
-        from auditor.plots import _traffic
-
-        f = _traffic(flows)
+        f = without_control_messages(flows)
         roles |= set(f["src_role"].fillna("").replace("", "unknown"))
         roles |= set(f["dst_role"].fillna("").replace("", "unknown"))
         cls = f["verdict"].map(_VERDICT_CATEGORY).fillna("unexpected")

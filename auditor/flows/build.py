@@ -7,12 +7,11 @@ then a contiguous slice that numpy's `reduceat` aggregates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from auditor.capture import PacketTable, format_ip
+from auditor.capture.packets import PacketTable, format_ip
+from auditor.options import FlowOptions
 from auditor.schema import FLOW_COLUMNS, column_names, empty_frame
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -32,14 +31,6 @@ EPHEMERAL_FLOOR = 32768  # Linux starts here, Windows 2008+ at 49152; below it c
 
 # ICMP unreachable codes that are not a refusal (IPv4 code 4: fragmentation needed).
 _NOT_A_REFUSAL_V4 = (4,)
-
-
-@dataclass(frozen=True)
-class FlowOptions:
-    """How packets are cut into flows."""
-
-    tcp_idle_timeout_s: float = 3600.0  # a TCP 5-tuple silent this long starts a new flow
-    udp_idle_timeout_s: float = 300.0  # same for UDP, ICMP and other protocols
 
 
 def build_flows(table: PacketTable, options: FlowOptions | None = None) -> pd.DataFrame:

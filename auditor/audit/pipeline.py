@@ -7,26 +7,22 @@ import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from auditor.audit import AuditOptions, AuditResult, PreparedFlows, audit_flows, prepare_flows
-from auditor.capture import PacketTable, read_packets
+from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
+from auditor.capture.packets import PacketTable, read_packets
+from auditor.dissect.dcerpc import display_filter_for
+from auditor.dissect.rpc import RpcDiscovery, discover_endpoints
+from auditor.dissect.rpc_ranges import dynamic_ranges
+from auditor.dissect.tshark import PrestartedTshark
 from auditor.errors import DissectError, DissectWarning
-from auditor.flows import FlowOptions, build_flows_labelled
+from auditor.flows.build import build_flows_labelled
+from auditor.options import PipelineOptions
 from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """Options of every stage, passed down explicitly."""
-
-    flows: FlowOptions = field(default_factory=FlowOptions)
-    audit: AuditOptions = field(default_factory=AuditOptions)
-    rpc: bool = True  # run dynamic-RPC discovery and host naming (needs tshark)
-    rpc_options: object | None = None  # rpc.RpcOptions; None for its defaults
 
 
 @dataclass(frozen=True)
@@ -35,8 +31,8 @@ class Observation:
 
     table: PacketTable
     flows: pd.DataFrame
-    labels: object  # numpy array: flow_id per packet row
-    rpc: object | None  # rpc.RpcDiscovery, or None when discovery was skipped
+    labels: np.ndarray  # flow_id per packet row
+    rpc: RpcDiscovery | None  # None when discovery was skipped
     warnings: tuple[str, ...]
 
 
@@ -68,8 +64,6 @@ def _passed_on_warnings():
 
 
 def _discover(table, flows, labels, options: PipelineOptions, tshark=None):
-    from auditor.rpc import discover_endpoints
-
     try:
         return discover_endpoints(table, flows, labels, options=options.rpc_options,
                                   tshark=tshark)
@@ -81,11 +75,7 @@ def _discover(table, flows, labels, options: PipelineOptions, tshark=None):
 @contextlib.contextmanager
 def _prestarted_tshark(options: PipelineOptions):
     """tshark loading its dissectors while the capture is read; None when it cannot start."""
-    from auditor.dissect import display_filter_for
-    from auditor.rpc import RpcOptions
-    from auditor.tshark import PrestartedTshark
-
-    names = (options.rpc_options or RpcOptions()).names
+    names = options.rpc_options.names
     try:
         tshark = PrestartedTshark(display_filter_for(names))
     except (OSError, DissectError):
@@ -124,8 +114,6 @@ def audit_observation(seen: Observation, inventory, catalogue,
                       options: PipelineOptions | None = None,
                       prepared: PreparedFlows | None = None) -> AuditResult:
     """Audit an Observation (so one capture read can serve several inventories)."""
-    from auditor.rpc import dynamic_ranges
-
     options = options or PipelineOptions()
     endpoints = seen.rpc.endpoints if seen.rpc is not None else None
     names = seen.rpc.names if seen.rpc is not None else None

@@ -18,9 +18,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from auditor.audit import AuditResult
-from auditor.plots import format_bytes
-from auditor.report import capture_rows, format_time, missing_rules, plain, summary_rows
+from auditor.audit.verdicts import AuditResult
+from auditor.render.common import capture_rows, format_time, missing_rules, plain, summary_rows
+from auditor.render.plots import format_bytes
 
 SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("rules", "Rules"),
             ("rpc", "Dynamic RPC"), ("hosts", "Hosts"), ("captures", "Captures"))
@@ -62,8 +62,8 @@ def _figure_html(data: str, alt: str, caption: str) -> str:
 
 def _plots(result: AuditResult, catalogue) -> dict[str, str]:
     """Render the plots the page embeds, as <figure> snippets keyed by name."""
-    from auditor.diagram import plot_role_diagram
-    from auditor.plots import plot_host_matrix, plot_role_matrix
+    from auditor.render.diagram import plot_role_diagram
+    from auditor.render.plots import plot_host_matrix, plot_role_matrix
 
     out = {}
     flows = result.flows

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from auditor.bytesource import GzipSource, MappedSource
+from auditor.capture.bytesource import GzipSource, MappedSource
 from auditor.errors import CaptureError
 
 MAX_RECORD = 262_144  # Wireshark's limit for ordinary link types; more means a corrupt header

@@ -1,4 +1,4 @@
-"""Role and host matrices of audited flows; the role diagram lives in `auditor.diagram`.
+"""Role and host matrices of audited flows; the role diagram lives in `auditor.render.diagram`.
 
 Every function draws on an Axes (or Figure) it is given and returns it; with none given it makes a
 new pyplot figure sized to the content. Nothing here shows, saves or changes matplotlib settings.
@@ -12,14 +12,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from auditor.diagram import ROLE_ORDER, plot_role_diagram, role_sort_key
+from auditor.audit.verdicts import without_control_messages
+from auditor.render.diagram_layout import ROLE_ORDER, role_sort_key
 
 __all__ = [
     "ROLE_ORDER",
     "SERVICE_FAMILIES",
     "format_bytes",
     "plot_host_matrix",
-    "plot_role_diagram",
     "plot_role_matrix",
     "plot_role_matrix_facets",
 ]
@@ -164,15 +164,6 @@ def _empty(ax: Axes, message: str) -> None:
             color="0.4", parse_math=False)
 
 
-def _traffic(flows: pd.DataFrame) -> pd.DataFrame:
-    """Flows without ICMP errors: those answer other flows, whose cells already show the refusal."""
-    from auditor.audit import control_messages
-
-    if flows.empty or "icmp_type" not in flows:
-        return flows
-    return flows[~control_messages(flows).to_numpy()]
-
-
 def _roles(flows: pd.DataFrame, column: str) -> pd.Series:
     return flows[column].fillna("").astype(str).replace("", "unknown")
 
@@ -180,7 +171,7 @@ def _roles(flows: pd.DataFrame, column: str) -> pd.Series:
 def plot_role_matrix(flows: pd.DataFrame, ax: Axes | None = None, *, value: str = "flows") -> Axes:
     """Heatmap of source x destination role: flows (or bytes), coloured by the worst verdict."""
     _check_value(value)
-    flows = _traffic(flows)
+    flows = without_control_messages(flows)
     src, dst = _roles(flows, "src_role"), _roles(flows, "dst_role")
     rows = sorted(set(src), key=role_sort_key)
     cols = sorted(set(dst), key=role_sort_key)
@@ -213,7 +204,7 @@ def plot_role_matrix_facets(
 ) -> Figure:
     """One small role matrix per service family, with one legend for the figure."""
     _check_value(value)
-    flows = _traffic(flows)
+    flows = without_control_messages(flows)
     families = flows["service"].fillna("").astype(str).map(service_family)
     order = [f for f in (*SERVICE_FAMILIES, "other") if (families == f).any()]
     parts = []
@@ -277,7 +268,7 @@ def plot_host_matrix(
 ) -> Axes:
     """Heatmap of source host x destination host for small environments (busiest max_hosts)."""
     _check_value(value)
-    flows = _traffic(flows)
+    flows = without_control_messages(flows)
     if flows.empty:
         if ax is None:
             ax = _new_axes(6, 4)

@@ -2,7 +2,7 @@
 
 tshark runs directly (`tshark -T json --no-duplicate-keys`): repeated keys (several towers,
 several PDUs in a segment) become JSON lists, so readers walk the trees generically with
-`_nodes`, `_values` and `_first`. What the trees mean (RPC facts, host names) is dissect.py's.
+`_nodes`, `_values` and `_first`. What the trees mean (RPC facts, host names) is dcerpc.py's.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from auditor.audit import AuditResult
+from auditor.audit.verdicts import AuditResult
 
 SCHEMA_VERSION = "1.0"
 

@@ -1,0 +1,5 @@
+"""Stage 4, observed flows against the catalogue.
+
+- `verdicts`: roles and best rule per flow, verdicts, findings and the summary.
+- `pipeline`: the whole job in one call (read, flows, discovery, audit).
+"""

@@ -1,0 +1,149 @@
+"""Commands that compare with the catalogue: audit, catalogue, plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from auditor.cli.errors import ExitStatus, handle_errors
+from auditor.cli.options import (
+    captures_argument,
+    catalogue_options,
+    fail_on_kinds,
+    inventory_option,
+    load_catalogues,
+    output_options,
+    pipeline_options,
+    progress_bar,
+    rpc_options,
+)
+from auditor.cli.output import emit, table_text, write_frame
+from auditor.render.text import audit_text
+
+
+@click.command()
+@captures_argument
+@inventory_option()
+@catalogue_options
+@output_options(formats=("table", "json", "csv"))
+@click.option("--fail-on", metavar="KINDS",
+              help="Exit 3 when a finding of these kinds exists (comma-separated: unexpected, "
+                   "rejected, unanswered, missing, or any).")
+@click.option("--report", "reports", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a report: .html (self-contained), .xlsx or .md (repeatable).")
+@click.option("--all", "show_all", is_flag=True,
+              help="Table format: list every finding (default: the 40 most important).")
+@rpc_options
+@handle_errors
+def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_on, reports,
+          show_all, no_rpc, legacy_rpc_range):
+    """Compare the traffic in CAPTURE... with the catalogue of documented Exchange paths."""
+    from auditor.audit.pipeline import audit_captures
+    from auditor.inventory.roles import load_inventory
+
+    kinds = fail_on_kinds(fail_on)
+    cat = load_catalogues(catalogues, replace_catalogue)
+    inv = load_inventory(inventory)
+    result = audit_captures(captures, inv, cat, pipeline_options(no_rpc, legacy_rpc_range),
+                            progress=progress_bar())
+    if fmt == "json":
+        from auditor.render.json_export import result_to_json
+
+        emit(result_to_json(result), output)
+    elif fmt == "csv":
+        write_frame(result.findings, "csv", output)
+    else:
+        emit(audit_text(result, limit=None if show_all else 40), output)
+    for path in reports:
+        from auditor.render.report import write_report
+
+        write_report(result, path, catalogue=cat)
+        click.echo(f"wrote {path}", err=True)
+    if kinds and result.findings["kind"].isin(kinds).any():
+        ctx = click.get_current_context()
+        ctx.exit(ExitStatus.FINDINGS)
+
+
+# ---- rpc ------------------------------------------------------------------------------------
+
+
+@click.command()
+@catalogue_options
+@click.option("--role", help="Only rules with this role at either end.")
+@click.option("--check", "check_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Validate this catalogue file and exit (errors name file and line).")
+@output_options(formats=("table", "csv", "json"))
+@handle_errors
+def catalogue(catalogues, replace_catalogue, role, check_file, fmt, output):
+    """List the reference catalogue of documented Exchange 2010 paths, or --check a file."""
+    from auditor.catalogue.loader import catalogue_frame, check_catalogue
+
+    if check_file is not None:
+        cat = check_catalogue(check_file)
+        click.echo(f"{check_file}: {len(cat.rules)} rules, ok")
+        return
+    frame = catalogue_frame(load_catalogues(catalogues, replace_catalogue), role)
+    if fmt == "table":
+        cols = ["id", "source", "destination", "proto", "ports", "service", "expected", "scope",
+                "status"]
+        emit(table_text(frame[cols], f"{len(frame)} rules"), output)
+    else:
+        write_frame(frame, fmt, output)
+
+
+# ---- roles ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["matrix", "diagram"]))
+@click.argument("captures", nargs=-1, type=click.Path(path_type=Path))
+@inventory_option(required=False)
+@catalogue_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Image file to write (.png or .svg).")
+@click.option("--value", type=click.Choice(["flows", "bytes"]), default="flows", show_default=True,
+              help="What matrix cells count.")
+@click.option("--by", type=click.Choice(["role", "service", "host"]), default="role",
+              show_default=True, help="matrix: one role matrix, one per service, or per host.")
+@rpc_options
+@handle_errors
+def plot(kind, captures, inventory, catalogues, replace_catalogue, output, value, by, no_rpc,
+         legacy_rpc_range):
+    """Draw the role MATRIX or the role DIAGRAM (without CAPTURE: the catalogue's design view)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from auditor.render import plots
+    from auditor.render.diagram import plot_role_diagram
+
+    cat = load_catalogues(catalogues, replace_catalogue)
+    result = None
+    if captures:
+        if inventory is None:
+            raise click.UsageError("--inventory is needed with captures")
+        from auditor.audit.pipeline import audit_captures
+        from auditor.inventory.roles import load_inventory
+
+        result = audit_captures(captures, load_inventory(inventory), cat,
+                                pipeline_options(no_rpc, legacy_rpc_range), progress=progress_bar())
+    elif kind == "matrix":
+        raise click.UsageError("plot matrix needs CAPTURE... and --inventory")
+    if kind == "diagram":
+        ax = plot_role_diagram(cat, result.flows if result else None,
+                               result.findings if result else None)
+        fig = ax.figure
+    elif by == "service":
+        fig = plots.plot_role_matrix_facets(result.flows, value=value)
+    else:
+        fig, ax = plt.subplots(figsize=(11, 8), layout="constrained")
+        draw = plots.plot_host_matrix if by == "host" else plots.plot_role_matrix
+        draw(result.flows, ax=ax, value=value)
+    fig.savefig(output, dpi=130)
+    plt.close(fig)
+    click.echo(f"wrote {output}", err=True)
+
+
+# ---- firewall -------------------------------------------------------------------------------

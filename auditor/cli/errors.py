@@ -1,0 +1,51 @@
+"""Exit codes and the one place library errors become one-line messages."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import warnings
+
+import click
+
+from auditor.errors import AuditorError
+
+
+class ExitStatus(enum.IntEnum):
+    """Exit codes of the `auditor` command."""
+
+    OK = 0
+    ERROR = 1  # the library reported an error other than bad input
+    BAD_INPUT = 2  # usage errors (click) and unreadable captures, inventories, catalogues
+    FINDINGS = 3  # --fail-on was given and a finding of those kinds was found
+
+
+def handle_errors(func):
+    """Turn library errors into one-line messages and named exit codes (unless --traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = ctx.find_root().params.get("traceback", False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return func(*args, **kwargs)
+            except AuditorError as exc:
+                if debug:
+                    raise
+                click.echo(f"auditor: error: {exc}", err=True)
+                ctx.exit(ExitStatus.BAD_INPUT)
+            except (click.exceptions.Exit, click.ClickException, click.Abort):
+                raise
+            except Exception as exc:  # a bug: still one line, and the way to see more
+                if debug:
+                    raise
+                click.echo(f"auditor: internal error: {type(exc).__name__}: {exc} "
+                           "(run with --traceback to see where)", err=True)
+                ctx.exit(ExitStatus.ERROR)
+            finally:
+                for w in caught:
+                    click.echo(f"auditor: warning: {w.message}", err=True)
+
+    return wrapper

@@ -1,0 +1,109 @@
+"""Commands that look at captures: flows, rpc, roles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from auditor.cli.errors import handle_errors
+from auditor.cli.options import (
+    captures_argument,
+    output_options,
+    progress_bar,
+)
+from auditor.cli.output import emit, table_text, write_frame
+from auditor.render.text import rpc_text
+
+
+@click.command()
+@captures_argument
+@output_options()
+@click.option("--tcp-idle-timeout", type=float, default=3600.0, show_default=True,
+              help="Seconds of silence after which a TCP 5-tuple starts a new flow.")
+@click.option("--udp-idle-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds of silence after which a UDP/ICMP 5-tuple starts a new flow.")
+@handle_errors
+def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
+    """Build the flow table of CAPTURE... (files or folders, read as one capture)."""
+    from auditor.capture.packets import read_packets
+    from auditor.flows.build import build_flows, flows_summary
+    from auditor.options import FlowOptions
+
+    table = read_packets(captures, progress=progress_bar())
+    frame = build_flows(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
+    if fmt != "table":
+        write_frame(frame, fmt, output)
+        return
+    summary = flows_summary(frame)
+    packets = int(frame["src_packets"].sum() + frame["dst_packets"].sum())
+    head = (
+        f"{len(frame)} flows, {packets} packets from {len(table.files)} file(s): "
+        + ", ".join(f"{f.name} ({f.format}, {f.records} records"
+                    + (f", {f.non_ip} not IP" if f.non_ip else "")
+                    + (f", {sum(f.skipped.values())} skipped" if f.skipped else "") + ")"
+                    for f in table.files)
+        + "\n\n"
+    )
+    text = head + table_text(summary["states"], "Flows by state") + "\n"
+    text += table_text(summary["top_talkers"], "Top talkers (by bytes)")
+    emit(text, output)
+
+
+@click.command()
+@captures_argument
+@output_options(formats=("table", "json", "csv"))
+@handle_errors
+def rpc(captures, fmt, output):
+    """Discover the dynamic RPC endpoints (EPM replies, binds, DCOM) in CAPTURE..."""
+    from auditor.audit.pipeline import observe
+    from auditor.dissect.rpc_ranges import dynamic_ranges
+    from auditor.options import PipelineOptions, RpcOptions
+
+    seen = observe(captures, PipelineOptions(rpc_options=RpcOptions(names=False)),
+                   progress=progress_bar())
+    if seen.rpc is None:
+        raise click.ClickException("RPC discovery could not run (see the warning above)")
+    endpoints = seen.rpc.endpoints
+    ranges = dynamic_ranges(endpoints)
+    if fmt != "table":
+        if fmt == "json":
+            from auditor.render.json_export import RPC_FIELDS, _records
+
+            doc = {"endpoints": _records(endpoints, tuple(endpoints.columns)),
+                   "ranges": _records(ranges, tuple(ranges.columns)),
+                   "fields": list(RPC_FIELDS)}
+            import json
+
+            emit(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", output)
+        else:
+            write_frame(endpoints, "csv", output)
+        return
+    emit(rpc_text(endpoints, ranges), output)
+
+
+# ---- catalogue ------------------------------------------------------------------------------
+
+
+@click.command()
+@captures_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the proposed inventory YAML here instead of standard output.")
+@click.option("--no-names", is_flag=True, help="Do not name hosts from DNS/SMTP/Kerberos/NetBIOS.")
+@click.option("--internal", "internal", multiple=True, metavar="CIDR",
+              help="Networks that are ours (repeatable); other hosts are proposed as internet. "
+                   "Default: private, ULA and 198.18.0.0/15 ranges.")
+@handle_errors
+def roles(captures, output, no_names, internal):
+    """Propose an inventory (hosts and roles, with evidence) from what CAPTURE... shows."""
+    from auditor.audit.pipeline import observe
+    from auditor.inventory.propose import inventory_to_yaml, propose_inventory
+    from auditor.options import PipelineOptions
+
+    seen = observe(captures, PipelineOptions(rpc=not no_names), progress=progress_bar())
+    names = seen.rpc.names if seen.rpc is not None else None
+    inv, evidence = propose_inventory(seen.flows, names, internal=list(internal) or None)
+    emit(inventory_to_yaml(inv, evidence), output)
+
+
+# ---- plots ----------------------------------------------------------------------------------

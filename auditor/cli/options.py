@@ -1,0 +1,113 @@
+"""Option groups shared by the commands (sqlite-utils' output_options style)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def output_options(formats=FORMATS, default="table"):
+    """The shared --format/-o options (sqlite-utils' output_options)."""
+
+    def decorator(func):
+        func = click.option(
+            "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+            help="Write to this file instead of standard output.",
+        )(func)
+        func = click.option(
+            "--format", "fmt", type=click.Choice(formats), default=default, show_default=True,
+            help="Output format.",
+        )(func)
+        return func
+
+    return decorator
+
+
+def captures_argument(func):
+    """CAPTURE... : files or folders (ring-buffer sets), read as one capture."""
+    return click.argument("captures", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
+
+
+def progress_bar():
+    """A progress callback drawing a bar on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    state = {"bar": None}
+
+    def update(done: int, total: int) -> None:
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=max(total, 1), label="reading", file=sys.stderr)
+            state["bar"].__enter__()
+        bar = state["bar"]
+        bar.update(done - bar.pos)
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    return update
+
+
+def catalogue_options(func):
+    """--catalogue FILE (repeatable) and --replace-catalogue."""
+    func = click.option(
+        "--replace-catalogue", is_flag=True,
+        help="Use only the --catalogue files, not the bundled Exchange 2010 catalogue.",
+    )(func)
+    return click.option(
+        "--catalogue", "catalogues", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+        help="Extra catalogue YAML (repeatable); adds to the bundled rules.",
+    )(func)
+
+
+def inventory_option(required: bool = True):
+    """--inventory FILE: hosts and networks with their roles (YAML or CSV)."""
+    return click.option(
+        "--inventory", type=click.Path(dir_okay=False, path_type=Path), required=required,
+        help="Inventory of hosts/networks and their roles (YAML or CSV).",
+    )
+
+
+def rpc_options(func):
+    """--no-rpc and --legacy-rpc-range."""
+    func = click.option(
+        "--legacy-rpc-range", is_flag=True,
+        help="Also accept 1025-5000 (Windows 2003) as the dynamic RPC range.",
+    )(func)
+    return click.option(
+        "--no-rpc", is_flag=True,
+        help="Skip dynamic-RPC discovery and host naming (no tshark needed).",
+    )(func)
+
+
+def load_catalogues(catalogues, replace):
+    from auditor.catalogue.loader import load_catalogue
+
+    if replace and not catalogues:
+        raise click.UsageError("--replace-catalogue needs at least one --catalogue FILE")
+    return load_catalogue(list(catalogues), replace=replace)
+
+
+def pipeline_options(no_rpc: bool, legacy_rpc_range: bool):
+    from auditor.options import AuditOptions, PipelineOptions
+
+    return PipelineOptions(audit=AuditOptions(legacy_rpc_range=legacy_rpc_range), rpc=not no_rpc)
+
+
+FINDING_KIND_CHOICES = ("unexpected", "rejected", "unanswered", "missing", "any")
+
+
+def fail_on_kinds(text: str | None) -> set[str]:
+    if not text:
+        return set()
+    kinds = {k.strip() for k in text.split(",") if k.strip()}
+    bad = kinds - set(FINDING_KIND_CHOICES)
+    if bad:
+        raise click.BadParameter(f"unknown kind(s) {', '.join(sorted(bad))}; use "
+                                 + ", ".join(FINDING_KIND_CHOICES), param_hint="--fail-on")
+    return {"unexpected", "rejected", "unanswered", "missing"} if "any" in kinds else kinds
+
+
+# ---- audit ----------------------------------------------------------------------------------

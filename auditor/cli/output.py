@@ -1,0 +1,63 @@
+"""Writing frames and text to stdout or a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+
+def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
+    """Write a frame as csv, json or parquet to a file or standard output."""
+    if fmt == "parquet":
+        if output is None:
+            raise click.UsageError("--format parquet needs -o FILE")
+        frame.to_parquet(output, index=False)
+        return
+    if fmt == "csv":
+        _write_csv(frame, output)
+        return
+    else:
+        text = _iso_times(frame).to_json(orient="records", indent=1) + "\n"
+    emit(text, output)
+
+
+def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:
+    """CSV through pyarrow's writer (about ten times faster than DataFrame.to_csv)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    table = pa.Table.from_pandas(_iso_times(frame), preserve_index=False)
+    if output is None:
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(table, sink)
+        click.echo(sink.getvalue().to_pybytes().decode("utf-8"), nl=False)
+    else:
+        pa_csv.write_csv(table, str(output))
+        click.echo(f"wrote {output}", err=True)
+
+
+def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Datetime columns as ISO-8601 UTC text (numpy's formatter is ~50x faster than pandas')."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            values = out[col].dt.tz_convert(None).to_numpy()
+            out[col] = np.datetime_as_string(values, unit="us", timezone="UTC")
+    return out
+
+
+def emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+def table_text(frame: pd.DataFrame, title: str) -> str:
+    """A plain-text rendering of a small frame under a title."""
+    body = frame.to_string(index=False) if not frame.empty else "(none)"
+    return f"{title}\n{body}\n"

@@ -1,0 +1,64 @@
+"""Options of every stage, in one cheap module that any layer can import.
+
+Each stage takes its own frozen dataclass; `PipelineOptions` carries them all down from the CLI
+or a notebook. Nothing here imports numpy, pandas or another auditor module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["AuditOptions", "FlowOptions", "PipelineOptions", "RpcOptions"]
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """How packets are cut into flows."""
+
+    tcp_idle_timeout_s: float = 3600.0  # a TCP 5-tuple silent this long starts a new flow
+    udp_idle_timeout_s: float = 300.0  # same for UDP, ICMP and other protocols
+
+
+@dataclass(frozen=True)
+class RpcOptions:
+    """How many packets discovery hands to tshark, and how flows are inferred."""
+
+    # Flows are sampled round-robin over clients: every client's first flow, then every client's
+    # second, ..., so one chatty client cannot crowd out the others.
+    epm_flows_per_client: int = 4  # EPM conversations per (client, server, file): first ones + last
+    epm_flows_per_server: int = 100
+    epm_packets: int = 16  # payload packets per EPM conversation
+    bind_flows_per_client: int = 4  # flows with a bind per (client, server port, file)
+    bind_flows_per_port: int = 16  # ... and per (server port, file)
+    bind_packets: int = 4  # bind, bind_ack and a spare segment each way
+    cl_flows_per_port: int = 2  # connectionless RPC flows per (server, port)
+    max_packets: int = 4000  # cap on RPC packets given to tshark (a warning says what was cut)
+    names: bool = True  # also dissect DNS, SMTP, NBNS and Kerberos for host names
+    max_name_packets: int = 600  # cap on name packets (silent: names are a best effort; each
+    # packet costs tshark ~0.2 ms, and a few DNS answers per client name every server)
+    name_flows: int = 200  # SMTP, NBNS and Kerberos flows each
+    name_flows_per_client: int = 1
+    dns_flows_per_client: int = 3  # DNS fills what the other name sources leave of the cap
+    name_packets: int = 4  # payload packets per name flow (2 for DNS: query and answer)
+    infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Knobs of the comparison."""
+
+    legacy_rpc_range: bool = False  # also accept 1025-5000 as the dynamic RPC range
+    # UDP services that answer every request: silence there is a likely block, elsewhere normal
+    udp_request_services: tuple[str, ...] = ("dns", "ldap", "kerberos", "ntp", "kpasswd")
+    # destination roles whose absence is reported per source host (every server needs them)
+    per_host_missing_roles: tuple[str, ...] = ("domain_controller", "dns")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Options of every stage, passed down explicitly."""
+
+    flows: FlowOptions = field(default_factory=FlowOptions)
+    audit: AuditOptions = field(default_factory=AuditOptions)
+    rpc: bool = True  # run dynamic-RPC discovery and host naming (needs tshark)
+    rpc_options: RpcOptions = field(default_factory=RpcOptions)

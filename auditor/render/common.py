@@ -1,0 +1,76 @@
+"""Values every report writer shares: plain cells, times, summary and capture rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from auditor.audit.verdicts import AuditResult
+
+# A cell starting with one of these is run as a formula by spreadsheet programs (OWASP CSV
+# injection); names come from captures, so they are attacker-controlled.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def plain(value):
+    """A frame cell as a plain Python value: None for missing, int/float/bool/str/Timestamp."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+def format_time(value) -> str:
+    """A timestamp as 'YYYY-MM-DD HH:MM:SS' UTC; empty for missing."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC")
+    return ts.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def summary_rows(result: AuditResult) -> list[tuple[str, object]]:
+    """The summary mapping flattened to (label, value) rows: nested counts as 'findings: missing'."""
+    rows = []
+    for key, value in result.summary.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}: {k}", v) for k, v in value.items()]
+        else:
+            rows.append((str(key), value))
+    return rows
+
+
+def capture_rows(result: AuditResult) -> list[dict]:
+    """One dict per capture file: its dataclass fields, times as text, skipped reasons joined."""
+    rows = []
+    for cap in result.captures:
+        if dataclasses.is_dataclass(cap):
+            row = dataclasses.asdict(cap)
+        else:
+            row = {"name": str(cap)}
+        for key in ("first_ts_ns", "last_ts_ns"):
+            if key in row:
+                ts = row.pop(key)
+                row[key.replace("_ts_ns", "_seen")] = format_time(
+                    pd.Timestamp(ts, unit="ns", tz="UTC") if ts is not None else None)
+        if isinstance(row.get("skipped"), dict):
+            row["skipped"] = "; ".join(f"{k}: {v}" for k, v in row["skipped"].items())
+        rows.append(row)
+    return rows
+
+
+def missing_rules(rules: pd.DataFrame | None) -> pd.DataFrame:
+    """Catalogue rules a healthy deployment shows that this capture never did."""
+    if rules is None or rules.empty or "status" not in rules.columns:
+        return pd.DataFrame(columns=["id", "service", "source", "destination", "proto", "ports"])
+    return rules[rules["status"] == "missing"]
+
+
