@@ -26,7 +26,7 @@ from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "fixtures" / "pcaps" / "edge"
-SHARED = ROOT.parent / "shared" / "captures"
+PUBLIC = ROOT / "fixtures" / "pcaps" / "public"
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 NS = 1_000_000_000
 SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
@@ -723,7 +723,7 @@ def tshark_fields(path, *fields, display="ip||ipv6"):
     return [line for line in done.stdout.splitlines() if line]
 
 
-ORACLE_FILES = sorted(SHARED.glob("*.pcap*")) + sorted(
+ORACLE_FILES = sorted(PUBLIC.glob("*.pcap*")) + sorted(
     p for p in EDGE.glob("*.pcap*") if p.name != "truncated.pcap")
 ORACLE_FIELDS = ("frame.number", "frame.len", "frame.time_epoch", "ip.src", "ipv6.src", "ip.dst",
                  "ipv6.dst", "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport",

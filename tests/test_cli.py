@@ -13,7 +13,7 @@ from auditor.cli.main import ExitStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 PILOT = ROOT / "fixtures" / "pcaps" / "pilot"
-SHARED = ROOT.parent / "shared" / "captures"
+PUBLIC = ROOT / "fixtures" / "pcaps" / "public"
 
 
 def run(*args):
@@ -52,14 +52,14 @@ def test_missing_file_is_a_one_line_error(tmp_path):
 
 
 def test_flows_csv_has_the_schema_columns():
-    result = run("flows", SHARED / "aduser1.pcap", "--format", "csv")
+    result = run("flows", PUBLIC / "aduser1.pcap", "--format", "csv")
     header = result.output.splitlines()[0]
     assert header.startswith('"flow_id","src_ip","src_port","dst_ip","dst_port","proto"')
     assert len(result.output.splitlines()) == 1 + 4
 
 
 def test_flows_table_names_states_and_talkers():
-    result = run("flows", SHARED / "aduser1.pcap")
+    result = run("flows", PUBLIC / "aduser1.pcap")
     assert "4 flows, 53 packets" in result.output
     assert "Top talkers" in result.output and "established" in result.output
 
@@ -81,7 +81,7 @@ def test_audit_json_is_the_versioned_document():
 def test_bad_inventory_names_file_and_line(tmp_path):
     inv = tmp_path / "inv.yaml"
     inv.write_text("hosts:\n  - name: X\n    addresses: [198.18.0.999]\n    roles: [mailbox]\n")
-    result = run("audit", SHARED / "aduser1.pcap", "--inventory", inv, "--no-rpc")
+    result = run("audit", PUBLIC / "aduser1.pcap", "--inventory", inv, "--no-rpc")
     assert result.exit_code == ExitStatus.BAD_INPUT
     assert f"{inv}:3" in result.output and result.output.count("\n") == 1
 
@@ -132,7 +132,7 @@ def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
         raise ValueError("boom")
 
     monkeypatch.setattr(auditor.flows.build, "build_flows", broken)
-    result = CliRunner().invoke(cli, ["flows", str(SHARED / "aduser1.pcap")])
+    result = CliRunner().invoke(cli, ["flows", str(PUBLIC / "aduser1.pcap")])
     assert result.exit_code == ExitStatus.ERROR
     assert result.output == ("auditor: internal error: ValueError: boom "
                              "(run with --traceback to see where)\n")

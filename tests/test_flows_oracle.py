@@ -18,13 +18,11 @@ import pytest
 from auditor import FlowOptions, build_flows, read_packets
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "captures"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
 
 def _captures() -> list[Path]:
     found = [p for p in sorted((ROOT / "fixtures" / "pcaps").rglob("*"))
              if p.suffix in CAPTURE_SUFFIXES and p.is_file()]
-    found += sorted(p for p in SHARED.glob("*") if p.suffix in CAPTURE_SUFFIXES)
     return found
 
 

@@ -21,7 +21,7 @@ SOURCES = [
     ROOT / "fixtures" / "pcaps" / "edge" / "ipv6_ext_headers.pcap",
     ROOT / "fixtures" / "pcaps" / "edge" / "icmp_admin_prohibited.pcap",
     ROOT / "fixtures" / "pcaps" / "rpc" / "epm_fragmented.pcap",
-    ROOT.parent / "shared" / "captures" / "dcerpc_msnrpc.pcapng",
+    ROOT / "fixtures" / "pcaps" / "public" / "dcerpc_msnrpc.pcapng",
 ]
 
 

@@ -11,12 +11,12 @@ from auditor.capture.packets import read_packets, write_packets
 from auditor.dissect.dcerpc import display_filter_for, dissect_capture
 from auditor.dissect.tshark import PrestartedTshark
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
+PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "public"
 
 
 @pytest.mark.tshark
 def test_prestarted_tshark_dissects_what_it_is_fed_like_a_file(tmp_path):
-    table = read_packets([SHARED / "dcerpc_msnrpc.pcapng"])
+    table = read_packets([PUBLIC / "dcerpc_msnrpc.pcapng"])
     rows = np.arange(len(table.packets))
     with PrestartedTshark(display_filter_for(False), workdir=tmp_path) as tshark:
         with tshark.open_input() as fifo:
@@ -42,7 +42,7 @@ def test_write_packets_clamps_times_a_pcap_cannot_hold(tmp_path):
 
     from auditor.capture.packets import read_packets as read
 
-    table = read([SHARED / "dcerpc_msnrpc.pcapng"])
+    table = read([PUBLIC / "dcerpc_msnrpc.pcapng"])
     packets = table.packets.copy()
     packets.loc[0, "ts_ns"] = -5_000_000_000  # a corrupt record: before 1970
     packets.loc[1, "ts_ns"] = (1 << 33) * 1_000_000_000  # past 2106

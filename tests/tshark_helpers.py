@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT.parent / "shared" / "captures"
+CAPTURES = ROOT / "fixtures" / "pcaps" / "public"
 RPC = ROOT / "fixtures" / "pcaps" / "rpc"
 
 EMSMDB = "a4f1db00-ca47-1067-b31f-00dd010662da"

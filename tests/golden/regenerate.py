@@ -25,18 +25,14 @@ COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_seen", "l
 
 
 def captures() -> list[Path]:
-    """Every fixture capture and every public capture beside the project."""
-    fixtures = sorted(p for p in (ROOT / "fixtures" / "pcaps").rglob("*")
-                      if p.is_file() and p.suffix in CAPTURE_SUFFIXES)
-    shared = sorted(p for p in (ROOT.parent / "shared" / "captures").glob("*")
-                    if p.suffix in CAPTURE_SUFFIXES)
-    return fixtures + shared
+    """Every capture under fixtures/pcaps/, the public third-party ones (public/) included."""
+    return sorted(p for p in (ROOT / "fixtures" / "pcaps").rglob("*")
+                  if p.is_file() and p.suffix in CAPTURE_SUFFIXES)
 
 
 def golden_name(path: Path) -> str:
     """File name of a capture's golden table (unique across fixture folders)."""
-    rel = path.relative_to(ROOT) if ROOT in path.parents else Path("shared") / path.name
-    return "__".join(rel.parts).replace("fixtures__pcaps__", "") + ".csv"
+    return "__".join(path.relative_to(ROOT / "fixtures" / "pcaps").parts) + ".csv"
 
 
 def flow_table_text(path: Path) -> str:
