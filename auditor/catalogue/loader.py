@@ -232,7 +232,7 @@ def _load_file(path: str | Path) -> tuple[list[Rule], dict[str, str]]:
 
 def bundled_catalogue_path() -> Path:
     """Path of rules/exchange2010.yaml: next to the package (source tree) or as package data."""
-    beside = Path(__file__).resolve().parent.parent / "rules" / BUNDLED_NAME
+    beside = Path(__file__).resolve().parents[2] / "rules" / BUNDLED_NAME
     if beside.is_file():
         return beside
     data = resources.files("auditor") / "data" / BUNDLED_NAME

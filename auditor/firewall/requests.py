@@ -38,7 +38,7 @@ _PORTED = ("tcp", "udp")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
-# How to pin the dynamic RPC ports of a destination role (exchange-ports.md section 2.3).
+# How to pin the dynamic RPC ports of a destination role (docs/ports.md, "Exchange-specific pinning (2010)").
 _WINDOWS_RANGE = ("no Exchange setting pins it: narrow the Windows range "
                   "(netsh int ipv4 set dynamicport tcp start=<n> num=<count>) or set "
                   "HKLM\\SOFTWARE\\Microsoft\\Rpc\\Internet Ports (KB154596)")
