@@ -24,8 +24,9 @@ RANGE_CAS = (6005, 59530)  # Exchange 2010 Client Access server (TechNet Wiki 86
 CAS_INTERFACES = ("EMSMDB", "AsyncEMSMDB", "RFR")
 PINNED_SPAN = pd.Timedelta(hours=12)
 
-# The documented settings that pin an interface's port (docs/ports.md, "Exchange-specific pinning (2010)"), by the
-# interface names they cover; NSPI is pinned by NTDS on a DC and by MSExchangeAB on a CAS.
+# The documented settings that pin an interface's port (docs/ports.md, "Exchange-specific
+# pinning (2010)"), by the interface names they cover; NSPI is pinned by NTDS on a DC and by
+# MSExchangeAB on a CAS.
 _SERVICES = "HKLM\\SYSTEM\\CurrentControlSet\\Services"
 _PINNING = (
     (("EMSMDB", "AsyncEMSMDB"), f'RPC Client Access: {_SERVICES}\\MSExchangeRPC\\ParametersSystem'
