@@ -77,6 +77,14 @@ _EXPORTS = {
     "design_requests": "auditor.firewall.requests",
     "merge_requests": "auditor.firewall.requests",
     "write_requests": "auditor.firewall.requests",
+    "RulesetError": "auditor.errors",
+    "AuditDocumentError": "auditor.errors",
+    "Ruleset": "auditor.firewall.ruleset",
+    "load_ruleset": "auditor.firewall.ruleset",
+    "parse_ruleset": "auditor.firewall.ruleset",
+    "VerifyResult": "auditor.firewall.verify",
+    "verify_flows": "auditor.firewall.verify",
+    "verify_to_dict": "auditor.firewall.verify",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

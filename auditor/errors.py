@@ -27,3 +27,11 @@ class CaptureWarning(UserWarning):
 
 class DissectWarning(UserWarning):
     """Deep dissection was skipped or incomplete; the rest of the audit ran."""
+
+
+class RulesetError(AuditorError):
+    """A firewall ruleset file to verify is malformed (names file and line)."""
+
+
+class AuditDocumentError(AuditorError):
+    """A JSON document given to `diff` is not an audit document (names file and line)."""

@@ -387,3 +387,33 @@ FIREWALL_COLUMNS = _table(
     ("justified", "bool", "", "a catalogue rule justifies every port of the row"),
     ("note", "str", "", "dynamic RPC advice (pinning setting) or observed flow counts"),
 )
+
+
+# firewall.verify_flows: one row per observed path (src_ip, dst_ip, proto, dst_port).
+VERIFY_PATH_COLUMNS = _table(
+    ("verdict", "str", "", "permitted, would_block, outside_scope (no row names either end) or "
+                           "related (ICMP error answering another flow)"),
+    ("src_ip", "str", "", "initiator address"),
+    ("src_name", "str", "", "initiator's name, else empty"),
+    ("dst_ip", "str", "", "responder address"),
+    ("dst_name", "str", "", "responder's name, else empty"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
+    ("dst_port", "int64", "", "responder port (0 for ICMP)"),
+    ("flows", "int64", "flows", "observed flows on the path"),
+    ("successful_flows", "int64", "flows", "of those, flows that succeeded (handshake, UDP answer)"),
+    ("documented", "bool", "", "a catalogue rule allows this path"),
+    ("rule", "str", "", "the catalogue rule the path matches, else empty"),
+    ("breaks", "str", "", "for a blocked documented path: the catalogue rule and its description"),
+    ("ruleset_line", "Int64", "", "line of the ruleset row that decided (NA: the implicit deny)"),
+    ("first_seen", "datetime64[ns, UTC]", "", "first packet of those flows"),
+)
+
+# firewall.verify_flows: ruleset rows that no observed flow matched first.
+VERIFY_UNUSED_COLUMNS = _table(
+    ("ruleset_line", "int64", "", "line of the row in the ruleset file"),
+    ("source", "str", "", "source as written"),
+    ("destination", "str", "", "destination as written"),
+    ("proto", "str", "", "proto (tcp, udp, icmp, icmpv6, a number or any)"),
+    ("ports", "str", "", "ports as written (empty: every port)"),
+    ("action", "str", "", "allow or deny"),
+)
