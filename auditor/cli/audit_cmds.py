@@ -73,17 +73,45 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
 @click.option("--role", help="Only rules with this role at either end.")
 @click.option("--check", "check_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Validate this catalogue file and exit (errors name file and line).")
+@click.option("--list", "list_bundled", is_flag=True,
+              help="Name the bundled catalogues (versions, rules, description) and exit.")
 @output_options(formats=("table", "csv", "json"))
 @handle_errors
-def catalogue(catalogues, replace_catalogue, role, check_file, fmt, output):
-    """List the reference catalogue of documented Exchange 2010 paths, or --check a file."""
-    from auditor.catalogue.loader import catalogue_frame, check_catalogue
+def catalogue(catalogues, replace_catalogue, role, check_file, list_bundled, fmt, output):
+    """List the catalogue of documented Exchange paths (--catalogue NAME|FILE), --list the
+    bundled ones, or --check a file."""
+    import json
+
+    from auditor.catalogue.loader import (
+        bundled_catalogues,
+        catalogue_frame,
+        catalogue_records,
+        check_catalogue,
+    )
 
     if check_file is not None:
         cat = check_catalogue(check_file)
         click.echo(f"{check_file}: {len(cat.rules)} rules, ok")
         return
-    frame = catalogue_frame(load_catalogues(catalogues, replace_catalogue), role)
+    if list_bundled:
+        import pandas as pd
+
+        rows = bundled_catalogues()
+        if fmt == "json":
+            emit(json.dumps(rows, indent=1) + "\n", output)
+            return
+        frame = pd.DataFrame(rows).assign(versions=lambda f: f["versions"].map(",".join))
+        if fmt == "csv":
+            write_frame(frame, "csv", output)
+        else:
+            emit(table_text(frame[["name", "versions", "rules", "description"]],
+                            f"{len(frame)} bundled catalogues"), output)
+        return
+    cat = load_catalogues(catalogues, replace_catalogue)
+    if fmt == "json":  # roles, ports and versions as JSON lists, not joined text
+        emit(json.dumps(catalogue_records(cat, role), indent=1, ensure_ascii=False) + "\n", output)
+        return
+    frame = catalogue_frame(cat, role)
     if fmt == "table":
         cols = ["id", "source", "destination", "proto", "ports", "service", "expected", "scope",
                 "status"]

@@ -51,14 +51,19 @@ def progress_bar():
 
 
 def catalogue_options(func):
-    """--catalogue FILE (repeatable) and --replace-catalogue."""
+    """--catalogue NAME|FILE (repeatable) and --replace-catalogue; shared by audit, catalogue,
+    firewall, plot and verify.  A bundled name (exchange2010, exchange2013, exchange2016,
+    coexistence) takes the place of the default exchange2010; a file adds its rules."""
     func = click.option(
         "--replace-catalogue", is_flag=True,
-        help="Use only the --catalogue files, not the bundled Exchange 2010 catalogue.",
+        help="Use only the --catalogue names/files, not the default exchange2010 catalogue.",
     )(func)
     return click.option(
-        "--catalogue", "catalogues", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-        help="Extra catalogue YAML (repeatable); adds to the bundled rules.",
+        "--catalogue", "catalogues", multiple=True, metavar="NAME|FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A bundled catalogue by name (exchange2010, exchange2013, exchange2016, coexistence; "
+             "`auditor catalogue --list`) or a catalogue YAML file (repeatable). A name replaces "
+             "the default exchange2010; a file adds to it.",
     )(func)
 
 
