@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-stamp
 OUT     ?= out
 APT     := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: demo test setup system-deps test-deps lint bench clean
+.PHONY: demo test setup system-deps test-deps lint bench fuzz clean
 
 # tshark does the deep DCE/RPC dissection; python3-venv is missing on minimal Debian images
 system-deps:
@@ -48,6 +48,13 @@ test: setup test-deps
 
 lint: setup
 	$(VENV)/bin/ruff check auditor tests benchmarks
+
+# seeded structural fuzzing of the capture reader through the CLI (tests/fuzz/); not in `make test`,
+# which runs a 300-case slice of it. FUZZ_CASES=100000 FUZZ_SEED=7 make fuzz for a longer campaign.
+FUZZ_CASES ?= 10000
+FUZZ_SEED  ?= 0
+fuzz: setup
+	$(PY) -m tests.fuzz --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 bench: setup
 	$(PY) benchmarks/bench_flows.py

@@ -27,6 +27,7 @@ MAX_BLOCK = 128 << 20  # largest pcapng block accepted (Wireshark allows about t
 CHUNK_BYTES = 32 << 20  # file bytes walked per chunk: bounds memory whatever the file size
 HEAD_BYTES = 112  # leading bytes of each record copied out once; enough for almost all headers
 NO_TS = np.iinfo(np.int64).min  # timestamp of a record that has none (pcapng simple packet block)
+MAX_TSOFFSET = 1 << 32  # if_tsoffset seconds beyond this cannot be added to int64 ns timestamps
 BAD_INTERFACE = -1  # link type given to a pcapng packet that names an undefined interface
 
 _PCAP_MAGICS = {  # magic bytes -> (byte order, ns per fraction unit, format name)
@@ -102,7 +103,7 @@ class RecordReader:
             raise CaptureError(f"{self.path}: cannot open ({exc.strerror})") from None
         try:
             if os.fstat(f.fileno()).st_size == 0:
-                raise CaptureError(f"{self.path}: empty file")
+                raise CaptureError(f"{self.path}: empty file (no bytes at offset 0)")
             gz = f.read(2) == b"\x1f\x8b"
             f.seek(0)
             self._src = GzipSource(f) if gz else MappedSource(f)
@@ -119,23 +120,28 @@ class RecordReader:
     def _detect(self, gz: bool) -> None:
         head = bytes(self._src.buf[:24])
         if not head:
-            raise CaptureError(f"{self.path}: empty file (after gzip decompression)")
+            why = getattr(self._src, "error", None) or "the stream holds no data"
+            raise CaptureError(f"{self.path}: nothing to read at byte offset 0 of the gzip "
+                               f"content ({why})")
         suffix = "+gzip" if gz else ""
         if head[:4] in _PCAP_MAGICS:
             self._order, self._frac_ns, fmt = _PCAP_MAGICS[head[:4]]
             if len(head) < 24:
-                raise CaptureError(f"{self.path}: truncated pcap file header")
+                raise CaptureError(f"{self.path}: truncated pcap file header "
+                                   f"({len(head)} bytes at offset 0, 24 needed)")
             network = struct.unpack_from(self._order + "I", head, 20)[0]
             self._linktype = network & 0x03FFFFFF  # upper bits may carry the FCS length
             self.format = fmt + suffix
         elif head[:4] == _NG_MAGIC:
             if head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
-                raise CaptureError(f"{self.path}: not a pcapng file (bad byte-order magic)")
+                raise CaptureError(f"{self.path}: not a pcapng file (bad byte-order magic at "
+                                   "byte offset 8)")
             self.format = "pcapng" + suffix
         else:
             what = "gzip content" if gz else "file"
             raise CaptureError(
-                f"{self.path}: not a pcap or pcapng file ({what} starts with 0x{head[:4].hex()})"
+                f"{self.path}: not a pcap or pcapng file ({what} starts with 0x{head[:4].hex()} "
+                "at byte offset 0)"
             )
 
     def __enter__(self) -> RecordReader:
@@ -348,7 +354,22 @@ class RecordReader:
             elif code == 14 and length >= 8:
                 tsoffset = struct.unpack_from(order + "q", mv, opt + 4)[0]
             opt += 4 + ((length + 3) & ~3)
+        if abs(tsoffset) > MAX_TSOFFSET:  # its nanoseconds would not fit the int64 timestamps
+            self._ignore("implausible if_tsoffset", pos, f"if_tsoffset {tsoffset} s ignored")
+            tsoffset = 0
+        if not _resolution_ok(tsresol):
+            self._ignore("unusable if_tsresol", pos,
+                         f"if_tsresol 0x{tsresol:02x} is finer than a 64-bit count can reach "
+                         "in whole ns; this interface's timestamps are read as 0")
         self._ifaces.append((linktype, snaplen, tsresol, tsoffset))
+
+    def _ignore(self, reason: str, offset: int, detail: str) -> None:
+        """Note a header field that was ignored (reading goes on); warned once per reason."""
+        gz = " of the decompressed stream" if self.format.endswith("+gzip") else ""
+        self.skipped[reason] += 1
+        self.notes.setdefault(
+            reason, f"{self.path}: {reason} in the block at byte offset "
+                    f"{self._src.base + offset}{gz} ({detail})")
 
     def _ng_chunk(self, buf: np.ndarray, off: np.ndarray, status: int):
         order = self._sec_order
@@ -407,10 +428,17 @@ class RecordReader:
         return chunk, status
 
 
+def _resolution_ok(resol: int) -> bool:
+    """Whether a 64-bit timestamp in units of if_tsresol can say anything in whole ns."""
+    return resol <= 9 + 19 if not resol & 0x80 else (resol & 0x7F) < 96
+
+
 def _scale_ts(raw: np.ndarray, resol: int) -> np.ndarray:
     """Convert pcapng timestamp units (if_tsresol) to int64 nanoseconds."""
     if resol & 0x80:  # units of 2**-k seconds
         k = resol & 0x7F
+        if not _resolution_ok(resol):  # 2**-k s with k >= 96: every timestamp rounds to 0 ns
+            return np.zeros(len(raw), np.int64)
         if k > 32:  # drop sub-nanosecond bits first so the products below fit 64 bits
             raw, k = raw >> np.uint64(k - 32), 32
         whole = (raw >> np.uint64(k)) * np.uint64(1_000_000_000)
@@ -418,4 +446,6 @@ def _scale_ts(raw: np.ndarray, resol: int) -> np.ndarray:
         return (whole + frac).astype(np.int64)
     if resol <= 9:
         return raw.astype(np.int64) * 10 ** (9 - resol)
+    if not _resolution_ok(resol):  # 10**(resol-9) > 2**64: every timestamp rounds to 0 ns
+        return np.zeros(len(raw), np.int64)
     return (raw // np.uint64(10 ** (resol - 9))).astype(np.int64)

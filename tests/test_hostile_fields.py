@@ -1,0 +1,58 @@
+"""Byte-literal captures whose header fields claim what the file cannot back."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from click.testing import CliRunner
+
+from auditor import CaptureWarning, read_packets
+from auditor.cli import cli
+from tests.fuzz import capbuild as cb
+
+
+def _ng_with_idb_options(tmp_path, options: bytes, ts=1_700_000_000_000_000):
+    pk = cb.sample_packets(__import__("random").Random(1), 3)
+    cap = cb.pcapng_of(pk, idb_options=options)
+    for i, p in enumerate(pk):
+        cap.blocks[2 + i] = cb.epb(p, ts=ts + i)
+    path = tmp_path / "odd.pcapng"
+    path.write_bytes(cap.encode())
+    return path
+
+
+@pytest.mark.parametrize("resol", [0x1D, 0x3F, 0x7F, 0xFF, 0xE0])
+def test_unusable_if_tsresol_reads_packets_and_warns_with_offset(tmp_path, resol):
+    # The bug that opened issue 15: 10**(resol - 9) overflowed numpy's uint64 (exit 1).
+    path = _ng_with_idb_options(tmp_path, cb.ng_option(9, bytes([resol])) + cb.ng_option(0, b""))
+    with pytest.warns(CaptureWarning, match=r"unusable if_tsresol .* byte offset 28 "):
+        table = read_packets([path])
+    assert len(table.packets) == 3
+    assert (table.packets["ts_ns"] == 0).all()
+
+
+def test_odd_if_tsresol_through_the_cli_is_not_an_internal_error(tmp_path):
+    path = _ng_with_idb_options(tmp_path, cb.ng_option(9, b"\x7f"))
+    res = CliRunner().invoke(cli, ["flows", str(path), "--format", "csv"])
+    assert res.exit_code == 0, res.stderr
+    assert "internal error" not in res.stderr and "unusable if_tsresol" in res.stderr
+
+
+@pytest.mark.parametrize("resol,expect_ns", [
+    (0x1C, 0),  # 10^-28 s units: 10**12 of them are far below 1 ns
+    (0x13, 100),  # 10^-19 s
+    (0x0A, 10**11),  # 10^-10 s
+    (0x89, 10**21 // 512),  # 2^-9 s
+])
+def test_fine_if_tsresol_still_scales(tmp_path, resol, expect_ns):
+    path = _ng_with_idb_options(tmp_path, cb.ng_option(9, bytes([resol])), ts=10**12)
+    assert int(read_packets([path]).packets["ts_ns"].iloc[0]) == expect_ns
+
+
+def test_implausible_if_tsoffset_is_ignored_with_a_warning(tmp_path):
+    opt = cb.ng_option(14, struct.pack("<q", 2**62))
+    path = _ng_with_idb_options(tmp_path, opt)
+    with pytest.warns(CaptureWarning, match="implausible if_tsoffset"):
+        table = read_packets([path])
+    assert int(table.packets["ts_ns"].iloc[0]) == 1_700_000_000_000_000 * 1000
