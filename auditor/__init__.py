@@ -19,6 +19,7 @@ _EXPORTS = {
     "DissectError": "auditor.errors",
     "DissectWarning": "auditor.errors",
     "InventoryError": "auditor.errors",
+    "OutputError": "auditor.errors",
     # capture files -> packet arrays
     "CaptureFile": "auditor.capture.packets",
     "PacketTable": "auditor.capture.packets",

@@ -35,3 +35,7 @@ class RulesetError(AuditorError):
 
 class AuditDocumentError(AuditorError):
     """A JSON document given to `diff` is not an audit document (names file and line)."""
+
+
+class OutputError(AuditorError):
+    """An output file cannot be written (disk full, no permission); the old file is kept."""

@@ -222,8 +222,9 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
     if hasattr(out_path, "write"):
         out_path.write(b"".join(out))
     else:
-        with open(out_path, "wb") as fh:
-            fh.write(b"".join(out))
+        from auditor.atomic import write_bytes
+
+        write_bytes(out_path, b"".join(out))
     return len(sel)
 
 

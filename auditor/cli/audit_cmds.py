@@ -169,7 +169,10 @@ def plot(kind, captures, inventory, catalogues, replace_catalogue, output, value
         fig, ax = plt.subplots(figsize=(11, 8), layout="constrained")
         draw = plots.plot_host_matrix if by == "host" else plots.plot_role_matrix
         draw(result.flows, ax=ax, value=value)
-    fig.savefig(output, dpi=130)
+    from auditor.atomic import atomic_path
+
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, dpi=130)
     plt.close(fig)
     click.echo(f"wrote {output}", err=True)
 

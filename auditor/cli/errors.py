@@ -8,7 +8,7 @@ import warnings
 
 import click
 
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, OutputError
 
 
 class ExitStatus(enum.IntEnum):
@@ -31,6 +31,11 @@ def handle_errors(func):
             warnings.simplefilter("always")
             try:
                 return func(*args, **kwargs)
+            except OutputError as exc:  # not bad input: the disk, permissions
+                if debug:
+                    raise
+                click.echo(f"auditor: error: {exc}", err=True)
+                ctx.exit(ExitStatus.ERROR)
             except AuditorError as exc:
                 if debug:
                     raise

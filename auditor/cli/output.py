@@ -8,13 +8,16 @@ import click
 import numpy as np
 import pandas as pd
 
+from auditor.atomic import atomic_path, write_text
+
 
 def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
     """Write a frame as csv, json or parquet to a file or standard output."""
     if fmt == "parquet":
         if output is None:
             raise click.UsageError("--format parquet needs -o FILE")
-        frame.to_parquet(output, index=False)
+        with atomic_path(output) as tmp:
+            frame.to_parquet(tmp, index=False)
         return
     if fmt == "csv":
         _write_csv(frame, output)
@@ -35,7 +38,8 @@ def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:
         pa_csv.write_csv(table, sink)
         click.echo(sink.getvalue().to_pybytes().decode("utf-8"), nl=False)
     else:
-        pa_csv.write_csv(table, str(output))
+        with atomic_path(output) as tmp:
+            pa_csv.write_csv(table, str(tmp))
         click.echo(f"wrote {output}", err=True)
 
 
@@ -53,7 +57,7 @@ def emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_text(output, text)
         click.echo(f"wrote {output}", err=True)
 
 

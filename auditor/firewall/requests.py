@@ -18,6 +18,7 @@ from typing import IO
 
 import pandas as pd
 
+from auditor.atomic import write_bytes, write_text
 from auditor.catalogue.loader import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
 from auditor.errors import AuditorError
 from auditor.inventory.roles import normal_ip
@@ -376,7 +377,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def _text_out(text: str, path_or_stream) -> None:
     if isinstance(path_or_stream, str | Path):
-        Path(path_or_stream).write_text(text, encoding="utf-8", newline="")
+        write_text(path_or_stream, text, newline="")
     elif isinstance(path_or_stream, io.RawIOBase | io.BufferedIOBase):
         path_or_stream.write(text.encode("utf-8"))
     else:
@@ -436,6 +437,6 @@ def write_requests(frame: pd.DataFrame, path_or_stream: str | Path | IO, fmt: st
     else:
         data = _xlsx_bytes(frame)
         if isinstance(path_or_stream, str | Path):
-            Path(path_or_stream).write_bytes(data)
+            write_bytes(path_or_stream, data)
         else:
             getattr(path_or_stream, "buffer", path_or_stream).write(data)

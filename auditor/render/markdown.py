@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from auditor.atomic import write_text
 from auditor.audit.verdicts import AuditResult
 from auditor.render.common import capture_rows, missing_rules, plain, summary_rows
 
@@ -114,7 +115,7 @@ def write_markdown(result: AuditResult, path_or_stream, *,
     """Write summary, findings, missing rules and RPC endpoints as Markdown (for tickets)."""
     text = markdown_text(result, title)
     if isinstance(path_or_stream, str | Path):
-        Path(path_or_stream).write_text(text, encoding="utf-8")
+        write_text(path_or_stream, text)
     elif isinstance(path_or_stream, io.RawIOBase | io.BufferedIOBase):
         path_or_stream.write(text.encode("utf-8"))
     else:

@@ -35,7 +35,7 @@ def write_report(result: AuditResult, path, *, catalogue=None,
 def write_html(result: AuditResult, path, *, catalogue=None,
                title: str = "Exchange traffic audit") -> None:
     """Write one self-contained HTML page (plots inline, no external resources)."""
+    from auditor.atomic import write_text
     from auditor.render.html import render_html
 
-    Path(path).write_text(render_html(result, catalogue=catalogue, title=title),
-                          encoding="utf-8")
+    write_text(path, render_html(result, catalogue=catalogue, title=title))

@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 
+from auditor.atomic import atomic_path
 from auditor.audit.verdicts import AuditResult
 from auditor.errors import AuditorError
 from auditor.render.common import FORMULA_START, capture_rows, plain, summary_rows
@@ -106,7 +107,8 @@ def write_xlsx(result: AuditResult, path, *, max_flows: int | None = 20_000) -> 
             ws.column_dimensions[_column_letter(i + 1)].width = width
         _xlsx_rows(ws, frame.set_axis(columns, axis=1) if columns else frame, columns,
                    limit if name == "flows" else None)
-    wb.save(path)
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
 
 
 def _column_letter(n: int) -> str:
