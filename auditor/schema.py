@@ -52,6 +52,9 @@ PACKET_COLUMNS = _table(
     ("more_fragments", "bool", "", "the more-fragments flag is set"),
     ("icmp_type", "uint8", "", "ICMP/ICMPv6 type; 0 for other protocols"),
     ("icmp_code", "uint8", "", "ICMP/ICMPv6 code; 0 for other protocols"),
+    ("payload_b4", "uint64", "", "captured payload bytes 4-11, big-endian, zero-padded"),
+    ("payload_b12", "uint64", "", "captured payload bytes 12-19, big-endian, zero-padded"),
+    ("payload_b20", "uint64", "", "captured payload bytes 20-27, big-endian, zero-padded"),
 )
 
 # ICMP/ICMPv6 destination-unreachable messages, with the header they quote.
@@ -66,6 +69,16 @@ ICMP_ERROR_COLUMNS = _table(
     ("inner_proto", "uint8", "", "quoted packet's IP protocol"),
     ("inner_src_port", "uint16", "", "quoted packet's source port (0 when not quoted)"),
     ("inner_dst_port", "uint16", "", "quoted packet's destination port (0 when not quoted)"),
+)
+
+# What decided a flow's initiator (flows.orient): the strongest evidence first.
+ORIENTATIONS = (
+    "handshake",  # TCP SYN (or SYN/ACK) seen
+    "payload",  # protocol evidence in the first payload bytes: request vs response
+    "listener",  # one side accepted a handshake (or answered) elsewhere in the capture set
+    "epm",  # one side is an RPC endpoint advertised by EPM, a bind or a DCOM binding
+    "port",  # one side's port is a service port, the other's is not
+    "first_packet",  # a guess: the sender of the first captured packet
 )
 
 FLOW_STATES = (
@@ -99,6 +112,9 @@ FLOW_COLUMNS = _table(
     ("icmp_code", "Int64", "", "code of that ICMP unreachable (13 = administratively prohibited)"),
     ("client_payload_head", "uint32", "", "first 4 payload bytes the initiator sent (0 if none)"),
     ("capture", "str", "", "name of the capture file the flow started in"),
+    ("orientation", "str", "", "what decided the initiator: " + ", ".join(ORIENTATIONS)),
+    ("src_payload_prefix", "str", "", "first payload bytes (up to 28) the initiator sent, hex"),
+    ("dst_payload_prefix", "str", "", "first payload bytes (up to 28) the responder sent, hex"),
 )
 
 
@@ -142,6 +158,8 @@ FINDING_COLUMNS = _table(
     ("first_seen", "datetime64[ns, UTC]", "", "first packet of those flows (NaT for missing)"),
     ("last_seen", "datetime64[ns, UTC]", "", "last packet of those flows (NaT for missing)"),
     ("detail", "str", "", "one sentence: the reason, the rule, the ICMP code, ..."),
+    ("orientation", "str", "", "weakest orientation of those flows ('port', 'first_packet' = a "
+     "guess); empty for missing"),
 )
 
 RULE_STATUSES = ("observed", "missing", "not_applicable")

@@ -140,7 +140,8 @@ def flow_row(src_ip, dst_ip, dst_port, *, proto="tcp", verdict="expected", rule=
         src_packets=6 * n, src_bytes=900 * n, dst_packets=5 * n, dst_bytes=4000 * n,
         src_payload_bytes=500 * n, dst_payload_bytes=3500 * n, state=state,
         end="fin" if state == "established" else "", icmp_type=pd.NA, icmp_code=pd.NA,
-        client_payload_head=0, capture="pilot-a.pcapng",
+        client_payload_head=0, capture="pilot-a.pcapng", orientation="handshake",
+        src_payload_prefix="", dst_payload_prefix="",
         src_name=s_name if src_name is None else src_name,
         dst_name=d_name if dst_name is None else dst_name,
         src_roles=s_roles, dst_roles=d_roles,
@@ -234,6 +235,7 @@ def findings_from(flows: pd.DataFrame, missing: list[tuple[str, str, str]] = ())
             bytes=int((g["src_bytes"] + g["dst_bytes"]).sum()),
             first_seen=g["first_seen"].min(), last_seen=g["last_seen"].max(),
             detail=f"{kind} {proto}/{port} from {first['src_role']} to {first['dst_role']}",
+            orientation="handshake",
         ))
     by_id = {r.id: r for r in RULES}
     for rule_id, src_role, dst_role in missing:
@@ -244,7 +246,7 @@ def findings_from(flows: pd.DataFrame, missing: list[tuple[str, str, str]] = ())
             dst_port=ports[0] if len(ports) == 1 else pd.NA, src_name="", dst_name="",
             src_role=src_role, dst_role=dst_role, documented=True, rule=rule_id,
             service=rule.service, flows=0, packets=0, bytes=0, first_seen=pd.NaT,
-            last_seen=pd.NaT, detail=f"expected path {rule_id} was never seen",
+            last_seen=pd.NaT, detail=f"expected path {rule_id} was never seen", orientation="",
         ))
     if not rows:
         return template

@@ -31,7 +31,7 @@ def pkt(t, src, sport, dst, dport, proto=6, flags=0, length=60, payload=0, head=
         ip_version=4 if "." in src else 6, src_ip_hi=s_hi, src_ip_lo=s_lo, dst_ip_hi=d_hi,
         dst_ip_lo=d_lo, proto=proto, src_port=sport, dst_port=dport, tcp_flags=flags, tcp_seq=0,
         payload_len=payload, payload_head=head, ip_id=0, frag_offset=0, more_fragments=False,
-        icmp_type=0, icmp_code=0,
+        icmp_type=0, icmp_code=0, payload_b4=0, payload_b12=0, payload_b20=0,
     )
     row.update(extra)
     return row

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from auditor.flows.orient import orientation_note, orientation_rank
 from auditor.options import AuditOptions
 from auditor.schema import (
     AUDIT_FLOW_COLUMNS,
     FINDING_COLUMNS,
     FLOW_COLUMNS,
+    ORIENTATIONS,
     RULE_STATUS_COLUMNS,
     column_names,
     empty_frame,
@@ -320,6 +322,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
         bytes=bad["src_bytes"] + bad["dst_bytes"],
         icmp=bad["icmp_type"].astype("string").fillna("") + "/" +
         bad["icmp_code"].astype("string").fillna(""),
+        orient_rank=orientation_rank(bad["orientation"]),
     )
     keys = ["kind", "src_ip", "dst_ip", "proto", "dst_port"]
     agg = bad.groupby(keys, as_index=False, sort=False).agg(
@@ -329,7 +332,9 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
         flows=("flow_id", "size"), packets=("packets", "sum"), bytes=("bytes", "sum"),
         first_seen=("first_seen", "min"), last_seen=("last_seen", "max"),
         icmp=("icmp", "first"), rpc_interface=("rpc_interface", "first"),
+        orient_rank=("orient_rank", "max"),
     )
+    agg["orientation"] = np.asarray(ORIENTATIONS, dtype=object)[agg["orient_rank"].to_numpy()]
     blocked = agg["kind"] != "unexpected"
     agg["severity"] = np.where(
         blocked,
@@ -340,6 +345,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
             "documented", "rule"]
     agg["detail"] = [_detail(*values) for values in zip(*agg[cols].to_dict("list").values(),
                                                         strict=True)]
+    agg["detail"] = agg["detail"] + orientation_note(agg["orientation"])
     agg["dst_port"] = agg["dst_port"].astype("Int64")
     return agg[column_names(FINDING_COLUMNS)]
 
@@ -427,6 +433,7 @@ def _missing_row(rule, *, src_ip, dst_ip, src_role, dst_role, src_name, dst_name
         "documented": True, "rule": rule.id, "service": rule.service, "flows": 0, "packets": 0,
         "bytes": 0, "first_seen": pd.NaT, "last_seen": pd.NaT,
         "detail": f"{detail} (ports {','.join(str(p) for p in rule.ports)}/{rule.proto})",
+        "orientation": "",
     }
 
 

@@ -24,7 +24,8 @@ ICMP_DTYPES = {c.name: np.dtype(c.dtype) for c in ICMP_ERROR_COLUMNS}
 _REASONS = ("", "truncated link-layer header", "bad IP header", "truncated IP header")
 _IP_COLUMNS = ("src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port",
                "dst_port", "tcp_flags", "tcp_seq", "payload_len", "payload_head", "ip_id", "frag_offset",
-               "more_fragments", "icmp_type", "icmp_code")
+               "more_fragments", "icmp_type", "icmp_code", "payload_b4", "payload_b12", "payload_b20")
+PAYLOAD_KEPT = 28  # payload bytes kept per packet: enough for orientation evidence (flows/orient)
 
 
 def _be16(h: np.ndarray, at: int) -> np.ndarray:
@@ -204,7 +205,7 @@ def _ip_layer(buf, off, end, rest, ver):
                                | ((ver == 6) & (proto == 58) & (itype == 1)))
     # How far into the packet (from the IP header) decoding looked; errors and ICMP quotes
     # count as "everything" so those rows are always decoded from the full record.
-    deep = np.maximum(out["_t"] + 14, out.pop("_start") + np.minimum(out["payload_len"], 4)) - off
+    deep = np.maximum(out["_t"] + 14, out.pop("_start") + np.minimum(out["payload_len"], PAYLOAD_KEPT)) - off
     deep[(reason != 0) | out["_unreach"]] = 1 << 40
     out["_deep"] = deep
     return out
@@ -278,7 +279,7 @@ def _ipv6_ext(buf, t, nh, end):
 
 
 def _transport(buf, t, end, proto, plen, first):
-    """Ports, TCP flags, ICMP type/code, payload length and the first 4 payload bytes."""
+    """Ports, TCP flags, ICMP type/code, payload length and the first payload bytes."""
     h = byte_rows(buf, t, 14)
     avail = end - t
     tcp = first & (proto == 6)
@@ -289,15 +290,19 @@ def _transport(buf, t, end, proto, plen, first):
     hdr = np.select([tcp, udp, icmp], [np.maximum(doff, 20), 8, 8], 0)
     payload = np.maximum(plen - hdr, 0)
     start = t + hdr
-    ncap = np.clip(np.minimum(end - start, payload), 0, 4)
-    head = byte_rows(buf, start, 4) * (np.arange(4) < ncap[:, None])  # zero bytes not captured
+    ncap = np.clip(np.minimum(end - start, payload), 0, PAYLOAD_KEPT)
+    kept = byte_rows(buf, start, PAYLOAD_KEPT) * (np.arange(PAYLOAD_KEPT) < ncap[:, None])
+    head = np.ascontiguousarray(kept.astype(np.uint8))  # bytes not captured are zero
     return {
         "src_port": np.where(ports, _be16(h, 0), 0).astype(np.uint16),
         "dst_port": np.where(ports, _be16(h, 2), 0).astype(np.uint16),
         "tcp_flags": np.where(tcp & (avail >= 14), h[:, 13], 0).astype(np.uint8),
         "tcp_seq": np.where(tcp & (avail >= 8), _be32(h, 4), 0).astype(np.uint32),
         "payload_len": payload.astype(np.uint32),
-        "payload_head": head.astype(np.uint8).view(">u4")[:, 0].astype(np.uint32),
+        "payload_head": head[:, :4].copy().view(">u4")[:, 0].astype(np.uint32),
+        "payload_b4": head[:, 4:12].copy().view(">u8")[:, 0].astype(np.uint64),
+        "payload_b12": head[:, 12:20].copy().view(">u8")[:, 0].astype(np.uint64),
+        "payload_b20": head[:, 20:28].copy().view(">u8")[:, 0].astype(np.uint64),
         "icmp_type": np.where(icmp & (avail >= 1), h[:, 0], 0).astype(np.uint8),
         "icmp_code": np.where(icmp & (avail >= 2), h[:, 1], 0).astype(np.uint8),
         "_start": start,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.capture.packets import PacketTable, format_ip
+from auditor.flows.orient import decide_initiator, payload_hex, payload_matrix, sender_role
 from auditor.options import FlowOptions
 from auditor.schema import FLOW_COLUMNS, column_names, empty_frame
 
@@ -81,7 +82,8 @@ def build_flows_labelled(
     frame["a_code"], frame["b_code"] = a_code[first], b_code[first]
     frame["a_port"], frame["b_port"] = a_port[first], b_port[first]
     frame["file_index"] = pk["file_index"].to_numpy()[first]
-    flows = _orient(frame, addr_hi, addr_lo, table)
+    heads = _first_payloads(pk, order, frame)
+    flows = _orient(frame, addr_hi, addr_lo, table, heads)
     flows = _apply_icmp_errors(flows, table, labels, src_port, dst_port)
     return flows, labels
 
@@ -199,6 +201,21 @@ def _aggregate(pk, order, bounds, dir_s, fl_s, pr_s, ts_s) -> pd.DataFrame:
     return out
 
 
+def _first_payloads(pk, order, f: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per canonical side: the (flows, 28) first payload bytes it sent and that packet's length."""
+    n = len(order)
+    out = []
+    for side in (0, 1):
+        p = f[f"head_pos{side}"].to_numpy()
+        has = p < n
+        rows = order[np.minimum(p, n - 1)]
+        mat = payload_matrix(*(pk[c].to_numpy()[rows] for c in
+                               ("payload_head", "payload_b4", "payload_b12", "payload_b20")))
+        mat[~has] = 0
+        out.append((mat, np.where(has, pk["payload_len"].to_numpy()[rows].astype(np.int64), 0)))
+    return out
+
+
 def _service_rank(port: np.ndarray) -> np.ndarray:
     """2 for well-known or known service ports, 1 for other registered ports, 0 for ephemeral."""
     rank = np.where(port < EPHEMERAL_FLOOR, 1, 0)
@@ -206,25 +223,22 @@ def _service_rank(port: np.ndarray) -> np.ndarray:
     return np.where(port == 0, 0, rank)
 
 
-def _initiator_dir(f: pd.DataFrame) -> np.ndarray:
-    """Which canonical side (0 = a, 1 = b) started each flow."""
-    syn_dir = f["syn_dir"].to_numpy()
-    first_dir = f["first_dir"].to_numpy()
-    a_rank = _service_rank(f["a_port"].to_numpy())
-    b_rank = _service_rank(f["b_port"].to_numpy())
-    by_port = np.where(a_rank > b_rank, 1, np.where(b_rank > a_rank, 0, first_dir))
-    # a SYN/ACK without its SYN in the capture still names the server
-    synack_only = np.where(f["synack1"].to_numpy() > 0, 0, np.where(f["synack0"] > 0, 1, -1))
-    init = np.where(synack_only >= 0, synack_only, by_port)
-    icmp = np.isin(f["proto_num"].to_numpy(), (ICMP, ICMPV6))
-    init = np.where(icmp, first_dir, init)
-    return np.where(syn_dir >= 0, syn_dir, init)
+def _initiator_dir(f: pd.DataFrame, heads) -> tuple[np.ndarray, np.ndarray]:
+    """Which canonical side (0 = a, 1 = b) started each flow, and what decided it."""
+    proto = f["proto_num"].to_numpy()
+    a_port, b_port = f["a_port"].to_numpy(), f["b_port"].to_numpy()
+    (m0, len0), (m1, len1) = heads
+    role0 = sender_role(m0, len0, proto, a_port, b_port)
+    role1 = sender_role(m1, len1, proto, b_port, a_port)
+    return decide_initiator(f, _service_rank(a_port), _service_rank(b_port), role0, role1)
 
 
-def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable) -> pd.DataFrame:
+def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.DataFrame:
     """Turn canonical (a, b) aggregates into initiator/responder columns and a state."""
-    init = _initiator_dir(f)
+    init, orientation = _initiator_dir(f, heads)
     a_init = init == 0
+    (m0, len0), (m1, len1) = heads
+    hex0, hex1 = payload_hex(m0, len0), payload_hex(m1, len1)
 
     def pick(col: str, initiator: bool) -> np.ndarray:
         a_val, b_val = f[f"{col}0"].to_numpy(), f[f"{col}1"].to_numpy()
@@ -260,6 +274,9 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable) -> pd.DataFra
             "icmp_code": pd.array(np.where(is_icmp, f["icmp_code0"], 0), dtype="Int64"),
             "client_payload_head": pick("head", True).astype(np.uint32),
             "capture": file_names[f["file_index"].to_numpy().astype(np.int64)],
+            "orientation": orientation,
+            "src_payload_prefix": np.where(a_init, hex0, hex1),
+            "dst_payload_prefix": np.where(a_init, hex1, hex0),
         }
     )
     # ICMP type/code on non-ICMP flows is only set when an unreachable rejects the flow.

@@ -21,7 +21,8 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
 # columns that say what a flow is and how it went (flow_id and capture are bookkeeping)
 COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_seen", "last_seen",
            "src_packets", "src_bytes", "dst_packets", "dst_bytes", "src_payload_bytes",
-           "dst_payload_bytes", "state", "end", "icmp_type", "icmp_code", "client_payload_head"]
+           "dst_payload_bytes", "state", "end", "icmp_type", "icmp_code", "client_payload_head",
+           "orientation"]
 
 
 def captures() -> list[Path]:

@@ -1,0 +1,237 @@
+"""Which side of a flow is the client: the handshake, else evidence, else ports, else time.
+
+A flow caught mid-stream has no SYN to say who started it. Its first payload bytes usually do:
+a DCE/RPC bind or request, a TLS ClientHello, an SMTP greeting (sent by the server), an HTTP
+status line, SMB2's response flag, an LDAP or Kerberos request tag, the DNS/NBNS QR bit, the NTP
+mode. Each direction's first bytes are classified column-wise (numpy over the flows, no loop over
+packets), then endpoints that accepted a handshake elsewhere in the capture set, then service
+ports, then the first packet. `ORIENTATIONS` is the vocabulary of the flow table's
+`orientation` column; `apply_endpoints` is the second pass with RPC endpoints that EPM replies
+and DCOM bindings advertised (learned after the flows are built).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from auditor.schema import ORIENTATIONS
+
+__all__ = ["ORIENTATIONS", "decide_initiator", "sender_role"]
+
+
+KEPT = 28  # first payload bytes kept per packet and per flow direction
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+CLIENT, SERVER = 1, -1  # what a direction's first bytes say about its sender
+
+_DCE_CO_CLIENT = (0, 11, 14, 16, 18, 19)  # request, bind, alter_context, auth3, cancel, orphaned
+_DCE_CO_SERVER = (2, 3, 12, 13, 15, 17)  # response, fault, bind_ack/nak, alter_context_resp, shutdown
+_DCE_CL_CLIENT = (0, 1, 7, 8)  # request, ping, ack, cl_cancel
+_DCE_CL_SERVER = (2, 3, 4, 5, 6, 10)  # response, fault, working, nocall, reject, cancel_ack
+_LDAP_REQUEST = (0x60, 0x42, 0x63, 0x66, 0x68, 0x4A, 0x6C, 0x6E, 0x50, 0x77)
+_LDAP_RESPONSE = (0x61, 0x64, 0x65, 0x73, 0x67, 0x69, 0x6B, 0x6D, 0x6F, 0x78, 0x79)
+_KRB_REQUEST = (0x6A, 0x6C, 0x6E)  # AS-REQ, TGS-REQ, AP-REQ
+_KRB_RESPONSE = (0x6B, 0x6D, 0x6F, 0x7E)  # AS-REP, TGS-REP, AP-REP, KRB-ERROR
+_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"CONN", b"PATC",
+                 b"PROP", b"RPC_", b"M-SE", b"NOTI", b"SUBS", b"MKCO", b"MOVE", b"COPY",
+                 b"LOCK", b"UNLO", b"SEAR", b"BPRO", b"REPO",
+                 b"INVI", b"REGI", b"ACK ", b"BYE ", b"CANC", b"INFO", b"MESS", b"PRAC",
+                 b"UPDA", b"REFE", b"PUBL")  # HTTP, WebDAV, RPC over HTTP, SSDP and SIP requests
+_DNS_LIKE_PORTS = (53, 137, 5353, 5355)
+_LDAP_PORTS = (389, 3268)
+
+
+def _u32(text: bytes) -> int:
+    return int.from_bytes(text, "big")
+
+
+def payload_matrix(head: np.ndarray, b4: np.ndarray, b12: np.ndarray, b20: np.ndarray) -> np.ndarray:
+    """The (n, 28) uint8 matrix of first payload bytes from the packet table's four columns."""
+    n = len(head)
+    out = np.empty((n, KEPT), np.uint8)
+    out[:, :4] = np.asarray(head, np.uint32).astype(">u4").view(np.uint8).reshape(n, 4)
+    for at, col in ((4, b4), (12, b12), (20, b20)):
+        out[:, at : at + 8] = np.asarray(col, np.uint64).astype(">u8").view(np.uint8).reshape(n, 8)
+    return out
+
+
+def sender_role(b: np.ndarray, length: np.ndarray, proto: np.ndarray, sport: np.ndarray,
+                dport: np.ndarray) -> np.ndarray:
+    """Per row: CLIENT (+1), SERVER (-1) or 0, from the first payload bytes its sender sent."""
+    n = len(b)
+    role = np.zeros(n, np.int8)
+    if n == 0:
+        return role
+    length = np.asarray(length, np.int64)
+    b = b.astype(np.int64)
+    tcp, udp = proto == TCP, proto == UDP
+    u32 = (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
+    either = lambda ports: np.isin(sport, ports) | np.isin(dport, ports)  # noqa: E731
+
+    def mark(cond, client):
+        nonlocal role
+        take = cond & (role == 0)
+        role = np.where(take & client, CLIENT, np.where(take & ~client, SERVER, role)).astype(np.int8)
+
+    def member(values, choices):
+        return np.isin(values, choices)
+
+    drep_ok = (b[:, 4] & 0xEE) == 0  # data representation: integer and character formats
+    # DCE/RPC connection-oriented (ncacn_ip_tcp, ncacn_http): version 5.0, PDU type in byte 2
+    co = tcp & (length >= 16) & (b[:, 0] == 5) & (b[:, 1] == 0) & drep_ok
+    mark(co & member(b[:, 2], _DCE_CO_CLIENT + _DCE_CO_SERVER), member(b[:, 2], _DCE_CO_CLIENT))
+    # DCE/RPC connectionless (ncadg_ip_udp): version 4, PDU type in byte 1
+    cl = udp & (length >= 80) & (b[:, 0] == 4) & drep_ok
+    mark(cl & member(b[:, 1], _DCE_CL_CLIENT + _DCE_CL_SERVER), member(b[:, 1], _DCE_CL_CLIENT))
+    # TLS handshake record: ClientHello (1) or ServerHello (2)
+    tls = tcp & (length >= 6) & (b[:, 0] == 0x16) & (b[:, 1] == 3) & (b[:, 2] <= 4)
+    mark(tls & member(b[:, 5], (1, 2)), b[:, 5] == 1)
+    # SMB over NetBIOS session service: SMB2 flags bit 0 / SMB1 flags 0x80 mark a response
+    nbss = tcp & (b[:, 0] == 0)
+    smb2 = nbss & (length >= 24) & (b[:, 4] == 0xFE) & (b[:, 5] == ord("S")) & (b[:, 6] == ord("M"))
+    mark(smb2 & (b[:, 7] == ord("B")), (b[:, 20] & 1) == 0)
+    smb1 = nbss & (length >= 14) & (b[:, 4] == 0xFF) & (b[:, 5] == ord("S")) & (b[:, 6] == ord("M"))
+    mark(smb1 & (b[:, 7] == ord("B")), (b[:, 13] & 0x80) == 0)
+    mark(tcp & (length >= 4) & member(b[:, 0], (0x81, 0x82, 0x83)) & either((139,)), b[:, 0] == 0x81)
+    # SMTP (and FTP) greeting "220 " / "220-" comes from the server; EHLO/HELO from the client
+    greeting = member(u32, (_u32(b"220 "), _u32(b"220-")))
+    hello = member(u32 & 0xDFDFDFDF, (_u32(b"EHLO"), _u32(b"HELO")))
+    mark(tcp & (length >= 4) & (greeting | hello), hello)
+    # HTTP (and SSDP, SIP over UDP): a request line or a status line
+    status = member(u32, (_u32(b"HTTP"), _u32(b"SIP/"))) & member(b[:, 4], (ord("/"), ord("2")))
+    method = member(u32, [_u32(m) for m in _HTTP_METHODS])
+    mark((tcp | udp) & (length >= 8) & (status | method), method)
+    # Kerberos: UDP carries the message, TCP a 4-byte length first (port 88 only)
+    krb = either((88,))
+    mark(udp & krb & member(b[:, 0], _KRB_REQUEST + _KRB_RESPONSE), member(b[:, 0], _KRB_REQUEST))
+    krb_tcp = tcp & krb & (length >= 6) & (b[:, 0] == 0)
+    mark(krb_tcp & member(b[:, 4], _KRB_REQUEST + _KRB_RESPONSE), member(b[:, 4], _KRB_REQUEST))
+    # LDAP and CLDAP: SEQUENCE { messageID INTEGER, protocolOp [APPLICATION n] }
+    ldap_tag = _ldap_op(b)
+    ldap = (tcp | udp) & either(_LDAP_PORTS) & (length >= 7)
+    mark(ldap & member(ldap_tag, _LDAP_REQUEST + _LDAP_RESPONSE), member(ldap_tag, _LDAP_REQUEST))
+    # DNS, NBNS, mDNS, LLMNR: the QR bit (TCP DNS has a 2-byte length first)
+    dns_like = udp & either(_DNS_LIKE_PORTS) & (length >= 12)
+    mark(dns_like, (b[:, 2] & 0x80) == 0)
+    mark(tcp & either((53,)) & (length >= 14), (b[:, 4] & 0x80) == 0)
+    # NTP mode: 1 symmetric active, 3 client and 5 broadcast start; 2 and 4 answer
+    ntp = udp & either((123,)) & (length >= 48) & member((b[:, 0] >> 3) & 7, (1, 2, 3, 4))
+    mark(ntp & member(b[:, 0] & 7, (1, 2, 3, 4, 5)), member(b[:, 0] & 7, (1, 3, 5)))
+    # DHCP: BOOTREQUEST (1) from the client, BOOTREPLY (2) from the server
+    dhcp = udp & either((67, 68)) & (length >= 240) & (b[:, 1] == 1) & (b[:, 2] == 6)
+    mark(dhcp & member(b[:, 0], (1, 2)), b[:, 0] == 1)
+    return role
+
+
+def _ldap_op(b: np.ndarray) -> np.ndarray:
+    """The protocolOp tag of an LDAPMessage in each row's first bytes, else -1."""
+    n = len(b)
+    rows = np.arange(n)
+    ln = b[:, 1]
+    at = np.where(ln < 0x80, 2, np.where((ln >= 0x81) & (ln <= 0x84), 2 + (ln & 0x7F), KEPT))
+    ok = (b[:, 0] == 0x30) & (at < KEPT - 2)
+    at = np.minimum(at, KEPT - 3)
+    idlen = b[rows, at + 1]
+    ok &= (b[rows, at] == 0x02) & (idlen >= 1) & (idlen <= 4)
+    tag_at = np.minimum(at + 2 + idlen, KEPT - 1)
+    return np.where(ok, b[rows, tag_at], -1)
+
+
+def evidence_initiator(role0: np.ndarray, role1: np.ndarray) -> np.ndarray:
+    """0 or 1 (the canonical side that started the flow) where evidence agrees, else -1."""
+    says0 = (role0 == CLIENT) | (role1 == SERVER)
+    says1 = (role1 == CLIENT) | (role0 == SERVER)
+    return np.where(says0 & ~says1, 0, np.where(says1 & ~says0, 1, -1))
+
+
+def icmp_initiator(proto: np.ndarray, icmp_type: np.ndarray, first_dir: np.ndarray) -> np.ndarray:
+    """For ICMP flows that start with a query (echo, timestamp, ...) or its reply: who asked."""
+    query = np.where(proto == ICMP, np.isin(icmp_type, (8, 13, 15, 17)),
+                     np.isin(icmp_type, (128, 130, 133, 135)))
+    reply = np.where(proto == ICMP, np.isin(icmp_type, (0, 14, 16, 18)),
+                     np.isin(icmp_type, (129, 131, 134, 136)))
+    is_icmp = (proto == ICMP) | (proto == ICMPV6)
+    return np.where(is_icmp & query, first_dir, np.where(is_icmp & reply, 1 - first_dir, -1))
+
+
+def listener_initiator(f: pd.DataFrame, decided: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """0/1 where exactly one side is an endpoint some decided TCP/UDP flow answered on, else -1.
+
+    `decided` marks flows whose initiator `init` is known from a handshake or evidence; their
+    responder (address code, port, protocol) is a listener for every other flow.
+    """
+    proto = f["proto_num"].to_numpy().astype(np.int64)
+    a = _endpoint_key(f["a_code"].to_numpy(), f["a_port"].to_numpy(), proto)
+    b = _endpoint_key(f["b_code"].to_numpy(), f["b_port"].to_numpy(), proto)
+    ported = (proto == TCP) | (proto == UDP)
+    responder = np.where(init == 0, b, a)[decided & ported]
+    if not len(responder):
+        return np.full(len(f), -1)
+    known = np.unique(responder)
+    a_listens, b_listens = np.isin(a, known), np.isin(b, known)
+    return np.where(ported & b_listens & ~a_listens, 0,
+                    np.where(ported & a_listens & ~b_listens, 1, -1))
+
+
+def _endpoint_key(code: np.ndarray, port: np.ndarray, proto: np.ndarray) -> np.ndarray:
+    return (code.astype(np.int64) << 24) | (port.astype(np.int64) << 8) | proto
+
+
+def payload_hex(b: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Each row's first min(length, 28) bytes as lower-case hex text ('' when none)."""
+    n = len(b)
+    if n == 0:
+        return np.array([], dtype=object)
+    width = np.clip(np.asarray(length, np.int64), 0, KEPT) * 2
+    full = np.frombuffer(b.astype(np.uint8).tobytes().hex().encode(), dtype=f"S{KEPT * 2}")
+    out = np.empty(n, dtype=object)
+    for w in np.unique(width):  # at most 29 widths; casting to a shorter S-dtype cuts each row
+        sel = width == w
+        out[sel] = full[sel].astype(f"S{max(int(w), 1)}").astype(str) if w else ""
+    return out
+
+
+def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
+                     role0: np.ndarray, role1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Initiator side (0 = a, 1 = b) and the `orientation` that decided it, per flow.
+
+    `a_rank`/`b_rank` rank each side's port as a service port (higher = more likely the server);
+    `role0`/`role1` are `sender_role` of each side's first payload bytes.
+    """
+    proto = f["proto_num"].to_numpy().astype(np.int64)
+    first_dir = f["first_dir"].to_numpy().astype(np.int64)
+    syn_dir = f["syn_dir"].to_numpy()
+    # a SYN/ACK without its SYN in the capture still names the server
+    synack = np.where(f["synack1"].to_numpy() > 0, 0, np.where(f["synack0"].to_numpy() > 0, 1, -1))
+    handshake = np.where(syn_dir >= 0, syn_dir, synack)
+    evidence = evidence_initiator(role0, role1)
+    evidence = np.where(evidence >= 0, evidence,
+                        icmp_initiator(proto, f["icmp_type0"].to_numpy(), first_dir))
+    decided = (handshake >= 0) | (evidence >= 0)
+    init = np.where(handshake >= 0, handshake, evidence)
+    listener = listener_initiator(f, decided, init)
+    by_port = np.where(a_rank > b_rank, 1, np.where(b_rank > a_rank, 0, -1))
+    by_port = np.where((proto == ICMP) | (proto == ICMPV6), -1, by_port)
+    choices = [handshake, evidence, listener, by_port]
+    labels = ["handshake", "payload", "listener", "port"]
+    out = np.select([c >= 0 for c in choices], choices, default=first_dir)
+    orientation = np.select([c >= 0 for c in choices], labels, default="first_packet")
+    return out.astype(np.int64), orientation.astype(object)
+
+
+def orientation_rank(orientation: pd.Series) -> np.ndarray:
+    """Position of each orientation in ORIENTATIONS (higher = weaker evidence); 0 when unknown."""
+    codes = pd.Categorical(orientation, categories=ORIENTATIONS).codes.astype(np.int64)
+    return np.maximum(codes, 0)
+
+
+_NOTES = {
+    "port": " (direction from the service port: the flow began before the capture)",
+    "first_packet": " (direction guessed from the first captured packet: the flow began before "
+                    "the capture and no evidence says which side is the client)",
+}
+
+
+def orientation_note(orientation: pd.Series) -> pd.Series:
+    """Text to append to a finding's detail when its direction is a guess, else ''."""
+    return orientation.map(_NOTES).fillna("").astype(object)

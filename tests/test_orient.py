@@ -1,0 +1,112 @@
+"""Orientation of flows without a handshake: payload evidence, listeners, ports, first packet."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from packet_factory import ACK, PSH, SYN, pkt, table
+
+from auditor import build_flows
+from auditor.flows.orient import KEPT, payload_matrix, sender_role
+
+CLIENT, SERVER = "198.18.10.21", "198.18.1.10"
+
+
+def data(payload: bytes) -> dict:
+    """Packet-table payload columns (payload_len, head, b4, b12, b20) for these bytes."""
+    kept = payload[:KEPT].ljust(KEPT, b"\0")
+    head, b4, b12, b20 = struct.unpack(">IQQQ", kept)
+    return dict(payload=len(payload), head=head, payload_b4=b4, payload_b12=b12, payload_b20=b20)
+
+
+def role_of(payload: bytes, proto=6, sport=50000, dport=50001) -> int:
+    """sender_role of one packet's payload."""
+    d = data(payload)
+    m = payload_matrix(np.array([d["head"]]), np.array([d["payload_b4"]]),
+                       np.array([d["payload_b12"]]), np.array([d["payload_b20"]]))
+    return int(sender_role(m, np.array([len(payload)]), np.array([proto]), np.array([sport]),
+                           np.array([dport]))[0])
+
+
+DCE_RESPONSE = bytes([5, 0, 2, 3, 0x10, 0, 0, 0]) + struct.pack("<HHI", 40, 0, 1) + bytes(24)
+DCE_REQUEST = bytes([5, 0, 0, 3, 0x10, 0, 0, 0]) + struct.pack("<HHI", 40, 0, 1) + bytes(24)
+SMB2_RESPONSE = b"\0\0\0\x40" + b"\xfeSMB" + bytes(12) + b"\x01\0\0\0" + bytes(44)
+SMB2_REQUEST = b"\0\0\0\x40" + b"\xfeSMB" + bytes(12) + b"\x00\0\0\0" + bytes(44)
+LDAP_SEARCH = bytes.fromhex("3084000000450201036384000000") + bytes(30)
+LDAP_RESULT = bytes.fromhex("300c02010365070a010004000400")
+KRB_TCP_ASREQ = struct.pack(">I", 200) + b"\x6a\x81\xc5" + bytes(20)
+
+
+@pytest.mark.parametrize(("payload", "proto", "ports", "expected"), [
+    (DCE_REQUEST, 6, (50000, 50001), 1),
+    (DCE_RESPONSE, 6, (50000, 50001), -1),
+    (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 6, (50000, 50001), 1),
+    (b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03", 6, (50000, 50001), -1),
+    (b"220 mail.example ESMTP\r\n", 6, (25, 50000), -1),
+    (b"EHLO client\r\n", 6, (50000, 25), 1),
+    (b"RPC_IN_DATA /rpc/rpcproxy.dll HTTP/1.1\r\n", 6, (50000, 50001), 1),
+    (b"HTTP/1.1 200 OK\r\n", 6, (50000, 50001), -1),
+    (SMB2_RESPONSE, 6, (445, 50000), -1),
+    (SMB2_REQUEST, 6, (50000, 445), 1),
+    (LDAP_SEARCH, 6, (50000, 389), 1),
+    (LDAP_RESULT, 17, (389, 50000), -1),
+    (KRB_TCP_ASREQ, 6, (50000, 88), 1),
+    (b"\x12\x34\x81\x80" + bytes(8), 17, (53, 53), -1),
+    (b"\x12\x34\x01\x00" + bytes(8), 17, (53, 53), 1),
+    (b"\x23" + bytes(47), 17, (123, 123), 1),  # NTP v4 client
+    (b"\x24" + bytes(47), 17, (123, 123), -1),  # NTP v4 server
+    (b"\x05\x00\x02\x03" + bytes(20), 17, (50000, 50001), 0),  # CO header over UDP: no evidence
+    (b"\x00\x01\x02\x03 random", 6, (50000, 50001), 0),
+])
+def test_first_payload_bytes_say_which_side_is_the_client(payload, proto, ports, expected):
+    assert role_of(payload, proto, *ports) == expected
+
+
+def test_midstream_rpc_session_to_a_pinned_port_is_oriented_by_its_response_pdu():
+    # the first captured packet is the CAS's response on its pinned port 59531 to the client's 51234
+    rows = [
+        pkt(0.0, SERVER, 59531, CLIENT, 51234, flags=ACK | PSH, **data(DCE_RESPONSE)),
+        pkt(0.1, CLIENT, 51234, SERVER, 59531, flags=ACK | PSH, **data(DCE_REQUEST)),
+    ]
+    f = build_flows(table(rows)).iloc[0]
+    assert (f.src_ip, f.src_port, f.dst_ip, f.dst_port) == (CLIENT, 51234, SERVER, 59531)
+    assert (f.orientation, f.state) == ("payload", "midstream")
+    assert f.src_payload_prefix == DCE_REQUEST[:KEPT].hex()
+    assert f.dst_payload_prefix == DCE_RESPONSE[:KEPT].hex()
+    assert f.client_payload_head == int.from_bytes(DCE_REQUEST[:4], "big")
+
+
+def test_endpoint_that_accepted_a_handshake_orients_a_later_midstream_flow():
+    rows = [  # a handshake to 59531, then another client's session seen mid-stream, server first
+        pkt(0.0, CLIENT, 51000, SERVER, 59531, flags=SYN),
+        pkt(0.1, SERVER, 59531, CLIENT, 51000, flags=SYN | ACK),
+        pkt(0.2, CLIENT, 51000, SERVER, 59531, flags=ACK),
+        pkt(1.0, SERVER, 59531, "198.18.10.22", 60000, flags=ACK | PSH, **data(b"\x00" * 30)),
+        pkt(1.1, "198.18.10.22", 60000, SERVER, 59531, flags=ACK),
+    ]
+    flows = build_flows(table(rows)).set_index("src_port")
+    assert flows.loc[51000, "orientation"] == "handshake"
+    assert flows.loc[60000, ["dst_ip", "dst_port", "orientation"]].tolist() == [
+        SERVER, 59531, "listener"]
+
+
+def test_flow_without_any_evidence_is_marked_a_first_packet_guess():
+    rows = [pkt(0.0, SERVER, 59531, CLIENT, 51234, flags=ACK | PSH, **data(b"\x00" * 30)),
+            pkt(0.1, CLIENT, 51234, SERVER, 59531, flags=ACK)]
+    f = build_flows(table(rows)).iloc[0]
+    assert (f.src_ip, f.orientation) == (SERVER, "first_packet")
+
+
+def test_service_port_orients_a_midstream_flow_without_payload_evidence():
+    rows = [pkt(0.0, SERVER, 445, CLIENT, 51234, flags=ACK | PSH, **data(b"\x00" * 30))]
+    f = build_flows(table(rows)).iloc[0]
+    assert (f.src_ip, f.dst_port, f.orientation) == (CLIENT, 445, "port")
+
+
+def test_ntp_between_two_servers_on_port_123_is_oriented_by_its_mode():
+    rows = [pkt(0.0, SERVER, 123, CLIENT, 123, proto=17, **data(b"\x24" + bytes(47))),
+            pkt(0.1, CLIENT, 123, SERVER, 123, proto=17, **data(b"\x23" + bytes(47)))]
+    f = build_flows(table(rows)).iloc[0]
+    assert (f.src_ip, f.dst_ip, f.orientation) == (CLIENT, SERVER, "payload")
