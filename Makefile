@@ -14,9 +14,12 @@ system-deps:
 	@command -v tshark >/dev/null 2>&1 || { apt-get update -q && $(APT) tshark; }
 	@python3 -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -q && $(APT) python3-venv; }
 
-# the HTML report is tested in a real headless browser
+# the HTML report is tested in a real headless browser; the capture-format tests compress real
+# captures with the command-line tools users have
 test-deps:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && $(APT) chromium; }
+	@for t in zstd:zstd lz4:lz4 bzip2:bzip2 xz:xz-utils; do command -v $${t%%:*} >/dev/null 2>&1 \
+	    || { apt-get update -q && $(APT) $${t#*:}; }; done
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

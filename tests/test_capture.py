@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor.capture import bytesource, pcapfmt
+from auditor.capture import bytesource, records
 from auditor.capture.packets import (
     PacketTable,
     expand_sources,
@@ -212,7 +212,8 @@ def test_header_only_capture_gives_an_empty_table(tmp_path):
 
 
 def test_not_a_capture_names_file_and_first_bytes(tmp_path):
-    with pytest.raises(CaptureError, match=r"notes\.txt: not a pcap or pcapng file .*0x68656c6c"):
+    with pytest.raises(CaptureError,
+                       match=r"notes\.txt: not a capture format auditor or tshark reads .*0x68656c6c"):
         read(tmp_path, b"hello world\n", "notes.txt")
 
 
@@ -572,7 +573,7 @@ def test_small_chunks_give_the_same_table(tmp_path, monkeypatch, compress):
     if compress:
         data, ng = gzip.compress(data), gzip.compress(ng)
     whole = read(tmp_path, data).packets
-    monkeypatch.setattr(pcapfmt, "CHUNK_BYTES", 500)
+    monkeypatch.setattr(records, "CHUNK_BYTES", 500)
     monkeypatch.setattr(bytesource, "WINDOW", 700)
     small = read(tmp_path, data, "small.pcap").packets
     small_ng = read(tmp_path, ng, "small.pcapng").packets

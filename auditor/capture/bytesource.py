@@ -1,18 +1,24 @@
-"""Where a capture file's bytes come from: the file memory-mapped whole, or a gzip stream.
+"""Where a capture file's bytes come from: the file memory-mapped whole, or a stream.
 
-Both show `pcapfmt.RecordReader` a numpy byte buffer `buf` whose first byte is byte `base` of the
+Both show `reader.RecordReader` a numpy byte buffer `buf` whose first byte is byte `base` of the
 (decompressed) stream, and answer the same calls: `more` slides the window on, `release` lets parsed
-pages go, `tell` says how much of the file was consumed (for progress).
+pages go, `tell` says how much of the file was consumed (for progress). A stream is a decompressor
+(`compression.Inflater`), an archive member or editcap's output (`convert.Converted`).
 """
 
 from __future__ import annotations
 
 import mmap
-import zlib
+import os
+import tarfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
-WINDOW = 16 << 20  # gzip: decompressed bytes inflated at a time
+WINDOW = 16 << 20  # streams: bytes added to the window at a time
 
 
 class MappedSource:
@@ -50,71 +56,128 @@ class MappedSource:
         self._f.close()
 
 
-class GzipSource:
-    """A gzip-compressed file, inflated through a sliding window of about WINDOW bytes."""
+class PlainStream:
+    """An uncompressed file object that cannot be mapped (an archive member, a pipe)."""
 
-    def __init__(self, f):
+    def __init__(self, f: BinaryIO, name: str = ""):
+        self.name = name
         self._f = f
-        self._z = zlib.decompressobj(wbits=31)  # gzip framing; members are chained below
+        self.eof = False
+        self.error: str | None = None
+
+    def read(self, room: int) -> list[bytes]:
+        """About `room` more bytes, as parts; [] at the end."""
+        data = self._f.read(room)
+        if not data:
+            self.eof = True
+            return []
+        return [data]
+
+    def tell(self) -> int:
+        """Bytes read so far."""
+        return self._f.tell()
+
+
+class StreamSource:
+    """A stream (decompressed, converted or an archive member) seen through a sliding window."""
+
+    def __init__(self, stream, close: Callable[[], None]):
+        self._stream = stream  # compression.Inflater, PlainStream or convert.Converted
+        self._close = close
         self.buf = np.empty(0, np.uint8)
         self.base = 0
         self.eof = False
-        self.error: str | None = None
         self.more(0, 64)
+
+    @property
+    def error(self) -> str | None:
+        """Why the stream stopped early, or None."""
+        return self._stream.error
 
     def more(self, pos: int, need: int) -> bool:
         """Slide the window to start at pos with at least `need` bytes; False if nothing new."""
         if self.eof:
             return False
         keep = self.buf[pos - self.base :].copy()  # the unfinished record, if any
-        self.buf = None  # let the old window go before the new one is inflated
-        parts = self._inflate(max(WINDOW, need))
-        got = sum(len(p) for p in parts)
-        new = np.empty(len(keep) + got, np.uint8)
-        new[: len(keep)] = keep
-        at = len(keep)
-        while parts:
-            part = parts.pop(0)
-            new[at : at + len(part)] = np.frombuffer(part, np.uint8)
-            at += len(part)
-        self.buf, self.base = new, pos
-        return got > 0
+        self.buf = None  # let the old window go before the new one is filled
+        parts = self._stream.read(max(WINDOW, need))
+        got = bool(parts)
+        if not got:
+            self.eof = True
+        self.buf, self.base = _join(keep, parts), pos
+        return got
 
-    def _inflate(self, room: int) -> list[bytes]:
-        # zlib rather than GzipFile: on a cut or corrupt stream it still hands over every byte
-        # it could inflate, so the records before the damage are kept.
-        parts = []
-        while room > 0:
-            if self._z.eof:  # end of one gzip member: another may follow
-                src = self._z.unused_data or self._f.read(1 << 20)
-                if not src.strip(b"\0"):
-                    self.eof = True
-                    break
-                self._z = zlib.decompressobj(wbits=31)
-            else:
-                src = self._z.unconsumed_tail or self._f.read(1 << 20)
-                if not src:
-                    parts.append(self._z.flush())
-                    self.error = "the compressed stream ends early"
-                    self.eof = True
-                    break
-            try:
-                out = self._z.decompress(src, room)
-            except zlib.error as exc:
-                self.error = f"corrupt compressed data ({exc})"
+    def read_all(self, limit: int) -> None:
+        """Pull the rest of the stream into the window (formats that seek, like NetMon)."""
+        parts = [self.buf[: len(self.buf)].copy()]
+        total = len(parts[0])
+        while not self.eof and total <= limit:
+            got = self._stream.read(WINDOW)
+            if not got:
                 self.eof = True
-                break
-            parts.append(out)
-            room -= len(out)
-        return parts
+            parts.extend(np.frombuffer(p, np.uint8) for p in got)
+            total += sum(len(p) for p in got)
+        self.buf = None
+        self.buf = np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def release(self, pos: int) -> None:
         """Nothing to release: the window is replaced as it slides."""
 
     def tell(self, pos: int) -> int:
-        """Compressed bytes consumed so far."""
-        return self._f.tell()
+        """Bytes of the file (compressed, for a compressed one) consumed so far."""
+        return self._stream.tell()
 
     def close(self) -> None:
-        """Close the file."""
-        self._f.close()
+        """Close the stream and what it reads from."""
+        self._close()
+
+
+def _join(keep: np.ndarray, parts: list[bytes]) -> np.ndarray:
+    got = sum(len(p) for p in parts)
+    new = np.empty(len(keep) + got, np.uint8)
+    new[: len(keep)] = keep
+    at = len(keep)
+    while parts:
+        part = parts.pop(0)
+        new[at : at + len(part)] = np.frombuffer(part, np.uint8)
+        at += len(part)
+    return new
+
+
+@dataclass(frozen=True)
+class CaptureSource:
+    """One capture of a set: a file, or a member of a zip or tar archive (read in place)."""
+
+    path: str  # the file on disk (the archive, for a member)
+    member: str | None = None  # the member's name inside the archive
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the path, or archive!member."""
+        return self.path if self.member is None else f"{self.path}!{self.member}"
+
+    @property
+    def name(self) -> str:
+        """The file's (or member's) base name."""
+        return os.path.basename(self.member if self.member is not None else self.path)
+
+    def open(self) -> tuple[BinaryIO, Callable[[], None] | None]:
+        """A binary file object for the bytes, and what else to close with it (the archive)."""
+        if self.member is None:
+            return open(self.path, "rb"), None
+        if zipfile.is_zipfile(self.path):
+            archive = zipfile.ZipFile(self.path)
+            try:
+                return archive.open(self.member), archive.close
+            except BaseException:
+                archive.close()
+                raise
+        archive = tarfile.open(self.path)
+        try:
+            f = archive.extractfile(self.member)
+            if f is None:
+                raise KeyError(self.member)
+            return f, archive.close
+        except BaseException:
+            archive.close()
+            raise

@@ -1,6 +1,6 @@
 """Decode link, IP and transport headers of a chunk of capture records with numpy.
 
-`decode_chunk` turns one `pcapfmt.RecordChunk` into packet columns (schema.PACKET_COLUMNS less
+`decode_chunk` turns one `records.RecordChunk` into packet columns (schema.PACKET_COLUMNS less
 the per-file ones), the ICMP destination-unreachable messages with the header they quote, and the
 non-IP and skipped-record counts. Loops run over header depth (VLAN tags, IPv6 extension headers),
 never over packets.
@@ -12,12 +12,19 @@ from collections import Counter
 
 import numpy as np
 
-from auditor.capture.pcapfmt import BAD_INTERFACE, RecordChunk, byte_rows
+from auditor.capture.records import (
+    BAD_INTERFACE,
+    NON_PACKET,
+    UNSUPPORTED_MEDIA,
+    RecordChunk,
+    byte_rows,
+)
 from auditor.schema import ICMP_ERROR_COLUMNS
 
 _V4_MAPPED = np.uint64(0xFFFF << 32)
 _ETHER_BASED = {1: (12, 14), 113: (14, 16), 276: (0, 20)}  # link type -> (ethertype at, header)
 _RAW_IP = (101, 12, 14, 228, 229)
+_PSEUDO_LABELS = {BAD_INTERFACE: "bad interface id", UNSUPPORTED_MEDIA: "unsupported NetMon media type"}
 _V6_EXT = (0, 43, 44, 51, 60)  # hop-by-hop, routing, fragment, AH, destination options
 ICMP_DTYPES = {c.name: np.dtype(c.dtype) for c in ICMP_ERROR_COLUMNS}
 # Reasons a record is skipped after its link type is known (index = code in the decoder).
@@ -120,9 +127,11 @@ def _link_decode(buf, base, cap, linktype):
         groups = [(int(lt), linktype == lt) for lt in np.unique(linktype)]
     for lt, m in groups:
         sel = slice(None) if m is None else m
+        if lt == NON_PACKET:  # valid records without a frame (NetMon events): not IP
+            continue
         res = _link_layer(buf, base[sel], cap[sel], lt)
         if res is None:
-            label = "bad interface id" if lt == BAD_INTERFACE else f"linktype {lt}"
+            label = _PSEUDO_LABELS.get(lt) or f"linktype {lt}"
             skipped[label] += n if m is None else int(m.sum())
             reason[sel] = -1  # counted here, not as non-IP nor by reason code
             continue

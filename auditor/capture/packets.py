@@ -2,8 +2,9 @@
 
 `read_packets` turns capture files into a `PacketTable`: one row per IPv4/IPv6 packet with the
 columns of `schema.PACKET_COLUMNS`, plus the ICMP destination-unreachable messages with the header
-they quote. The container formats live in `pcapfmt.py`, header decoding in `headers.py`; this
-module reads files as one capture, writes selected packets back out and formats addresses.
+they quote. `reader.py` opens each file (one module per container format), `headers.py` decodes
+the headers; this module reads files as one capture, writes selected packets back out and
+formats addresses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from auditor.capture.headers import ICMP_DTYPES, decode_chunk
-from auditor.capture.pcapfmt import NO_TS, RecordReader
+from auditor.capture.reader import RecordReader
+from auditor.capture.records import NO_TS
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
@@ -125,6 +127,8 @@ def read_packets(
                 first_ts_ns=reader.first_ts_ns, last_ts_ns=reader.last_ts_ns,
             )
             _warn_skipped(info, reader.notes)
+            for text in reader.warnings:
+                warnings.warn(text, CaptureWarning, stacklevel=2)
         files.append(info)
         n_rows += ip_rows
         done += path.stat().st_size

@@ -1,0 +1,147 @@
+"""Classic pcap and the variants tshark reads that differ only in record-header layout.
+
+Standard (us) and nanosecond pcap in either byte order; the "modified" pcap of Alexey Kuznetsov's
+patches (magic a1b2cd34: 24-byte records, or SuSE 6.3's 28), Red Hat 6.1's 24-byte records under
+the standard magic, Nokia's 20-byte ones, AIX (nanoseconds, RFC 1573 interface types) and IXIA's
+longer file header. As Wireshark does, the layout is chosen by how well the first three records
+read under each candidate. The walk is the package's one per-record Python loop (each header says
+where the next starts); every field is then read with numpy over the chunk.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+import numpy as np
+
+from auditor.capture.formats import PCAP_MAGICS
+from auditor.capture.records import BAD, FULL, HEAD_BYTES, MAX_RECORD, MORE, RecordChunk, byte_rows
+from auditor.errors import CaptureError
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+# family -> candidate (format name, record header bytes), in Wireshark's order of preference
+_LAYOUTS = {
+    "standard": (("pcap", 16), ("pcap-ss990417", 24), ("pcap-nokia", 20)),
+    "modified": (("pcap-modified", 24), ("pcap-ss990915", 28)),
+    "nsec": (("pcap-ns", 16),),
+    "ixia": (("pcap-ixia", 16),),
+}
+_AIX_LINKTYPES = {6: 1, 9: 6, 15: 10, 24: 0}  # RFC 1573 ifType -> LINKTYPE_
+_TRY_RECORDS = 3
+
+
+class PcapWalker:
+    """Cuts a pcap stream into RecordChunks; `reader` holds the position and the skip notes."""
+
+    def __init__(self, reader, head: bytes):
+        order, frac_ns, family = PCAP_MAGICS[head[:4]]
+        self._r = reader
+        self.order = order
+        self.frac_ns = frac_ns
+        self.start = 28 if family == "ixia" else 24
+        if len(head) < self.start:
+            raise CaptureError(f"{reader.path}: truncated pcap file header "
+                               f"({len(head)} bytes at offset 0, {self.start} needed)")
+        major, minor, _, _, snaplen, network = struct.unpack_from(order + "HHiIII", head, 4)
+        self.linktype = network & 0x03FFFFFF  # upper bits may carry the FCS length
+        # Before format 2.3 the two length fields came the other way round.
+        self.len_at = 12 if (major, minor) < (2, 3) or major == 543 else 8
+        self.maybe_swapped = (major, minor) == (2, 3)
+        if family == "standard" and (major, minor) == (2, 2) and network in _AIX_LINKTYPES:
+            self.format, self.rec_hdr = "pcap-aix", 16
+            self.linktype, self.frac_ns = _AIX_LINKTYPES[network], 1
+        else:
+            layouts = _LAYOUTS[family]
+            if len(layouts) > 1:
+                buf = reader._src.buf
+                # As Wireshark: the first layout under which the first records read cleanly;
+                # if none does, the family's usual one (so damage keeps the usual layout).
+                clean = [ly for i, ly in enumerate(layouts) if self._clean(buf, ly[1], snaplen, i > 0)]
+                layouts = clean or layouts
+            self.format, self.rec_hdr = layouts[0]
+
+    def _clean(self, buf: np.ndarray, size: int, snaplen: int, strict: bool) -> bool:
+        """Whether the first records (or all, if fewer) read cleanly with `size`-byte headers.
+
+        `strict` (an unusual layout) also refuses empty records, so the zeros of a damaged
+        standard file do not pass for another layout.
+        """
+        pos, frac_max = self.start, 1_000_000_000 // self.frac_ns
+        data = bytes(buf[: self.start + _TRY_RECORDS * (size + MAX_RECORD)])
+        for _ in range(_TRY_RECORDS):
+            if pos == len(data):
+                return True  # the file ends cleanly: fewer records than tried
+            if pos + size > len(data):
+                return False
+            _, frac, incl, orig = struct.unpack_from(self.order + "IIII", data, pos)
+            if self.len_at == 12:
+                incl, orig = orig, incl
+            if (frac >= frac_max or incl > MAX_RECORD or orig > 128 << 20
+                    or (snaplen and incl > snaplen) or incl > orig or (strict and incl == 0)):
+                return False
+            pos += size + incl
+            if pos > len(data):
+                return False
+        return True
+
+    def walk(self, buf: np.ndarray, pos: int, budget: int):
+        """Walk records from pos (in buf); return (chunk or None, status)."""
+        r, rh, len_at = self._r, self.rec_hdr, self.len_at
+        offs: list[int] = []
+        append = offs.append
+        size = len(buf)
+        lim = min(size - rh, pos + budget)
+        with memoryview(buf) as mv:
+            if self.order == _NATIVE and not self.maybe_swapped:
+                # u32 views at the four alignments: indexing them beats struct.unpack_from
+                views = [mv[k : k + (size - k) // 4 * 4].cast("I") for k in range(4)]
+                while pos <= lim:
+                    append(pos)
+                    at = pos + len_at
+                    pos += rh + views[at & 3][at >> 2]
+                for view in views:
+                    view.release()
+            else:
+                unpack = struct.Struct(self.order + "II").unpack_from
+                swapped = self.maybe_swapped
+                while pos <= lim:
+                    append(pos)
+                    a, b = unpack(mv, pos + 8)
+                    pos += rh + (min(a, b) if swapped else (a if len_at == 8 else b))
+        r._need = rh  # a stream window must at least hold the next header...
+        if not offs:
+            r._pos = r._src.base + pos
+            return None, MORE
+        off = np.array(offs, dtype=np.int64)
+        rec = byte_rows(buf, off, rh + HEAD_BYTES)
+        hdr = rec.view(self.order + "u4")[:, :4].astype(np.int64)  # every width is a multiple of 4
+        if len_at == 12:
+            hdr[:, [2, 3]] = hdr[:, [3, 2]]
+        elif self.maybe_swapped:
+            flip = hdr[:, 2] > hdr[:, 3]
+            hdr[flip, 2], hdr[flip, 3] = hdr[flip, 3], hdr[flip, 2]
+        status = FULL if pos <= size - rh else MORE
+        bad = hdr[:, 2] > MAX_RECORD
+        keep = len(off)
+        if bad.any():
+            keep = int(np.argmax(bad))
+            pos = int(off[keep])
+            r._stop("absurd record length", r._src.base + pos,
+                    f"incl_len {hdr[keep, 2]} > {MAX_RECORD}", r.records + keep)
+            status = BAD
+        elif pos > size:  # the last header promises more bytes than the buffer holds
+            keep -= 1
+            pos = int(off[keep])
+            r._need = rh + int(hdr[keep, 2])  # ...or the whole record it announces
+            status = MORE
+        r._pos = r._src.base + pos
+        if keep == 0:
+            return None, status
+        hdr, off, rec = hdr[:keep], off[:keep], rec[:keep]
+        chunk = RecordChunk(
+            buf=buf, data_off=off + rh, caplen=hdr[:, 2], origlen=hdr[:, 3].astype(np.uint32),
+            ts_ns=hdr[:, 0] * 1_000_000_000 + hdr[:, 1] * self.frac_ns,
+            linktype=self.linktype, first_index=r.records, head=rec, head_start=rh,
+        )
+        return chunk, status

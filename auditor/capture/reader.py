@@ -1,0 +1,227 @@
+"""Open one capture, tell its compression and format by magic bytes, and read it in chunks.
+
+`RecordReader` is the one entry point for every container: it picks the bytes' source (a memory
+map, a decompressor, an archive member, editcap's pcapng output for formats read through tshark's
+wiretap), asks `formats` what the bytes are, and lets that format's walker (`pcap`, `pcapng`,
+`netmon`) cut them into `records.RecordChunk`s. It keeps what every format shares: the position,
+the record count, the first and last timestamps, and the notes on what was skipped and why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+
+from auditor.capture import formats, records
+from auditor.capture.bytesource import CaptureSource, MappedSource, PlainStream, StreamSource
+from auditor.capture.compression import Inflater
+from auditor.capture.convert import WIRETAP_READS_ITSELF, Converted, captype
+from auditor.capture.pcap import PcapWalker
+from auditor.capture.pcapng import PcapngWalker
+from auditor.capture.records import BAD, FULL, NO_TS, SECTION, RecordChunk
+from auditor.errors import CaptureError
+
+ETL_HELP = (
+    "an ETL trace (netsh trace / pktmon), which no reader off Windows understands; convert it on "
+    "Windows with `pktmon etl2pcap FILE.etl --out FILE.pcapng` (Windows 10 2004 or later) or "
+    "Microsoft's etl2pcapng (`etl2pcapng FILE.etl FILE.pcapng`), then audit the pcapng"
+)
+
+
+class RecordReader:
+    """Open one capture file (or archive member), detect its format and read it in chunks."""
+
+    def __init__(self, source: str | os.PathLike | CaptureSource):
+        if not isinstance(source, CaptureSource):
+            source = CaptureSource(os.fspath(source))
+        self.source = source
+        self.path = source.label
+        self.records = 0
+        self.skipped: Counter[str] = Counter()
+        self.notes: dict[str, str] = {}  # reason -> warning text, for reasons that stopped reading
+        self.first_ts_ns: int | None = None
+        self.last_ts_ns: int | None = None
+        self.compression: str | None = None
+        self.converted_from: str | None = None  # the wiretap format editcap converted
+        self.warnings: list[str] = []  # notes that are not skips (a conversion, say)
+        self._pos = 0
+        self._need = 64
+        self._src = self._open()
+        try:
+            self._walker = self._detect()
+        except BaseException:
+            self._src.close()
+            raise
+        self.format = (self.converted_from or self._walker.format) + (
+            f"+{self.compression}" if self.compression else "") + (
+            " via editcap" if self.converted_from else "")
+
+    def _open(self):
+        try:
+            f, also_close = self.source.open()
+        except (OSError, KeyError) as exc:
+            why = getattr(exc, "strerror", None) or "no such member"
+            raise CaptureError(f"{self.path}: cannot open ({why})") from None
+        try:
+            head = f.read(formats.SNIFF_BYTES)
+            if not head:
+                raise CaptureError(f"{self.path}: empty file (no bytes at offset 0)")
+            self.compression = formats.compression_of(head)
+            if self.source.member is None and self.compression is None:
+                f.seek(0)
+                return MappedSource(f)
+            if f.seekable():
+                f.seek(0)
+                stream = PlainStream(f) if self.compression is None else Inflater(f, self.compression)
+            else:  # pragma: no cover - archive members are seekable
+                raise CaptureError(f"{self.path}: cannot re-read the stream start")
+        except BaseException:
+            f.close()
+            if also_close:
+                also_close()
+            raise
+
+        def close():
+            f.close()
+            if also_close:
+                also_close()
+
+        return StreamSource(stream, close)
+
+    def _detect(self):
+        head = bytes(self._src.buf[: formats.SNIFF_BYTES])
+        if not head:
+            why = getattr(self._src, "error", None) or "the stream holds no data"
+            raise CaptureError(f"{self.path}: nothing to read at byte offset 0 of the "
+                               f"{self.compression} content ({why})")
+        sniffed = formats.container_of(head, self.source.name)
+        if sniffed.container == "pcap":
+            return PcapWalker(self, bytes(self._src.buf[:28]))
+        if sniffed.container == "pcapng":
+            return PcapngWalker(self, head)
+        if sniffed.container == "etl":
+            raise CaptureError(f"{self.path}: {ETL_HELP}")
+        return self._convert(head)
+
+    def _convert(self, head: bytes) -> PcapngWalker:
+        """Swap the source for editcap's pcapng output (formats only wiretap reads)."""
+        what = f"{self.compression} content" if self.compression else "file"
+        unknown = (f"{self.path}: not a capture format auditor or tshark reads ({what} starts "
+                   f"with 0x{head[:4].hex()} at byte offset 0)")
+        old = self._src
+        if self.source.member is None and self.compression in WIRETAP_READS_ITSELF:
+            fmt = captype(self.source.path)
+            if fmt is None:
+                raise CaptureError(unknown)
+            conv = Converted(self.path, self.source.path)
+            conv.format = fmt
+        else:
+            conv = Converted(self.path, None, _Replay(bytes(old.buf), old._stream))
+
+        def close():
+            conv.close()
+            old.close()
+
+        self._src = StreamSource(conv, close)
+        if not len(self._src.buf):
+            self._src.close()
+            self._src = old  # closed already; close() again is harmless
+            raise CaptureError(f"{unknown[:-1]}; editcap: {conv.error})" if conv.error else unknown)
+        self.converted_from = conv.format or "a wiretap format"
+        self.warnings.append(f"{self.path}: {self.converted_from} file read through editcap "
+                             "(converted to pcapng on a pipe)")
+        return PcapngWalker(self, bytes(self._src.buf[: formats.SNIFF_BYTES]))
+
+    def __enter__(self) -> RecordReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file."""
+        self._src.close()
+
+    def tell(self) -> int:
+        """Bytes of the file (compressed, for a compressed one) consumed so far."""
+        return self._src.tell(self._pos)
+
+    def chunks(self, max_bytes: int | None = None) -> Iterator[RecordChunk]:
+        """Yield the file's packet records, walking about max_bytes of the file per chunk."""
+        budget = max_bytes or records.CHUNK_BYTES
+        walk = self._walker.walk
+        self._pos = self._walker.start
+        src = self._src
+        while True:
+            chunk, status = walk(src.buf, self._pos - src.base, budget)
+            if chunk is not None:
+                self._account(chunk)
+                yield chunk
+                del chunk
+            src.release(self._pos)
+            if status == FULL or status == SECTION:
+                continue
+            if status == BAD:
+                break
+            if src.more(self._pos, self._need):
+                continue
+            end = src.base + len(src.buf)
+            if self._pos < end:
+                self._stop("truncated record", self._pos, "the last record is cut short",
+                           self.records)
+            if getattr(src, "error", None):
+                self._stop(f"corrupt {self.compression or 'input'} stream", end, src.error,
+                           self.records)
+            break
+
+    def _account(self, chunk: RecordChunk) -> None:
+        n = len(chunk.data_off)
+        self.records = chunk.first_index + n
+        ts = chunk.ts_ns
+        has = ts != NO_TS
+        if not has.all():
+            ts = ts[has]
+        if len(ts):
+            lo, hi = int(ts.min()), int(ts.max())
+            self.first_ts_ns = lo if self.first_ts_ns is None else min(self.first_ts_ns, lo)
+            self.last_ts_ns = hi if self.last_ts_ns is None else max(self.last_ts_ns, hi)
+
+    def _ignore(self, reason: str, offset: int, detail: str) -> None:
+        """Note a header field that was ignored (reading goes on); warned once per reason."""
+        self.skipped[reason] += 1
+        self.notes.setdefault(
+            reason, f"{self.path}: {reason} in the block at byte offset "
+                    f"{self._src.base + offset}{self._of()} ({detail})")
+
+    def _of(self) -> str:
+        """Which stream offsets count in: the decompressed or converted one, if not the file."""
+        if self.converted_from:
+            return " of editcap's pcapng output"
+        return f" of the {self.compression}-decompressed stream" if self.compression else ""
+
+    def _stop(self, reason: str, offset: int, detail: str, kept: int) -> None:
+        """Record why reading stopped at `offset` (of the decompressed stream, if compressed)."""
+        of = self._of()
+        self.skipped[reason] += 1
+        self.notes[reason] = (
+            f"{self.path}: {reason} at byte offset {offset}{of} ({detail}); "
+            f"kept the {kept} records before it"
+        )
+
+
+
+class _Replay:
+    """A stream whose first window was already read: hand that window out first."""
+
+    def __init__(self, first: bytes, stream):
+        self._first = first
+        self._stream = stream
+        self.error = None
+
+    def read(self, room: int) -> list[bytes]:
+        """The window already read, then the rest of the stream."""
+        if self._first:
+            first, self._first = self._first, b""
+            return [first]
+        return self._stream.read(room)
