@@ -52,9 +52,10 @@ _EXPORTS = {
     "Network": "auditor.inventory.roles",
     "Inventory": "auditor.inventory.roles",
     "assign_roles": "auditor.inventory.roles",
-    "inventory_to_yaml": "auditor.inventory.propose",
+    "inventory_to_yaml": "auditor.inventory.yaml_text",
     "load_inventory": "auditor.inventory.roles",
     "propose_inventory": "auditor.inventory.propose",
+    "propose_from_observation": "auditor.inventory.propose",
     # audit
     "AuditOptions": "auditor.options",
     "AuditResult": "auditor.audit.verdicts",

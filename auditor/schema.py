@@ -345,11 +345,16 @@ RPC_CL_COLUMNS = _table(
     ("activity_uuid", "str", "", "activity id (one client call sequence)"),
 )
 
-# dissect.dissect_names: one row per distinct (ip, name, source).
+# dissect.dissect_names: one row per distinct (ip, name, source, hint).
 HOST_NAME_COLUMNS = _table(
-    ("ip", "str", "", "the named address"),
-    ("name", "str", "", "host name as seen (DNS name, SMTP banner/EHLO name, NetBIOS name)"),
-    ("source", "str", "", "dns, smtp-banner, smtp-ehlo, nbns or kerberos"),
+    ("ip", "str", "", "the named address; empty when the packet names a host, not an address "
+                      "(a Kerberos service principal, a DNS SRV target)"),
+    ("name", "str", "", "host name as seen (DNS, NetBIOS, SMTP, TLS, ... name); empty for a hint "
+                        "alone"),
+    ("source", "str", "", "dns, cldap, ldap, nbns, browser, smtp-ehlo, smtp-banner, kerberos, "
+                          "smb, tls-certificate, tls-sni, dhcp, llmnr or mdns"),
+    ("hint", "str", "", "role evidence of the same packet, 'kind:detail': dc-locator, browser-dc, "
+                        "srv-dc, ldap-rootdse, kdc, spn, exchange-smtp, smtp-auth; else empty"),
 )
 
 RPC_EVIDENCE = ("epm", "bind", "dcom", "inferred")

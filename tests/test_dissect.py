@@ -190,25 +190,60 @@ def test_names_from_dns_cname_smtp_banner_and_ehlo():
     names = dissect_names(CAPTURES / "smtp.pcap")
     assert list(names.columns) == column_names(HOST_NAME_COLUMNS)
     assert set(map(tuple, names.values.tolist())) == {
-        ("74.53.140.153", "patriots.in", "dns"),
-        ("74.53.140.153", "mail.patriots.in", "dns"),  # via the CNAME
-        ("74.53.140.153", "xc90.websitewelcome.com", "smtp-banner"),
-        ("10.10.1.4", "GP", "smtp-ehlo"),
-        ("192.168.133.102", "uprise", "smtp-banner"),
+        ("74.53.140.153", "patriots.in", "dns", ""),
+        ("74.53.140.153", "mail.patriots.in", "dns", ""),  # via the CNAME
+        ("74.53.140.153", "xc90.websitewelcome.com", "smtp-banner", ""),
+        ("10.10.1.4", "GP", "smtp-ehlo", ""),
+        ("10.10.1.4", "", "smtp-ehlo", "smtp-auth"),  # a mail client authenticating
+        ("192.168.133.102", "uprise", "smtp-banner", ""),
+        ("10.10.1.20", "MIT-3D655AA09DD", "browser", ""),  # a workstation's announcement
+        ("17.167.150.73", "p31-keyvalueservice.icloud.com", "tls-sni", ""),
     }
+    # tshark's own fields are the oracle for the SNI and browser names
+    assert tshark_fields(CAPTURES / "smtp.pcap", "tls.handshake.extensions_server_name",
+                         "ip.dst", "tls.handshake.extensions_server_name") == [
+        ["17.167.150.73", "p31-keyvalueservice.icloud.com"]]
+    assert tshark_fields(CAPTURES / "smtp.pcap", "browser.server", "ip.src",
+                         "browser.server") == [["10.10.1.20", "MIT-3D655AA09DD"]]
 
 
 @pytest.mark.tshark
 def test_names_from_nbns_skip_group_names():
     names = names_of(CAPTURES / "suricata-verify_bug-5162_input.pcap")
     # WINDOMAIN<00> is a group name and must not name the host
-    assert names.values.tolist() == [["192.168.56.104", "WIN10", "nbns"]]
+    assert names.values.tolist() == [["192.168.56.104", "WIN10", "nbns", ""]]
 
 
 @pytest.mark.tshark
-def test_names_from_kerberos_machine_accounts():
+def test_names_from_kerberos_machine_accounts_and_the_kdc_realm():
     names = names_of(CAPTURES / "kerberos.pcap")
-    assert names.values.tolist() == [["172.16.8.201", "JOHNSON-PC", "kerberos"]]
+    assert names.values.tolist() == [["172.16.8.201", "JOHNSON-PC", "kerberos", ""],
+                                     ["172.16.8.8", "", "kerberos", "kdc:HAPPYCRAFT.ORG"]]
+
+
+@pytest.mark.tshark
+def test_names_from_kerberos_service_principals_and_smb_tree_connects():
+    names = names_of(CAPTURES / "kerberos_tso.pcapng")
+    rows = set(map(tuple, names.values.tolist()))
+    assert ("", "WIN-R5NF6DMLDVH", "kerberos", "spn:cifs") in rows  # named, not addressed
+    assert ("172.16.0.100", "WIN-R5NF6DMLDVH.TEST.local", "smb", "") in rows
+    assert ("172.16.0.5", "win7.test.local", "smb", "") in rows
+    assert ("172.16.0.100", "", "kerberos", "kdc:TEST.LOCAL") in rows
+    trees = tshark_fields(CAPTURES / "kerberos_tso.pcapng", "smb2.tree && smb2.flags.response == 0",
+                          "ip.dst", "smb2.tree")
+    assert ["172.16.0.100", "\\\\WIN-R5NF6DMLDVH.TEST.local\\IPC$"] in trees
+
+
+@pytest.mark.tshark
+def test_names_from_the_dc_locator_reply_with_its_dc_hint():
+    names = names_of(CAPTURES / "cldap-leak.pcap")
+    assert names.values.tolist() == [
+        ["192.168.122.3", "obed.s4.howto.abartlet.net", "cldap",
+         "dc-locator:obed.s4.howto.abartlet.net"],
+        ["192.168.122.3", "OBED", "cldap", ""]]
+    assert tshark_fields(CAPTURES / "cldap-leak.pcap", "mscldap.hostname", "ip.src",
+                         "mscldap.hostname", "mscldap.netlogon.flags.ds")[0] == [
+        "192.168.122.3", "obed.s4.howto.abartlet.net", "1"]
 
 
 @pytest.mark.tshark

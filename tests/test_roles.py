@@ -295,11 +295,20 @@ def test_proposed_inventory_assigns_every_pilot_role(proposal):
         CLIENT1: ("client",), CLIENT2: ("client",), ADMIN: ("client",),
         INET: ("internet",),
     }
-    # Clients of one /24 without servers become a network; outside hosts the default.
-    assert inv.networks == (Network("198.18.10.0/24", ("client",)),)
+    # Clients of one /24 without servers become a network, the internal range holding seen
+    # hosts a client network; outside hosts get the default.
+    assert inv.networks == (Network("198.18.10.0/24", ("client",)),
+                            Network("198.18.0.0/16", ("client",)))
     assert inv.default_roles == ("internet",)
-    # A host seen only in failed flows is not proposed at all.
-    assert roles_of(assign_roles(inv, ["198.18.5.98"])) == {"198.18.5.98": ("internet",)}
+
+
+def test_host_seen_only_in_failed_flows_is_listed_in_the_evidence_not_as_a_host(proposal):
+    inv, evidence = proposal
+    assert "198.18.5.98" not in {a for h in inv.hosts for a in h.addresses}
+    row = evidence[evidence["ip"] == "198.18.5.98"].iloc[0]
+    assert (row["role"], row["evidence"]) == ("unknown", "seen only in flows nobody answered")
+    # its internal network makes it a client when audited with the proposal
+    assert roles_of(assign_roles(inv, ["198.18.5.98"])) == {"198.18.5.98": ("client",)}
 
 
 def test_proposed_names_prefer_the_best_capture_source_else_role_numbers(proposal):
@@ -317,7 +326,8 @@ def test_role_evidence_explains_each_role_with_a_confidence(proposal):
     assert evidence["confidence"].between(0, 1).all()
     rows = {(r.ip, r.role): r for r in evidence.itertuples(index=False)}
     dc = rows[(DC, "domain_controller")]
-    assert dc.confidence == 1.0
+    # Kerberos, CLDAP, LDAP, GC, DNS, EPM and SMB without RPC interfaces: graded, not certain
+    assert dc.confidence == 0.84
     assert dc.evidence == ("answers 53/udp, 88/tcp, 88/udp, 135/tcp, 389/tcp, 389/udp, "
                            "445/tcp, 3268/tcp to 5 clients")
     assert rows[(EDGE, "edge_transport")].evidence == "answers EdgeSync 50636/tcp"
@@ -332,7 +342,7 @@ def test_role_evidence_explains_each_role_with_a_confidence(proposal):
 def test_proposed_inventory_yaml_reads_back_with_evidence_comments(proposal, tmp_path):
     inv, evidence = proposal
     text = inventory_to_yaml(inv, evidence)
-    assert "    # domain_controller 1.00: answers 53/udp" in text
+    assert "    # domain_controller 0.84: answers 53/udp" in text
     assert "    # 198.18.10.101 client 0.60: only initiates" in text
     again = load_inventory(write(tmp_path, text))
     assert (again.hosts, again.networks, again.default_roles) == (

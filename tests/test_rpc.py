@@ -154,7 +154,7 @@ def test_the_packet_budget_cuts_whole_flows_in_priority_order():
     assert per_flow[per_flow > 0].tolist() == [6, 6]  # a third flow would pass 14
 
 
-def test_name_rows_take_dns_smtp_nbns_and_kerberos():
+def test_name_rows_take_dns_smtp_nbns_kerberos_and_tls():
     rows = [pkt(0, CLIENT, 53000, DC, 53, proto=17, payload=40, head=0x12340100),
             pkt(0.001, DC, 53, CLIENT, 53000, proto=17, payload=80, head=0x12348180),
             pkt(1, CLIENT, 137, "198.18.255.255", 137, proto=17, payload=68, head=0xABCD2910)]
@@ -165,7 +165,7 @@ def test_name_rows_take_dns_smtp_nbns_and_kerberos():
     flows, labels = build_flows_labelled(packets)
     picked = select_name_rows(packets, flows, labels)
     ports = set(flows.loc[np.unique(labels[picked]), "dst_port"])
-    assert ports == {53, 137, 88, 25} and len(picked) == 3 + 2 + 2
+    assert ports == {53, 137, 88, 25, 443} and len(picked) == 3 + 2 + 2 + 2
 
 
 # --- discovery on the hand-crafted scenario ---------------------------------------------------------
@@ -304,7 +304,8 @@ def test_an_oxid_resolver_reply_makes_a_dcom_endpoint():
 @pytest.mark.tshark
 def test_discovery_also_returns_host_names():
     _, _, found, _ = discovered(CAPTURES / "kerberos.pcap")
-    assert found.names.values.tolist() == [["172.16.8.201", "JOHNSON-PC", "kerberos"]]
+    assert found.names.values.tolist() == [["172.16.8.201", "JOHNSON-PC", "kerberos", ""],
+                                           ["172.16.8.8", "", "kerberos", "kdc:HAPPYCRAFT.ORG"]]
 
 
 @pytest.mark.tshark
@@ -402,7 +403,7 @@ def test_pilot_endpoints_equal_the_ground_truth(ring):
     assert set(out.loc[out["dst_port"] == 49153, "rpc_interface"]) == {"DRSUAPI, DSSETUP, LSARPC"}
     # the refused DCE/RPC to MBX1 (ICMP 3/13) is not an endpoint; nothing is inferred
     assert set(ep["server_ip"]) == {"198.18.1.10"} and "inferred" not in set(ep["evidence"])
-    names = set(map(tuple, found.names.values.tolist()))
+    names = set(map(tuple, found.names[["ip", "name", "source"]].values.tolist()))
     assert {("198.18.1.10", "dc1.pilot.test", "dns"),
             ("198.18.1.41", "hub1.pilot.test", "smtp-banner"),
             ("198.18.10.101", "client1.pilot.test", "smtp-ehlo")} <= names

@@ -89,7 +89,8 @@ def rpc(captures, fmt, output):
 @captures_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the proposed inventory YAML here instead of standard output.")
-@click.option("--no-names", is_flag=True, help="Do not name hosts from DNS/SMTP/Kerberos/NetBIOS.")
+@click.option("--no-names", is_flag=True,
+              help="Do not name hosts from the capture (DNS, SMTP, Kerberos, NetBIOS, ...).")
 @click.option("--internal", "internal", multiple=True, metavar="CIDR",
               help="Networks that are ours (repeatable); other hosts are proposed as internet. "
                    "Default: private, ULA and 198.18.0.0/15 ranges.")
@@ -97,12 +98,12 @@ def rpc(captures, fmt, output):
 def roles(captures, output, no_names, internal):
     """Propose an inventory (hosts and roles, with evidence) from what CAPTURE... shows."""
     from auditor.audit.pipeline import observe
-    from auditor.inventory.propose import inventory_to_yaml, propose_inventory
-    from auditor.options import PipelineOptions
+    from auditor.inventory.propose import inventory_to_yaml, propose_from_observation
+    from auditor.options import PipelineOptions, RpcOptions
 
-    seen = observe(captures, PipelineOptions(rpc=not no_names), progress=progress_bar())
-    names = seen.rpc.names if seen.rpc is not None else None
-    inv, evidence = propose_inventory(seen.flows, names, internal=list(internal) or None)
+    options = PipelineOptions(rpc_options=RpcOptions(names=not no_names))
+    seen = observe(captures, options, progress=progress_bar())
+    inv, evidence = propose_from_observation(seen, internal=list(internal) or None)
     emit(inventory_to_yaml(inv, evidence), output)
 
 

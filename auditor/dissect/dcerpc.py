@@ -11,11 +11,11 @@ Running tshark and the generic tree walking live in tshark.py; this module reads
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
 
+from auditor.dissect.names import NAMES_FILTER, host_rows
 from auditor.dissect.tshark import _first, _int, _nodes, _Packet, _packets, _tshark, _values
 from auditor.errors import DissectError
 from auditor.schema import (
@@ -44,11 +44,6 @@ _PLUMBING = frozenset({"frame", "eth", "sll", "vlan", "ip", "ipv6", "tcp", "udp"
 RPC_FILTER = " || ".join(
     ["epm", "dcom.dualstringarray.network_addr", "dcerpc.ver == 4"]
     + [f"dcerpc.pkt_type == {t}" for t in (_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP)]
-)
-NAMES_FILTER = " || ".join(
-    ["(dns.flags.response == 1 && dns.count.answers > 0)", "smtp.response.code == 220",
-     'upper(smtp.req.command) == "EHLO"', 'upper(smtp.req.command) == "HELO"', "nbns.addr"]
-    + [f"kerberos.msg_type == {t}" for t in (10, 11, 13)]
 )
 
 
@@ -87,10 +82,10 @@ def dissect_rpc(pcap_path, *, tshark_path: str | None = None) -> RpcFacts:
 
 
 def dissect_names(pcap_path, *, tshark_path: str | None = None) -> pd.DataFrame:
-    """Return (ip, name, source) from DNS answers, SMTP banners/EHLO, NBNS and Kerberos AS."""
+    """Return (ip, name, source, hint) rows: host names and role hints (see dissect/names.py)."""
     rows: list[dict] = []
     for pkt in _packets(pcap_path, NAMES_FILTER, tshark_path):
-        rows.extend(_names(pkt))
+        rows.extend(host_rows(pkt))
     return typed_frame(rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
 
 
@@ -111,7 +106,7 @@ def dissect_capture(pcap_path, *, names: bool = True,
     for pkt in _packets(pcap_path, display_filter, tshark_path):
         collector.add(pkt)
         if names:
-            name_rows.extend(_names(pkt))
+            name_rows.extend(host_rows(pkt))
     frame = typed_frame(name_rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
     return collector.facts(), frame
 
@@ -339,92 +334,3 @@ def _cl_row(pkt: _Packet, tree: dict, ptype: int) -> dict:
         "interface_version": _version(version & 0xFFFF, version >> 16),
         "activity_uuid": str(tree.get("dcerpc.dg_act_id", "")).lower(),
     }
-
-
-# --- names ----------------------------------------------------------------------------------------
-
-
-def _names(pkt: _Packet) -> Iterator[dict]:
-    for proto, reader in (("dns", _dns_names), ("smtp", _smtp_names), ("nbns", _nbns_names),
-                          ("kerberos", _kerberos_names)):
-        for tree in pkt.layers.get(proto, ()):
-            yield from reader(pkt, tree)
-
-
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_NETBIOS = re.compile(r"^(?P<name>.+?)<(?P<suffix>[0-9a-fA-F]{2})>")
-
-
-def _name(text) -> str:
-    text = str(text or "").strip().rstrip(".")
-    return text if _HOSTNAME.match(text) and not text.replace(".", "").isdigit() else ""
-
-
-def _dns_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
-    aliases: dict[str, list[str]] = {}  # CNAME target -> the names pointing at it
-    for node in _nodes(tree):
-        if "dns.cname" in node:
-            aliases.setdefault(_name(node["dns.cname"]).lower(), []).append(
-                _name(node.get("dns.resp.name")))
-    for node in _nodes(tree):
-        name = _name(node.get("dns.resp.name"))
-        for key in ("dns.a", "dns.aaaa"):
-            if key in node and name:
-                for alias in [name, *aliases.get(name.lower(), ())]:
-                    if alias:
-                        yield {"ip": str(node[key]), "name": alias, "source": "dns"}
-        if "dns.ptr.domain_name" in node:
-            ip = _reverse_ip(str(node.get("dns.resp.name", "")))
-            ptr = _name(node["dns.ptr.domain_name"])
-            if ip and ptr:
-                yield {"ip": ip, "name": ptr, "source": "dns"}
-
-
-def _reverse_ip(name: str) -> str:
-    labels = name.lower().rstrip(".").split(".")
-    if labels[-2:] == ["in-addr", "arpa"] and len(labels) == 6:
-        return ".".join(reversed(labels[:4]))
-    return ""
-
-
-def _smtp_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
-    for node in _nodes(tree):
-        if _int(node.get("smtp.response.code")) == 220:
-            words = str(_first(node, "smtp.rsp.parameter", "")).split()
-            name = _name(words[0]) if words else ""
-            if name:
-                yield {"ip": pkt.src, "name": name, "source": "smtp-banner"}
-        if str(node.get("smtp.req.command", "")).upper() in ("EHLO", "HELO"):
-            name = _name(node.get("smtp.req.parameter"))
-            if name:
-                yield {"ip": pkt.src, "name": name, "source": "smtp-ehlo"}
-
-
-def _nbns_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
-    for node in _nodes(tree):
-        if "nbns.addr" not in node or "nbns.name" not in node:
-            continue
-        match = _NETBIOS.match(str(node["nbns.name"]))
-        group = _int(_first(node, "nbns.nb_flags.group"), 1)
-        # <00> workstation and <20> server names are per host; group names are not
-        if match and match["suffix"] in ("00", "20") and group == 0:
-            name = _name(match["name"].strip())
-            for addr in _values(node, "nbns.addr"):
-                if name:
-                    yield {"ip": str(addr), "name": name, "source": "nbns"}
-
-
-def _kerberos_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
-    msg_type = _int(_first(tree, "kerberos.msg_type"))
-    if msg_type == 10:  # AS-REQ: the client's NetBIOS address and machine account
-        for value in _values(tree, "kerberos.addr_nb"):
-            name = _name(str(value).strip())
-            if name:
-                yield {"ip": pkt.src, "name": name, "source": "kerberos"}
-    client = pkt.src if msg_type == 10 else pkt.dst  # AS-REP / TGS-REP go to the client
-    for value in _values(tree, "kerberos.CNameString"):
-        text = str(value)
-        if text.endswith("$"):  # a machine account names the host itself
-            name = _name(text[:-1].upper())
-            if name:
-                yield {"ip": client, "name": name, "source": "kerberos"}

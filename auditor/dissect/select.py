@@ -108,20 +108,44 @@ def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
 def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
     """What to dissect for host names, in priority order (DNS last: it fills the rest)."""
     port, proto = flows["dst_port"], flows["proto"]
+    tcp, udp = proto == "tcp", proto == "udp"
 
     def per_client(frame: pd.DataFrame, n: int) -> np.ndarray:
         return _first_per(_first_per(frame, ["src_ip"], n), ["proto"], o.name_flows)["flow_id"]
 
-    smtp = flows[(proto == "tcp") & port.isin((25, 587, 2525))]
-    smtp = _first_per(smtp, ["src_ip", "dst_ip"], 1)
+    def per_pair(frame: pd.DataFrame) -> np.ndarray:
+        return _first_per(_first_per(frame, ["src_ip", "dst_ip"], 1), ["proto"],
+                          o.name_flows)["flow_id"].to_numpy()
+
+    smtp = flows[tcp & port.isin((25, 587, 2525))]
+    # the DC-locator reply and browser announcements name DCs; a pair's first flow is enough
+    cldap, browser = flows[udp & (port == 389)], flows[udp & (port == 138)]
+    local = flows[udp & port.isin((5353, 5355, 67, 68))]  # mDNS, LLMNR, DHCP
+    ldap = flows[tcp & port.isin((389, 3268))]
+    tls = flows[tcp & port.isin(TLS_NAME_PORTS)]
+    smb = flows[tcp & (port == 445)]
     return [
-        _Pick(per_client(smtp, 1).to_numpy(), o.name_packets),
-        _Pick(per_client(flows[(proto == "udp") & (port == 137)], o.name_flows_per_client)
-              .to_numpy(), o.name_packets),
-        _Pick(per_client(flows[port == 88], o.name_flows_per_client).to_numpy(), o.name_packets),
+        _Pick(per_pair(smtp), o.name_packets),
+        _Pick(per_pair(cldap), 2),
+        _Pick(per_client(flows[udp & (port == 137)], o.name_flows_per_client).to_numpy(),
+              o.name_packets),
+        # a client's first Kerberos exchanges: AS (machine account, realm), then TGS (the SPNs)
+        _Pick(per_client(flows[port == 88], KERBEROS_NAME_FLOWS).to_numpy(), o.name_packets),
+        _Pick(per_client(browser, 1).to_numpy(), 2),
+        _Pick(per_client(local, o.name_flows_per_client).to_numpy(), 2),
+        _Pick(per_pair(ldap), o.name_packets),
+        _Pick(per_pair(tls), TLS_NAME_PACKETS),
+        _Pick(per_pair(smb), SMB_NAME_PACKETS),
         _Pick(_first_per(flows[port == 53], ["src_ip"], o.dns_flows_per_client)["flow_id"]
               .to_numpy(), 2),
     ]
+
+
+KERBEROS_NAME_FLOWS = 4  # per client
+# TLS services whose handshake names the server (SNI; certificate subject and SAN)
+TLS_NAME_PORTS = (443, 636, 3269, 465, 993, 995, 5061, 8443)
+TLS_NAME_PACKETS = 8  # ClientHello, ServerHello and the certificate's segments
+SMB_NAME_PACKETS = 10  # negotiate, session setup (twice each way), then the tree connect
 
 
 def _rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, plan: list[_Pick],
