@@ -89,6 +89,10 @@ _EXPORTS = {
     "VerifyResult": "auditor.firewall.verify",
     "verify_flows": "auditor.firewall.verify",
     "verify_to_dict": "auditor.firewall.verify",
+    "AuditDiff": "auditor.audit.diff",
+    "diff_audits": "auditor.audit.diff",
+    "diff_to_dict": "auditor.audit.diff",
+    "load_audit_document": "auditor.audit.diff",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -440,3 +440,41 @@ VERIFY_UNUSED_COLUMNS = _table(
     ("ports", "str", "", "ports as written (empty: every port)"),
     ("action", "str", "", "allow or deny"),
 )
+
+# audit.diff_findings: one row per finding that is new, resolved or changed between two audits.
+DIFF_FINDING_COLUMNS = _table(
+    ("status", "str", "", "new, resolved or changed"),
+    ("kind", "str", "", "the finding's kind in the new audit (empty when resolved)"),
+    ("old_kind", "str", "", "its kind in the old audit (empty when new)"),
+    ("severity", "str", "", "severity in the new audit (empty when resolved)"),
+    ("old_severity", "str", "", "severity in the old audit (empty when new)"),
+    ("src_ip", "str", "", "initiator address (empty for role-level missing findings)"),
+    ("src_name", "str", "", "initiator's name, else empty"),
+    ("dst_ip", "str", "", "responder address"),
+    ("dst_name", "str", "", "responder's name, else empty"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
+    ("dst_port", "Int64", "", "responder port (NA for a missing rule with several ports)"),
+    ("rule", "str", "", "catalogue rule of the finding, else empty"),
+    ("documented", "bool", "", "a catalogue rule allows this path"),
+    ("flows", "int64", "flows", "flows of the finding in the new audit (0 when resolved)"),
+    ("old_flows", "int64", "flows", "flows of the finding in the old audit (0 when new)"),
+    ("changes", "str", "", "what changed: 'kind rejected -> unanswered; flows 1 -> 3'"),
+)
+
+# audit.diff_rules: catalogue rules whose status changed between two audits.
+DIFF_RULE_COLUMNS = _table(
+    ("id", "str", "", "rule id"),
+    ("change", "str", "", "newly_observed, newly_missing, no_longer_observed, removed or status_changed"),
+    ("old_status", "str", "", "status in the old audit (empty: not in its catalogue)"),
+    ("new_status", "str", "", "status in the new audit (empty: not in its catalogue)"),
+)
+
+# audit.diff_rpc: RPC interfaces whose server ports changed between two audits.
+DIFF_RPC_COLUMNS = _table(
+    ("server_ip", "str", "", "the RPC server"),
+    ("proto", "str", "", "tcp or udp"),
+    ("interface_uuid", "str", "", "the interface"),
+    ("interface", "str", "", "its name, else empty"),
+    ("old_ports", "str", "", "ports it was served on in the old audit, ';'-separated"),
+    ("new_ports", "str", "", "ports it is served on in the new audit, ';'-separated"),
+)

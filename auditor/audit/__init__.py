@@ -2,4 +2,5 @@
 
 - `verdicts`: roles and best rule per flow, verdicts, findings and the summary.
 - `pipeline`: the whole job in one call (read, flows, discovery, audit).
+- `diff`: two audit documents compared: findings new, resolved, changed; rules; RPC moves.
 """

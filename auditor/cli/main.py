@@ -8,7 +8,7 @@ from auditor.cli.audit_cmds import audit, catalogue, plot
 from auditor.cli.errors import ExitStatus
 from auditor.cli.firewall_cmds import firewall
 from auditor.cli.observe_cmds import flows, roles, rpc
-from auditor.cli.verify_cmds import verify
+from auditor.cli.verify_cmds import diff, verify
 
 __all__ = ["ExitStatus", "cli"]
 
@@ -20,5 +20,5 @@ def cli(traceback: bool) -> None:
     """Audit Exchange 2010 traffic in packet captures."""
 
 
-for _command in (flows, audit, rpc, catalogue, roles, plot, firewall, verify):
+for _command in (flows, audit, rpc, catalogue, roles, plot, firewall, verify, diff):
     cli.add_command(_command)

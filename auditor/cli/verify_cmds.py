@@ -78,3 +78,31 @@ def verify(ruleset, captures, inventory, catalogues, replace_catalogue, fmt, out
         emit(verify_text(checked, limit=None if show_all else 40), output)
     if fail_on == "would_block" and not checked.would_block.empty:
         click.get_current_context().exit(ExitStatus.FINDINGS)
+
+
+@click.command()
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@output_options(formats=("table", "json", "md"))
+@click.option("--fail-on", type=click.Choice(["new"]),
+              help="Exit 3 when the NEW audit has a finding the OLD one did not.")
+@handle_errors
+def diff(old, new, fmt, output, fail_on):
+    """Compare two audits (`auditor audit --format json` documents): what changed from OLD to NEW."""
+    from auditor.audit.diff import diff_audits, diff_to_dict, load_audit_document
+
+    result = diff_audits(load_audit_document(old), load_audit_document(new), str(old), str(new))
+    if fmt == "json":
+        import json
+
+        emit(json.dumps(diff_to_dict(result), indent=1, ensure_ascii=False) + "\n", output)
+    elif fmt == "md":
+        from auditor.render.diff_text import diff_markdown
+
+        emit(diff_markdown(result), output)
+    else:
+        from auditor.render.diff_text import diff_text
+
+        emit(diff_text(result), output)
+    if fail_on == "new" and result.summary["findings"]["new"]:
+        click.get_current_context().exit(ExitStatus.FINDINGS)
