@@ -4,6 +4,8 @@ tshark is the oracle: per TCP/UDP stream (tcp.stream / udp.stream, its own port-
 compare the two endpoints, the packet count and the sum of frame.len with our flows built without
 idle timeouts (tshark has none). tshark runs without IP reassembly and its non-first fragments are
 counted to the stream of their first fragment (same src, dst and IP id), as the auditor does.
+A connectionless DCE/RPC answer sent from another port than its request went to counts to the
+request's stream, tied by tshark's activity id and sequence number (the auditor ties by address).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def tshark_conversations(path: Path) -> Counter:
     """(proto, endpoints, packets, bytes) per tshark TCP/UDP stream."""
     fields = ["tcp.stream", "udp.stream", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
               "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "frame.len", "ip.id",
-              "ip.frag_offset"]
+              "ip.frag_offset", "dcerpc.pkt_type", "dcerpc.dg_act_id", "dcerpc.dg_seqnum"]
     cmd = ["tshark", "-n", "-o", "ip.defragment:FALSE", "-r", str(path), "-Y",
            "(tcp or udp or ip.frag_offset > 0) and not icmp and not icmpv6",
            "-T", "fields", "-E", "occurrence=f", "-E", "separator=\t"]
@@ -39,8 +41,19 @@ def tshark_conversations(path: Path) -> Counter:
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
     streams: dict[tuple[str, str], dict] = {}
     first_fragment: dict[tuple[str, str, str], tuple[str, str]] = {}
+    calls: dict[tuple[str, str], tuple[str, str]] = {}  # CL RPC (activity, seq) -> request stream
     for line in out.splitlines():
-        ts, us, s4, s6, d4, d6, tsp, usp, tdp, udp_, flen, ip_id, frag = line.split("\t")
+        (ts, us, s4, s6, d4, d6, tsp, usp, tdp, udp_, flen, ip_id, frag, ptype, act,
+         seq) = line.split("\t")
+        if us and act and ptype in ("0", "1"):
+            calls.setdefault((act, seq), ("udp", us))
+        elif us and act and ptype in ("2", "3", "4", "5", "6", "10"):
+            asked = calls.get((act, seq))
+            if asked is not None and asked != ("udp", us):
+                entry = streams[asked]  # the request's stream, whose endpoints it already has
+                entry["packets"] += 1
+                entry["bytes"] += int(flen)
+                continue
         if not (ts or us):  # a non-first fragment: its first fragment's stream
             key = first_fragment.get((s4, d4, ip_id))
             if key is None:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 from packet_factory import ACK, PSH, SYN, pkt, table
 
-from auditor import build_flows
+from auditor import build_flows, read_packets
+from auditor.audit.pipeline import _second_pass
+from auditor.dissect.dcerpc import empty_rpc_facts
+from auditor.dissect.rpc import RpcDiscovery, build_endpoints
 from auditor.flows.orient import KEPT, payload_matrix, sender_role
+from auditor.options import PipelineOptions
+from auditor.schema import HOST_NAME_COLUMNS, RPC_EPM_COLUMNS, empty_frame, typed_frame
 
 CLIENT, SERVER = "198.18.10.21", "198.18.1.10"
+PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "public"
 
 
 def data(payload: bytes) -> dict:
@@ -110,3 +118,42 @@ def test_ntp_between_two_servers_on_port_123_is_oriented_by_its_mode():
             pkt(0.1, CLIENT, 123, SERVER, 123, proto=17, **data(b"\x23" + bytes(47)))]
     f = build_flows(table(rows)).iloc[0]
     assert (f.src_ip, f.dst_ip, f.orientation) == (CLIENT, SERVER, "payload")
+
+
+def test_connectionless_rpc_answer_from_another_port_ties_to_its_request_flow():
+    flows = build_flows(read_packets([PUBLIC / "dcerpc.pcap"]))
+    got = sorted(zip(flows["src_ip"], flows["dst_ip"], flows["dst_port"], flows["src_packets"],
+                     flows["dst_packets"], flows["state"], flows["orientation"], strict=True))
+    # tshark: requests to 34964 answered from 49161 / 49154 (same activity id and sequence)
+    assert got == [("192.168.1.11", "192.168.1.20", 34964, 6, 6, "udp_answered", "payload"),
+                   ("192.168.1.20", "192.168.1.11", 34964, 2, 2, "udp_answered", "payload")]
+
+
+def _epm_facts(server: str, port: int):
+    """RpcFacts holding one EPM reply that advertises EMSMDB on server:port/tcp."""
+    epm = typed_frame([dict(
+        ts=0, client_ip=CLIENT, client_port=50100, server_ip=server, server_port=135,
+        operation="ept_map", interface_uuid="a4f1db00-ca47-1067-b31f-00dd010662da",
+        interface_version="0.81", tower_proto="tcp", tower_ip=server, port=port, endpoint="",
+        status=0, status_name="ok")], RPC_EPM_COLUMNS)
+    return dataclasses.replace(empty_rpc_facts(), epm=epm)
+
+
+def test_endpoint_an_epm_reply_advertised_turns_a_guessed_flow_round_and_is_used():
+    # the CAS's pinned port 59531 vs the client's 51234: both ephemeral, server speaks first,
+    # and the data is the middle of a PDU (no evidence); EPM named 59531 elsewhere
+    rows = [pkt(0.0, SERVER, 59531, CLIENT, 51234, flags=ACK | PSH, **data(b"\x00" * 30)),
+            pkt(0.1, CLIENT, 51234, SERVER, 59531, flags=ACK)]
+    flows = build_flows(table(rows))
+    assert flows.loc[0, "orientation"] == "first_packet"
+    facts = _epm_facts(SERVER, 59531)
+    before = build_endpoints(facts, flows)
+    discovery = RpcDiscovery(endpoints=before, facts=facts, names=empty_frame(HOST_NAME_COLUMNS),
+                             packets=0)
+    turned, found = _second_pass(flows, discovery, PipelineOptions())
+    f = turned.iloc[0]
+    assert (f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.orientation) == (
+        CLIENT, 51234, SERVER, 59531, "epm")
+    assert (f.src_packets, f.dst_packets, f.dst_payload_prefix) == (1, 1, "00" * KEPT)
+    assert before["used"].tolist() == [False]  # the guess made it look "never used"
+    assert found.endpoints[["port", "used", "flows"]].values.tolist() == [[59531, True, 1]]

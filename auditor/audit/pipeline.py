@@ -16,11 +16,12 @@ import pandas as pd
 from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
 from auditor.capture.packets import PacketTable, read_packets
 from auditor.dissect.dcerpc import display_filter_for
-from auditor.dissect.rpc import RpcDiscovery, discover_endpoints
+from auditor.dissect.rpc import RpcDiscovery, build_endpoints, discover_endpoints
 from auditor.dissect.rpc_ranges import dynamic_ranges
 from auditor.dissect.tshark import PrestartedTshark
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows.build import build_flows_labelled
+from auditor.flows.orient import apply_endpoints
 from auditor.options import PipelineOptions
 from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
 
@@ -48,6 +49,7 @@ def observe(
         table = read_packets(captures, progress=progress)
         flows, labels = build_flows_labelled(table, options.flows)
         discovery = _discover(table, flows, labels, options, tshark) if options.rpc else None
+        flows, discovery = _second_pass(flows, discovery, options)
     return Observation(table, flows, labels, discovery, tuple(notes))
 
 
@@ -70,6 +72,19 @@ def _discover(table, flows, labels, options: PipelineOptions, tshark=None):
     except DissectError as exc:
         warnings.warn(f"RPC discovery and host naming skipped: {exc}", DissectWarning, stacklevel=3)
         return None
+
+
+def _second_pass(flows, discovery, options: PipelineOptions):
+    """Re-orient guessed flows with the RPC endpoints discovery found (flows.orient), then
+    count the endpoints' flows again: a flow turned round now reaches its endpoint."""
+    if discovery is None:
+        return flows, discovery
+    turned = apply_endpoints(flows, discovery.endpoints)
+    if turned is flows:
+        return flows, discovery
+    endpoints = build_endpoints(discovery.facts, turned,
+                                infer_window_s=options.rpc_options.infer_window_s)
+    return turned, dataclasses.replace(discovery, endpoints=endpoints)
 
 
 @contextlib.contextmanager
@@ -106,7 +121,11 @@ def audit_captures(
             pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options, tshark)
             prepared = prepare_flows(seen.flows, inventory)
             discovery = pending.result()
-    seen = dataclasses.replace(seen, rpc=discovery, warnings=seen.warnings + tuple(notes))
+            flows, discovery = _second_pass(seen.flows, discovery, options)
+            if flows is not seen.flows:
+                prepared = prepare_flows(flows, inventory)
+    seen = dataclasses.replace(seen, flows=flows, rpc=discovery,
+                               warnings=seen.warnings + tuple(notes))
     return audit_observation(seen, inventory, catalogue, options, prepared=prepared)
 
 
@@ -127,5 +146,7 @@ def audit_observation(seen: Observation, inventory, catalogue,
         warnings=seen.warnings,
         rpc=endpoints,
         rpc_ranges=dynamic_ranges(endpoints),
-        summary={**result.summary, "rpc_discovery": seen.rpc is not None},
+        summary={**result.summary, "rpc_discovery": seen.rpc is not None,
+                 "orientation": {k: int(v) for k, v in
+                                 seen.flows["orientation"].value_counts().items()}},
     )

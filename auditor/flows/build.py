@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 from auditor.capture.packets import PacketTable, format_ip
-from auditor.flows.orient import decide_initiator, payload_hex, payload_matrix, sender_role
+from auditor.flows.orient import (
+    decide_initiator,
+    payload_hex,
+    payload_matrix,
+    sender_role,
+    tie_connectionless_rpc,
+)
 from auditor.options import FlowOptions
 from auditor.schema import FLOW_COLUMNS, column_names, empty_frame
 
@@ -56,6 +62,7 @@ def build_flows_labelled(
 
     addr_codes, addr_hi, addr_lo = _address_codes(pk)
     s_code, d_code = addr_codes[:n], addr_codes[n:]
+    src_port = tie_connectionless_rpc(pk, s_code, d_code, src_port, dst_port)
     # Canonical orientation: side "a" is the smaller (address, port); direction 0 = sent by "a".
     swap = (s_code > d_code) | ((s_code == d_code) & (src_port > dst_port))
     a_code = np.where(swap, d_code, s_code)

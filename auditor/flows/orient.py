@@ -235,3 +235,93 @@ _NOTES = {
 def orientation_note(orientation: pd.Series) -> pd.Series:
     """Text to append to a finding's detail when its direction is a guess, else ''."""
     return orientation.map(_NOTES).fillna("").astype(object)
+
+
+def tie_connectionless_rpc(pk: pd.DataFrame, s_code: np.ndarray, d_code: np.ndarray,
+                           src_port: np.ndarray, dst_port: np.ndarray) -> np.ndarray:
+    """Source ports with connectionless DCE/RPC answers moved onto their request's server port.
+
+    A ncadg_ip_udp server may answer from another port than the one the request went to
+    ([MS-RPCE] 2.1.1.2; `dcerpc.pcap`). Such a response (response, fault, working, nocall,
+    reject) counts to the flow of the latest request its receiver (address and port) sent to its
+    sender's address within 30 s, instead of becoming a one-way flow of its own.
+    """
+    proto = pk["proto"].to_numpy()
+    head = pk["payload_head"].to_numpy().astype(np.int64)
+    cl = ((proto == UDP) & ((head >> 24) == 4) & (pk["payload_len"].to_numpy() >= 80)
+          & (((pk["payload_b4"].to_numpy() >> np.uint64(56)) & np.uint64(0xEE)) == 0))
+    if not cl.any():
+        return src_port
+    ptype = (head >> 16) & 0xFF
+    req = np.flatnonzero(cl & np.isin(ptype, _DCE_CL_CLIENT))
+    resp = np.flatnonzero(cl & np.isin(ptype, _DCE_CL_SERVER))
+    if not (len(req) and len(resp)):
+        return src_port
+    ts = pk["ts_ns"].to_numpy()
+    asked = pd.DataFrame({"ts": ts[req], "c": s_code[req], "cp": src_port[req], "s": d_code[req],
+                          "sp": dst_port[req]}).sort_values("ts", kind="stable")
+    answers = pd.DataFrame({"ts": ts[resp], "c": d_code[resp], "cp": dst_port[resp],
+                            "s": s_code[resp], "rp": src_port[resp], "row": resp})
+    tied = pd.merge_asof(answers.sort_values("ts", kind="stable"), asked, on="ts",
+                         by=["c", "cp", "s"], direction="backward", tolerance=30_000_000_000)
+    tied = tied[tied["sp"].notna() & (tied["sp"] != tied["rp"])]
+    if tied.empty:
+        return src_port
+    out = src_port.copy()
+    out[tied["row"].to_numpy()] = tied["sp"].to_numpy().astype(out.dtype)
+    return out
+
+
+_SIDES = ("ip", "port", "packets", "bytes", "payload_bytes", "payload_prefix")
+_WEAK = ("port", "first_packet")
+
+
+def apply_endpoints(flows: pd.DataFrame, endpoints: pd.DataFrame) -> pd.DataFrame:
+    """Second pass: re-orient guessed flows (port, first_packet) that touch an advertised endpoint.
+
+    `endpoints` has server_ip, port, proto and evidence (schema.RPC_ENDPOINT_COLUMNS); endpoints
+    an EPM reply, a bind or a DCOM binding named anywhere in the captures count, inferred ones
+    do not. A flow whose src is such an endpoint (and whose dst is not) is turned round; either
+    way its orientation becomes `epm`. Returns the same frame when nothing changes.
+    """
+    if flows.empty or endpoints is None or endpoints.empty:
+        return flows
+    weak = flows["orientation"].isin(_WEAK).to_numpy()
+    if not weak.any():
+        return flows
+    known = endpoints[endpoints["evidence"].isin(("epm", "bind", "dcom"))]
+    keys = set(zip(known["server_ip"], known["port"].astype(int), known["proto"], strict=True))
+    if not keys:
+        return flows
+    sub = flows.loc[weak, ["src_ip", "src_port", "dst_ip", "dst_port", "proto"]]
+    src_is = np.array([k in keys for k in zip(sub["src_ip"], sub["src_port"].astype(int),
+                                              sub["proto"], strict=True)], dtype=bool)
+    dst_is = np.array([k in keys for k in zip(sub["dst_ip"], sub["dst_port"].astype(int),
+                                              sub["proto"], strict=True)], dtype=bool)
+    rows = np.flatnonzero(weak)
+    turn, confirm = rows[src_is & ~dst_is], rows[dst_is & ~src_is]
+    if not (len(turn) or len(confirm)):
+        return flows
+    out = flows.copy()
+    if len(turn):
+        out = turn_round(out, turn)
+    out.iloc[np.concatenate([turn, confirm]), out.columns.get_loc("orientation")] = "epm"
+    return out
+
+
+def turn_round(flows: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """Swap initiator and responder of the given rows (positions); UDP states follow the swap."""
+    out = flows.copy()
+    for side in _SIDES:
+        s, d = out.columns.get_loc(f"src_{side}"), out.columns.get_loc(f"dst_{side}")
+        a, b = out.iloc[rows, s].to_numpy(copy=True), out.iloc[rows, d].to_numpy(copy=True)
+        out.iloc[rows, s], out.iloc[rows, d] = b, a
+    prefix = out["src_payload_prefix"].to_numpy()[rows].astype(str)
+    head = [int((p[:8]).ljust(8, "0"), 16) for p in prefix]
+    out.iloc[rows, out.columns.get_loc("client_payload_head")] = np.asarray(head, np.uint32)
+    udp_like = out["state"].isin(("udp_answered", "udp_unanswered")).to_numpy()[rows]
+    answered = (out["dst_packets"].to_numpy()[rows] > 0) | (out["src_packets"].to_numpy()[rows] == 0)
+    state = np.where(answered, "udp_answered", "udp_unanswered")
+    col = out.columns.get_loc("state")
+    out.iloc[rows[udp_like], col] = state[udp_like]
+    return out
