@@ -9,6 +9,7 @@ import random
 import shutil
 import struct
 import subprocess
+from pathlib import Path
 
 import lz4.frame
 import pytest
@@ -198,3 +199,27 @@ def test_snoop_is_converted_by_editcap_with_one_warning(tmp_path, compress):
 def test_file_nobody_reads_is_one_line_naming_it(tmp_path):
     with pytest.raises(CaptureError, match=r"noise\.bin: not a capture format auditor or tshark"):
         read_packets([write(tmp_path, "noise.bin", bytes(range(256)) * 8)])
+
+
+# -- committed fixtures -----------------------------------------------------------------------
+
+FORMATS = Path(__file__).resolve().parent.parent / "fixtures" / "pcaps" / "formats"
+
+
+def test_committed_modified_pcap_fixture():
+    t = read_packets([FORMATS / "modified.pcap"])
+    assert (t.files[0].format, col(t, "src_port")) == ("pcap-modified", [40000 + i for i in range(8)])
+
+
+@pytest.mark.parametrize("ext,name,kept,offset", [
+    ("gzip", "gzip", 1799, 341834), ("zst", "zstd", 1379, 262034), ("lz4", "lz4", 1724, 327584),
+    ("bz2", "bzip2", 1176, 223464), ("xz", "xz", 1742, 331004)])
+def test_committed_truncated_tails_keep_every_complete_record(ext, name, kept, offset):
+    path = FORMATS / f"truncated_tail.{ext}"
+    with pytest.warns(CaptureWarning) as rec:
+        t = read_packets([path])
+    assert [str(w.message) for w in rec] == [
+        f"{path}: truncated {name} stream at byte offset {offset} of the {name}-decompressed "
+        f"stream (the compressed stream ends early); kept the {kept} records before it"]
+    assert col(t, "src_port") == [30000 + i for i in range(kept)]
+    assert t.files[0].skipped == {f"truncated {name} stream": 1}

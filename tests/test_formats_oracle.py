@@ -26,7 +26,7 @@ COMPRESSORS = {"zstd": ["zstd", "-q", "-c"], "lz4": ["lz4", "-q", "-c"],
                "bzip2": ["bzip2", "-c"], "xz": ["xz", "-c"], "gzip": ["gzip", "-c"]}
 WIRETAP_DECOMPRESSES = ("zstd", "lz4", "gzip")  # tshark reads these itself; bzip2 and xz it cannot
 NATIVE = {"modpcap": "pcap-modified", "suse6_3pcap": "pcap-ss990915", "rh6_1pcap": "pcap-ss990417",
-          "nokiapcap": "pcap-nokia"}
+          "nokiapcap": "pcap-nokia", "netmon2": "netmon2.0"}
 IGNORED = ["flow_id", "capture"]
 
 

@@ -17,6 +17,7 @@ from auditor.capture import formats, records
 from auditor.capture.bytesource import CaptureSource, MappedSource, PlainStream, StreamSource
 from auditor.capture.compression import Inflater
 from auditor.capture.convert import WIRETAP_READS_ITSELF, Converted, captype
+from auditor.capture.netmon import NetmonWalker
 from auditor.capture.pcap import PcapWalker
 from auditor.capture.pcapng import PcapngWalker
 from auditor.capture.records import BAD, FULL, NO_TS, SECTION, RecordChunk
@@ -100,6 +101,8 @@ class RecordReader:
             return PcapWalker(self, bytes(self._src.buf[:28]))
         if sniffed.container == "pcapng":
             return PcapngWalker(self, head)
+        if sniffed.container == "netmon":
+            return NetmonWalker(self, head)
         if sniffed.container == "etl":
             raise CaptureError(f"{self.path}: {ETL_HELP}")
         return self._convert(head)
@@ -167,11 +170,13 @@ class RecordReader:
             if src.more(self._pos, self._need):
                 continue
             end = src.base + len(src.buf)
-            if self._pos < end:
-                self._stop("truncated record", self._pos, "the last record is cut short",
+            error = getattr(src, "error", None)
+            if error:  # one line: where the complete records end, and why the stream did
+                cut = "truncated" if "ends early" in error else "corrupt"
+                self._stop(f"{cut} {self.compression or 'input'} stream", self._pos, error,
                            self.records)
-            if getattr(src, "error", None):
-                self._stop(f"corrupt {self.compression or 'input'} stream", end, src.error,
+            elif self._pos < end:
+                self._stop("truncated record", self._pos, "the last record is cut short",
                            self.records)
             break
 
