@@ -20,6 +20,10 @@ test-deps:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && $(APT) chromium; }
 	@for t in zstd:zstd lz4:lz4 bzip2:bzip2 xz:xz-utils; do command -v $${t%%:*} >/dev/null 2>&1 \
 	    || { apt-get update -q && $(APT) $${t#*:}; }; done
+	@# firewall exports are checked by the real tools (nft -c, iptables-restore --test) in a netns
+	@PATH="$$PATH:/usr/sbin:/sbin"; command -v nft >/dev/null 2>&1 || { apt-get update -q && $(APT) nftables; }
+	@PATH="$$PATH:/usr/sbin:/sbin"; command -v iptables-restore >/dev/null 2>&1 \
+	    || { apt-get update -q && $(APT) iptables; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

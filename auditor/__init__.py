@@ -89,6 +89,7 @@ _EXPORTS = {
     "VerifyResult": "auditor.firewall.verify",
     "verify_flows": "auditor.firewall.verify",
     "verify_to_dict": "auditor.firewall.verify",
+    "export_rules": "auditor.firewall.exports",
     "AuditDiff": "auditor.audit.diff",
     "diff_audits": "auditor.audit.diff",
     "diff_to_dict": "auditor.audit.diff",
