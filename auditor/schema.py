@@ -135,6 +135,9 @@ AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
     ("rpc_evidence", "str", "", "how that interface was learned: epm, bind, dcom, inferred"),
     ("documented", "bool", "", "a catalogue rule allows this path"),
     ("verdict", "str", "", "expected, unexpected, rejected or unanswered"),
+    ("src_name_source", "str", "", "where src_name came from: inventory, a capture source "
+     "(dns, cldap, nbns, smtp-banner, tls-sni, ...; see HOST_NAME_COLUMNS), else empty"),
+    ("dst_name_source", "str", "", "where dst_name came from, as src_name_source"),
 )
 
 # One row per finding, aggregated per (kind, src_ip, dst_ip, proto, dst_port).
@@ -160,6 +163,9 @@ FINDING_COLUMNS = _table(
     ("detail", "str", "", "one sentence: the reason, the rule, the ICMP code, ..."),
     ("orientation", "str", "", "weakest orientation of those flows ('port', 'first_packet' = a "
      "guess); empty for missing"),
+    ("src_name_source", "str", "", "where src_name came from: inventory, a capture source "
+     "(dns, cldap, nbns, smtp-banner, tls-sni, ...), else empty"),
+    ("dst_name_source", "str", "", "where dst_name came from, as src_name_source"),
 )
 
 RULE_STATUSES = ("observed", "missing", "not_applicable")

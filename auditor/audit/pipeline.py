@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from auditor.audit.proposed import mark_proposed, proposed_inventory
 from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
 from auditor.capture.packets import PacketTable, read_packets
 from auditor.dissect.dcerpc import display_filter_for
@@ -111,8 +112,13 @@ def audit_captures(
 
     tshark dissects the selected RPC packets in a worker thread (it waits on the subprocess
     with the GIL released) while this thread works out roles and paths, which need no RPC.
+    With `inventory=None` the inventory is proposed from the captures (audit/proposed.py).
     """
     options = options or PipelineOptions()
+    if inventory is None:  # read once, propose, audit with the proposal
+        seen = observe(captures, options, progress)
+        inventory = proposed_inventory(seen)
+        return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory)
     if not options.rpc:
         return audit_observation(observe(captures, options, progress), inventory, catalogue, options)
     with _prestarted_tshark(options) as tshark:

@@ -31,7 +31,7 @@ class AuditResult:
     rules: pd.DataFrame  # schema.RULE_STATUS_COLUMNS
     rpc: pd.DataFrame  # rpc endpoints (schema.RPC_ENDPOINT_COLUMNS)
     rpc_ranges: pd.DataFrame  # per-server dynamic range summary (rpc.dynamic_ranges)
-    hosts: pd.DataFrame  # ip, name, roles (';'-separated), flows, bytes: the per-host view
+    hosts: pd.DataFrame  # ip, name, roles (";"-separated), flows, bytes, findings, name_source
     captures: tuple = ()  # capture.CaptureFile of every file read
     warnings: tuple[str, ...] = ()  # what was skipped and why (one line each)
     summary: Mapping[str, object] = field(default_factory=dict)  # counts per finding kind etc.
@@ -124,12 +124,10 @@ def prepare_flows(flows: pd.DataFrame, inventory) -> PreparedFlows:
 
 
 def _with_capture_names(hosts: pd.DataFrame, names: pd.DataFrame | None) -> pd.DataFrame:
-    """Fill names the inventory lacks from what the capture says (DNS, SMTP, Kerberos, NetBIOS)."""
-    if names is None or names.empty:
-        return hosts
-    seen = names.drop_duplicates("ip").set_index("ip")["name"]
-    fill = hosts["ip"].map(seen).fillna("")
-    return hosts.assign(name=np.where(hosts["name"] == "", fill, hosts["name"]))
+    """Fill names the inventory lacks from what the capture says; `name_source` says which won."""
+    from auditor.audit.host_names import name_hosts
+
+    return name_hosts(hosts, names)
 
 
 def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options) -> pd.DataFrame:
@@ -147,10 +145,12 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
     codes, uniques = prepared.addr_codes, prepared.addr_uniques
     row = by_ip.index.get_indexer(uniques)
     names = by_ip["name"].to_numpy(dtype=object)[row][codes]
+    name_sources = by_ip["name_source"].to_numpy(dtype=object)[row][codes]
     roles_text = by_ip["roles_text"].to_numpy(dtype=object)[row][codes]
     for i, side in enumerate(("src", "dst")):
         out[f"{side}_name"] = names[i * n:(i + 1) * n]
         out[f"{side}_roles"] = roles_text[i * n:(i + 1) * n]
+        out[f"{side}_name_source"] = name_sources[i * n:(i + 1) * n]
     if rpc_endpoints is not None:
         from auditor.dissect.rpc import annotate_flows
 
@@ -327,6 +327,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
     keys = ["kind", "src_ip", "dst_ip", "proto", "dst_port"]
     agg = bad.groupby(keys, as_index=False, sort=False).agg(
         src_name=("src_name", "first"), dst_name=("dst_name", "first"),
+        src_name_source=("src_name_source", "first"), dst_name_source=("dst_name_source", "first"),
         src_role=("src_role", "first"), dst_role=("dst_role", "first"),
         documented=("documented", "any"), rule=("rule", "first"), service=("service", "first"),
         flows=("flow_id", "size"), packets=("packets", "sum"), bytes=("bytes", "sum"),
@@ -430,6 +431,8 @@ def _missing_row(rule, *, src_ip, dst_ip, src_role, dst_role, src_name, dst_name
         "kind": "missing", "severity": rule.severity, "src_ip": src_ip, "dst_ip": dst_ip,
         "proto": rule.proto, "dst_port": int(ports[0]) if len(rule.ports) == 1 and ports else pd.NA,
         "src_name": src_name, "dst_name": dst_name, "src_role": src_role, "dst_role": dst_role,
+        "src_name_source": "inventory" if src_name else "",
+        "dst_name_source": "inventory" if dst_name else "",
         "documented": True, "rule": rule.id, "service": rule.service, "flows": 0, "packets": 0,
         "bytes": 0, "first_seen": pd.NaT, "last_seen": pd.NaT,
         "detail": f"{detail} (ports {','.join(str(p) for p in rule.ports)}/{rule.proto})",
@@ -466,7 +469,7 @@ def _host_view(audited, hosts, findings) -> pd.DataFrame:
     view = view.join(stats, on="ip")
     view["findings"] = view["ip"].map(involved).fillna(0).astype(np.int64)
     view[["flows", "bytes"]] = view[["flows", "bytes"]].fillna(0).astype(np.int64)
-    return view[["ip", "name", "roles", "flows", "bytes", "findings"]].sort_values(
+    return view[["ip", "name", "roles", "flows", "bytes", "findings", "name_source"]].sort_values(
         ["bytes", "ip"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 

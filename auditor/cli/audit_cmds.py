@@ -24,7 +24,7 @@ from auditor.render.text import audit_text
 
 @click.command()
 @captures_argument
-@inventory_option()
+@inventory_option(required=False)
 @catalogue_options
 @output_options(formats=("table", "json", "csv"))
 @click.option("--fail-on", metavar="KINDS",
@@ -44,9 +44,13 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
 
     kinds = fail_on_kinds(fail_on)
     cat = load_catalogues(catalogues, replace_catalogue)
-    inv = load_inventory(inventory)
+    inv = load_inventory(inventory) if inventory is not None else None
     result = audit_captures(captures, inv, cat, pipeline_options(no_rpc, legacy_rpc_range),
                             progress=progress_bar())
+    if inv is None:
+        from auditor.audit.proposed import proposal_note
+
+        click.echo(f"auditor: {proposal_note(result, captures)}", err=True)
     if fmt == "json":
         from auditor.render.json_export import result_to_json
 
@@ -150,15 +154,18 @@ def plot(kind, captures, inventory, catalogues, replace_catalogue, output, value
     cat = load_catalogues(catalogues, replace_catalogue)
     result = None
     if captures:
-        if inventory is None:
-            raise click.UsageError("--inventory is needed with captures")
         from auditor.audit.pipeline import audit_captures
         from auditor.inventory.roles import load_inventory
 
-        result = audit_captures(captures, load_inventory(inventory), cat,
-                                pipeline_options(no_rpc, legacy_rpc_range), progress=progress_bar())
+        inv = load_inventory(inventory) if inventory is not None else None
+        result = audit_captures(captures, inv, cat, pipeline_options(no_rpc, legacy_rpc_range),
+                                progress=progress_bar())
+        if inv is None:
+            from auditor.audit.proposed import proposal_note
+
+            click.echo(f"auditor: {proposal_note(result, captures)}", err=True)
     elif kind == "matrix":
-        raise click.UsageError("plot matrix needs CAPTURE... and --inventory")
+        raise click.UsageError("plot matrix needs CAPTURE...")
     if kind == "diagram":
         ax = plot_role_diagram(cat, result.flows if result else None,
                                result.findings if result else None)

@@ -69,9 +69,11 @@ def catalogue_options(func):
 
 def inventory_option(required: bool = True):
     """--inventory FILE: hosts and networks with their roles (YAML or CSV)."""
+    extra = "" if required else (" Without it, one is proposed from the captures and the audit "
+                                 "uses it (review it with `auditor roles`).")
     return click.option(
         "--inventory", type=click.Path(dir_okay=False, path_type=Path), required=required,
-        help="Inventory of hosts/networks and their roles (YAML or CSV).",
+        help="Inventory of hosts/networks and their roles (YAML or CSV)." + extra,
     )
 
 
