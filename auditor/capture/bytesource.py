@@ -161,23 +161,54 @@ class CaptureSource:
         """The file's (or member's) base name."""
         return os.path.basename(self.member if self.member is not None else self.path)
 
-    def open(self) -> tuple[BinaryIO, Callable[[], None] | None]:
-        """A binary file object for the bytes, and what else to close with it (the archive)."""
+    def open(self, archives: ArchiveCache | None = None
+             ) -> tuple[BinaryIO, Callable[[], None] | None]:
+        """A binary file object for the bytes, and what else to close with it (the archive).
+
+        With `archives`, an archive stays open for its next member (a compressed tar is then
+        read once from start to end, not once per member).
+        """
         if self.member is None:
             return open(self.path, "rb"), None
-        if zipfile.is_zipfile(self.path):
-            archive = zipfile.ZipFile(self.path)
-            try:
-                return archive.open(self.member), archive.close
-            except BaseException:
-                archive.close()
-                raise
-        archive = tarfile.open(self.path)
+        if archives is not None:
+            return _member(archives.get(self.path), self.member), None
+        archive = _open_archive(self.path)
         try:
-            f = archive.extractfile(self.member)
-            if f is None:
-                raise KeyError(self.member)
-            return f, archive.close
+            return _member(archive, self.member), archive.close
         except BaseException:
             archive.close()
             raise
+
+
+class ArchiveCache:
+    """Zip and tar archives kept open while a set's members are read."""
+
+    def __init__(self):
+        self._open: dict[str, zipfile.ZipFile | tarfile.TarFile] = {}
+
+    def get(self, path: str):
+        """The open archive at path (opened on first use)."""
+        if path not in self._open:
+            self._open[path] = _open_archive(path)
+        return self._open[path]
+
+    def __enter__(self) -> ArchiveCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for archive in self._open.values():
+            archive.close()
+        self._open.clear()
+
+
+def _open_archive(path: str):
+    return zipfile.ZipFile(path) if zipfile.is_zipfile(path) else tarfile.open(path)
+
+
+def _member(archive, name: str) -> BinaryIO:
+    if isinstance(archive, zipfile.ZipFile):
+        return archive.open(name)
+    f = archive.extractfile(name)
+    if f is None:
+        raise KeyError(name)
+    return f

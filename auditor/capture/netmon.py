@@ -177,3 +177,20 @@ class NetmonWalker:
             first_index=r.records, head=hdr, head_start=16,
         )
         return chunk, status
+
+    def last_ts(self, buf: np.ndarray) -> int | None:
+        """Timestamp of the frame table's last frame (None if it cannot be read)."""
+        if not len(self.table):
+            return None
+        off = int(self.table[-1])
+        if off < 0 or off + 16 > len(buf):
+            return None
+        delta, _, caplen = struct.unpack_from("<QII", bytes(buf[off : off + 16]))
+        ts = ((delta * 10) & ((1 << 64) - 1))
+        ts = (ts - (1 << 64) if ts >= 1 << 63 else ts) * 100 + self.start_ns
+        end = off + 16 + caplen + self.trailer
+        if self.trailer >= 14 and end <= len(buf):
+            ft = struct.unpack_from("<Q", bytes(buf[end - 9 : end - 1]))[0]
+            if _FILETIME_1970 <= ft < _FILETIME_1970 + (1 << 62) // 100:
+                ts = (ft - _FILETIME_1970) * 100
+        return ts

@@ -9,23 +9,24 @@ formats addresses.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-import re
 import struct
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 
+from auditor.capture.bytesource import ArchiveCache, CaptureSource
 from auditor.capture.headers import ICMP_DTYPES, decode_chunk
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import NO_TS
+from auditor.capture.sets import CaptureSet, expand_sources, plan, source_sizes
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
@@ -34,15 +35,18 @@ from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, emp
 class CaptureFile:
     """What was read from one capture file."""
 
-    path: str  # as given
-    name: str  # basename
-    format: str  # "pcap", "pcap-ns" or "pcapng", with "+gzip" when gzip-compressed
+    path: str  # as given (the archive, for an archive member)
+    name: str  # basename (of the member, for an archive member)
+    format: str  # e.g. "pcap", "pcap-modified", "pcapng", "netmon2.3", "+zstd" when compressed,
+    # "snoop via editcap" when converted, "not a capture" for an archive member that is not one
     records: int  # packet records read (all link types)
     ip_packets: int  # rows this file contributed to PacketTable.packets
     non_ip: int  # valid records that are not IPv4/IPv6 (ARP, LLDP, ...)
     skipped: Mapping[str, int]  # reason -> count of what could not be read
     first_ts_ns: int | None
     last_ts_ns: int | None
+    member: str | None = None  # the member's name, when `path` is a zip or tar archive
+    outside_window: int = 0  # IP packets read but left out by --since/--until
 
 
 @dataclass(frozen=True)
@@ -52,96 +56,127 @@ class PacketTable:
     packets: pd.DataFrame
     icmp_errors: pd.DataFrame
     files: tuple[CaptureFile, ...]
+    left_out: tuple[str, ...] = ()  # captures not read: wholly outside --since/--until
 
 
-_CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|ntar|dmp)\d*$|\.gz$", re.IGNORECASE)
 _MASK64 = (1 << 64) - 1
 _PACKET_NAMES = column_names(PACKET_COLUMNS)
 
 
-def expand_sources(sources: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders into the list of capture files to read, folders sorted by name."""
-    if isinstance(sources, str | os.PathLike):
-        sources = [sources]
-    paths: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            found = [p for p in path.iterdir()
-                     if p.is_file() and not p.name.startswith(".") and _CAPTURE_NAME.search(p.name)]
-            if not found:
-                raise CaptureError(f"{source}: folder holds no capture files")
-            paths.extend(sorted(found, key=lambda p: _natural_key(p.name)))
-        elif path.exists():
-            paths.append(path)
-        else:
-            raise CaptureError(f"{source}: no such file or folder")
-    return paths
-
-
-def _natural_key(name: str) -> list:
-    # Digits compare as numbers, so tcpdump's `x.pcap9` sorts before `x.pcap10`; dumpcap's
-    # zero-padded ring-buffer names sort the same either way.
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
-
-
 def read_packets(
-    sources: Iterable[str | os.PathLike],
+    sources: Iterable[str | os.PathLike] | CaptureSet,
     *,
     progress: Callable[[int, int], None] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
 ) -> PacketTable:
-    """Read capture files as one capture: IP packet rows sorted by time across the files."""
-    paths = expand_sources(sources)
-    if not paths:
+    """Read capture files as one capture: IP packet rows sorted by time across the files.
+
+    `sources` are files, folders, glob patterns and zip/tar archives (or a `CaptureSet`, which
+    may carry the window). With `since_ns`/`until_ns`, captures wholly outside the window are not
+    read and packets outside it are left out (counted per file in `outside_window`).
+    """
+    if isinstance(sources, CaptureSet):
+        since_ns = sources.since_ns if since_ns is None else since_ns
+        until_ns = sources.until_ns if until_ns is None else until_ns
+    found = expand_sources(sources)
+    if not found:
         raise CaptureError("no capture files given")
-    if len(paths) > np.iinfo(np.uint16).max:
-        raise CaptureError(f"too many capture files ({len(paths)})")
-    total = sum(p.stat().st_size for p in paths)
-    done = 0
+    if len(found) > np.iinfo(np.uint16).max:
+        raise CaptureError(f"too many capture files ({len(found)})")
+    todo, left_out = plan(found, since_ns, until_ns)
+    sizes = source_sizes(todo)
+    total, done = sum(sizes), 0
     cols: dict[str, list[np.ndarray]] = {name: [] for name in _PACKET_NAMES}
     icmp: dict[str, list[np.ndarray]] = {c.name: [] for c in ICMP_ERROR_COLUMNS}
-    files = []
+    files: list[CaptureFile] = []
     n_rows = 0
-    for file_index, path in enumerate(paths):
-        with RecordReader(path) as reader:
-            ip_rows, non_ip, skipped = 0, 0, Counter()
-            file_ts: list[np.ndarray] = []
-            for chunk in reader.chunks():
-                out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
-                out["file_index"] = np.full(len(out["ts_ns"]), file_index, np.uint16)
-                for name in _PACKET_NAMES:
-                    (file_ts if name == "ts_ns" else cols[name]).append(out[name])
-                errs["packet_index"] += n_rows + ip_rows
-                for name, arr in errs.items():
-                    icmp[name].append(arr)
-                ip_rows += len(out["ts_ns"])
-                non_ip += chunk_non_ip
-                skipped.update(chunk_skipped)
-                if progress is not None:
-                    progress(done + reader.tell(), total)
-            skipped.update(reader.skipped)
-            cols["ts_ns"].extend(_fill_missing_ts(file_ts))
-            info = CaptureFile(
-                path=str(path), name=path.name, format=reader.format, records=reader.records,
-                ip_packets=ip_rows, non_ip=non_ip, skipped=dict(skipped),
-                first_ts_ns=reader.first_ts_ns, last_ts_ns=reader.last_ts_ns,
-            )
-            _warn_skipped(info, reader.notes)
-            for text in reader.warnings:
-                warnings.warn(text, CaptureWarning, stacklevel=2)
-        files.append(info)
-        n_rows += ip_rows
-        done += path.stat().st_size
-        if progress is not None:
-            progress(done, total)
+    with ArchiveCache() as archives:
+        for file_index, source in enumerate(todo):
+            try:
+                reader = RecordReader(source, archives)
+            except CaptureError as exc:
+                if source.member is None:
+                    raise
+                # one unreadable member (a README, a damaged file) does not sink the archive
+                warnings.warn(f"{exc}; skipped that member", CaptureWarning, stacklevel=2)
+                files.append(CaptureFile(source.path, source.name, "not a capture", 0, 0, 0,
+                                         {"not a capture": 1}, None, None, member=source.member))
+                continue
+            with reader:
+                info = _read_file(reader, file_index, n_rows, cols, icmp,
+                                  None if progress is None else
+                                  (lambda at, base=done: progress(base + at, total)))
+            files.append(info)
+            n_rows += info.ip_packets
+            done += sizes[file_index]
+            if progress is not None:
+                progress(done, total)
     packets, icmp_errors = _assemble(cols, icmp)
-    return PacketTable(packets=packets, icmp_errors=icmp_errors, files=tuple(files))
+    if since_ns is not None or until_ns is not None:
+        packets, icmp_errors, files = _window(packets, icmp_errors, files, since_ns, until_ns)
+    return PacketTable(packets=packets, icmp_errors=icmp_errors, files=tuple(files),
+                       left_out=tuple(s.label for s in left_out))
 
 
-def _warn_skipped(info: CaptureFile, notes: Mapping[str, str]) -> None:
-    for reason, count in info.skipped.items():
-        text = notes.get(reason) or f"{info.path}: skipped {count} records ({reason})"
+def _read_file(reader: RecordReader, file_index: int, n_rows: int, cols, icmp, progress
+               ) -> CaptureFile:
+    """Decode one capture's chunks into the column lists; return what was read from it."""
+    ip_rows, non_ip, skipped = 0, 0, Counter()
+    file_ts: list[np.ndarray] = []
+    for chunk in reader.chunks():
+        out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
+        out["file_index"] = np.full(len(out["ts_ns"]), file_index, np.uint16)
+        for name in _PACKET_NAMES:
+            (file_ts if name == "ts_ns" else cols[name]).append(out[name])
+        errs["packet_index"] += n_rows + ip_rows
+        for name, arr in errs.items():
+            icmp[name].append(arr)
+        ip_rows += len(out["ts_ns"])
+        non_ip += chunk_non_ip
+        skipped.update(chunk_skipped)
+        if progress is not None:
+            progress(reader.tell())
+    skipped.update(reader.skipped)
+    cols["ts_ns"].extend(_fill_missing_ts(file_ts))
+    source = reader.source
+    info = CaptureFile(
+        path=source.path, name=source.name, format=reader.format, records=reader.records,
+        ip_packets=ip_rows, non_ip=non_ip, skipped=dict(skipped),
+        first_ts_ns=reader.first_ts_ns, last_ts_ns=reader.last_ts_ns, member=source.member,
+    )
+    _warn_skipped(info, reader.notes, reader.path)
+    for text in reader.warnings:
         warnings.warn(text, CaptureWarning, stacklevel=3)
+    return info
+
+
+def _window(packets: pd.DataFrame, errors: pd.DataFrame, files: list[CaptureFile],
+            since_ns: int | None, until_ns: int | None):
+    """Leave out the packets outside [since, until]; count them per file."""
+    ts = packets["ts_ns"].to_numpy()
+    keep = np.ones(len(ts), bool)
+    if since_ns is not None:
+        keep &= ts >= since_ns
+    if until_ns is not None:
+        keep &= ts <= until_ns
+    if keep.all():
+        return packets, errors, files
+    out = np.bincount(packets["file_index"].to_numpy()[~keep].astype(np.int64),
+                      minlength=len(files))
+    files = [dataclasses.replace(f, outside_window=int(out[i])) for i, f in enumerate(files)]
+    new_index = np.cumsum(keep) - 1
+    err_keep = keep[errors["packet_index"].to_numpy()] if len(errors) else np.zeros(0, bool)
+    errors = errors[err_keep].reset_index(drop=True)
+    errors["packet_index"] = new_index[errors["packet_index"].to_numpy()].astype(
+        errors["packet_index"].dtype)
+    return packets[keep].reset_index(drop=True), errors, files
+
+
+def _warn_skipped(info: CaptureFile, notes: Mapping[str, str], label: str) -> None:
+    for reason, count in info.skipped.items():
+        text = notes.get(reason) or f"{label}: skipped {count} records ({reason})"
+        warnings.warn(text, CaptureWarning, stacklevel=4)
 
 
 def _fill_missing_ts(parts: list[np.ndarray]) -> list[np.ndarray]:
@@ -205,7 +240,7 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
     for f in np.unique(file_idx):
         mine = np.flatnonzero(file_idx == f)
         wanted = np.unique(rec_idx[mine])
-        found = _fetch_records(table.files[f].path, wanted)
+        found = _fetch_records(CaptureSource(table.files[f].path, table.files[f].member), wanted)
         for i in mine:
             raw, orig = found[int(rec_idx[i])]
             if orig != frame_len[i]:
@@ -232,7 +267,7 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
     return len(sel)
 
 
-def _fetch_records(path: str, wanted: np.ndarray) -> dict[int, tuple[bytes, int]]:
+def _fetch_records(path: CaptureSource, wanted: np.ndarray) -> dict[int, tuple[bytes, int]]:
     """Re-read a capture file and return {record index: (captured bytes, original length)}."""
     found: dict[int, tuple[bytes, int]] = {}
     last = int(wanted[-1]) if len(wanted) else -1
@@ -248,7 +283,8 @@ def _fetch_records(path: str, wanted: np.ndarray) -> dict[int, tuple[bytes, int]
                 break
     missing = [int(r) for r in wanted if int(r) not in found]
     if missing:
-        raise CaptureError(f"{path}: record {missing[0]} not found (file changed since it was read)")
+        raise CaptureError(f"{path.label}: record {missing[0]} not found (file changed since it "
+                           "was read)")
     return found
 
 

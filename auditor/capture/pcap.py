@@ -145,3 +145,38 @@ class PcapWalker:
             linktype=self.linktype, first_index=r.records, head=rec, head_start=rh,
         )
         return chunk, status
+
+    def last_ts(self, buf: np.ndarray) -> int | None:
+        """Timestamp of the file's last record, found from the end without reading the rest.
+
+        pcap records link only forwards, so candidate headers in the last 256 KiB are checked
+        with numpy: a record that ends exactly at the end of the file, preceded by a chain of
+        plausible records (at least 3, or back to the file header). None when that is not
+        unambiguous, and the caller reads the file.
+        """
+        size, rh = len(buf), self.rec_hdr
+        lo = max(self.start, size - (256 << 10))
+        if size - lo < rh:
+            return None
+        pos = np.arange(lo, size - rh + 1, dtype=np.int64)
+        hdr = byte_rows(buf, pos, 16).view(self.order + "u4").astype(np.int64)
+        if self.len_at == 12:
+            hdr[:, [2, 3]] = hdr[:, [3, 2]]
+        nxt = pos + rh + hdr[:, 2]
+        frac_max = 1_000_000_000 // self.frac_ns
+        ok = (hdr[:, 1] < frac_max) & (hdr[:, 2] <= MAX_RECORD) & (hdr[:, 2] <= hdr[:, 3])
+        ok &= nxt <= size
+        chains = []
+        for end in np.flatnonzero(ok & (nxt == size)):
+            at, depth = int(pos[end]), 1
+            while depth < 3 and at > self.start:
+                prev = np.flatnonzero(ok & (nxt == at))
+                if len(prev) != 1:
+                    break
+                at, depth = int(pos[prev[0]]), depth + 1
+            if depth >= 3 or at == self.start:
+                chains.append(end)
+        if len(chains) != 1:
+            return None
+        k = chains[0]
+        return int(hdr[k, 0]) * 1_000_000_000 + int(hdr[k, 1]) * self.frac_ns

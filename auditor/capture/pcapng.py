@@ -223,3 +223,34 @@ def _scale_ts(raw: np.ndarray, resol: int) -> np.ndarray:
     if not _resolution_ok(resol):  # 10**(resol-9) > 2**64: every timestamp rounds to 0 ns
         return np.zeros(len(raw), np.int64)
     return (raw // np.uint64(10 ** (resol - 9))).astype(np.int64)
+
+
+def last_ts(walker: PcapngWalker, buf: np.ndarray) -> int | None:
+    """Timestamp of the last enhanced packet block, walking back by the trailing lengths.
+
+    Uses the interfaces the walker has read (the first section's); None when the last blocks
+    do not chain back cleanly or name an interface it does not know.
+    """
+    order = walker._sec_order
+    end = len(buf)
+    for _ in range(64):
+        if end < 12 + 28:
+            return None
+        blen = int(buf[end - 4 : end].view(order + "u4")[0])
+        start = end - blen
+        if blen < 12 or blen & 3 or start < 0:
+            return None
+        btype, lead = (int(x) for x in buf[start : start + 8].view(order + "u4"))
+        if lead != blen:
+            return None
+        if btype == _SHB:
+            return None
+        if btype == _EPB and blen >= 32:
+            iface, hi, lo = (int(x) for x in buf[start + 8 : start + 20].view(order + "u4"))
+            if iface >= len(walker._ifaces) - walker._sec_base:
+                return None
+            _, _, resol, tsoff = walker._ifaces[walker._sec_base + iface]
+            raw = np.array([(hi << 32) | lo], np.uint64)
+            return int(_scale_ts(raw, resol)[0]) + tsoff * 1_000_000_000
+        end = start
+    return None

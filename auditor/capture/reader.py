@@ -10,11 +10,19 @@ the record count, the first and last timestamps, and the notes on what was skipp
 from __future__ import annotations
 
 import os
+import tarfile
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 
 from auditor.capture import formats, records
-from auditor.capture.bytesource import CaptureSource, MappedSource, PlainStream, StreamSource
+from auditor.capture.bytesource import (
+    ArchiveCache,
+    CaptureSource,
+    MappedSource,
+    PlainStream,
+    StreamSource,
+)
 from auditor.capture.compression import Inflater
 from auditor.capture.convert import WIRETAP_READS_ITSELF, Converted, captype
 from auditor.capture.netmon import NetmonWalker
@@ -33,7 +41,8 @@ ETL_HELP = (
 class RecordReader:
     """Open one capture file (or archive member), detect its format and read it in chunks."""
 
-    def __init__(self, source: str | os.PathLike | CaptureSource):
+    def __init__(self, source: str | os.PathLike | CaptureSource,
+                 archives: ArchiveCache | None = None):
         if not isinstance(source, CaptureSource):
             source = CaptureSource(os.fspath(source))
         self.source = source
@@ -48,7 +57,7 @@ class RecordReader:
         self.warnings: list[str] = []  # notes that are not skips (a conversion, say)
         self._pos = 0
         self._need = 64
-        self._src = self._open()
+        self._src = self._open(archives)
         try:
             self._walker = self._detect()
         except BaseException:
@@ -58,11 +67,12 @@ class RecordReader:
             f"+{self.compression}" if self.compression else "") + (
             " via editcap" if self.converted_from else "")
 
-    def _open(self):
+    def _open(self, archives):
         try:
-            f, also_close = self.source.open()
-        except (OSError, KeyError) as exc:
-            why = getattr(exc, "strerror", None) or "no such member"
+            f, also_close = self.source.open(archives)
+        except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+            why = getattr(exc, "strerror", None) or (
+                "no such member" if isinstance(exc, KeyError) else str(exc))
             raise CaptureError(f"{self.path}: cannot open ({why})") from None
         try:
             head = f.read(formats.SNIFF_BYTES)

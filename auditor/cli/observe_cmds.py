@@ -41,8 +41,12 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
         f"{len(frame)} flows, {packets} packets from {len(table.files)} file(s): "
         + ", ".join(f"{f.name} ({f.format}, {f.records} records"
                     + (f", {f.non_ip} not IP" if f.non_ip else "")
-                    + (f", {sum(f.skipped.values())} skipped" if f.skipped else "") + ")"
+                    + (f", {sum(f.skipped.values())} skipped" if f.skipped else "")
+                    + (f", {f.outside_window} outside --since/--until" if f.outside_window else "")
+                    + ")"
                     for f in table.files)
+        + (f"; {len(table.left_out)} file(s) wholly outside --since/--until not read"
+           if table.left_out else "")
         + "\n\n"
     )
     text = head + table_text(summary["states"], "Flows by state") + "\n"

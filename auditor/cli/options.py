@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -27,9 +29,51 @@ def output_options(formats=FORMATS, default="table"):
     return decorator
 
 
+class CaptureTime(click.ParamType):
+    """An instant: ISO 8601 (UTC unless it says otherwise) or seconds since the epoch -> ns."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        try:
+            return int(round(float(text) * 1e9))
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(text.replace(" ", "T", 1))
+        except ValueError:
+            self.fail(f"{text!r} is not an ISO 8601 time (2024-01-31T09:30:00Z) nor epoch "
+                      "seconds", param, ctx)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
 def captures_argument(func):
-    """CAPTURE... : files or folders (ring-buffer sets), read as one capture."""
-    return click.argument("captures", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
+    """CAPTURE... (files, folders, globs, zip/tar archives) and the --since/--until window."""
+
+    @functools.wraps(func)
+    def with_window(*args, captures, since, until, **kwargs):
+        if since is not None and until is not None and since > until:
+            raise click.BadParameter("--since is after --until", param_hint="--since")
+        if since is not None or until is not None:
+            from auditor.capture.sets import CaptureSet  # numpy loads only when captures are read
+
+            captures = CaptureSet(tuple(captures), since, until)
+        return func(*args, captures=captures, **kwargs)
+
+    with_window = click.option(
+        "--until", type=CaptureTime(), default=None,
+        help="Leave out packets after this time (ISO 8601, UTC by default, or epoch seconds); "
+             "files that start later are not read.")(with_window)
+    with_window = click.option(
+        "--since", type=CaptureTime(), default=None,
+        help="Leave out packets before this time; files that end earlier are not read.")(with_window)
+    return click.argument("captures", nargs=-1, required=True,
+                          type=click.Path(path_type=Path))(with_window)
 
 
 def progress_bar():
