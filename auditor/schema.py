@@ -74,6 +74,7 @@ ICMP_ERROR_COLUMNS = _table(
 # What decided a flow's initiator (flows.orient): the strongest evidence first.
 ORIENTATIONS = (
     "handshake",  # TCP SYN (or SYN/ACK) seen
+    "multicast",  # the other side is a multicast or broadcast address, which never sends
     "payload",  # protocol evidence in the first payload bytes: request vs response
     "listener",  # one side accepted a handshake (or answered) elsewhere in the capture set
     "epm",  # one side is an RPC endpoint advertised by EPM, a bind or a DCOM binding
@@ -87,7 +88,10 @@ FLOW_STATES = (
     "unanswered",  # SYNs only, nothing came back
     "midstream",  # TCP flow whose start is not in the capture
     "udp_answered",  # UDP (or ICMP) with packets both ways
-    "udp_unanswered",  # UDP (or ICMP) with packets one way only
+    "udp_unanswered",  # UDP with packets one way only
+    "answered",  # another IP protocol (ICMP, GRE, ESP, ...) with packets both ways
+    "one_way",  # another IP protocol with packets one way only (IGMP reports, ...)
+    "multicast",  # sent to a multicast or broadcast address: one to many, nothing answers on it
 )
 
 # The flow table produced by flows.build_flows: one row per bidirectional flow.
@@ -97,7 +101,8 @@ FLOW_COLUMNS = _table(
     ("src_port", "uint16", "", "initiator port (0 for ICMP)"),
     ("dst_ip", "str", "", "responder address"),
     ("dst_port", "uint16", "", "responder (service) port (0 for ICMP)"),
-    ("proto", "str", "", "tcp, udp, icmp or icmpv6 (other IP protocols by number)"),
+    ("proto", "str", "", "IP protocol by its IANA keyword: tcp, udp, icmp, icmpv6, igmp, gre, esp, "
+     "... (the number when unnamed)"),
     ("first_seen", "datetime64[ns, UTC]", "", "timestamp of the flow's first packet"),
     ("last_seen", "datetime64[ns, UTC]", "", "timestamp of the flow's last packet"),
     ("src_packets", "int64", "packets", "packets sent by the initiator"),
@@ -241,6 +246,9 @@ ROLES = (
     "admin",
     "dns",
     "unknown",
+    "multicast",  # 224.0.0.0/4, ff00::/8 (audit/scope.py; never an inventory role)
+    "broadcast",  # 255.255.255.255 and each inventory network's broadcast address
+    "link_local",  # fe80::/10, 169.254.0.0/16 not listed as an inventory host
 )
 
 # catalogue.catalogue_frame: one row per catalogue rule, for listing.

@@ -234,7 +234,7 @@ def test_every_bundled_rule_has_a_reference_description_and_known_roles(bundled)
         assert rule.description and rule.configurable, rule.id
         assert rule.reference.status in STATUSES, rule.id
         row = rule.id.split("-")[0]
-        assert re.fullmatch(r"[TCUMAG]\d\d", row), rule.id
+        assert re.fullmatch(r"[TCUMAGL]\d\d", row), rule.id
         assert row in rule.reference.source, f"{rule.id}: reference does not name row {row}"
         for key in re.findall(r"\[(S\d+[a-z]?)\]", rule.reference.source):
             assert key in citations, f"{rule.id} cites unknown [{key}]"

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
 from auditor.flows.orient import orientation_note, orientation_rank
+from auditor.flows.protocols import icmp_type_name
 from auditor.options import AuditOptions
 from auditor.schema import (
     AUDIT_FLOW_COLUMNS,
@@ -76,7 +78,7 @@ def audit_flows(
                                                                inventory, hosts, options)],
         ignore_index=True,
     )
-    findings = _sorted_findings(findings)
+    findings = _sorted_findings(cap_local_severity(findings))
     host_view = _host_view(audited, hosts, findings)
     summary = _summary(audited, findings, rules)
     return AuditResult(
@@ -119,6 +121,7 @@ def prepare_flows(flows: pd.DataFrame, inventory) -> PreparedFlows:
     codes, uniques = pd.factorize(pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True))
     hosts = assign_roles(inventory, list(uniques))
     hosts = hosts.assign(name=hosts["name"].fillna("").astype(object)).reset_index(drop=True)
+    hosts = with_scope_roles(hosts, inventory)
     path_id, paths = _factorize_rows(flows[["src_ip", "dst_ip", "proto", "dst_port"]])
     return PreparedFlows(hosts, codes, np.asarray(uniques, dtype=object), path_id, paths)
 
@@ -190,7 +193,7 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
         ["expected", "rejected", "unanswered", "unanswered", "expected"],
         default="unexpected",
     )
-    out["verdict"] = verdict.astype(object)
+    out["verdict"] = local_verdicts(out, verdict)
     out.loc[control, "service"] = "icmp"
     return out[column_names(AUDIT_FLOW_COLUMNS)]
 
@@ -354,7 +357,10 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
 def _detail(kind, src_role, dst_role, dst_port, proto, rpc_interface, icmp, documented,
             rule) -> str:
     """One sentence explaining a flow finding."""
-    path = f"{src_role} -> {dst_role} on {dst_port}/{proto}"
+    where = f"{proto} {icmp_type_name(proto, *icmp.split('/'))}".strip() if proto.startswith(
+        "icmp") else (
+        f"{dst_port}/{proto}" if proto in ("tcp", "udp") else proto)
+    path = f"{src_role} -> {dst_role} on {where}"
     rpc = f" (RPC interface {rpc_interface})" if rpc_interface else ""
     if kind == "unexpected":
         return f"no catalogue rule allows {path}{rpc}"

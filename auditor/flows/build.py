@@ -18,12 +18,12 @@ from auditor.flows.orient import (
     sender_role,
     tie_connectionless_rpc,
 )
+from auditor.flows.protocols import one_to_many, protocol_names
 from auditor.options import FlowOptions
 from auditor.schema import FLOW_COLUMNS, column_names, empty_frame
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
-PROTO_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}
 
 # Service ports at or above 1024 that must count as "the server side" when a flow is seen without
 # its SYN (Exchange, AD and Windows services from the port reference).
@@ -230,19 +230,21 @@ def _service_rank(port: np.ndarray) -> np.ndarray:
     return np.where(port == 0, 0, rank)
 
 
-def _initiator_dir(f: pd.DataFrame, heads) -> tuple[np.ndarray, np.ndarray]:
+def _initiator_dir(f: pd.DataFrame, heads, group) -> tuple[np.ndarray, np.ndarray]:
     """Which canonical side (0 = a, 1 = b) started each flow, and what decided it."""
     proto = f["proto_num"].to_numpy()
     a_port, b_port = f["a_port"].to_numpy(), f["b_port"].to_numpy()
     (m0, len0), (m1, len1) = heads
     role0 = sender_role(m0, len0, proto, a_port, b_port)
     role1 = sender_role(m1, len1, proto, b_port, a_port)
-    return decide_initiator(f, _service_rank(a_port), _service_rank(b_port), role0, role1)
+    return decide_initiator(f, _service_rank(a_port), _service_rank(b_port), role0, role1, group)
 
 
 def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.DataFrame:
     """Turn canonical (a, b) aggregates into initiator/responder columns and a state."""
-    init, orientation = _initiator_dir(f, heads)
+    a_group = one_to_many(addr_hi, addr_lo)[f["a_code"].to_numpy()]
+    b_group = one_to_many(addr_hi, addr_lo)[f["b_code"].to_numpy()]
+    init, orientation = _initiator_dir(f, heads, (a_group, b_group))
     a_init = init == 0
     (m0, len0), (m1, len1) = heads
     hex0, hex1 = payload_hex(m0, len0), payload_hex(m1, len1)
@@ -254,7 +256,7 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
     addr_text = format_ip(addr_hi, addr_lo)
     a_ip, b_ip = addr_text[f["a_code"].to_numpy()], addr_text[f["b_code"].to_numpy()]
     proto_num = f["proto_num"].to_numpy()
-    names = np.array([PROTO_NAMES.get(int(p), str(int(p))) for p in range(256)], dtype=object)
+    names = protocol_names()
     is_icmp = np.isin(proto_num, (ICMP, ICMPV6))
     file_names = np.array([cf.name for cf in table.files] or [""], dtype=object)
     flows = pd.DataFrame(
@@ -273,7 +275,7 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
             "dst_bytes": pick("bytes", False),
             "src_payload_bytes": pick("payload", True),
             "dst_payload_bytes": pick("payload", False),
-            "state": _state(f, proto_num, pick),
+            "state": _state(f, proto_num, pick, np.where(a_init, b_group, a_group)),
             "end": np.where(
                 (f["rst0"] + f["rst1"]).to_numpy() > 0, "rst", np.where(f["fin"] > 0, "fin", "")
             ).astype(object),
@@ -291,7 +293,7 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
     return flows[column_names(FLOW_COLUMNS)]
 
 
-def _state(f: pd.DataFrame, proto_num: np.ndarray, pick) -> np.ndarray:
+def _state(f: pd.DataFrame, proto_num: np.ndarray, pick, to_group) -> np.ndarray:
     """Classify each flow's outcome (before ICMP errors are applied)."""
     tcp = proto_num == TCP
     syn_seen = f["syn_dir"].to_numpy() >= 0
@@ -303,8 +305,10 @@ def _state(f: pd.DataFrame, proto_num: np.ndarray, pick) -> np.ndarray:
         ["established", "rejected", "unanswered", "established"],
         default="midstream",
     )
-    other = np.where(answered, "udp_answered", "udp_unanswered")
-    return np.where(tcp, tcp_state, other).astype(object)
+    udp = np.where(answered, "udp_answered", "udp_unanswered")
+    other = np.where(answered, "answered", "one_way")
+    state = np.where(tcp, tcp_state, np.where(proto_num == UDP, udp, other))
+    return np.where(to_group & ~tcp, "multicast", state).astype(object)
 
 
 def _apply_icmp_errors(flows, table, labels, src_port, dst_port) -> pd.DataFrame:
@@ -354,7 +358,8 @@ def _apply_icmp_errors(flows, table, labels, src_port, dst_port) -> pd.DataFrame
         return flows
     flows = flows.copy()
     ids = matched["flow_id"].to_numpy().astype(np.int64)
-    refusable = flows["state"].isin(["unanswered", "udp_unanswered", "rejected"]).to_numpy()[ids]
+    refusable = flows["state"].isin(["unanswered", "udp_unanswered", "one_way", "rejected"]
+                                    ).to_numpy()[ids]
     ids, matched = ids[refusable], matched[refusable]
     flows.loc[ids, "state"] = "rejected"
     flows.loc[ids, "icmp_type"] = matched["err_type"].to_numpy()

@@ -192,11 +192,14 @@ def payload_hex(b: np.ndarray, length: np.ndarray) -> np.ndarray:
 
 
 def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
-                     role0: np.ndarray, role1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     role0: np.ndarray, role1: np.ndarray,
+                     group: tuple[np.ndarray, np.ndarray] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Initiator side (0 = a, 1 = b) and the `orientation` that decided it, per flow.
 
     `a_rank`/`b_rank` rank each side's port as a service port (higher = more likely the server);
-    `role0`/`role1` are `sender_role` of each side's first payload bytes.
+    `role0`/`role1` are `sender_role` of each side's first payload bytes; `group` marks the sides
+    that are multicast or broadcast addresses (they never start anything).
     """
     proto = f["proto_num"].to_numpy().astype(np.int64)
     first_dir = f["first_dir"].to_numpy().astype(np.int64)
@@ -212,8 +215,10 @@ def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
     listener = listener_initiator(f, decided, init)
     by_port = np.where(a_rank > b_rank, 1, np.where(b_rank > a_rank, 0, -1))
     by_port = np.where((proto == ICMP) | (proto == ICMPV6), -1, by_port)
-    choices = [handshake, evidence, listener, by_port]
-    labels = ["handshake", "payload", "listener", "port"]
+    a_group, b_group = group if group is not None else (np.zeros(len(f), bool),) * 2
+    to_group = np.where(b_group & ~a_group, 0, np.where(a_group & ~b_group, 1, -1))
+    choices = [handshake, to_group, evidence, listener, by_port]
+    labels = ["handshake", "multicast", "payload", "listener", "port"]
     out = np.select([c >= 0 for c in choices], choices, default=first_dir)
     orientation = np.select([c >= 0 for c in choices], labels, default="first_packet")
     return out.astype(np.int64), orientation.astype(object)
@@ -319,9 +324,11 @@ def turn_round(flows: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     prefix = out["src_payload_prefix"].to_numpy()[rows].astype(str)
     head = [int((p[:8]).ljust(8, "0"), 16) for p in prefix]
     out.iloc[rows, out.columns.get_loc("client_payload_head")] = np.asarray(head, np.uint32)
-    udp_like = out["state"].isin(("udp_answered", "udp_unanswered")).to_numpy()[rows]
+    state = out["state"].to_numpy()[rows]
     answered = (out["dst_packets"].to_numpy()[rows] > 0) | (out["src_packets"].to_numpy()[rows] == 0)
-    state = np.where(answered, "udp_answered", "udp_unanswered")
-    col = out.columns.get_loc("state")
-    out.iloc[rows[udp_like], col] = state[udp_like]
+    udp = np.isin(state, ("udp_answered", "udp_unanswered"))
+    other = np.isin(state, ("answered", "one_way"))
+    state = np.where(udp, np.where(answered, "udp_answered", "udp_unanswered"),
+                     np.where(other, np.where(answered, "answered", "one_way"), state))
+    out.iloc[rows, out.columns.get_loc("state")] = state
     return out

@@ -1,0 +1,116 @@
+"""Multicast, broadcast and link-local destinations: local noise, never `internet` nor a network.
+
+Windows hosts talk to groups all day (NBNS and NetBIOS datagrams, LLMNR, mDNS, SSDP, DHCP and
+DHCPv6, IGMP and MLD). Those addresses get a role of their own (`multicast`, `broadcast`,
+`link_local`) before roles from networks and `default_roles` apply, the catalogue's `L` rules
+document the usual ones, and their findings are at most `low`. IGMP and MLD/neighbour discovery
+cannot be catalogue rules (rules are TCP or UDP); they count as local control traffic here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pandas as pd
+
+LOCAL_ROLES = ("multicast", "broadcast", "link_local")
+_GROUP_ROLES = ("multicast", "broadcast")
+
+# Well-known groups, named so that reports say what they are (IANA multicast registries).
+GROUP_NAMES = {
+    "224.0.0.1": "all-hosts", "224.0.0.2": "all-routers", "224.0.0.22": "igmpv3-reports",
+    "224.0.0.251": "mdns", "224.0.0.252": "llmnr", "239.255.255.250": "ssdp",
+    "224.0.1.1": "ntp", "224.0.1.24": "wins-autodiscovery", "255.255.255.255": "broadcast",
+    "ff02::1": "all-nodes", "ff02::2": "all-routers", "ff02::16": "mldv2-reports",
+    "ff02::fb": "mdns", "ff02::1:3": "llmnr", "ff02::c": "ssdp", "ff02::1:2": "dhcpv6-agents",
+    "ff05::1:3": "dhcpv6-servers",
+}
+
+# Local control traffic no catalogue rule can name (IGMP; ICMPv6 MLD, router and neighbour
+# discovery): expected when it stays on the link.
+_LOCAL_ICMPV6 = (130, 131, 132, 133, 134, 135, 136, 143)
+_IGMP = "igmp"
+
+
+def address_scope(addresses, inventory=None) -> np.ndarray:
+    """'multicast', 'broadcast', 'link_local' or '' per address text.
+
+    Broadcast: 255.255.255.255 and the broadcast address of every IPv4 inventory network.
+    Link-local: fe80::/10, 169.254.0.0/16 and the unspecified 0.0.0.0 and ::.
+    """
+    broadcasts = {"255.255.255.255"}
+    for net in getattr(inventory, "networks", ()) or ():
+        n = ipaddress.ip_network(net.cidr, strict=False)
+        if n.version == 4 and n.prefixlen <= 30:
+            broadcasts.add(str(n.broadcast_address))
+    out = np.full(len(addresses), "", dtype=object)
+    for i, text in enumerate(addresses):
+        try:
+            ip = ipaddress.ip_address(str(text))
+        except ValueError:
+            continue
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if str(ip) in broadcasts:
+            out[i] = "broadcast"
+        elif ip.is_multicast:
+            out[i] = "multicast"
+        elif ip.is_link_local or ip.is_unspecified:  # 0.0.0.0: a DHCP client without a lease
+            out[i] = "link_local"
+    return out
+
+
+def with_scope_roles(hosts: pd.DataFrame, inventory) -> pd.DataFrame:
+    """Hosts (ip, name, roles) with group and link-local addresses given their own role.
+
+    Groups always get theirs (no host can be 255.255.255.255). A link-local address keeps the
+    roles of an inventory host entry that lists it; otherwise it is `link_local`, not whatever
+    network or default role would have applied.
+    """
+    if hosts.empty:
+        return hosts
+    scope = address_scope(hosts["ip"].tolist(), inventory)
+    listed = {ip for h in getattr(inventory, "hosts", ()) for ip in h.addresses}
+    listed_mask = np.array([ip in listed for ip in hosts["ip"]], dtype=bool)
+    change = (np.isin(scope, _GROUP_ROLES)) | ((scope == "link_local") & ~listed_mask)
+    if not change.any():
+        return hosts
+    out = hosts.copy()
+    roles = out["roles"].to_numpy(dtype=object).copy()
+    names = out["name"].to_numpy(dtype=object).copy()
+    for i in np.flatnonzero(change):
+        roles[i] = (scope[i],)
+        if scope[i] != "link_local":
+            names[i] = GROUP_NAMES.get(str(out["ip"].iat[i]), names[i] or "")
+    out["roles"] = roles
+    out["name"] = names
+    return out
+
+
+def local_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
+    """Verdicts with local traffic settled: nothing answers a group, IGMP/MLD/ND are expected."""
+    to_group = flows["dst_role"].isin(_GROUP_ROLES).to_numpy()
+    silent = to_group & (verdict == "unanswered")
+    out = np.where(silent, np.where(flows["documented"].to_numpy(), "expected", "unexpected"),
+                   verdict)
+    local = flows["src_role"].isin(LOCAL_ROLES) | flows["dst_role"].isin(LOCAL_ROLES)
+    control = ((flows["proto"] == _IGMP)
+               | ((flows["proto"] == "icmpv6")
+                  & flows["icmp_type"].isin(_LOCAL_ICMPV6).fillna(False).astype(bool)))
+    return np.where((local & control).to_numpy(), "expected", out).astype(object)
+
+
+def cap_local_severity(findings: pd.DataFrame) -> pd.DataFrame:
+    """Findings involving a group or link-local address: at most `low`, never high or medium."""
+    if findings.empty:
+        return findings
+    local = findings["src_role"].isin(LOCAL_ROLES) | findings["dst_role"].isin(LOCAL_ROLES)
+    strong = findings["severity"].isin(("high", "medium"))
+    if not (local & strong).any():
+        return findings
+    out = findings.copy()
+    out.loc[local & strong, "severity"] = "low"
+    out.loc[local & strong, "detail"] = out.loc[local & strong, "detail"] + (
+        " (local multicast/broadcast/link-local traffic: low at most)")
+    return out
