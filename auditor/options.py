@@ -41,6 +41,8 @@ class RpcOptions:
     dns_flows_per_client: int = 3  # DNS fills what the other name sources leave of the cap
     name_packets: int = 4  # payload packets per name flow (2 for DNS: query and answer)
     infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
+    tshark_timeout_s: float = 30.0  # watchdog: tshark is stopped after this many seconds...
+    tshark_timeout_per_packet_s: float = 0.02  # ...plus this much per packet handed to it
 
 
 @dataclass(frozen=True)

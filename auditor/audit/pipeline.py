@@ -125,8 +125,13 @@ def audit_captures(
         seen = observe(captures, dataclasses.replace(options, rpc=False), progress)
         with _passed_on_warnings() as notes, ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options, tshark)
-            prepared = prepare_flows(seen.flows, inventory)
-            discovery = pending.result()
+            try:
+                prepared = prepare_flows(seen.flows, inventory)
+                discovery = pending.result()
+            except BaseException:  # an interrupt: stop tshark so the worker stops waiting on it
+                if tshark is not None:
+                    tshark.close()
+                raise
             flows, discovery = _second_pass(seen.flows, discovery, options)
             if flows is not seen.flows:
                 prepared = prepare_flows(flows, inventory)

@@ -8,6 +8,7 @@ import warnings
 
 import click
 
+from auditor.cli.interrupts import EXIT_INTERRUPTED, interrupted_line
 from auditor.errors import AuditorError, OutputError
 
 
@@ -18,6 +19,7 @@ class ExitStatus(enum.IntEnum):
     ERROR = 1  # the library reported an error other than bad input
     BAD_INPUT = 2  # usage errors (click) and unreadable captures, inventories, catalogues
     FINDINGS = 3  # --fail-on was given and a finding of those kinds was found
+    INTERRUPTED = EXIT_INTERRUPTED  # SIGINT or SIGTERM (tshark stopped, temp files removed)
 
 
 def handle_errors(func):
@@ -34,23 +36,37 @@ def handle_errors(func):
             except OutputError as exc:  # not bad input: the disk, permissions
                 if debug:
                     raise
-                click.echo(f"auditor: error: {exc}", err=True)
+                click.echo(f"auditor: error: {_one_line(exc)}", err=True)
                 ctx.exit(ExitStatus.ERROR)
             except AuditorError as exc:
                 if debug:
                     raise
-                click.echo(f"auditor: error: {exc}", err=True)
+                click.echo(f"auditor: error: {_one_line(exc)}", err=True)
                 ctx.exit(ExitStatus.BAD_INPUT)
             except (click.exceptions.Exit, click.ClickException, click.Abort):
                 raise
+            except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: `with` blocks have cleaned up
+                if debug:
+                    raise
+                caught.clear()  # one line: the warnings of a cut-short run say little
+                click.echo(interrupted_line(exc), err=True)
+                ctx.exit(ExitStatus.INTERRUPTED)
             except Exception as exc:  # a bug: still one line, and the way to see more
                 if debug:
                     raise
-                click.echo(f"auditor: internal error: {type(exc).__name__}: {exc} "
+                click.echo(f"auditor: internal error: {type(exc).__name__}: {_one_line(exc)} "
                            "(run with --traceback to see where)", err=True)
                 ctx.exit(ExitStatus.ERROR)
             finally:
                 for w in caught:
-                    click.echo(f"auditor: warning: {w.message}", err=True)
+                    click.echo(f"auditor: warning: {_one_line(w.message)}", err=True)
 
     return wrapper
+
+
+def _one_line(message: object) -> str:
+    """A message as one terminal-safe line: it may quote capture strings (names, paths)."""
+    text = str(message)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

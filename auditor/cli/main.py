@@ -7,6 +7,7 @@ import click
 from auditor.cli.audit_cmds import audit, catalogue, plot
 from auditor.cli.errors import ExitStatus
 from auditor.cli.firewall_cmds import firewall
+from auditor.cli.interrupts import catch_signals
 from auditor.cli.observe_cmds import flows, roles, rpc
 from auditor.cli.verify_cmds import diff, verify
 
@@ -18,6 +19,7 @@ __all__ = ["ExitStatus", "cli"]
 @click.version_option(package_name="auditor")
 def cli(traceback: bool) -> None:
     """Audit Exchange 2010 traffic in packet captures."""
+    catch_signals(click.get_current_context())
 
 
 for _command in (flows, audit, rpc, catalogue, roles, plot, firewall, verify, diff):

@@ -23,8 +23,14 @@ import numpy as np
 import pandas as pd
 
 from auditor.capture.packets import PacketTable, write_packets
-from auditor.dissect.dcerpc import RpcFacts, dissect_capture, empty_rpc_facts
+from auditor.dissect.dcerpc import (
+    RpcFacts,
+    display_filter_for,
+    dissect_capture,
+    empty_rpc_facts,
+)
 from auditor.dissect.select import EPM_PORTS, _bind_like, _name_plan, _rows, _rpc_plan
+from auditor.dissect.tshark import TsharkFile, understood, watchdog_s
 from auditor.errors import DissectWarning
 from auditor.flows.build import REGISTERED_SERVICE_PORTS
 from auditor.options import RpcOptions
@@ -95,15 +101,19 @@ def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarr
                              options.max_name_packets)
         rows = np.union1d(rows, name_rows)
     facts, names = empty_rpc_facts(), empty_frame(HOST_NAME_COLUMNS)
+    timeout_s = watchdog_s(len(rows), options.tshark_timeout_s,
+                           options.tshark_timeout_per_packet_s)
     if len(rows) and tshark is not None:
-        with tshark.open_input() as fifo:
-            write_packets(table, rows, fifo)
-        facts, names = dissect_capture(tshark, names=options.names)
+        tshark.timeout_s = timeout_s
+        tshark.feed(lambda fifo: write_packets(table, rows, fifo))
+        facts, names = understood(dissect_capture, tshark, names=options.names)
     elif len(rows):
         with tempfile.TemporaryDirectory(dir=workdir, prefix="auditor-rpc-") as tmp:
             path = Path(tmp) / "selected.pcap"
             write_packets(table, rows, path)
-            facts, names = dissect_capture(path, names=options.names, tshark_path=tshark_path)
+            run = TsharkFile(path, display_filter_for(options.names), tshark_path=tshark_path,
+                             timeout_s=timeout_s)
+            facts, names = understood(dissect_capture, run, names=options.names)
     endpoints = build_endpoints(facts, flows, infer_window_s=options.infer_window_s)
     notes += _notes(facts, flows)
     for note in notes:

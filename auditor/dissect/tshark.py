@@ -12,10 +12,11 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +36,18 @@ class _Packet:
     layers: dict[str, list[dict]]  # layer name -> JSON trees (several when a PDU repeats)
 
 
+# Watchdog: tshark dissects thousands of packets a second; a run much slower than that is hung.
+TIMEOUT_BASE_S = 30.0  # start-up (loading dissectors) and a margin for a loaded machine
+TIMEOUT_PER_PACKET_S = 0.02  # 50 packets a second, ~100 times slower than tshark really is
+TIMEOUT_UNKNOWN_S = 600.0  # a run whose packet count is not known
+
+
+def watchdog_s(packets: int, base_s: float = TIMEOUT_BASE_S,
+               per_packet_s: float = TIMEOUT_PER_PACKET_S) -> float:
+    """Seconds tshark may take over `packets` packets before it is stopped as hung."""
+    return base_s + per_packet_s * max(packets, 0)
+
+
 def _tshark(tshark_path: str | None) -> str:
     found = shutil.which(tshark_path or "tshark")
     if found is None:
@@ -51,32 +64,63 @@ def _command(tshark_path: str | None, path, display_filter: str) -> list[str]:
 
 def _packets(source, display_filter: str, tshark_path: str | None) -> Iterator[_Packet]:
     """Yield the packets of a capture (a path, or a PrestartedTshark) matching the filter."""
-    if isinstance(source, PrestartedTshark):
+    if hasattr(source, "packets"):  # a PrestartedTshark or a TsharkFile
         yield from source.packets()
         return
-    path = Path(source)
-    if not path.is_file():
-        raise DissectError(f"{path}: no such capture file")
-    try:
-        done = subprocess.run(_command(tshark_path, path, display_filter), capture_output=True,
-                              stdin=subprocess.DEVNULL, check=False)
-    except OSError as exc:
-        raise DissectError(f"{path}: tshark failed: {exc}") from exc
-    yield from _parse(path, done.returncode, done.stdout, done.stderr)
+    yield from TsharkFile(source, display_filter, tshark_path=tshark_path).packets()
+
+
+class TsharkFile:
+    """tshark run over a capture file under a watchdog (`timeout_s`, see watchdog_s)."""
+
+    def __init__(self, path, display_filter: str, *, tshark_path: str | None = None,
+                 timeout_s: float = TIMEOUT_UNKNOWN_S):
+        self.path, self.display_filter = Path(path), display_filter
+        self.tshark_path, self.timeout_s = tshark_path, timeout_s
+
+    def packets(self) -> Iterator[_Packet]:
+        """Run tshark (killed if past the watchdog) and yield its packets."""
+        path = self.path
+        if not path.is_file():
+            raise DissectError(f"{path}: no such capture file")
+        try:
+            done = subprocess.run(_command(self.tshark_path, path, self.display_filter),
+                                  capture_output=True, stdin=subprocess.DEVNULL, check=False,
+                                  timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise DissectError(f"{path}: tshark did not finish within {self.timeout_s:.0f} s; "
+                               "stopped it") from None
+        except OSError as exc:
+            raise DissectError(f"{path}: tshark failed: {exc}") from exc
+        yield from _parse(path, done.returncode, done.stdout, done.stderr)
 
 
 def _parse(path, returncode: int, stdout: bytes, stderr: bytes) -> Iterator[_Packet]:
-    """tshark's JSON output as packets, or one DissectError line from its stderr."""
-    try:
-        docs = json.loads(stdout or b"[]") if returncode == 0 else None
-    except ValueError as exc:
-        raise DissectError(f"{path}: tshark failed: {exc}") from exc
-    if docs is None:
+    """tshark's JSON output as packets, or one DissectError line saying what went wrong."""
+    if returncode != 0:
         lines = [line for line in stderr.decode(errors="replace").splitlines()
                  if line.strip() and not line.startswith("Running as user")]
-        raise DissectError(f"{path}: tshark failed: {lines[-1].strip() if lines else returncode}")
-    for doc in docs:
-        yield _plain(doc["_source"]["layers"])
+        if returncode < 0:  # killed by a signal: a crash, whatever it printed before
+            try:
+                why = f"killed by {signal.Signals(-returncode).name}"
+            except ValueError:
+                why = f"killed by signal {-returncode}"
+        else:
+            why = lines[-1].strip() if lines else f"exit status {returncode}"
+        raise DissectError(f"{path}: tshark failed: {why}")
+    try:
+        docs = json.loads(stdout or b"[]")
+    except ValueError as exc:
+        raise DissectError(f"{path}: tshark's JSON output is cut or malformed ({exc})") from None
+    if not isinstance(docs, list):
+        raise DissectError(f"{path}: tshark's JSON output is not a list of packets "
+                           f"(a {type(docs).__name__})")
+    for i, doc in enumerate(docs):
+        layers = doc.get("_source", {}).get("layers") if isinstance(doc, dict) else None
+        if not isinstance(layers, dict):
+            raise DissectError(f"{path}: tshark's JSON packet {i} has no _source.layers "
+                               "object (an unexpected tshark version?)")
+        yield _plain(layers)
 
 
 class PrestartedTshark:
@@ -124,9 +168,28 @@ class PrestartedTshark:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return os.fdopen(fd, "wb")
 
+    timeout_s: float = TIMEOUT_UNKNOWN_S  # watchdog for packets(); the feeder sets it per run
+
+    def feed(self, write: Callable[[BinaryIO], object]) -> None:
+        """Hand tshark its input through `write(fifo)`; DissectError if tshark stops reading."""
+        try:
+            with self.open_input(self.timeout_s) as fifo:
+                write(fifo)
+        except BrokenPipeError:  # tshark died while reading: say why, in its words
+            list(self.packets())
+            raise DissectError(f"{self.path}: tshark stopped reading its input") from None
+        except OSError as exc:
+            raise DissectError(f"{self.path}: cannot feed tshark: {exc}") from None
+
     def packets(self) -> Iterator[_Packet]:
-        """Wait for tshark to finish the input it was given and yield its packets."""
-        returncode = self._proc.wait()
+        """Wait for tshark (at most timeout_s) to finish its input and yield its packets."""
+        try:
+            returncode = self._proc.wait(self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+            raise DissectError(f"{self.path}: tshark did not finish within "
+                               f"{self.timeout_s:.0f} s; stopped it") from None
         self._out.seek(0)
         self._err.seek(0)
         yield from _parse(self.path, returncode, self._out.read(), self._err.read())
@@ -145,6 +208,20 @@ class PrestartedTshark:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# What a tshark too old or too new for the tree readers makes them raise.
+_NOT_UNDERSTOOD = (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError)
+
+
+def understood(read: Callable, source, **kwargs):
+    """Call read(source, **kwargs); trees it cannot read become one DissectError line."""
+    try:
+        return read(source, **kwargs)
+    except _NOT_UNDERSTOOD as exc:
+        where = getattr(source, "path", source)
+        raise DissectError(f"{where}: tshark's output was not understood ({type(exc).__name__}: "
+                           f"{str(exc)[:120]}); is this tshark version supported?") from None
 
 
 def _plain(tree: dict) -> _Packet:
