@@ -171,6 +171,8 @@ FINDING_COLUMNS = _table(
     ("src_name_source", "str", "", "where src_name came from: inventory, a capture source "
      "(dns, cldap, nbns, smtp-banner, tls-sni, ...), else empty"),
     ("dst_name_source", "str", "", "where dst_name came from, as src_name_source"),
+    ("display_filter", "str", "", "Wireshark display filter isolating the finding's packets, both "
+     "directions and quoting ICMP errors (ip.addr==A && ip.addr==B && tcp.port==P)"),
 )
 
 RULE_STATUSES = ("observed", "missing", "not_applicable")

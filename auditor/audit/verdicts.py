@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from auditor.audit.filters import display_filter, display_filters
 from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
 from auditor.flows.orient import orientation_note, orientation_rank
 from auditor.flows.protocols import icmp_type_name
@@ -351,6 +352,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
                                                         strict=True)]
     agg["detail"] = agg["detail"] + orientation_note(agg["orientation"])
     agg["dst_port"] = agg["dst_port"].astype("Int64")
+    agg["display_filter"] = display_filters(agg)
     return agg[column_names(FINDING_COLUMNS)]
 
 
@@ -443,6 +445,8 @@ def _missing_row(rule, *, src_ip, dst_ip, src_role, dst_role, src_name, dst_name
         "bytes": 0, "first_seen": pd.NaT, "last_seen": pd.NaT,
         "detail": f"{detail} (ports {','.join(str(p) for p in rule.ports)}/{rule.proto})",
         "orientation": "",
+        "display_filter": display_filter(src_ip, dst_ip, rule.proto,
+                                         int(ports[0]) if len(rule.ports) == 1 and ports else None),
     }
 
 

@@ -64,6 +64,28 @@
     table.setAttribute("data-filter", "ready");
   });
 
+  // "copy" buttons put a finding's Wireshark display filter on the clipboard
+  var copyFallback = function (text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); } catch (ignore) { /* nothing more to try */ }
+    document.body.removeChild(area);
+  };
+  each(document.querySelectorAll("button.copy"), function (button) {
+    button.addEventListener("click", function () {
+      var text = button.getAttribute("data-copy");
+      var done = function () { button.textContent = "copied"; };
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(text).then(done, function () { copyFallback(text); done(); });
+      } else {
+        copyFallback(text);
+        done();
+      }
+    });
+  });
+
   each(document.querySelectorAll("img.plot"), function (img) {
     img.addEventListener("click", function () { img.classList.toggle("full"); });
   });

@@ -155,11 +155,21 @@ def _host_cell(ip, name, role) -> str:
     return _td(" ".join(parts), plain(ip) or plain(role) or "")
 
 
+def _filter_cell(display_filter) -> str:
+    """The finding's Wireshark display filter and a button (wired by report.js) that copies it."""
+    text = plain(display_filter) or ""
+    if not text:
+        return _td()
+    return _td(f'<code class="filter">{esc(text)}</code> <button type="button" class="copy" '
+               f'data-copy="{esc(text)}" title="copy the Wireshark display filter">copy</button>',
+               text, "packets")
+
+
 def _findings_section(findings: pd.DataFrame) -> str:
     header = [("kind", "text"), ("severity", "num"), ("source", "text"), ("destination", "text"),
               ("port", "num"), ("service", "text"), ("rule", "text"), ("documented", "text"),
               ("flows", "num"), ("bytes", "num"), ("first seen", "num"), ("last seen", "num"),
-              ("detail", "text")]
+              ("packets", "text"), ("detail", "text")]
     rows = []
     for r in findings.itertuples(index=False):
         port = plain(r.dst_port)
@@ -178,6 +188,7 @@ def _findings_section(findings: pd.DataFrame) -> str:
             _td(esc(format_bytes(r.bytes)), int(r.bytes), "num"),
             _td(esc(format_time(first)), first.value if first is not None else 0, "time"),
             _td(esc(format_time(last)), last.value if last is not None else 0, "time"),
+            _filter_cell(getattr(r, "display_filter", "")),
             _td(esc(r.detail)),
         ]
         rows.append(f'<tr data-kind="{esc(r.kind)}" data-severity="{esc(r.severity)}">'

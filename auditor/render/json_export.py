@@ -16,7 +16,7 @@ SCHEMA_VERSION = "1.0"
 FINDING_FIELDS = (
     "kind", "severity", "src_ip", "dst_ip", "proto", "dst_port", "src_name", "dst_name", "src_role",
     "dst_role", "documented", "rule", "service", "flows", "packets", "bytes", "first_seen",
-    "last_seen", "detail", "orientation", "src_name_source", "dst_name_source",
+    "last_seen", "detail", "orientation", "src_name_source", "dst_name_source", "display_filter",
 )
 RULE_FIELDS = ("id", "status", "service", "source", "destination", "proto", "ports", "expected",
                "flows", "bytes", "host_pairs")

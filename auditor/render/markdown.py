@@ -52,6 +52,26 @@ def _md_port(proto, port) -> str:
     return md_text(f"{port}/{proto}" if port is not None else proto)
 
 
+def _packets_section(result: AuditResult) -> list[str]:
+    """Per finding with flows, the tshark command that shows its packets."""
+    from auditor.audit.filters import tshark_command
+
+    f = result.findings
+    if f.empty or "display_filter" not in f.columns:
+        return []
+    names = [c.get("name", "") for c in capture_rows(result)]
+    capture = names[0] if len(names) == 1 and names[0] else "CAPTURE"
+    shown = f[(f["flows"] > 0) & f["display_filter"].map(lambda v: isinstance(v, str) and v != "")]
+    if shown.empty:
+        return []
+    out = ["", "### The packets of each finding", ""]
+    for r in shown.itertuples(index=False):
+        out.append(f"- {md_text(r.kind)} {_md_host(r.src_ip, r.src_name, '')} → "
+                   f"{_md_host(r.dst_ip, r.dst_name, '')} {_md_port(r.proto, r.dst_port)}: "
+                   f"{md_code(tshark_command(capture, r.display_filter))}")
+    return out
+
+
 def markdown_text(result: AuditResult, title: str = "Exchange traffic audit") -> str:
     """The Markdown report as text."""
     out = [f"# {md_text(title)}", ""]
@@ -75,6 +95,7 @@ def markdown_text(result: AuditResult, title: str = "Exchange traffic audit") ->
               md_text(r.rule), md_text(r.flows), md_text(r.detail))
              for r in f.itertuples(index=False)),
         )
+    out += _packets_section(result)
     missing = missing_rules(result.rules)
     out += ["", f"## Missing rules ({len(missing)})", ""]
     if missing.empty:

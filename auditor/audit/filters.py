@@ -1,0 +1,56 @@
+"""Wireshark display filters that isolate a finding's packets (from a finding to its packets).
+
+`ip.addr==A && ip.addr==B && tcp.port==P` matches both directions of the path, and also the ICMP
+errors that quote it (Wireshark dissects the quoted header, so its fields match too).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pandas as pd
+
+_L4 = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "icmpv6"}
+
+
+def _addr_field(ip: str) -> str | None:
+    try:
+        addr = ipaddress.ip_address(str(ip))
+    except ValueError:
+        return None
+    mapped = getattr(addr, "ipv4_mapped", None)
+    if addr.version == 4 or mapped is not None:
+        return f"ip.addr=={mapped or addr}"
+    return f"ipv6.addr=={addr.compressed}"
+
+
+def display_filter(src_ip, dst_ip, proto, dst_port) -> str:
+    """The display filter for one path; parts that are unknown (empty, NA) are left out."""
+    parts = []
+    for ip in (src_ip, dst_ip):
+        if isinstance(ip, str) and ip:
+            field = _addr_field(ip)
+            if field:
+                parts.append(field)
+    proto = str(proto) if isinstance(proto, str) else ""
+    port = None if dst_port is None or pd.isna(dst_port) else int(dst_port)
+    if proto in ("tcp", "udp") and port:
+        parts.append(f"{proto}.port=={port}")
+    elif proto in _L4:
+        parts.append(_L4[proto])
+    elif proto.isdigit():
+        parts.append(f"ip.proto=={int(proto)}")
+    return " && ".join(parts)
+
+
+def display_filters(frame: pd.DataFrame) -> list[str]:
+    """display_filter for every row of a frame with src_ip, dst_ip, proto and dst_port."""
+    return [display_filter(*row) for row in zip(frame["src_ip"], frame["dst_ip"], frame["proto"],
+                                                frame["dst_port"], strict=True)]
+
+
+def tshark_command(capture: str, filter_text: str) -> str:
+    """`tshark -r CAPTURE -Y '...'`, quoted for a POSIX shell."""
+    import shlex
+
+    return f"tshark -r {shlex.quote(str(capture))} -Y {shlex.quote(filter_text)}"
