@@ -22,6 +22,7 @@ _EXPORTS = {
     "OutputError": "auditor.errors",
     # capture files -> packet arrays
     "CaptureFile": "auditor.capture.packets",
+    "CaptureSet": "auditor.capture.sets",
     "PacketTable": "auditor.capture.packets",
     "expand_sources": "auditor.capture.packets",
     "read_packets": "auditor.capture.packets",

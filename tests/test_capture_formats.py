@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -223,3 +224,55 @@ def test_committed_truncated_tails_keep_every_complete_record(ext, name, kept, o
         f"stream (the compressed stream ends early); kept the {kept} records before it"]
     assert col(t, "src_port") == [30000 + i for i in range(kept)]
     assert t.files[0].skipped == {f"truncated {name} stream": 1}
+
+
+# -- pcapng as etl2pcapng and pktmon write it ---------------------------------------------------
+
+
+def _etl2pcapng_style():
+    """SHB without options; IDBs with if_name/if_description (Ethernet, raw IP, 802.11); EPBs in
+    microseconds with an epb_flags option (1 in, 2 out), a comment and end-of-options, the
+    lengths covering the options as etl2pcapng's writer computes them."""
+    def opt(code, value):
+        return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+    def block(btype, body):
+        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    for lt, name in ((1, b"Ethernet0"), (101, b"WAN Miniport (IP)"), (105, b"Wi-Fi")):
+        out += block(1, struct.pack("<HHI", lt, 0, 65535) + opt(2, name)
+                     + opt(3, b"adapter " + name) + struct.pack("<HH", 0, 0))
+    frames = [(0, FRAMES[0]), (1, FRAMES[1][14:]), (2, b"\x80\0" + b"\0" * 30), (0, FRAMES[2])]
+    for i, (iface, data) in enumerate(frames):
+        us = T0 * 1_000_000 + i
+        body = struct.pack("<IIIII", iface, us >> 32, us & 0xFFFFFFFF, len(data), len(data))
+        body += data + b"\0" * (-len(data) % 4) + opt(2, struct.pack("<I", 1 + i % 2))
+        body += opt(1, f"PID={4 + i} ProcessorNumber=0".encode()) + struct.pack("<HH", 0, 0)
+        out += block(6, body)
+    return out
+
+
+def test_pcapng_as_etl2pcapng_writes_it(tmp_path):
+    with pytest.warns(CaptureWarning, match=r"skipped 1 records \(linktype 105\)"):
+        t = read_packets([write(tmp_path, "netsh.pcapng", _etl2pcapng_style())])
+    f = t.files[0]
+    assert (f.format, f.records, f.ip_packets, f.skipped) == ("pcapng", 4, 3, {"linktype 105": 1})
+    assert col(t, "src_port") == [40000, 40001, 40002]
+    assert col(t, "l3_offset") == [14, 0, 14]
+    assert col(t, "ts_ns") == [T0 * NS, T0 * NS + 1000, T0 * NS + 3000]
+
+
+@needs_editcap
+def test_truncated_snoop_keeps_what_editcap_converted_and_says_why(tmp_path):
+    plain = write(tmp_path, "p.pcap", pcap(noisy_frames(200)))
+    snoop = tmp_path / "cut.snoop"
+    subprocess.run(["editcap", "-F", "snoop", str(plain), str(snoop)], check=True)
+    snoop.write_bytes(snoop.read_bytes()[:-100])
+    with pytest.warns(CaptureWarning) as rec:
+        t = read_packets([snoop])
+    texts = [str(w.message) for w in rec]
+    assert any("read through editcap" in m for m in texts)
+    assert any(re.search(r"cut\.snoop: editcap stopped converting at byte offset \d+ of editcap's "
+                         r"pcapng output \(.*cut short.*\); kept the 199 records", m) for m in texts)
+    assert len(t.packets) == 199

@@ -183,8 +183,9 @@ class RecordReader:
             error = getattr(src, "error", None)
             if error:  # one line: where the complete records end, and why the stream did
                 cut = "truncated" if "ends early" in error else "corrupt"
-                self._stop(f"{cut} {self.compression or 'input'} stream", self._pos, error,
-                           self.records)
+                reason = (f"{cut} {self.compression or 'input'} stream" if not self.converted_from
+                          else "editcap stopped converting")
+                self._stop(reason, self._pos, error, self.records)
             elif self._pos < end:
                 self._stop("truncated record", self._pos, "the last record is cut short",
                            self.records)
