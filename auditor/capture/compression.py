@@ -42,7 +42,10 @@ class _Zlib(_Codec):
 
     def step(self, d, data, room):
         out = d.decompress(data[:FEED], room)
-        return out, d.unused_data + data[FEED:] if d.eof else d.unconsumed_tail + data[FEED:]
+        if d.eof:
+            return out, d.unused_data + bytes(data[FEED:])
+        tail = d.unconsumed_tail
+        return out, (tail + bytes(data[FEED:])) if tail else data[FEED:]
 
 
 class _MaxLength(_Codec):
@@ -57,7 +60,7 @@ class _MaxLength(_Codec):
     def step(self, d, data, room):
         out = d.decompress(data[:FEED], max_length=room)
         rest = data[FEED:]
-        return out, (d.unused_data or b"") + rest if d.eof else rest
+        return out, (d.unused_data or b"") + bytes(rest) if d.eof else rest
 
     def wants_input(self, d):
         return d.needs_input
@@ -76,7 +79,7 @@ class _Zstd(_Codec):
         # zstandard's decompressobj has no output limit: small feeds keep each call bounded.
         out = d.decompress(data[:ZSTD_FEED])
         rest = data[ZSTD_FEED:]
-        return out, (d.unused_data + rest) if d.eof else rest
+        return out, (d.unused_data + bytes(rest)) if d.eof else rest
 
 
 def _lz4():
@@ -120,7 +123,9 @@ class Inflater:
         self._codec = codec(name)
         self._d = self._codec.new()
         self._errors = _errors()
-        self._pending = b""
+        # compressed bytes not yet fed, as a memoryview: feeding it piece by piece must not copy
+        # the rest each time
+        self._pending = memoryview(b"")
         self._fed = False  # this member has had input (so a clean EOF here means a cut)
         self.eof = False
         self.error: str | None = None
@@ -131,23 +136,24 @@ class Inflater:
         while room > 0 and not self.eof:
             d = self._d
             if getattr(d, "eof", False):  # end of one member: another may follow
-                rest = self._pending
+                rest = bytes(self._pending)
                 if not rest.strip(b"\0"):
                     rest = self._f.read(INPUT_BYTES)
                     if not rest.strip(b"\0"):  # trailing zero padding (tape blocks) ends it too
                         self.eof = True
                         break
-                self._pending, self._d, self._fed = rest, self._codec.new(), False
+                self._pending, self._d, self._fed = memoryview(rest), self._codec.new(), False
                 continue
             if not self._pending and self._codec.wants_input(d):
-                self._pending = self._f.read(INPUT_BYTES)
+                self._pending = memoryview(self._f.read(INPUT_BYTES))
                 if not self._pending:
                     self.eof = True
                     if self._fed:
                         self.error = "the compressed stream ends early"
                     break
             try:
-                out, self._pending = self._codec.step(d, self._pending, room)
+                out, rest = self._codec.step(d, self._pending, room)
+                self._pending = rest if isinstance(rest, memoryview) else memoryview(rest)
             except self._errors as exc:
                 self.error = f"corrupt {self.name} data ({exc})"
                 self.eof = True

@@ -36,7 +36,10 @@ from auditor.capture.records import (
 from auditor.errors import CaptureError
 
 HEADER_BYTES = 128
-MAX_FILE = 1 << 32  # frame-table offsets are 32-bit: a NetMon file cannot be larger
+# A compressed or archived NetMon file is inflated whole (its frame table needs seeking); past this
+# it is refused rather than let a small file claim gigabytes of memory. NetMon 3.4 itself writes
+# files of 20 MB by default.
+MAX_INFLATED = 1 << 30
 _FILETIME_1970 = 116_444_736_000_000_000  # 100 ns units from 1601-01-01 to 1970-01-01
 _TRAILER = {0: 0, 1: 2, 2: 6}  # minor version -> trailer bytes after the frame (3 and on: 15)
 _METADATA = (0xFFE0, 0xFFFB, 0xFFFC, 0xFFFD, 0xFFFE, 0xFFFF)
@@ -66,7 +69,11 @@ class NetmonWalker:
         self._r = reader
         src = reader._src
         if isinstance(src, StreamSource):  # compressed or in an archive: the table needs seeking
-            src.read_all(MAX_FILE)
+            src.read_all(MAX_INFLATED)
+            if len(src.buf) > MAX_INFLATED:
+                raise CaptureError(f"{reader.path}: NetMon file inflates past {MAX_INFLATED >> 20} "
+                                   f"MiB (at byte offset {MAX_INFLATED} of the stream); "
+                                   "decompress it first")
         buf = src.buf
         if len(buf) < HEADER_BYTES:
             raise CaptureError(f"{reader.path}: truncated NetMon file header ({len(buf)} bytes "
