@@ -394,6 +394,8 @@ RPC_ENDPOINT_COLUMNS = _table(
     ("last_seen", "datetime64[ns, UTC]", "", "latest evidence or flow"),
     ("captures", "str", "", "capture files with evidence or flows for it, ';'-separated"),
     ("bound", "bool", "", "a client bound (or altered context) to this interface on this port"),
+    ("use", "str", "", "used, refused, never answered (flows got no answer) or advertised only "
+     "(an EPM reply or DCOM binding named it, nobody tried it)"),
 )
 
 # rpc.dynamic_ranges: one row per server with dynamic RPC endpoints.

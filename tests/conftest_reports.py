@@ -279,7 +279,7 @@ def rpc_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     common = dict(proto="tcp", interface_uuid="a4f1db00-ca47-1067-b31f-00dd010662da",
                   interface="EMSMDB", used=True, unanswered=False, rejected=False, clients=1,
                   flows=1, bytes=4900, first_seen=T0, last_seen=T0 + pd.Timedelta(seconds=2),
-                  captures="pilot-a.pcapng")
+                  captures="pilot-a.pcapng", use="used")
     endpoints = pd.DataFrame([
         dict(server_ip="198.18.1.21", port=59532, evidence="epm", advertised=True, **common),
         dict(server_ip="198.18.1.31", port=52113, evidence="bind", advertised=False, **common),

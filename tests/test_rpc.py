@@ -16,6 +16,7 @@ from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, ROOT, RPC, tshar
 from auditor import RpcOptions, annotate_flows, discover_endpoints, dynamic_ranges, interface_name
 from auditor.capture.packets import read_packets
 from auditor.dissect.rpc import interface_table
+from auditor.dissect.rpc_use import endpoint_use
 from auditor.dissect.select import select_name_rows, select_rpc_rows
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows.build import build_flows_labelled
@@ -354,6 +355,34 @@ def test_a_windows_2003_server_is_expected_in_1025_to_5000():
     assert (row["expected_range"], row["outside_ports"], row["pinned_ports"]) == (
         "1025-5000", "49200", "49200")
     assert "NTDS\\Parameters" in row["recommendation"] and "SAMR" in row["recommendation"]
+
+
+def test_range_advice_for_a_windows_2003_host_names_its_own_settings_and_the_legacy_option():
+    ep = _endpoints([["198.18.1.3", 1026, "12345778-1234-abcd-ef00-0123456789ac", "epm", ""],
+                     ["198.18.1.3", 1031, "12345778-1234-abcd-ef00-0123456789ac", "bind", ""]])
+    advice = dynamic_ranges(ep).iloc[0]["recommendation"]
+    assert "on Windows 2003 narrow the RPC range" in advice and "UseInternetPorts" in advice
+    assert "netsh int ipv4 set dynamicport" not in advice  # no such command before 2008
+    assert "audit with --legacy-rpc-range" in advice
+    modern = _endpoints([[DC, 49700, "12345778-1234-abcd-ef00-0123456789ac", "epm", ""]])
+    advice = dynamic_ranges(modern).iloc[0]["recommendation"]
+    assert "netsh int ipv4 set dynamicport" in advice and "--legacy-rpc-range" not in advice
+
+
+def test_endpoint_use_tells_used_refused_never_answered_and_advertised_only_apart():
+    ep = _endpoints([[DC, 49701, "", "epm", ""], [DC, 49702, "", "epm", ""],
+                     [DC, 49703, "", "epm", ""], [DC, 49704, "", "epm", ""]])
+    ep["used"] = [True, False, False, False]
+    ep["rejected"] = [False, True, False, False]
+    ep["unanswered"] = [False, False, True, False]
+    assert list(endpoint_use(ep)) == ["used", "refused", "never answered", "advertised only"]
+
+
+@pytest.mark.tshark
+def test_an_endpoint_the_epm_named_and_nobody_tried_is_advertised_only():
+    _, _, found, _ = discovered(CAPTURES / "dcerpc_msnrpc.pcapng")
+    use = dict(zip(found.endpoints["port"].astype(int), found.endpoints["use"], strict=True))
+    assert use == {135: "used", 49667: "advertised only", 49676: "used"}
 
 
 def test_pinned_ports_come_from_several_captures_days_apart():

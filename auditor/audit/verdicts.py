@@ -10,6 +10,7 @@ import pandas as pd
 
 from auditor.audit.filters import display_filter, display_filters
 from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
+from auditor.audit.why import rule_notes
 from auditor.flows.orient import orientation_note, orientation_rank
 from auditor.flows.protocols import icmp_type_name
 from auditor.options import AuditOptions
@@ -350,6 +351,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
             "documented", "rule"]
     agg["detail"] = [_detail(*values) for values in zip(*agg[cols].to_dict("list").values(),
                                                         strict=True)]
+    agg["detail"] = agg["detail"] + rule_notes(agg, catalogue)
     agg["detail"] = agg["detail"] + orientation_note(agg["orientation"])
     agg["dst_port"] = agg["dst_port"].astype("Int64")
     agg["display_filter"] = display_filters(agg)

@@ -29,6 +29,7 @@ from auditor.dissect.dcerpc import (
     dissect_capture,
     empty_rpc_facts,
 )
+from auditor.dissect.rpc_use import endpoint_use
 from auditor.dissect.select import EPM_PORTS, _bind_like, _name_plan, _rows, _rpc_plan
 from auditor.dissect.tshark import TsharkFile, understood, watchdog_s
 from auditor.errors import DissectWarning
@@ -208,6 +209,7 @@ def build_endpoints(facts: RpcFacts, flows: pd.DataFrame, *,
     out["captures"] = out["captures"].fillna("")
     out["port"] = out["port"].astype(np.uint16)
     out = out.sort_values(["server_ip", "port", "proto", "interface_uuid"], ignore_index=True)
+    out["use"] = endpoint_use(out)
     return typed_frame(out, RPC_ENDPOINT_COLUMNS)
 
 

@@ -43,6 +43,18 @@ _PIN_GENERIC = (
     ' HKLM\\Software\\Microsoft\\Rpc\\Internet "Ports" (KB154596) or'
     " netsh int ipv4 set dynamicport tcp start=<n> num=<count> (KB929851)"
 )
+# Windows 2003 has no `netsh int ipv4 ... dynamicport` (that came with Vista/2008): its range is
+# 1025-5000 by default (the MaxUserPort ceiling), narrowed only through the Rpc\Internet keys.
+_PIN_GENERIC_2003 = (
+    "no per-service setting is documented for {names}: on Windows 2003 narrow the RPC range with"
+    ' HKLM\\Software\\Microsoft\\Rpc\\Internet "Ports", "PortsInternetAvailable" and'
+    ' "UseInternetPorts" (KB154596); netsh dynamicport does not exist before Windows 2008'
+)
+_LEGACY = (
+    "this host answers RPC in the Windows 2003 range 1025-5000: audit with --legacy-rpc-range"
+    " (in the library, the audit option legacy_rpc_range) so that range counts as dynamic RPC"
+    " where discovery saw no port; after an upgrade to 2008 or later it moves to 49152-65535"
+)
 _UNSUPPORTED = (
     "note: Microsoft does not support filtering between Exchange servers or between Exchange and"
     " domain controllers, so treat a firewall on such a link as advisory"
@@ -76,7 +88,8 @@ def dynamic_ranges(endpoints: pd.DataFrame, *,
             "expected_range": f"{lo}-{hi}", "expected_basis": basis,
             "outside_ports": ";".join(map(str, outside)),
             "pinned_ports": ";".join(map(str, pinned)),
-            "recommendation": _recommendation(names, dc="DRSUAPI" in names),
+            "recommendation": _recommendation(names, dc="DRSUAPI" in names,
+                                              legacy=(lo, hi) == RANGE_2003),
         })
     return typed_frame(rows, RPC_RANGE_COLUMNS)
 
@@ -120,13 +133,16 @@ def _expected_range(ports: list[int], names: list[str]) -> tuple[int, int, str]:
     return (*RANGE_2008, "Windows Server 2008 or later")
 
 
-def _recommendation(names: list[str], dc: bool) -> str:
+def _recommendation(names: list[str], dc: bool, legacy: bool = False) -> str:
     tags = {("NSPI@dc" if dc else "NSPI@cas") if n == "NSPI" else n for n in names}
     advice = [text for covers, text in _PINNING if tags & set(covers)]
     covered = {name.split("@")[0] for covers, _ in _PINNING for name in covers}
     others = [n for n in names if n not in covered]
     if others or not names:
-        advice.append(_PIN_GENERIC.format(names=", ".join(others) or "unnamed interfaces"))
+        generic = _PIN_GENERIC_2003 if legacy else _PIN_GENERIC
+        advice.append(generic.format(names=", ".join(others) or "unnamed interfaces"))
+    if legacy:
+        advice.append(_LEGACY)
     if dc or tags & {"EMSMDB", "AsyncEMSMDB", "RFR", "NSPI@cas"}:
         advice.append(_UNSUPPORTED)
     return "; ".join(advice)

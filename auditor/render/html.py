@@ -265,7 +265,7 @@ def render_html(result: AuditResult, *, catalogue=None,
     if not result.flows.empty:
         span = (f"{format_time(result.flows['first_seen'].min())} to "
                 f"{format_time(result.flows['last_seen'].max())} UTC")
-    rpc_cols = ["server_ip", "port", "proto", "interface", "interface_uuid", "evidence",
+    rpc_cols = ["server_ip", "port", "proto", "interface", "interface_uuid", "evidence", "use",
                 "advertised", "used", "unanswered", "rejected", "clients", "flows", "bytes",
                 "first_seen", "last_seen", "captures"]
     bodies = {

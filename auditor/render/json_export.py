@@ -21,7 +21,7 @@ FINDING_FIELDS = (
 RULE_FIELDS = ("id", "status", "service", "source", "destination", "proto", "ports", "expected",
                "flows", "bytes", "host_pairs")
 RPC_FIELDS = ("server_ip", "port", "proto", "interface_uuid", "interface", "evidence", "flows",
-              "clients")
+              "clients", "use")
 
 
 def result_to_dict(result: AuditResult) -> dict:

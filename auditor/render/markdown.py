@@ -112,10 +112,10 @@ def markdown_text(result: AuditResult, title: str = "Exchange traffic audit") ->
         out.append("No DCE/RPC endpoints were discovered.")
     else:
         out += _md_table(
-            ["server", "port", "interface", "evidence", "flows"],
+            ["server", "port", "interface", "evidence", "use", "flows"],
             ((md_code(r.get("server_ip")), _md_port(r.get("proto", "tcp"), r.get("port")),
               md_text(r.get("interface") or r.get("interface_uuid") or ""),
-              md_text(r.get("evidence")), md_text(r.get("flows")))
+              md_text(r.get("evidence")), md_text(r.get("use", "")), md_text(r.get("flows")))
              for r in rpc.to_dict("records")),
         )
     ranges = result.rpc_ranges

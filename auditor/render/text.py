@@ -45,7 +45,7 @@ def audit_text(result, limit: int | None = 40) -> str:
         for (server, port, proto), grp in result.rpc.groupby(["server_ip", "port", "proto"]):
             names = sorted({n for n in grp["interface"] if n}) or ["(unnamed)"]
             first = grp.iloc[0]
-            use = "used" if grp["used"].any() else "never used"
+            use = first["use"]
             lines.append(f"  {server}:{port}/{proto}  {', '.join(names)}  "
                          f"({'/'.join(sorted(set(grp['evidence'])))}; {use}; "
                          f"{int(first['flows'])} flows, {int(first['clients'])} clients)")
@@ -71,8 +71,8 @@ def printable(text: object) -> str:
 
 def rpc_text(endpoints: pd.DataFrame, ranges: pd.DataFrame) -> str:
     """Endpoints found by RPC discovery, then each server's range and pinning advice."""
-    cols = ["server_ip", "port", "proto", "interface", "interface_uuid", "evidence", "advertised",
-            "used", "unanswered", "clients", "flows", "bytes"]
+    cols = ["server_ip", "port", "proto", "interface", "interface_uuid", "evidence", "use",
+            "clients", "flows", "bytes"]
     text = _table(endpoints[cols], "Dynamic RPC endpoints") + "\n"
     if not ranges.empty:
         for row in ranges.itertuples(index=False):
