@@ -48,7 +48,6 @@ _EXPORTS = {
     "Reference": "auditor.catalogue.loader",
     "rule_ports_frame": "auditor.catalogue.loader",
     "bundled_catalogues": "auditor.catalogue.loader",
-    "catalogue_records": "auditor.catalogue.loader",
     "Host": "auditor.inventory.roles",
     "Network": "auditor.inventory.roles",
     "Inventory": "auditor.inventory.roles",

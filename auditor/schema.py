@@ -20,9 +20,10 @@ class Column:
     dtype: str
     unit: str
     description: str
+    sep: str = ""  # a text column holding a list joined by this; JSON outputs give an array
 
 
-def _table(*cols: tuple[str, str, str, str]) -> tuple[Column, ...]:
+def _table(*cols: tuple) -> tuple[Column, ...]:
     return tuple(Column(*c) for c in cols)
 
 
@@ -130,8 +131,8 @@ FINDING_KINDS = ("unexpected", "rejected", "unanswered", "missing")
 AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
     ("src_name", "str", "", "initiator's name from the inventory or the capture, else empty"),
     ("dst_name", "str", "", "responder's name from the inventory or the capture, else empty"),
-    ("src_roles", "str", "", "all roles of the initiator, ';'-separated"),
-    ("dst_roles", "str", "", "all roles of the responder, ';'-separated"),
+    ("src_roles", "str", "", "all roles of the initiator, ';'-separated", ";"),
+    ("dst_roles", "str", "", "all roles of the responder, ';'-separated", ";"),
     ("src_role", "str", "", "the initiator role the verdict used (the matched rule's, else first)"),
     ("dst_role", "str", "", "the responder role the verdict used"),
     ("rule", "str", "", "id of the catalogue rule the flow matches, empty when none"),
@@ -181,10 +182,10 @@ RULE_STATUSES = ("observed", "missing", "not_applicable")
 RULE_STATUS_COLUMNS = _table(
     ("id", "str", "", "rule id"),
     ("service", "str", "", "service family"),
-    ("source", "str", "", "source roles, ';'-separated"),
-    ("destination", "str", "", "destination roles, ';'-separated"),
+    ("source", "str", "", "source roles, ';'-separated", ";"),
+    ("destination", "str", "", "destination roles, ';'-separated", ";"),
     ("proto", "str", "", "tcp or udp"),
-    ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
+    ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')", ","),
     ("expected", "bool", "", "a healthy deployment should show it"),
     ("status", "str", "", "observed, missing (expected, both roles present, never seen) or not_applicable"),
     ("flows", "int64", "flows", "flows that matched the rule"),
@@ -256,10 +257,10 @@ ROLES = (
 # catalogue.catalogue_frame: one row per catalogue rule, for listing.
 RULE_COLUMNS = _table(
     ("id", "str", "", "rule id; starts with the reference row id (T02-hub-edge-smtp)"),
-    ("source", "str", "", "source (initiator) roles, ';'-separated"),
-    ("destination", "str", "", "destination (responder) roles, ';'-separated"),
+    ("source", "str", "", "source (initiator) roles, ';'-separated", ";"),
+    ("destination", "str", "", "destination (responder) roles, ';'-separated", ";"),
     ("proto", "str", "", "tcp or udp"),
-    ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')"),
+    ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')", ","),
     ("service", "str", "", "service family for faceting (smtp, ldap, rpc, ...)"),
     ("description", "str", "", "what the path carries"),
     ("status", "str", "", "reference status: CONFIRMED, PARTIAL or UNCONFIRMED"),
@@ -270,6 +271,9 @@ RULE_COLUMNS = _table(
     ("scope", "str", "", "internal (advisory) or strict (client, Internet and Edge paths)"),
     ("note", "str", "", "caveats from the reference, else empty"),
     ("defined_at", "str", "", "file:line where the rule is defined"),
+    ("versions", "str", "", "Exchange versions the rule is for, ','-separated; empty for any", ","),
+    ("source_versions", "str", "", "coexistence: versions of the source end only", ","),
+    ("destination_versions", "str", "", "coexistence: versions of the destination end only", ","),
 )
 
 # catalogue.rule_ports_frame: the match table the audit merges flows against.
@@ -392,7 +396,7 @@ RPC_ENDPOINT_COLUMNS = _table(
     ("bytes", "int64", "bytes", "frame bytes of those flows, both directions"),
     ("first_seen", "datetime64[ns, UTC]", "", "earliest evidence or flow"),
     ("last_seen", "datetime64[ns, UTC]", "", "latest evidence or flow"),
-    ("captures", "str", "", "capture files with evidence or flows for it, ';'-separated"),
+    ("captures", "str", "", "capture files with evidence or flows for it, ';'-separated", ";"),
     ("bound", "bool", "", "a client bound (or altered context) to this interface on this port"),
     ("use", "str", "", "used, refused, never answered (flows got no answer) or advertised only "
      "(an EPM reply or DCOM binding named it, nobody tried it)"),
@@ -404,11 +408,12 @@ RPC_RANGE_COLUMNS = _table(
     ("lowest_port", "int64", "", "lowest dynamic endpoint port seen"),
     ("highest_port", "int64", "", "highest dynamic endpoint port seen"),
     ("ports", "int64", "", "distinct dynamic endpoint ports"),
-    ("interfaces", "str", "", "interface names served, ';'-separated"),
+    ("interfaces", "str", "", "interface names served, ';'-separated", ";"),
     ("expected_range", "str", "", "default dynamic range for the server, e.g. '49152-65535'"),
     ("expected_basis", "str", "", "why that range: Windows 2008+, Windows 2003, Exchange 2010 CAS"),
-    ("outside_ports", "str", "", "ports outside the expected range, ';'-separated"),
-    ("pinned_ports", "str", "", "ports that look pinned (same interface and port in several captures)"),
+    ("outside_ports", "str", "", "ports outside the expected range, ';'-separated", ";"),
+    ("pinned_ports", "str", "", "ports that look pinned (same interface and port in several captures)",
+     ";"),
     ("recommendation", "str", "", "the documented settings that pin these interfaces' ports"),
 )
 
@@ -420,9 +425,9 @@ FIREWALL_COLUMNS = _table(
     ("destination", "str", "", "destination address, network CIDR, or 'any'"),
     ("destination_name", "str", "", "inventory host or network name, else empty"),
     ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
-    ("ports", "str", "", "destination ports merged into ranges ('25', '5060-5061,5065-5068')"),
-    ("service", "str", "", "service families, ';'-joined"),
-    ("rules", "str", "", "catalogue rule ids that justify the request, ';'-joined"),
+    ("ports", "str", "", "destination ports merged into ranges ('25', '5060-5061,5065-5068')", ","),
+    ("service", "str", "", "service families, ';'-joined", ";"),
+    ("rules", "str", "", "catalogue rule ids that justify the request, ';'-joined", ";"),
     ("justification", "str", "", "why: the rules' descriptions, or 'not in the catalogue: ...'"),
     ("scope", "str", "", "internal (Exchange/AD servers) or strict (client, Internet, Edge)"),
     ("justified", "bool", "", "a catalogue rule justifies every port of the row"),

@@ -81,7 +81,7 @@ def test_audit_without_rpc_discovery_still_finds_the_anomalies(result_without_rp
 def test_json_document_validates_against_the_shipped_schema(result):
     doc = result_to_dict(result)
     jsonschema.validate(doc, json_schema())
-    assert doc["schema_version"] == "1.0"
+    assert doc["schema_version"] == "2.0"
     assert {f["kind"] for f in doc["findings"]} >= {"rejected", "unanswered", "unexpected",
                                                     "missing"}
     assert any(e["interface"] == "NETLOGON" for e in doc["rpc"])

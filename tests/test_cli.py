@@ -75,7 +75,7 @@ def test_audit_json_is_the_versioned_document():
     result = run("audit", PILOT / "pilot.pcapng", "--inventory", PILOT / "inventory.yaml",
                  "--no-rpc", "--format", "json")
     doc = json.loads(result.output)
-    assert doc["schema_version"] == "1.0" and doc["captures"][0]["name"] == "pilot.pcapng"
+    assert doc["schema_version"] == "2.0" and doc["captures"][0]["name"] == "pilot.pcapng"
 
 
 def test_bad_inventory_names_file_and_line(tmp_path):

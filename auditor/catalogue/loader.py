@@ -358,28 +358,12 @@ def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
             ("status", r.reference.status), ("reference", r.reference.source),
             ("configurable", r.configurable), ("expected", r.expected),
             ("severity", r.severity), ("scope", r.scope), ("note", r.note),
-            ("defined_at", r.defined_at),
+            ("defined_at", r.defined_at), ("versions", ",".join(r.versions)),
+            ("source_versions", ",".join(r.source_versions)),
+            ("destination_versions", ",".join(r.destination_versions)),
         ):
             rows[name].append(value)
     return typed_frame(rows, RULE_COLUMNS)
-
-
-def catalogue_records(cat: Catalogue, role: str | None = None) -> list[dict[str, object]]:
-    """One JSON-ready dict per rule: roles, ports and versions as lists (ports as written)."""
-    out = []
-    for r in cat.rules:
-        if role is not None and role not in r.source and role not in r.destination:
-            continue
-        out.append({
-            "id": r.id, "source": list(r.source), "destination": list(r.destination),
-            "proto": r.proto, "ports": list(r.ports), "service": r.service,
-            "description": r.description, "status": r.reference.status,
-            "reference": r.reference.source, "configurable": r.configurable,
-            "expected": r.expected, "severity": r.severity, "scope": r.scope, "note": r.note,
-            "versions": list(r.versions), "source_versions": list(r.source_versions),
-            "destination_versions": list(r.destination_versions), "defined_at": r.defined_at,
-        })
-    return out
 
 
 def _port_runs(ports: Sequence[int]) -> list[tuple[int, int]]:

@@ -20,6 +20,7 @@ from auditor.cli.options import (
 )
 from auditor.cli.output import emit, table_text, write_frame
 from auditor.render.text import audit_text
+from auditor.schema import RULE_COLUMNS
 
 
 @click.command()
@@ -89,7 +90,6 @@ def catalogue(catalogues, replace_catalogue, role, check_file, list_bundled, fmt
     from auditor.catalogue.loader import (
         bundled_catalogues,
         catalogue_frame,
-        catalogue_records,
         check_catalogue,
     )
 
@@ -111,17 +111,13 @@ def catalogue(catalogues, replace_catalogue, role, check_file, list_bundled, fmt
             emit(table_text(frame[["name", "versions", "rules", "description"]],
                             f"{len(frame)} bundled catalogues"), output)
         return
-    cat = load_catalogues(catalogues, replace_catalogue)
-    if fmt == "json":  # roles, ports and versions as JSON lists, not joined text
-        emit(json.dumps(catalogue_records(cat, role), indent=1, ensure_ascii=False) + "\n", output)
-        return
-    frame = catalogue_frame(cat, role)
+    frame = catalogue_frame(load_catalogues(catalogues, replace_catalogue), role)
     if fmt == "table":
         cols = ["id", "source", "destination", "proto", "ports", "service", "expected", "scope",
                 "status"]
         emit(table_text(frame[cols], f"{len(frame)} rules"), output)
     else:
-        write_frame(frame, fmt, output)
+        write_frame(frame, fmt, output, RULE_COLUMNS)
 
 
 # ---- roles ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from auditor.cli.options import (
 )
 from auditor.cli.output import emit, table_text, write_frame
 from auditor.render.text import rpc_text
+from auditor.schema import FLOW_COLUMNS
 
 
 @click.command()
@@ -33,7 +34,7 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
     table = read_packets(captures, progress=progress_bar())
     frame = build_flows(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
     if fmt != "table":
-        write_frame(frame, fmt, output)
+        write_frame(frame, fmt, output, FLOW_COLUMNS)
         return
     summary = flows_summary(frame)
     packets = int(frame["src_packets"].sum() + frame["dst_packets"].sum())
@@ -72,14 +73,9 @@ def rpc(captures, fmt, output):
     ranges = dynamic_ranges(endpoints)
     if fmt != "table":
         if fmt == "json":
-            from auditor.render.json_export import RPC_FIELDS, _records
+            from auditor.render.json_tables import rpc_document, to_json
 
-            doc = {"endpoints": _records(endpoints, tuple(endpoints.columns)),
-                   "ranges": _records(ranges, tuple(ranges.columns)),
-                   "fields": list(RPC_FIELDS)}
-            import json
-
-            emit(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", output)
+            emit(to_json(rpc_document(endpoints, ranges)), output)
         else:
             write_frame(endpoints, "csv", output)
         return
@@ -92,14 +88,17 @@ def rpc(captures, fmt, output):
 @click.command()
 @captures_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the proposed inventory YAML here instead of standard output.")
+              help="Write the proposed inventory here instead of standard output.")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+              help="yaml: an inventory file to review and pass to --inventory; json: the same with "
+                   "the evidence as data (auditor/data/roles.schema.json).")
 @click.option("--no-names", is_flag=True,
               help="Do not name hosts from the capture (DNS, SMTP, Kerberos, NetBIOS, ...).")
 @click.option("--internal", "internal", multiple=True, metavar="CIDR",
               help="Networks that are ours (repeatable); other hosts are proposed as internet. "
                    "Default: private, ULA and 198.18.0.0/15 ranges.")
 @handle_errors
-def roles(captures, output, no_names, internal):
+def roles(captures, output, no_names, internal, fmt):
     """Propose an inventory (hosts and roles, with evidence) from what CAPTURE... shows."""
     from auditor.audit.pipeline import observe
     from auditor.inventory.propose import inventory_to_yaml, propose_from_observation
@@ -108,7 +107,12 @@ def roles(captures, output, no_names, internal):
     options = PipelineOptions(rpc_options=RpcOptions(names=not no_names))
     seen = observe(captures, options, progress=progress_bar())
     inv, evidence = propose_from_observation(seen, internal=list(internal) or None)
-    emit(inventory_to_yaml(inv, evidence), output)
+    if fmt == "json":
+        from auditor.render.json_tables import roles_document, to_json
+
+        emit(to_json(roles_document(inv, evidence)), output)
+    else:
+        emit(inventory_to_yaml(inv, evidence), output)
 
 
 # ---- plots ----------------------------------------------------------------------------------

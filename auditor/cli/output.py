@@ -11,8 +11,10 @@ import pandas as pd
 from auditor.atomic import atomic_path, write_text
 
 
-def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
-    """Write a frame as csv, json or parquet to a file or standard output."""
+def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None, columns=None) -> None:
+    """Write a frame as csv, json or parquet to a file or standard output.
+
+    JSON follows `columns` (a schema table) when given: list columns become arrays."""
     if fmt == "parquet":
         if output is None:
             raise click.UsageError("--format parquet needs -o FILE")
@@ -22,9 +24,12 @@ def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
     if fmt == "csv":
         _write_csv(frame, output)
         return
-    else:
-        text = _iso_times(frame).to_json(orient="records", indent=1) + "\n"
-    emit(text, output)
+    if columns is not None:
+        from auditor.render.json_tables import records, to_json
+
+        emit(to_json(records(frame, columns)), output)
+        return
+    emit(_iso_times(frame).to_json(orient="records", indent=1) + "\n", output)
 
 
 def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -433,7 +432,9 @@ def write_requests(frame: pd.DataFrame, path_or_stream: str | Path | IO, fmt: st
     if fmt == "csv":
         _text_out(_csv_text(frame), path_or_stream)
     elif fmt == "json":
-        _text_out(json.dumps(_records(frame), indent=1, ensure_ascii=False) + "\n", path_or_stream)
+        from auditor.render.json_tables import records, to_json
+
+        _text_out(to_json(records(frame, FIREWALL_COLUMNS)), path_or_stream)
     else:
         data = _xlsx_bytes(frame)
         if isinstance(path_or_stream, str | Path):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from importlib import resources
 
-import numpy as np
-import pandas as pd
-
 from auditor.audit.verdicts import AuditResult
+from auditor.render.json_tables import records
+from auditor.schema import (
+    FINDING_COLUMNS,
+    RPC_ENDPOINT_COLUMNS,
+    RPC_RANGE_COLUMNS,
+    RULE_STATUS_COLUMNS,
+)
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"  # 2.0: list fields are arrays (rules source/destination/ports, rpc_ranges)
 
 FINDING_FIELDS = (
     "kind", "severity", "src_ip", "dst_ip", "proto", "dst_port", "src_name", "dst_name", "src_role",
@@ -38,10 +41,10 @@ def result_to_dict(result: AuditResult) -> dict:
         ],
         "summary": dict(result.summary),
         "warnings": list(result.warnings),
-        "findings": _records(result.findings, FINDING_FIELDS),
-        "rules": _records(result.rules, RULE_FIELDS),
-        "rpc": _records(result.rpc, RPC_FIELDS),
-        "rpc_ranges": _records(result.rpc_ranges, tuple(result.rpc_ranges.columns)),
+        "findings": records(result.findings, FINDING_COLUMNS, FINDING_FIELDS),
+        "rules": records(result.rules, RULE_STATUS_COLUMNS, RULE_FIELDS),
+        "rpc": records(result.rpc, RPC_ENDPOINT_COLUMNS, RPC_FIELDS),
+        "rpc_ranges": records(result.rpc_ranges, RPC_RANGE_COLUMNS),
     }
 
 
@@ -55,40 +58,3 @@ def json_schema() -> dict:
     """The JSON Schema of the audit document."""
     text = resources.files("auditor").joinpath("data/audit-result.schema.json").read_text("utf-8")
     return json.loads(text)
-
-
-def _records(frame: pd.DataFrame, fields: tuple[str, ...]) -> list[dict]:
-    """Rows as plain JSON values: ISO timestamps, None for missing, ints not numpy ints."""
-    if frame is None or frame.empty:
-        return []
-    present = [f for f in fields if f in frame.columns]
-    out = {}
-    for col in present:
-        series = frame[col]
-        if isinstance(series.dtype, pd.DatetimeTZDtype):
-            values = series.dt.tz_convert(None).to_numpy()
-            text = np.datetime_as_string(values, unit="us", timezone="UTC").astype(object)
-            text[np.isnat(values)] = None
-            out[col] = text
-        elif series.dtype.kind in "iub":
-            out[col] = series.to_numpy().tolist()  # tolist() gives Python ints and bools
-        else:
-            values = series.astype(object).to_numpy(copy=True)
-            missing = pd.isna(values)
-            values[missing] = None
-            out[col] = [_plain(v) for v in values] if series.dtype == object else values.tolist()
-    return [dict(zip(present, row, strict=True)) for row in zip(*out.values(), strict=True)]
-
-
-def _plain(value):
-    if value is None:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
