@@ -197,7 +197,8 @@ def _result(ruleset, paths, used, coverage, permitted, denominator) -> VerifyRes
 
 def verify_to_dict(result: VerifyResult, captures=()) -> dict:
     """The JSON document of a verification (see data/verify-result.schema.json)."""
-    from auditor.render.json_export import _records
+    from auditor.render.json_tables import records
+    from auditor.schema import VERIFY_PATH_COLUMNS, VERIFY_UNUSED_COLUMNS
 
     fields = ("src_ip", "src_name", "dst_ip", "dst_name", "proto", "dst_port", "flows",
               "documented", "rule", "breaks", "ruleset_line", "first_seen")
@@ -210,10 +211,10 @@ def verify_to_dict(result: VerifyResult, captures=()) -> dict:
         "captures": [str(c) for c in captures],
         "coverage": result.coverage,
         "summary": result.summary,
-        "would_block": _records(blocked, fields),
-        "outside_scope": _records(result.paths[result.paths["verdict"] == "outside_scope"],
-                                  fields[:8]),
-        "unused": _records(result.unused, tuple(result.unused.columns)),
+        "would_block": records(blocked, VERIFY_PATH_COLUMNS, fields),
+        "outside_scope": records(result.paths[result.paths["verdict"] == "outside_scope"],
+                                 VERIFY_PATH_COLUMNS, fields[:8]),
+        "unused": records(result.unused, VERIFY_UNUSED_COLUMNS, tuple(result.unused.columns)),
     }
 
 
