@@ -61,9 +61,9 @@ def parse_audit_document(text: str, path: str = "<audit>") -> dict:
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise AuditDocumentError(f"{where}: not an audit document (no schema_version; write one "
                                  "with `auditor audit --format json`)")
-    if str(doc["schema_version"]).split(".")[0] != "1":
+    if str(doc["schema_version"]).split(".")[0] not in ("1", "2"):
         raise AuditDocumentError(f"{where}: audit schema_version {doc['schema_version']!r} is not "
-                                 "supported (1.x)")
+                                 "supported (1.x or 2.x)")
     _check_list(doc, "findings", _FINDING_NEEDS, where)
     _check_list(doc, "rules", ("id", "status"), where)
     if "rpc" in doc:
@@ -211,16 +211,17 @@ def diff_audits(old: dict, new: dict, old_name: str = "", new_name: str = "") ->
 
 def diff_to_dict(diff: AuditDiff) -> dict:
     """The JSON document of a diff (see data/diff-result.schema.json)."""
-    from auditor.render.json_export import _records
+    from auditor.render.json_tables import records
+    from auditor.schema import DIFF_FINDING_COLUMNS, DIFF_RPC_COLUMNS, DIFF_RULE_COLUMNS
 
     findings = diff.findings.assign(dst_port=pd.Series(
         [None if pd.isna(v) else int(v) for v in diff.findings["dst_port"]], dtype=object))
     return {
         "schema_version": DIFF_SCHEMA_VERSION, "old": diff.old, "new": diff.new,
         "summary": diff.summary,
-        "findings": _records(findings, tuple(findings.columns)),
-        "rules": _records(diff.rules, tuple(diff.rules.columns)),
-        "rpc_moved": _records(diff.rpc, tuple(diff.rpc.columns)),
+        "findings": records(findings, DIFF_FINDING_COLUMNS, tuple(findings.columns)),
+        "rules": records(diff.rules, DIFF_RULE_COLUMNS, tuple(diff.rules.columns)),
+        "rpc_moved": records(diff.rpc, DIFF_RPC_COLUMNS, tuple(diff.rpc.columns)),
     }
 
 
