@@ -98,3 +98,16 @@ def test_dns_names_match_tsharks_answers():
               for name in resp.split(",")}
     assert set(zip(dns["ip"], dns["name"], strict=True)) <= oracle
     assert set(dns["ip"]) == {ip for ips, _ in answers for ip in ips.split(",")}
+
+
+def test_exchange_greeting_and_autodiscover_certificate_name_are_exchange_hints():
+    smtp = {"smtp.response.code": "220",
+            "smtp.rsp.parameter": "hub1.corp.test Microsoft ESMTP MAIL Service ready at Tue"}
+    cert = {"x509af.signedCertificate_element": {
+        "x509af.extensions_tree": {"x509ce.dNSName": ["autodiscover.corp.test"]}}}
+    rows = [(r["name"], r["source"], r["hint"])
+            for r in host_rows(packet({"smtp": [smtp], "tls": [{"tls.handshake": cert}]}))]
+    assert rows == [("hub1.corp.test", "smtp-banner", ""),
+                    ("", "smtp-banner", "exchange-smtp:Microsoft ESMTP banner"),
+                    ("autodiscover.corp.test", "tls-certificate",
+                     "exchange-cert:autodiscover.corp.test")]

@@ -34,6 +34,7 @@ NAMES_FILTER = " || ".join(
 
 # EHLO keywords only Exchange sends ([MS-OXSMTP]: X-EXPS, X-ANONYMOUSTLS; XEXCH50 up to 2007)
 EXCHANGE_SMTP = ("X-EXPS", "X-ANONYMOUSTLS", "XEXCH50", "X-EXCHANGEAUTH", "X-LINK2STATE")
+EXCHANGE_BANNER = "Microsoft ESMTP MAIL Service"
 _SPN_SERVICES = ("exchangemdb", "exchangeab", "exchangerfr", "smtpsvc", "smtp", "ldap", "gc",
                  "host", "cifs", "http", "dns", "sip")
 
@@ -109,10 +110,13 @@ def _smtp_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
     for node in _nodes(tree):
         code = _int(node.get("smtp.response.code"))
         if code == 220:
-            words = str(_first(node, "smtp.rsp.parameter", "")).split()
+            banner = str(_first(node, "smtp.rsp.parameter", ""))
+            words = banner.split()
             name = _name(words[0]) if words else ""
             if name:
                 yield _row(pkt.src, name, "smtp-banner")
+            if EXCHANGE_BANNER in banner:  # Exchange's default greeting, unless changed
+                yield _row(pkt.src, "", "smtp-banner", "exchange-smtp:Microsoft ESMTP banner")
         if code == 250:
             lines = [str(v).split()[0].upper() for v in _values(node, "smtp.rsp.parameter")
                      if str(v).split()]
@@ -262,7 +266,9 @@ def _tls_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
     for value in dict.fromkeys(str(v) for v in names):
         name = _name(value)
         if name:
-            yield _row(pkt.src, name, "tls-certificate")
+            # an Autodiscover name on a server's own certificate is Exchange Client Access's
+            hint = "exchange-cert:" + name if name.lower().startswith("autodiscover.") else ""
+            yield _row(pkt.src, name, "tls-certificate", hint)
 
 
 def _dhcp_names(pkt: _Packet, tree: dict) -> Iterator[dict]:

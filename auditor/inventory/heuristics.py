@@ -103,7 +103,7 @@ def transport(ev: HostEvidence, ip: str) -> Found | None:
     exchange = ev.hint(ip, "exchange-smtp")
     spn = ev.hint(ip, "spn")
     if exchange or "smtpsvc" in {s.lower() for s in spn}:
-        why = ("Exchange SMTP extensions " + ", ".join(sorted(exchange))) if exchange else (
+        why = ("Exchange SMTP " + ", ".join(sorted(exchange))) if exchange else (
             "Kerberos service principal SMTPSVC")
         if outside and not directory:
             return ("edge_transport", 0.85, f"{why}; SMTP with "
@@ -126,14 +126,17 @@ def client_access(ev: HostEvidence, ip: str) -> Found | None:
     served = ev.serves(ip, _EXCHANGE_RPC)
     nspi = ev.serves(ip, ("NSPI",)) if not ev.serves(ip, _DC_INTERFACES) else {}
     spn = {s for s in ev.hint(ip, "spn") if _EXCHANGE_SPN.get(s.lower()) == "client_access"}
-    if served or nspi or spn:
+    cert = ev.hint(ip, "exchange-cert")
+    if served or nspi or spn or cert:
         parts = []
         if served or nspi:
             parts.append("serves " + ", ".join(
                 f"{n} ({how})" for n, how in sorted((served | nspi).items())))
         if spn:
             parts.append("Kerberos service principals " + ", ".join(sorted(spn)))
-        conf = min(0.95, 0.6 + 0.15 * (len(served) + len(nspi) + len(spn) - 1))
+        if cert:  # weakest: a certificate name alone, last in the text
+            parts.append("certificate names " + ", ".join(sorted(cert)[:3]))
+        conf = min(0.95, 0.6 + 0.15 * (len(served) + len(nspi) + len(spn) + bool(cert) - 1))
         return ("client_access", round(conf, 2), "; ".join(parts))
     hits = ev.answers(ip, (443, 80, 135), "tcp")
     n = _n_peers(hits)
@@ -169,7 +172,7 @@ def strong_server(ev: HostEvidence, ip: str) -> Found | None:
     if found:
         return found
     found = client_access(ev, ip)
-    if found and not found[2].startswith("answers"):  # not merely HTTPS to many
+    if found and not found[2].startswith(("answers", "certificate")):  # not HTTPS or a name only
         return found
     found = transport(ev, ip)
     if found and found[1] >= 0.85:
