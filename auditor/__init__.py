@@ -90,6 +90,8 @@ _EXPORTS = {
     "verify_flows": "auditor.firewall.verify",
     "verify_to_dict": "auditor.firewall.verify",
     "export_rules": "auditor.firewall.exports",
+    "finding_packets": "auditor.dissect.drilldown",
+    "conn_log_text": "auditor.render.zeek",
     "AuditDiff": "auditor.audit.diff",
     "diff_audits": "auditor.audit.diff",
     "diff_to_dict": "auditor.audit.diff",

@@ -19,7 +19,7 @@ from auditor.schema import FLOW_COLUMNS
 
 @click.command()
 @captures_argument
-@output_options()
+@output_options(formats=("table", "csv", "json", "parquet", "zeek"))
 @click.option("--tcp-idle-timeout", type=float, default=3600.0, show_default=True,
               help="Seconds of silence after which a TCP 5-tuple starts a new flow.")
 @click.option("--udp-idle-timeout", type=float, default=300.0, show_default=True,
@@ -32,6 +32,13 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
     from auditor.options import FlowOptions
 
     table = read_packets(captures, progress=progress_bar())
+    if fmt == "zeek":  # Zeek's conn.log: states and histories need each flow's packets
+        from auditor.flows.build import build_flows_labelled
+        from auditor.render.zeek import conn_log_text
+
+        frame, labels = build_flows_labelled(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
+        emit(conn_log_text(table, frame, labels), output)
+        return
     frame = build_flows(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
     if fmt != "table":
         write_frame(frame, fmt, output, FLOW_COLUMNS)

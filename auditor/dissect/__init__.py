@@ -5,4 +5,5 @@
 - `select`: which packets are worth handing to tshark (bounded, round-robin over clients).
 - `rpc`: dynamic RPC endpoint discovery and the flows it annotates.
 - `rpc_ranges`: per-server dynamic range in use and the pinning advice.
+- `drilldown`: a finding's few packets through pyshark (from a finding to its packets).
 """
