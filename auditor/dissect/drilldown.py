@@ -30,8 +30,17 @@ def _read(path: str, display_filter: str, limit: int, tshark_path: str | None) -
                 break
         return packets
     finally:
-        capture.close()
-        loop.close()
+        try:
+            capture.close()
+        except Exception as exc:
+            # asyncio's thread child watcher sometimes loses tshark's exit status (the pid is
+            # reaped elsewhere) and pyshark calls that a crash; tshark has exited and every
+            # packet asked for was read, so only that report is dropped.
+            if type(exc).__name__ != "TSharkCrashException":
+                raise
+        finally:
+            capture._running_processes.clear()  # or pyshark's __del__ closes again, loop closed
+            loop.close()
 
 
 def finding_packets(capture: str | Path, display_filter: str, *, limit: int = 50,
