@@ -111,3 +111,11 @@ def test_exchange_greeting_and_autodiscover_certificate_name_are_exchange_hints(
                     ("", "smtp-banner", "exchange-smtp:Microsoft ESMTP banner"),
                     ("autodiscover.corp.test", "tls-certificate",
                      "exchange-cert:autodiscover.corp.test")]
+
+
+def test_mdns_and_llmnr_answers_name_hosts_with_their_own_source():
+    answer = {"dns.resp.name": "printer.local", "dns.a": "198.18.10.60"}
+    rows = [(r["ip"], r["name"], r["source"])
+            for r in host_rows(packet({"mdns": [answer], "llmnr": [answer]}))]
+    assert rows == [("198.18.10.60", "printer.local", "mdns"),
+                    ("198.18.10.60", "printer.local", "llmnr")]

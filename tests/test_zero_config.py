@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from auditor import audit_captures, load_catalogue
 from auditor.cli import cli
+from auditor.render.json_export import json_schema
 
 PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "public"
 DC_CAPTURE = PUBLIC / "suricata-verify_bug-5162_input.pcap"
@@ -26,7 +28,8 @@ def test_audit_without_inventory_uses_a_proposed_one_and_says_so_in_one_line():
         "(2 hosts, 1 network); review and keep it with: auditor roles "
         f"{DC_CAPTURE} -o inventory.yaml, then pass --inventory inventory.yaml"]
     doc = json.loads(result.stdout)
-    assert doc["summary"]["inventory"] == "proposed"
+    jsonschema.validate(doc, json_schema())
+    assert (doc["summary"]["inventory"], doc["summary"]["inventory_hosts"]) == ("proposed", 2)
     # the DC is known by the RPC interfaces it serves, so its NBNS traffic names its role
     nbns = [f for f in doc["findings"] if f["dst_port"] == 137]
     assert [(f["dst_role"], f["dst_name"], f["dst_name_source"]) for f in nbns] == [
