@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-stamp
 OUT     ?= out
 APT     := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: demo test setup system-deps test-deps lint bench fuzz clean
+.PHONY: demo test setup system-deps test-deps lint bench bench-formats fuzz clean
 
 # tshark does the deep DCE/RPC dissection; python3-venv is missing on minimal Debian images
 system-deps:
@@ -65,6 +65,10 @@ fuzz: setup
 
 bench: setup
 	$(PY) benchmarks/bench_flows.py
+
+# read speed of every capture format and compression (several minutes: tshark reads each file)
+bench-formats: setup
+	$(PY) benchmarks/bench_formats.py
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

@@ -22,8 +22,12 @@ WIRETAP_READS_ITSELF = (None, "gzip", "zstd", "lz4")  # compressions wiretap ope
 class Converted:
     """editcap's pcapng output for one capture, read from its pipe about `room` bytes at a time."""
 
-    def __init__(self, label: str, path: str | None, feed=None):
-        """Convert the file at `path`, or (path None) the stream `feed` (has `read(room)`)."""
+    def __init__(self, label: str, path: str | None, feed=None, *, ethernet: bool = False):
+        """Convert the file at `path`, or (path None) the stream `feed` (has `read(room)`).
+
+        `ethernet` has editcap write the frames as Ethernet (-T ether), for wiretap-only
+        encapsulations of Ethernet frames that pcapng has no link type for.
+        """
         editcap = shutil.which("editcap")
         if editcap is None:
             raise CaptureError(f"{label}: not a pcap, pcapng or NetMon 2.x file, and editcap "
@@ -33,7 +37,7 @@ class Converted:
         self.error: str | None = None
         self.eof = False
         self._read = 0
-        cmd = [editcap, "-F", "pcapng", path or "-", "-"]
+        cmd = [editcap, *(["-T", "ether"] if ethernet else []), "-F", "pcapng", path or "-", "-"]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL if path else subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
@@ -47,6 +51,9 @@ class Converted:
         out = self._proc.stdout.read(room) if not self.eof else b""
         if out:
             self._read += len(out)
+            if len(out) < room:  # a buffered read returns short only at the end of the pipe
+                self.eof = True
+                self._finish()
             return [out]
         if not self.eof:
             self.eof = True
@@ -97,14 +104,32 @@ def _feed(stream, pipe: BinaryIO) -> None:
             pass
 
 
-def captype(path: str) -> str | None:
-    """wiretap's short name for the file's format (e.g. "snoop"), or None if it cannot tell."""
+def captype(path: str) -> tuple[str | None, str | None]:
+    """(wiretap's short name for the file's format, e.g. "snoop", or None; why not, if known)."""
     exe = shutil.which("captype")
+    if exe is None:
+        return None, None
+    try:
+        done = subprocess.run([exe, path], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    name = done.stdout.rsplit(":", 1)[-1].strip() if ":" in done.stdout else ""
+    if name and name != "unknown":
+        return name, None
+    why = done.stderr.strip().splitlines()
+    why = [w for w in why if not w.startswith("Running as user")]
+    return None, (why[0].removeprefix("captype: ") if why else None)
+
+
+def encapsulation(path: str) -> str | None:
+    """wiretap's short name for the file's link-layer encapsulation (capinfos -E), or None."""
+    exe = shutil.which("capinfos")
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, path], capture_output=True, text=True, timeout=60).stdout
+        done = subprocess.run([exe, "-E", "-T", "-r", path], capture_output=True, text=True,
+                              timeout=120)
     except (OSError, subprocess.SubprocessError):
         return None
-    name = out.rsplit(":", 1)[-1].strip() if ":" in out else ""
-    return name if name and name != "unknown" else None
+    last = done.stdout.strip().splitlines()[-1:] or [""]
+    return last[0].rsplit("\t", 1)[-1].strip() or None

@@ -24,7 +24,7 @@ from auditor.capture.bytesource import (
     StreamSource,
 )
 from auditor.capture.compression import Inflater
-from auditor.capture.convert import WIRETAP_READS_ITSELF, Converted, captype
+from auditor.capture.convert import WIRETAP_READS_ITSELF, Converted, captype, encapsulation
 from auditor.capture.netmon import NetmonWalker
 from auditor.capture.pcap import PcapWalker
 from auditor.capture.pcapng import PcapngWalker
@@ -123,27 +123,42 @@ class RecordReader:
         unknown = (f"{self.path}: not a capture format auditor or tshark reads ({what} starts "
                    f"with 0x{head[:4].hex()} at byte offset 0)")
         old = self._src
-        if self.source.member is None and self.compression in WIRETAP_READS_ITSELF:
-            fmt = captype(self.source.path)
+        by_path = self.source.member is None and self.compression in WIRETAP_READS_ITSELF
+        note = ""
+        if by_path:
+            fmt, why = captype(self.source.path)
             if fmt is None:
-                raise CaptureError(unknown)
-            conv = Converted(self.path, self.source.path)
+                raise CaptureError(f"{unknown[:-1]}; {why})" if why else unknown)
+            src = self._converted(old, Converted(self.path, self.source.path))
+            conv = src._stream
+            if conv.eof and conv.error and "can't be written" in conv.error:
+                # wiretap-only encapsulations (HP-UX nettl's, CommView's per-packet one) have no
+                # pcapng link type; their frames are Ethernet when capinfos says so
+                encap = encapsulation(self.source.path)
+                if encap and ("ether" in encap or encap == "per-packet"):
+                    src._close = lambda: None  # keep `old` open for the retry
+                    src.close()
+                    conv.close()
+                    src = self._converted(old, Converted(self.path, self.source.path,
+                                                         ethernet=True))
+                    conv = src._stream
+                    note = f"; frames taken as Ethernet (wiretap encapsulation {encap})"
             conv.format = fmt
         else:
-            conv = Converted(self.path, None, _Replay(bytes(old.buf), old._stream))
-
-        def close():
-            conv.close()
-            old.close()
-
-        self._src = StreamSource(conv, close)
-        if not len(self._src.buf):
+            src = self._converted(old, Converted(self.path, None,
+                                                 _Replay(bytes(old.buf), old._stream)))
+            conv = src._stream
+        self._src = src
+        if not len(src.buf) or (conv.eof and conv.error and _only_headers(src.buf)):
             self._src.close()
             self._src = old  # closed already; close() again is harmless
+            if conv.format:  # wiretap reads it, editcap cannot write it as pcapng
+                raise CaptureError(f"{self.path}: editcap cannot convert this {conv.format} file "
+                                   f"to pcapng (at byte offset 0: {conv.error})")
             raise CaptureError(f"{unknown[:-1]}; editcap: {conv.error})" if conv.error else unknown)
         self.converted_from = conv.format or "a wiretap format"
         self.warnings.append(f"{self.path}: {self.converted_from} file read through editcap "
-                             "(converted to pcapng on a pipe)")
+                             f"(converted to pcapng on a pipe{note})")
         return PcapngWalker(self, bytes(self._src.buf[: formats.SNIFF_BYTES]))
 
     def __enter__(self) -> RecordReader:
@@ -225,6 +240,29 @@ class RecordReader:
             f"kept the {kept} records before it"
         )
 
+
+
+    def _converted(self, old, conv: Converted) -> StreamSource:
+        """A stream source over editcap's output; closing it ends editcap and the old source."""
+
+        def close():
+            conv.close()
+            old.close()
+
+        return StreamSource(conv, close)
+
+
+def _only_headers(buf) -> bool:
+    """Whether editcap's output holds no packet block at all (it failed at the first packet)."""
+    import struct
+
+    data, pos = bytes(buf[: 1 << 16]), 0
+    while pos + 12 <= len(data):
+        btype, blen = struct.unpack_from("<II", data, pos)
+        if btype in (2, 3, 6) or blen < 12:
+            return False
+        pos += blen
+    return pos >= len(data)
 
 
 class _Replay:
