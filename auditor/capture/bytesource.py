@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import queue
 import tarfile
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,15 +81,50 @@ class PlainStream:
 
 
 class StreamSource:
-    """A stream (decompressed, converted or an archive member) seen through a sliding window."""
+    """A stream (decompressed, converted or an archive member) seen through a sliding window.
+
+    A pump thread reads the next window while the current one is decoded (decompressors and
+    pipes release the GIL), so decompression overlaps decoding; at most two windows wait.
+    """
 
     def __init__(self, stream, close: Callable[[], None]):
         self._stream = stream  # compression.Inflater, PlainStream or convert.Converted
         self._close = close
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._ended = False  # the pump has handed over its last window
+        self._pump = threading.Thread(target=self._run, name="capture-stream", daemon=True)
+        self._pump.start()
         self.buf = np.empty(0, np.uint8)
         self.base = 0
         self.eof = False
         self.more(0, 64)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                parts = self._stream.read(WINDOW)
+                self._queue.put(parts)
+                if not parts:
+                    return
+        except BaseException as exc:  # handed to the reading thread, raised there
+            self._queue.put(exc)
+
+    def read(self, room: int) -> list[bytes]:
+        """The next parts of the stream (at least `room` bytes unless it ends); [] at the end."""
+        parts: list[bytes] = []
+        got = 0
+        while got < room and not self._ended:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:
+                self._ended = True
+                break
+            parts.extend(item)
+            got += sum(len(p) for p in item)
+        return parts
 
     @property
     def error(self) -> str | None:
@@ -100,7 +137,7 @@ class StreamSource:
             return False
         keep = self.buf[pos - self.base :].copy()  # the unfinished record, if any
         self.buf = None  # let the old window go before the new one is filled
-        parts = self._stream.read(max(WINDOW, need))
+        parts = self.read(max(1, need - len(keep)))
         got = bool(parts)
         if not got:
             self.eof = True
@@ -112,7 +149,7 @@ class StreamSource:
         parts = [self.buf[: len(self.buf)].copy()]
         total = len(parts[0])
         while not self.eof and total <= limit:
-            got = self._stream.read(WINDOW)
+            got = self.read(WINDOW)
             if not got:
                 self.eof = True
             parts.extend(np.frombuffer(p, np.uint8) for p in got)
@@ -128,7 +165,17 @@ class StreamSource:
         return self._stream.tell()
 
     def close(self) -> None:
-        """Close the stream and what it reads from."""
+        """Stop the pump, then close the stream and what it reads from."""
+        self._stop.set()
+        for _ in range(600):  # the pump finishes the read it is in, then sees the stop
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._pump.join(0.05)
+            if not self._pump.is_alive():
+                break
         self._close()
 
 

@@ -145,8 +145,7 @@ class RecordReader:
                     note = f"; frames taken as Ethernet (wiretap encapsulation {encap})"
             conv.format = fmt
         else:
-            src = self._converted(old, Converted(self.path, None,
-                                                 _Replay(bytes(old.buf), old._stream)))
+            src = self._converted(old, Converted(self.path, None, _Replay(bytes(old.buf), old)))
             conv = src._stream
         self._src = src
         if not len(src.buf) or (conv.eof and conv.error and _only_headers(src.buf)):
