@@ -88,3 +88,11 @@ def test_sip_without_directory_traffic_is_a_gateway_with_it_a_um_server():
                     ("10.0.0.51", "10.0.0.10", 389, "tcp", EST)])
     assert roles(got)["10.0.0.51"] == {"unified_messaging"}
     assert roles(got)["10.0.0.70"] == {"voip_gateway"}
+
+
+def test_an_smtpsvc_service_principal_makes_an_smtp_server_an_exchange_transport():
+    got = proposed([("10.0.0.5", "10.0.0.25", 25, "tcp", EST),
+                    ("10.0.0.25", "10.0.0.10", 389, "tcp", EST)],
+                   hints(("10.0.0.25", "hub1.corp.test", "dns", ""),
+                         ("", "hub1.corp.test", "kerberos", "spn:SMTPSVC")))
+    assert got[("10.0.0.25", "hub_transport")] == (0.85, "Kerberos service principal SMTPSVC")
