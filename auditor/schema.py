@@ -130,6 +130,8 @@ AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
     ("src_name_source", "str", "", "where src_name came from: inventory, a capture source "
      "(dns, cldap, nbns, smtp-banner, tls-sni, ...; see HOST_NAME_COLUMNS), else empty"),
     ("dst_name_source", "str", "", "where dst_name came from, as src_name_source"),
+    ("src_version", "str", "", "initiator's Exchange version (inventory, else catalogue) if Exchange"),
+    ("dst_version", "str", "", "responder's Exchange version, if an Exchange host"),
 )
 
 # One row per finding, aggregated per (kind, src_ip, dst_ip, proto, dst_port).
@@ -160,6 +162,8 @@ FINDING_COLUMNS = _table(
     ("dst_name_source", "str", "", "where dst_name came from, as src_name_source"),
     ("display_filter", "str", "", "Wireshark display filter isolating the finding's packets, both "
      "directions and quoting ICMP errors (ip.addr==A && ip.addr==B && tcp.port==P)"),
+    ("src_version", "str", "", "Exchange version of the initiator, empty for non-Exchange ends"),
+    ("dst_version", "str", "", "Exchange version of the responder, empty for non-Exchange ends"),
 )
 
 RULE_STATUSES = ("observed", "missing", "not_applicable")
@@ -184,11 +188,7 @@ RULE_STATUS_COLUMNS = _table(
 
 # The role vocabulary used by the inventory, the catalogue, reports and plots (exactly these).
 ROLES = (
-    "mailbox",
-    "client_access",
-    "hub_transport",
-    "edge_transport",
-    "unified_messaging",
+    "mailbox", "client_access", "hub_transport", "edge_transport", "unified_messaging",  # Exchange
     "domain_controller",
     "client",
     "internet",
@@ -202,6 +202,7 @@ ROLES = (
     "broadcast",  # 255.255.255.255 and each inventory network's broadcast address
     "link_local",  # fe80::/10, 169.254.0.0/16 not listed as an inventory host
 )
+EXCHANGE_ROLES = frozenset(ROLES[:5])  # the roles an inventory `version` (2010 ... 2019) applies to
 
 # catalogue.catalogue_frame: one row per catalogue rule, for listing.
 RULE_COLUMNS = _table(

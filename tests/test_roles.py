@@ -72,7 +72,7 @@ YAML_ERRORS = {
     "unknown-default-role": (with_line(GOOD, 8, "default_roles: [outside]"), 8,
                              f"unknown role 'outside' in default_roles (roles: {ALL_ROLES})"),
     "unknown-host-field": (with_line(GOOD, 4, "    colour: blue"), 4,
-                           "host 'MBX1': unknown field 'colour' (allowed: name, addresses, roles)"),
+                           "host 'MBX1': unknown field 'colour' (allowed: name, addresses, roles, version)"),
     "unknown-top-field": (GOOD + "servers: []\n", 9,
                           "unknown field 'servers' (allowed: hosts, networks, default_roles)"),
     "duplicate-key": (with_line(GOOD, 4, "    name: MBX2"), 4,

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from auditor.audit.filters import display_filter, display_filters
+from auditor.audit.hosts import host_view
 from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
+from auditor.audit.versions import finish, plan_versions, split_flow_roles
 from auditor.audit.why import rule_notes
 from auditor.flows.orient import orientation_note, orientation_rank
 from auditor.flows.protocols import icmp_type_name
@@ -70,7 +72,9 @@ def audit_flows(
     options = options or AuditOptions()
     flows = flows if flows is not None else empty_frame(FLOW_COLUMNS)
     prepared = prepared if prepared is not None else prepare_flows(flows, inventory)
-    hosts = _with_capture_names(prepared.hosts, names)
+    plan = plan_versions(inventory, catalogue)  # each flow judged by its ends' versions
+    inventory, catalogue = plan.inventory, plan.catalogue
+    hosts = plan.qualify_hosts(_with_capture_names(prepared.hosts, names))
     rpc_ports = _rpc_ports(rpc_endpoints)
     match_table = rule_ports_frame(catalogue, rpc_ports, legacy_rpc_range=options.legacy_rpc_range)
     audited = _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options)
@@ -81,17 +85,17 @@ def audit_flows(
         ignore_index=True,
     )
     findings = _sorted_findings(cap_local_severity(findings))
-    host_view = _host_view(audited, hosts, findings)
+    hosts_seen = host_view(audited, hosts, findings)
     summary = _summary(audited, findings, rules)
-    return AuditResult(
+    return finish(AuditResult(
         flows=audited,
         findings=findings,
         rules=rules,
         rpc=rpc_endpoints if rpc_endpoints is not None else pd.DataFrame(),
         rpc_ranges=pd.DataFrame(),
-        hosts=host_view,
+        hosts=hosts_seen,
         summary=summary,
-    )
+    ), plan)
 
 
 def _rpc_ports(endpoints: pd.DataFrame | None) -> dict[str, list[int]]:
@@ -197,7 +201,7 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
     )
     out["verdict"] = local_verdicts(out, verdict)
     out.loc[control, "service"] = "icmp"
-    return out[column_names(AUDIT_FLOW_COLUMNS)]
+    return split_flow_roles(out, hosts)[column_names(AUDIT_FLOW_COLUMNS)]
 
 
 def _factorize_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -339,6 +343,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
         first_seen=("first_seen", "min"), last_seen=("last_seen", "max"),
         icmp=("icmp", "first"), rpc_interface=("rpc_interface", "first"),
         orient_rank=("orient_rank", "max"),
+        src_version=("src_version", "first"), dst_version=("dst_version", "first"),
     )
     agg["orientation"] = np.asarray(ORIENTATIONS, dtype=object)[agg["orient_rank"].to_numpy()]
     blocked = agg["kind"] != "unexpected"
@@ -449,6 +454,7 @@ def _missing_row(rule, *, src_ip, dst_ip, src_role, dst_role, src_name, dst_name
         "orientation": "",
         "display_filter": display_filter(src_ip, dst_ip, rule.proto,
                                          int(ports[0]) if len(rule.ports) == 1 and ports else None),
+        "src_version": "", "dst_version": "",  # filled in by audit.versions.finish
     }
 
 
@@ -466,23 +472,6 @@ def _sorted_findings(findings: pd.DataFrame) -> pd.DataFrame:
         _b=-findings["bytes"],
     ).sort_values(["_s", "_k", "_b", "src_ip", "dst_ip", "dst_port"], kind="stable")
     return order[column_names(FINDING_COLUMNS)].reset_index(drop=True)
-
-
-def _host_view(audited, hosts, findings) -> pd.DataFrame:
-    """One row per address: name, roles, flows and bytes as either end, findings involving it."""
-    both = pd.concat([
-        audited[["src_ip", "flow_id", "src_bytes", "dst_bytes"]].rename(columns={"src_ip": "ip"}),
-        audited[["dst_ip", "flow_id", "src_bytes", "dst_bytes"]].rename(columns={"dst_ip": "ip"}),
-    ])
-    stats = both.assign(bytes=both["src_bytes"] + both["dst_bytes"]).groupby("ip").agg(
-        flows=("flow_id", "size"), bytes=("bytes", "sum"))
-    involved = pd.concat([findings["src_ip"], findings["dst_ip"]]).value_counts()
-    view = hosts.assign(roles=hosts["roles"].map(";".join))
-    view = view.join(stats, on="ip")
-    view["findings"] = view["ip"].map(involved).fillna(0).astype(np.int64)
-    view[["flows", "bytes"]] = view[["flows", "bytes"]].fillna(0).astype(np.int64)
-    return view[["ip", "name", "roles", "flows", "bytes", "findings", "name_source"]].sort_values(
-        ["bytes", "ip"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def _summary(audited, findings, rules) -> dict[str, object]:

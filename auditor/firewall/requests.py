@@ -176,12 +176,16 @@ def _dst_role(rule, inventory, dst_ip: str) -> str:
     for net in inventory.networks:
         if net.cidr == dst_ip:
             held |= set(net.roles)
-    return next((r for r in rule.destination if r in held), rule.destination[0])
+    return next((r for r in rule.destination if r in held), rule.destination[0]).partition("@")[0]
 
 
 def design_requests(inventory, catalogue, *, rpc_ports: Mapping[str, Sequence[int]] | None = None,
                     legacy_rpc_range: bool = False) -> pd.DataFrame:
     """What must be opened: one row per catalogue rule, source endpoint and destination."""
+    from auditor.audit.versions import plan_versions
+
+    plan = plan_versions(inventory, catalogue)  # a versioned inventory: each host its version's rules
+    inventory, catalogue = plan.inventory, plan.catalogue
     discovered = _rpc_lookup(inventory, rpc_ports)
     defaults = [DEFAULT_RPC_RANGE] + ([LEGACY_RPC_RANGE] if legacy_rpc_range else [])
     default_text = format_ports(defaults)

@@ -82,8 +82,11 @@ def propose_inventory(flows: pd.DataFrame, names: pd.DataFrame | None = None, *,
 
 def propose_from_observation(seen, *, internal: Sequence[str] | None = None):
     """propose_inventory on an audit.pipeline.Observation (flows, RPC endpoints, names)."""
+    from auditor.inventory.versions import propose_observed_versions
+
     names = seen.rpc.names if seen.rpc is not None else None
-    return propose_inventory(seen.flows, names, internal=internal, rpc=seen.rpc)
+    inv, evidence = propose_inventory(seen.flows, names, internal=internal, rpc=seen.rpc)
+    return propose_observed_versions(inv, evidence, seen)  # each Exchange server's version
 
 
 def _seen_hosts(flows: pd.DataFrame) -> list[str]:

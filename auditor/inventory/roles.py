@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from auditor.catalogue.loader import normal_ip
+from auditor.catalogue.loader import VERSIONS, normal_ip
 from auditor.errors import InventoryError
 from auditor.schema import HOST_ROLE_COLUMNS
 from auditor.yamlcheck import (
@@ -35,6 +35,7 @@ class Host:
     name: str
     addresses: tuple[str, ...]
     roles: tuple[str, ...]
+    version: str = ""  # Exchange version (2010, 2013, 2016, 2019); "" = the catalogue's default
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,18 @@ def _check_list(field: str, value: object, line: int) -> LineList:
     return value
 
 
+def _check_version(field: str, value: object, line: int) -> str:
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if text not in VERSIONS:
+        raise FieldError(line, f"{field} {value!r} is not one of {', '.join(VERSIONS)}")
+    return text
+
+
 _HOST_SCHEMA = {
     "name": (True, check_text),
     "addresses": (True, _check_addresses),
     "roles": (True, check_roles),
+    "version": (False, _check_version),
 }
 _NETWORK_SCHEMA = {
     "cidr": (True, _check_cidr),

@@ -46,6 +46,7 @@ def inventory_to_yaml(inv: Inventory, evidence: pd.DataFrame | None = None) -> s
         out += [f"  - name: {_scalar(host.name)}",
                 f"    addresses: {_flow(host.addresses)}",
                 f"    roles: {_flow(host.roles)}"]
+        out += [f"    version: {host.version}"] if getattr(host, "version", "") else []
         out += [f"    # {ip} {note}" if len(host.addresses) > 1 else f"    # {note}"
                 for ip in host.addresses for note in notes.get(ip, [])]
     listed = {ip for host in inv.hosts for ip in host.addresses}

@@ -20,6 +20,7 @@ FINDING_FIELDS = (
     "kind", "severity", "src_ip", "dst_ip", "proto", "dst_port", "src_name", "dst_name", "src_role",
     "dst_role", "documented", "rule", "service", "flows", "packets", "bytes", "first_seen",
     "last_seen", "detail", "orientation", "src_name_source", "dst_name_source", "display_filter",
+    "src_version", "dst_version",
 )
 RULE_FIELDS = ("id", "status", "service", "source", "destination", "proto", "ports", "expected",
                "flows", "bytes", "host_pairs")

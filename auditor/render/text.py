@@ -26,12 +26,15 @@ def audit_text(result, limit: int | None = 40) -> str:
         "",
     ]
     shown = result.findings if limit is None else result.findings.head(limit)
+    mixed = len(s.get("versions", ())) > 1  # coexistence: name each end's Exchange version
     for row in shown.itertuples(index=False):
         port = "" if pd.isna(row.dst_port) else f"/{row.dst_port}"
         rule = f" [{row.rule}]" if row.rule else ""
         lines.append(
-            f"{row.severity.upper():<6} {row.kind:<10} {_host(row.src_name, row.src_ip, row.src_role)}"
-            f" -> {_host(row.dst_name, row.dst_ip, row.dst_role)} {row.proto}{port}{rule}"
+            f"{row.severity.upper():<6} {row.kind:<10} "
+            f"{_host(row.src_name, row.src_ip, row.src_role, _version(row, 'src', mixed))}"
+            f" -> {_host(row.dst_name, row.dst_ip, row.dst_role, _version(row, 'dst', mixed))}"
+            f" {row.proto}{port}{rule}"
             f" {row.flows} flow{'s' if row.flows != 1 else ''}"
         )
         lines.append(f"{'':17}{printable(row.detail)}")
@@ -54,11 +57,17 @@ def audit_text(result, limit: int | None = 40) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _host(name: str, ip: str, role: str) -> str:
-    """'NAME (ip)' or the ip, or the role when the finding is about a role, not a host."""
+def _version(row, side: str, mixed: bool) -> str:
+    return str(getattr(row, f"{side}_version", "") or "") if mixed else ""
+
+
+def _host(name: str, ip: str, role: str, version: str = "") -> str:
+    """'NAME (ip)' or the ip, or the role when the finding is about a role, not a host;
+    'NAME (ip, 2016)' with the end's Exchange version in a coexistence audit."""
     if not ip:
-        return f"<{role}>"
-    return f"{printable(name)} ({ip})" if name else ip
+        return f"<{role} {version}>" if version else f"<{role}>"
+    where = f"{ip}, {version}" if version else ip
+    return f"{printable(name)} ({where})" if name else (f"{ip} ({version})" if version else ip)
 
 
 def printable(text: object) -> str:
