@@ -103,7 +103,8 @@ class VersionPlan:
 
     def qualify_hosts(self, hosts: pd.DataFrame) -> pd.DataFrame:
         """The audit's per-address frame (ip, name, roles) with qualified roles and a version."""
-        version = hosts["ip"].map(self.by_ip).fillna(self.default).astype(object)
+        version = pd.Series([self.by_ip.get(ip, self.default) for ip in hosts["ip"]],
+                            index=hosts.index, dtype=object)
         roles = [tuple(qualified(r, v) for r in rs) for rs, v in zip(hosts["roles"], version,
                                                                        strict=True)]
         has_exchange = np.array([bool(set(rs) & EXCHANGE_ROLES) for rs in hosts["roles"]], bool)
@@ -158,9 +159,11 @@ def _qualify(roles: Iterable[str], versions: list[str]) -> tuple[str, ...]:
 def split_flow_roles(flows: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
     """Audited flows with plain roles and src_version/dst_version (the Exchange host's version)."""
     out = flows.copy()
-    version = hosts.set_index("ip")["version"] if "version" in hosts else pd.Series(dtype=object)
+    version = dict(zip(hosts["ip"], hosts["version"], strict=True)) if "version" in hosts else {}
     for side in ("src", "dst"):
-        out[f"{side}_version"] = out[f"{side}_ip"].map(version).fillna("").astype(object)
+        codes, uniques = pd.factorize(out[f"{side}_ip"])
+        found = np.array([version.get(ip, "") for ip in uniques] + [""], dtype=object)
+        out[f"{side}_version"] = found[codes]  # code -1 (missing address) takes the last ""
         for col in (f"{side}_role", f"{side}_roles"):
             out[col] = _plain(out[col])
     return out
@@ -208,10 +211,10 @@ def finish_findings(findings: pd.DataFrame, plan: VersionPlan) -> pd.DataFrame:
     out = findings.copy()
     for side in ("src", "dst"):
         text = out[f"{side}_role"].astype(object)
-        from_role = text.map(_version_of).astype(object)
-        from_ip = out[f"{side}_ip"].map(plan.by_ip)
         current = out[f"{side}_version"].astype(object).fillna("")
-        out[f"{side}_version"] = current.where(current != "", from_ip.fillna(from_role)).astype(object)
+        out[f"{side}_version"] = [
+            have or plan.by_ip.get(ip) or _version_of(role)
+            for have, ip, role in zip(current, out[f"{side}_ip"], text, strict=True)]
         out[f"{side}_role"] = _plain(text)
     out["detail"] = [_versioned_detail(d, s, sv, t, tv, plan.mixed) for d, s, sv, t, tv in zip(
         out["detail"], out["src_role"], out["src_version"], out["dst_role"], out["dst_version"],
