@@ -176,3 +176,20 @@ def test_roles_command_writes_the_version_into_the_proposed_inventory(tmp_path):
     proposed = load_inventory(out)
     assert {ip: h.version for h in proposed.hosts for ip in h.addresses}[EX2010] == "2010"
     assert "serves EMSMDB over TCP on 59531" in out.read_text()
+
+
+@pytest.mark.tshark
+def test_role_diagram_names_each_boxs_version(result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from auditor.render.diagram import plot_role_diagram
+
+    ax = plot_role_diagram(load_catalogue(), result.flows, result.findings)
+    titles = {t.get_text().split("\n")[0] for t in ax.texts}
+    plt.close(ax.figure)
+    # the 2016 servers hold the Mailbox slot; the 2010 multi-role server's mailbox gets its own box
+    assert {"Mailbox 2016", "Client Access 2010", "Hub Transport 2010", "Edge Transport 2010",
+            "Mailbox 2010", "Clients"} <= titles

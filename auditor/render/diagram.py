@@ -165,6 +165,40 @@ def edge_label(protos: dict[str, set[str]]) -> str:
     return "\n".join(lines)
 
 
+def _versioned_keys(flows: pd.DataFrame) -> tuple[pd.Series, pd.Series, dict[str, str]]:
+    """Box keys of each flow's ends, and box titles, for a coexistence audit.
+
+    When the flows hold more than one Exchange version, boxes say their version ("Mailbox 2016"
+    next to "Client Access 2010"); a role seen in two versions keeps its place for the version
+    with more hosts and gets a second box `role@version` for the other.
+    """
+    src = flows["src_role"].fillna("").replace("", "unknown").astype(object)
+    dst = flows["dst_role"].fillna("").replace("", "unknown").astype(object)
+    if "src_version" not in flows or "dst_version" not in flows:
+        return src, dst, {}
+    ends = pd.DataFrame({"role": pd.concat([src, dst], ignore_index=True),
+                         "version": pd.concat([flows["src_version"], flows["dst_version"]],
+                                              ignore_index=True).fillna("").astype(str),
+                         "ip": pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True)})
+    ends = ends[ends["version"] != ""]
+    if ends["version"].nunique() < 2:
+        return src, dst, {}
+    hosts = ends.drop_duplicates().groupby(["role", "version"]).size()
+    main = {role: grp.droplevel(0).sort_values(ascending=False, kind="stable").index[0]
+            for role, grp in hosts.groupby(level=0)}
+    titles = {}
+    for role, version in hosts.index:
+        key = role if version == main[role] else f"{role}@{version}"
+        titles[key] = f"{ROLE_TITLES.get(role, role)} {version}"
+
+    def keyed(roles: pd.Series, versions: pd.Series) -> pd.Series:
+        return pd.Series([r if not v or main.get(r) in (None, v) else f"{r}@{v}"
+                          for r, v in zip(roles, versions.fillna("").astype(str), strict=True)],
+                         index=roles.index, dtype=object)
+
+    return keyed(src, flows["src_version"]), keyed(dst, flows["dst_version"]), titles
+
+
 def _pick_role(text, present: set[str]) -> str:
     """One role of a finding's 'a|b' alternatives: the first present in the flows, else the first."""
     options = [r for r in re.split(r"[|;]", str(text or "")) if r] or ["unknown"]
@@ -198,12 +232,11 @@ def _edges(catalogue, flows, findings):
 
     if flows is not None and not flows.empty:
         f = without_control_messages(flows)
-        roles |= set(f["src_role"].fillna("").replace("", "unknown"))
-        roles |= set(f["dst_role"].fillna("").replace("", "unknown"))
+        src_key, dst_key, _ = _versioned_keys(f)
+        roles |= set(src_key) | set(dst_key)
         cls = f["verdict"].map(_VERDICT_CATEGORY).fillna("unexpected")
         keys = pd.DataFrame({
-            "src": f["src_role"].fillna("").replace("", "unknown"),
-            "dst": f["dst_role"].fillna("").replace("", "unknown"),
+            "src": src_key, "dst": dst_key,
             "cat": cls, "proto": f["proto"].astype(str), "port": f["dst_port"].astype(int),
             "rule": f["rule"].fillna("").astype(str),
             "rpc": f["rpc_interface"].fillna("").astype(str) != "",
@@ -251,13 +284,13 @@ def _edges(catalogue, flows, findings):
     return edges, weight, roles
 
 
-def _draw_box(ax: Axes, role: str, geom, hosts: int | None) -> None:
+def _draw_box(ax: Axes, role: str, geom, hosts: int | None, title: str | None = None) -> None:
     x, y, w, h = geom
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h,
                                 boxstyle="round,pad=0.02,rounding_size=0.12",
                                 facecolor=_FACE.get(role, "#e3f2fd"), edgecolor="#455a64",
                                 linewidth=1.2, zorder=3))
-    text = ROLE_TITLES.get(role, role)
+    text = title or ROLE_TITLES.get(role, role)
     if hosts:
         text += f"\n{hosts} host{'s' if hosts != 1 else ''}"
     ax.text(x, y, text, ha="center", va="center", fontsize=8, zorder=4, parse_math=False,
@@ -292,11 +325,11 @@ def _draw_arrow(ax: Axes, scene: Scene, src: str, dst: str, k: int, category: st
 def _host_counts(flows: pd.DataFrame | None) -> dict[str, int]:
     if flows is None or flows.empty:
         return {}
+    src_key, dst_key, _ = _versioned_keys(flows)
     both = pd.concat([
-        pd.DataFrame({"role": flows["src_role"], "ip": flows["src_ip"]}),
-        pd.DataFrame({"role": flows["dst_role"], "ip": flows["dst_ip"]}),
+        pd.DataFrame({"role": src_key, "ip": flows["src_ip"]}),
+        pd.DataFrame({"role": dst_key, "ip": flows["dst_ip"]}),
     ])
-    both["role"] = both["role"].fillna("").replace("", "unknown")
     return both.drop_duplicates().groupby("role").size().to_dict()
 
 
@@ -324,8 +357,9 @@ def plot_role_diagram(catalogue=None, flows: pd.DataFrame | None = None,
                  else "Observed paths against the catalogue", fontsize=12)
     scene = Scene(roles, _inches_per_unit(ax))
     counts = _host_counts(flows)
+    titles = _versioned_keys(flows)[2] if flows is not None and not flows.empty else {}
     for role, geom in scene.boxes.items():
-        _draw_box(ax, role, geom, counts.get(role))
+        _draw_box(ax, role, geom, counts.get(role), titles.get(role))
     if not edges:
         ax.text(0.5, 0.5, "no paths to draw", transform=ax.transAxes, ha="center", va="center",
                 color="0.4", fontsize=11)
