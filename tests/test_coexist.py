@@ -193,3 +193,16 @@ def test_role_diagram_names_each_boxs_version(result):
     # the 2016 servers hold the Mailbox slot; the 2010 multi-role server's mailbox gets its own box
     assert {"Mailbox 2016", "Client Access 2010", "Hub Transport 2010", "Edge Transport 2010",
             "Mailbox 2010", "Clients"} <= titles
+
+
+@pytest.mark.tshark
+def test_reports_show_each_ends_version(result):
+    from auditor.render.html import render_html
+    from auditor.render.markdown import markdown_text
+
+    md = markdown_text(result)
+    assert "(hub\\_transport 2010)" in md or "(hub_transport 2010)" in md
+    assert "(mailbox 2016)" in md
+    html = render_html(result)
+    assert '<span class="role">mailbox 2016</span>' in html
+    assert '<span class="role">hub_transport 2010</span>' in html

@@ -74,3 +74,16 @@ def missing_rules(rules: pd.DataFrame | None) -> pd.DataFrame:
     return rules[rules["status"] == "missing"]
 
 
+def roles_with_versions(findings: pd.DataFrame) -> pd.DataFrame:
+    """Findings whose src_role/dst_role name the end's Exchange version ('mailbox 2016') when
+    they hold more than one version (a coexistence audit); otherwise the findings unchanged."""
+    if findings.empty or "src_version" not in findings or "dst_version" not in findings:
+        return findings
+    versions = (set(findings["src_version"]) | set(findings["dst_version"])) - {"", None}
+    if len(versions) < 2:
+        return findings
+    out = findings.copy()
+    for side in ("src", "dst"):
+        out[f"{side}_role"] = [f"{r} {v}" if v else r for r, v in zip(
+            out[f"{side}_role"], out[f"{side}_version"].fillna(""), strict=True)]
+    return out

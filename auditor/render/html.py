@@ -19,7 +19,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from auditor.audit.verdicts import AuditResult
-from auditor.render.common import capture_rows, format_time, missing_rules, plain, summary_rows
+from auditor.render.common import (
+    capture_rows,
+    format_time,
+    missing_rules,
+    plain,
+    roles_with_versions,
+    summary_rows,
+)
 from auditor.render.plots import format_bytes
 
 SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("rules", "Rules"),
@@ -171,6 +178,7 @@ def _findings_section(findings: pd.DataFrame) -> str:
               ("flows", "num"), ("bytes", "num"), ("first seen", "num"), ("last seen", "num"),
               ("packets", "text"), ("detail", "text")]
     rows = []
+    findings = roles_with_versions(findings)  # coexistence: 'mailbox 2016'
     for r in findings.itertuples(index=False):
         port = plain(r.dst_port)
         first, last = plain(r.first_seen), plain(r.last_seen)

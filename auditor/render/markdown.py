@@ -9,7 +9,7 @@ from pathlib import Path
 
 from auditor.atomic import write_text
 from auditor.audit.verdicts import AuditResult
-from auditor.render.common import capture_rows, missing_rules, plain, summary_rows
+from auditor.render.common import capture_rows, missing_rules, plain, roles_with_versions, summary_rows
 
 # Escaped in Markdown text: what could start code, emphasis, links, HTML, entities or break the
 # table; '_' only at word edges (inside words it is never emphasis, and host names are full of it).
@@ -83,7 +83,7 @@ def markdown_text(result: AuditResult, title: str = "Exchange traffic audit") ->
     out += _md_table(["", "value"], [(md_text(k), md_text(v)) for k, v in summary_rows(result)])
     if result.warnings:
         out += ["", "Warnings:", ""] + [f"- {md_text(w)}" for w in result.warnings]
-    f = result.findings
+    f = roles_with_versions(result.findings)  # coexistence: 'mailbox 2016'
     out += ["", f"## Findings ({len(f)})", ""]
     if f.empty:
         out.append("No findings.")
