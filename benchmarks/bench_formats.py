@@ -3,10 +3,10 @@
 The capture from `make_capture.py` is rewritten by editcap (pcapng, modified pcap, NetMon 2.x) and
 compressed by the command-line tools (gzip, zstd, lz4, bzip2, xz -1); each file is then read by
 `auditor.read_packets` in a fresh child process (the time is read_packets' own, without the
-interpreter's start; files taken round-robin, best round), and once by tshark pulling the addresses and ports of every packet
-(`tshark -T fields`; n/a where wiretap cannot open the file). Prints seconds and ratios to plain
-pcap, and checks the targets: NetMon 2.x and modified pcap within 1.2x pcap, zstd and lz4 within
-1.5x. Not a test: timings depend on the machine.
+interpreter's start; files taken round-robin, best round), and once by tshark pulling the
+addresses and ports of every packet (`tshark -T fields`; n/a where wiretap cannot open the
+file). Prints seconds and ratios to plain pcap, and checks the targets: NetMon 2.x and modified
+pcap within 1.2x pcap, zstd and lz4 within 1.5x. Not a test: timings depend on the machine.
 
     python benchmarks/bench_formats.py [--capture FILE] [--packets N] [--repeat 3]
 """
