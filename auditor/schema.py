@@ -110,8 +110,8 @@ FLOW_COLUMNS = _table(
 )
 
 
-VERDICTS = ("expected", "unexpected", "rejected", "unanswered")
-FINDING_KINDS = ("unexpected", "rejected", "unanswered", "missing")
+VERDICTS = ("expected", "unexpected", "rejected", "unanswered", "cut_off")
+FINDING_KINDS = ("unexpected", "rejected", "unanswered", "missing", "cut_off")
 
 # The flow table after audit.audit: FLOW_COLUMNS followed by these.
 AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
@@ -126,7 +126,8 @@ AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
     ("rpc_interface", "str", "", "DCE/RPC interface learned for the flow's server port, else empty"),
     ("rpc_evidence", "str", "", "how that interface was learned: epm, bind, dcom, inferred"),
     ("documented", "bool", "", "a catalogue rule allows this path"),
-    ("verdict", "str", "", "expected, unexpected, rejected or unanswered"),
+    ("verdict", "str", "", "expected, unexpected, rejected, unanswered or cut_off (an unanswered "
+     "request sent within its retry window before the capture ended)"),
     ("src_name_source", "str", "", "where src_name came from: inventory, a capture source "
      "(dns, cldap, nbns, smtp-banner, tls-sni, ...; see HOST_NAME_COLUMNS), else empty"),
     ("dst_name_source", "str", "", "where dst_name came from, as src_name_source"),
@@ -136,7 +137,7 @@ AUDIT_FLOW_COLUMNS = FLOW_COLUMNS + _table(
 
 # One row per finding, aggregated per (kind, src_ip, dst_ip, proto, dst_port).
 FINDING_COLUMNS = _table(
-    ("kind", "str", "", "unexpected, rejected, unanswered or missing"),
+    ("kind", "str", "", "unexpected, rejected, unanswered, missing or cut_off"),
     ("severity", "str", "", "info, low, medium or high"),
     ("src_ip", "str", "", "initiator address (empty for role-level missing findings)"),
     ("dst_ip", "str", "", "responder address (empty for role-level missing findings)"),

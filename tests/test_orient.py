@@ -157,3 +157,32 @@ def test_endpoint_an_epm_reply_advertised_turns_a_guessed_flow_round_and_is_used
     assert (f.src_packets, f.dst_packets, f.dst_payload_prefix) == (1, 1, "00" * KEPT)
     assert before["used"].tolist() == [False]  # the guess made it look "never used"
     assert found.endpoints[["port", "used", "flows"]].values.tolist() == [[59531, True, 1]]
+
+
+def test_midstream_sessions_count_as_successful_traffic_for_asbuilt_requests_and_matrix():
+    from auditor import asbuilt_requests, audit_flows, load_catalogue
+    from auditor.inventory.roles import Host, Inventory, Network
+    from auditor.render.plots import _cells
+
+    dc = "198.18.1.20"
+    rows = [  # every flow began before the capture: no SYN anywhere, servers speak first
+        pkt(0.0, SERVER, 59531, CLIENT, 51234, flags=ACK | PSH, **data(DCE_RESPONSE)),
+        pkt(0.1, CLIENT, 51234, SERVER, 59531, flags=ACK | PSH, **data(DCE_REQUEST)),
+        pkt(0.2, dc, 389, CLIENT, 51300, flags=ACK | PSH, **data(LDAP_RESULT)),
+        pkt(0.3, CLIENT, 51300, dc, 389, flags=ACK | PSH, **data(LDAP_SEARCH)),
+    ]
+    flows = build_flows(table(rows))
+    assert set(flows["state"]) == {"midstream"}
+    inventory = Inventory(hosts=(Host("CAS1", (SERVER,), ("client_access",)),
+                                 Host("DC1", (dc,), ("domain_controller",))),
+                          networks=(Network("198.18.10.0/24", ("client",), "clients"),))
+    catalogue = load_catalogue()
+    result = audit_flows(flows, inventory, catalogue)
+    requests = asbuilt_requests(result, inventory, catalogue)
+    got = sorted(zip(requests["source"], requests["destination"], requests["ports"], strict=True))
+    assert ("198.18.10.0/24", dc, "389") in got or (CLIENT, dc, "389") in got
+    assert any(dst == SERVER and ports == "59531" for _, dst, ports in got)
+    audited = result.flows
+    cells = _cells(audited, audited["src_role"], audited["dst_role"])
+    assert cells.loc[("client", "client_access"), "flows"] == 1
+    assert cells.loc[("client", "domain_controller"), "flows"] == 1

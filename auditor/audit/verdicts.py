@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from auditor.audit.capture_end import cut_off_verdicts, settle_findings, span_summary
 from auditor.audit.filters import display_filter, display_filters
 from auditor.audit.hosts import host_view
 from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
@@ -84,9 +85,9 @@ def audit_flows(
                                                                inventory, hosts, options)],
         ignore_index=True,
     )
-    findings = _sorted_findings(cap_local_severity(findings))
+    findings = _sorted_findings(settle_findings(cap_local_severity(findings), audited))
     hosts_seen = host_view(audited, hosts, findings)
-    summary = _summary(audited, findings, rules)
+    summary = {**_summary(audited, findings, rules), **span_summary(audited)}
     return finish(AuditResult(
         flows=audited,
         findings=findings,
@@ -199,7 +200,7 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
         ["expected", "rejected", "unanswered", "unanswered", "expected"],
         default="unexpected",
     )
-    out["verdict"] = local_verdicts(out, verdict)
+    out["verdict"] = cut_off_verdicts(out, local_verdicts(out, verdict))
     out.loc[control, "service"] = "icmp"
     return split_flow_roles(out, hosts)[column_names(AUDIT_FLOW_COLUMNS)]
 
@@ -458,7 +459,8 @@ def _missing_row(rule, *, src_ip, dst_ip, src_role, dst_role, src_name, dst_name
     }
 
 
-_KIND_ORDER = {k: i for i, k in enumerate(("rejected", "unanswered", "unexpected", "missing"))}
+_KIND_ORDER = {k: i for i, k in enumerate(("rejected", "unanswered", "unexpected", "missing",
+                                           "cut_off"))}
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 

@@ -31,7 +31,7 @@ ANY_ROLES = ("internet",)
 # anything touching clients, the Internet, the Edge or unknown hosts is strict.
 _INTERNAL_ROLES = frozenset({"mailbox", "client_access", "hub_transport", "unified_messaging",
                              "domain_controller", "dns", "witness"})
-_SUCCESS = ("established", "udp_answered")
+_SUCCESS = ("established", "midstream", "udp_answered", "answered")  # mid-stream sessions succeeded
 _PORTED = ("tcp", "udp")
 # A cell starting with one of these is run as a formula by spreadsheet programs (OWASP CSV
 # injection); names come from captures, so they are attacker-controlled.

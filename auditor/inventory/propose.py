@@ -38,7 +38,7 @@ __all__ = ["DEFAULT_INTERNAL", "inventory_to_yaml", "propose_from_observation",
 DEFAULT_INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
                     "198.18.0.0/15", "169.254.0.0/16", "127.0.0.0/8", "fc00::/7", "fe80::/10",
                     "::1/128")
-_SUCCESS = ("established", "udp_answered")
+_SUCCESS = ("established", "midstream", "udp_answered", "answered")  # mid-stream sessions succeeded
 
 # ---- proposing an inventory from traffic ----
 

@@ -26,7 +26,7 @@ __all__ = [
 
 # Cell classes, from best to worst; a cell takes the worst verdict of its flows.
 CELL_CLASSES = ("expected", "unexpected", "blocked")
-_VERDICT_CLASS = {"expected": 0, "unexpected": 1, "rejected": 2, "unanswered": 2}
+_VERDICT_CLASS = {"expected": 0, "unexpected": 1, "rejected": 2, "unanswered": 2, "cut_off": 0}
 _CELL_COLOURS = {
     "none": (0.96, 0.96, 0.96),
     "expected": (0.55, 0.80, 0.55),
