@@ -15,7 +15,7 @@ from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_r
 from auditor.audit.versions import finish, plan_versions, split_flow_roles
 from auditor.audit.why import rule_notes
 from auditor.flows.orient import orientation_note, orientation_rank
-from auditor.flows.protocols import icmp_type_name
+from auditor.flows.protocols import service_place
 from auditor.options import AuditOptions
 from auditor.schema import (
     AUDIT_FLOW_COLUMNS,
@@ -367,10 +367,7 @@ def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
 def _detail(kind, src_role, dst_role, dst_port, proto, rpc_interface, icmp, documented,
             rule) -> str:
     """One sentence explaining a flow finding."""
-    where = f"{proto} {icmp_type_name(proto, *icmp.split('/'))}".strip() if proto.startswith(
-        "icmp") else (
-        f"{dst_port}/{proto}" if proto in ("tcp", "udp") else proto)
-    path = f"{src_role} -> {dst_role} on {where}"
+    path = f"{src_role} -> {dst_role} on {service_place(proto, dst_port, icmp)}"
     rpc = f" (RPC interface {rpc_interface})" if rpc_interface else ""
     if kind == "unexpected":
         return f"no catalogue rule allows {path}{rpc}"

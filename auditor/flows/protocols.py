@@ -54,6 +54,13 @@ def icmp_type_name(proto: str, icmp_type, icmp_code=None) -> str:
     return name
 
 
+def service_place(proto: str, dst_port, icmp: str = "/") -> str:
+    """Where a flow goes, for sentences: '445/tcp', 'icmp echo' (icmp = 'type/code'), 'gre'."""
+    if proto in ("icmp", "icmpv6"):
+        return f"{proto} {icmp_type_name(proto, *str(icmp).split('/')[:2])}".strip()
+    return f"{dst_port}/{proto}" if proto in ("tcp", "udp") else proto
+
+
 _V4_MAPPED = np.uint64(0xFFFF)
 
 
