@@ -54,6 +54,8 @@ class AuditOptions:
     udp_request_services: tuple[str, ...] = ("dns", "ldap", "kerberos", "ntp", "kpasswd")
     # destination roles whose absence is reported per source host (every server needs them)
     per_host_missing_roles: tuple[str, ...] = ("domain_controller", "dns")
+    # captures shorter than this (seconds) may miss periodic paths: their missing findings are info
+    short_capture_s: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from input_files import write
 
-from auditor import PipelineOptions, audit_captures
+from auditor import AuditOptions, PipelineOptions, audit_captures
 from auditor.audit.pipeline import observe
 from auditor.audit.verdicts import audit_flows
 from auditor.audit.versions import plan_versions
@@ -105,7 +105,9 @@ def test_without_versions_the_2016_traffic_is_unexpected_against_2010(seen):
 
 def test_a_2016_site_with_a_2010_edge_and_no_edgesync_is_reported_missing(seen):
     flows = seen.flows[~((seen.flows["src_ip"] == MBX16A) & (seen.flows["dst_port"] == 50636))]
-    res = audit_flows(flows, load_inventory(INVENTORY), load_catalogue())
+    # the recorded pilot lasts under 15 min, where missing paths are info: judge it as a long one
+    res = audit_flows(flows, load_inventory(INVENTORY), load_catalogue(),
+                      options=AuditOptions(short_capture_s=0))
     missing = res.findings[res.findings["kind"] == "missing"]
     assert list(missing["rule"]) == ["X05-mbx-edge2010-edgesync"]
     row = missing.iloc[0]

@@ -19,8 +19,9 @@ import pandas as pd
 # shortest window. UDP request services: the Windows DNS client waits 1, 1, 2, 4 and 2 s
 # (10 s in all); Kerberos over UDP waits 3 s per KDC attempt; 10 s covers NTP and CLDAP too.
 RETRY_WINDOW_S = {"tcp": 21.0, "udp": 10.0}
-# Shorter captures may miss periodic paths: Group Policy refresh (every 90 +/- 30 min), time
-# sync (hourly at most), inter-site replication (15 min by default), Kerberos ticket renewal.
+# Shorter captures (the default of AuditOptions.short_capture_s) may miss periodic paths: Group
+# Policy refresh (every 90 +/- 30 min), time sync (hourly at most), inter-site replication
+# (15 min by default), Kerberos ticket renewal.
 SHORT_CAPTURE_S = 900.0
 # A client retransmits after its first timeout (Linux TCP 1 s, Windows TCP 3 s, DNS 1 s): a flow
 # whose attempts span at least this long was already retried, so its earlier attempts went
@@ -49,11 +50,12 @@ def cut_off_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
     return np.where(late, "cut_off", verdict).astype(object)
 
 
-def settle_findings(findings: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+def settle_findings(findings: pd.DataFrame, flows: pd.DataFrame, options=None) -> pd.DataFrame:
     """`cut_off` findings are info and say so; `missing` ones state the capture's duration."""
     if findings.empty:
         return findings
     end, span = capture_span(flows)
+    short_s = getattr(options, "short_capture_s", SHORT_CAPTURE_S)
     out = findings.copy()
     cut = out["kind"] == "cut_off"
     if cut.any():
@@ -68,22 +70,23 @@ def settle_findings(findings: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame
                                          out.loc[cut, "rule"], strict=True)]
     missing = out["kind"] == "missing"
     if missing.any():
-        short = span < SHORT_CAPTURE_S
+        short = span < short_s
         out.loc[missing, "detail"] = out.loc[missing, "detail"] + (
             f"; the capture lasts {_duration(span)}"
-            + (f", shorter than {_duration(SHORT_CAPTURE_S)}: info only" if short else ""))
+            + (f", shorter than {_duration(short_s)}: info only" if short else ""))
         if short:
             out.loc[missing, "severity"] = "info"
     return out
 
 
-def span_summary(flows: pd.DataFrame) -> dict[str, object]:
+def span_summary(flows: pd.DataFrame, options=None) -> dict[str, object]:
     """Summary entries: the capture's duration and, when short, why `missing` findings are info."""
     _, span = capture_span(flows)
+    short_s = getattr(options, "short_capture_s", SHORT_CAPTURE_S)
     out: dict[str, object] = {"capture_seconds": round(span, 3)}
-    if span < SHORT_CAPTURE_S:
+    if span < short_s:
         out["short_capture"] = (
-            f"the capture lasts {_duration(span)}, shorter than {_duration(SHORT_CAPTURE_S)}: "
+            f"the capture lasts {_duration(span)}, shorter than {_duration(short_s)}: "
             "periodic paths may simply not have happened yet, so missing paths are info")
     return out
 

@@ -85,9 +85,9 @@ def audit_flows(
                                                                inventory, hosts, options)],
         ignore_index=True,
     )
-    findings = _sorted_findings(settle_findings(cap_local_severity(findings), audited))
+    findings = _sorted_findings(settle_findings(cap_local_severity(findings), audited, options))
     hosts_seen = host_view(audited, hosts, findings)
-    summary = {**_summary(audited, findings, rules), **span_summary(audited)}
+    summary = {**_summary(audited, findings, rules), **span_summary(audited, options)}
     return finish(AuditResult(
         flows=audited,
         findings=findings,
