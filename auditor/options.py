@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["AuditOptions", "FlowOptions", "PipelineOptions", "RpcOptions"]
+__all__ = ["AuditOptions", "EngineOptions", "FlowOptions", "PipelineOptions", "RpcOptions"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,16 @@ class AuditOptions:
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    """Where and how capture files are read (auditor.engine)."""
+
+    workers: int = 0  # worker processes reading files (0: one per core, at most one per file)
+    cache_dir: str | None = None  # keep each file's partial aggregates here; None: no cache
+    scheduler: str | None = None  # Dask scheduler address: read the files on that cluster
+    chunk_bytes: int | None = None  # file bytes per chunk (None: the reader's default)
+
+
+@dataclass(frozen=True)
 class PipelineOptions:
     """Options of every stage, passed down explicitly."""
 
@@ -66,3 +76,4 @@ class PipelineOptions:
     audit: AuditOptions = field(default_factory=AuditOptions)
     rpc: bool = True  # run dynamic-RPC discovery and host naming (needs tshark)
     rpc_options: RpcOptions = field(default_factory=RpcOptions)
+    engine: EngineOptions = field(default_factory=EngineOptions)

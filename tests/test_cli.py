@@ -126,12 +126,12 @@ def test_flows_table_counts_what_was_not_ip_or_skipped():
 
 
 def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
-    import auditor.flows.build
+    import auditor.engine.run
 
     def broken(*args, **kwargs):
         raise ValueError("boom")
 
-    monkeypatch.setattr(auditor.flows.build, "build_flows", broken)
+    monkeypatch.setattr(auditor.engine.run, "stream_flows", broken)
     result = CliRunner().invoke(cli, ["flows", str(PUBLIC / "aduser1.pcap")])
     assert result.exit_code == ExitStatus.ERROR
     assert result.output == ("auditor: internal error: ValueError: boom "

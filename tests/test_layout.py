@@ -11,7 +11,8 @@ import auditor
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "auditor"
-STAGES = ("capture", "flows", "dissect", "inventory", "catalogue", "audit", "render", "firewall", "cli")
+STAGES = ("capture", "flows", "engine", "dissect", "inventory", "catalogue", "audit", "render",
+          "firewall", "cli")
 MAX_LINES = 500
 
 

@@ -15,13 +15,13 @@ import pandas as pd
 
 from auditor.audit.proposed import mark_proposed, proposed_inventory
 from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
-from auditor.capture.packets import PacketTable, read_packets
+from auditor.capture.packets import PacketTable
 from auditor.dissect.dcerpc import display_filter_for
 from auditor.dissect.rpc import RpcDiscovery, build_endpoints, discover_endpoints
 from auditor.dissect.rpc_ranges import dynamic_ranges
 from auditor.dissect.tshark import PrestartedTshark
+from auditor.engine.run import EngineReport, stream_flows
 from auditor.errors import DissectError, DissectWarning
-from auditor.flows.build import build_flows_labelled
 from auditor.flows.orient import apply_endpoints
 from auditor.options import PipelineOptions
 from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
@@ -31,11 +31,12 @@ from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
 class Observation:
     """What the captures show before any comparison: packets, flows, RPC endpoints, names."""
 
-    table: PacketTable
+    table: PacketTable  # the candidate packets discovery may need, not every packet
     flows: pd.DataFrame
     labels: np.ndarray  # flow_id per packet row
     rpc: RpcDiscovery | None  # None when discovery was skipped
     warnings: tuple[str, ...]
+    engine: EngineReport | None = None  # how the files were read (workers, cache)
 
 
 def observe(
@@ -47,11 +48,11 @@ def observe(
     options = options or PipelineOptions()
     starting = _prestarted_tshark(options) if options.rpc else contextlib.nullcontext()
     with _passed_on_warnings() as notes, starting as tshark:
-        table = read_packets(captures, progress=progress)
-        flows, labels = build_flows_labelled(table, options.flows)
+        got = stream_flows(captures, options.flows, options.rpc_options, options.engine, progress)
+        table, flows, labels = got.table, got.flows, got.labels
         discovery = _discover(table, flows, labels, options, tshark) if options.rpc else None
         flows, discovery = _second_pass(flows, discovery, options)
-    return Observation(table, flows, labels, discovery, tuple(notes))
+    return Observation(table, flows, labels, discovery, tuple(notes), got.report)
 
 
 @contextlib.contextmanager

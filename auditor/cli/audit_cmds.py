@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
+from auditor.cli.engine_opts import engine_options
 from auditor.cli.errors import ExitStatus, handle_errors
 from auditor.cli.options import (
     captures_argument,
@@ -36,9 +38,10 @@ from auditor.schema import RULE_COLUMNS
 @click.option("--all", "show_all", is_flag=True,
               help="Table format: list every finding (default: the 40 most important).")
 @rpc_options
+@engine_options
 @handle_errors
 def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_on, reports,
-          show_all, no_rpc, legacy_rpc_range):
+          show_all, no_rpc, legacy_rpc_range, engine):
     """Compare the traffic in CAPTURE... with the catalogue of documented Exchange paths."""
     from auditor.audit.pipeline import audit_captures
     from auditor.inventory.roles import load_inventory
@@ -46,8 +49,8 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     kinds = fail_on_kinds(fail_on)
     cat = load_catalogues(catalogues, replace_catalogue)
     inv = load_inventory(inventory) if inventory is not None else None
-    result = audit_captures(captures, inv, cat, pipeline_options(no_rpc, legacy_rpc_range),
-                            progress=progress_bar())
+    options = dataclasses.replace(pipeline_options(no_rpc, legacy_rpc_range), engine=engine)
+    result = audit_captures(captures, inv, cat, options, progress=progress_bar())
     if inv is None:
         from auditor.audit.proposed import proposal_note
 

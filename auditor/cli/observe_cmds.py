@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from auditor.cli.engine_opts import engine_options
 from auditor.cli.errors import handle_errors
 from auditor.cli.options import (
     captures_argument,
@@ -24,22 +25,26 @@ from auditor.schema import FLOW_COLUMNS
               help="Seconds of silence after which a TCP 5-tuple starts a new flow.")
 @click.option("--udp-idle-timeout", type=float, default=300.0, show_default=True,
               help="Seconds of silence after which a UDP/ICMP 5-tuple starts a new flow.")
+@engine_options
 @handle_errors
-def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
+def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     """Build the flow table of CAPTURE... (files or folders, read as one capture)."""
-    from auditor.capture.packets import read_packets
-    from auditor.flows.build import build_flows, flows_summary
+    from auditor.engine.run import stream_flows
+    from auditor.flows.build import flows_summary
     from auditor.options import FlowOptions
 
-    table = read_packets(captures, progress=progress_bar())
     if fmt == "zeek":  # Zeek's conn.log: states and histories need each flow's packets
+        from auditor.capture.packets import read_packets
         from auditor.flows.build import build_flows_labelled
         from auditor.render.zeek import conn_log_text
 
+        table = read_packets(captures, progress=progress_bar())
         frame, labels = build_flows_labelled(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
         emit(conn_log_text(table, frame, labels), output)
         return
-    frame = build_flows(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
+    got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout), engine=engine,
+                       progress=progress_bar())
+    table, frame = got.table, got.flows
     if fmt != "table":
         write_frame(frame, fmt, output, FLOW_COLUMNS)
         return
@@ -65,14 +70,15 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout):
 @click.command()
 @captures_argument
 @output_options(formats=("table", "json", "csv"))
+@engine_options
 @handle_errors
-def rpc(captures, fmt, output):
+def rpc(captures, fmt, output, engine):
     """Discover the dynamic RPC endpoints (EPM replies, binds, DCOM) in CAPTURE..."""
     from auditor.audit.pipeline import observe
     from auditor.dissect.rpc_ranges import dynamic_ranges
     from auditor.options import PipelineOptions, RpcOptions
 
-    seen = observe(captures, PipelineOptions(rpc_options=RpcOptions(names=False)),
+    seen = observe(captures, PipelineOptions(rpc_options=RpcOptions(names=False), engine=engine),
                    progress=progress_bar())
     if seen.rpc is None:
         raise click.ClickException("RPC discovery could not run (see the warning above)")
@@ -104,14 +110,15 @@ def rpc(captures, fmt, output):
 @click.option("--internal", "internal", multiple=True, metavar="CIDR",
               help="Networks that are ours (repeatable); other hosts are proposed as internet. "
                    "Default: private, ULA and 198.18.0.0/15 ranges.")
+@engine_options
 @handle_errors
-def roles(captures, output, no_names, internal, fmt):
+def roles(captures, output, no_names, internal, fmt, engine):
     """Propose an inventory (hosts and roles, with evidence) from what CAPTURE... shows."""
     from auditor.audit.pipeline import observe
     from auditor.inventory.propose import inventory_to_yaml, propose_from_observation
     from auditor.options import PipelineOptions, RpcOptions
 
-    options = PipelineOptions(rpc_options=RpcOptions(names=not no_names))
+    options = PipelineOptions(rpc_options=RpcOptions(names=not no_names), engine=engine)
     seen = observe(captures, options, progress=progress_bar())
     inv, evidence = propose_from_observation(seen, internal=list(internal) or None)
     if fmt == "json":

@@ -1,0 +1,60 @@
+"""--cache/--no-cache, --workers and --scheduler: where the capture files are read."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from pathlib import Path
+
+import click
+
+
+def engine_options(func):
+    """Add the engine options; the command receives one `engine` (options.EngineOptions)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, cache_dir, no_cache, workers, scheduler, **kwargs):
+        from auditor.engine.run import default_engine
+
+        cache = False if no_cache else (cache_dir or True)
+        kwargs["engine"] = default_engine(cache=cache, workers=workers, scheduler=scheduler)
+        with _report_on_stderr():
+            return func(*args, **kwargs)
+
+    wrapper = click.option(
+        "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
+        help="Read the capture files on this Dask cluster (tcp://host:8786; needs "
+             "'auditor[dask]'; default $DASK_SCHEDULER_ADDRESS).")(wrapper)
+    wrapper = click.option(
+        "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+        help="Worker processes reading the files of a set (0: one per core).")(wrapper)
+    wrapper = click.option(
+        "--no-cache", is_flag=True,
+        help="Neither read nor store the per-file cache of flow aggregates.")(wrapper)
+    return click.option(
+        "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+        help="Cache folder for per-file flow aggregates (default: $XDG_CACHE_HOME/auditor).",
+    )(wrapper)
+
+
+@contextlib.contextmanager
+def _report_on_stderr():
+    """Show the engine's one line (files, workers, cache hits) on stderr while the command runs."""
+    log = logging.getLogger("auditor.engine")
+    handler = _EchoHandler()
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
+
+
+class _EchoHandler(logging.Handler):
+    """Write records with click.echo to whatever stderr is now (CliRunner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"auditor: {record.getMessage()}", err=True)

@@ -1,0 +1,1 @@
+"""Execution: stream capture files into flows on one core, every core, a cache or a Dask cluster."""

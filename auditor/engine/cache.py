@@ -1,0 +1,122 @@
+"""A cache of each capture file's partial aggregates and candidate packets, as Parquet.
+
+An entry is keyed by the file's content hash plus the versions of the reader and of the flow
+and candidate options, so a changed file or a changed option never reuses a stale entry, and a
+copy of a file (or the same file under another name) reuses it. So that a re-audit does not even
+read the capture to hash it, the hash is remembered per (path, size, mtime, inode): a file whose
+stat changed is hashed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from auditor.capture.packets import CaptureFile
+from auditor.engine.fileread import FilePartial
+from auditor.options import FlowOptions, RpcOptions
+
+# Bump when decoding, folding or candidate selection changes what an entry holds.
+READER_VERSION = 1
+FLOW_VERSION = 1
+_TABLES = ("parts", "candidates", "quotes")
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be written; the run goes on without it."""
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for auditor: $XDG_CACHE_HOME/auditor, else ~/.cache/auditor."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "auditor"
+
+
+def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
+    """SHA-256 of the file's bytes, remembered per (path, size, mtime, inode) under cache_dir."""
+    st = os.stat(path)
+    stamp = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+    memo = Path(cache_dir) / "stat" / hashlib.sha256(stamp.encode()).hexdigest()
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    try:
+        _write_atomic(memo, digest)
+    except OSError as exc:
+        warnings.warn(f"cache {cache_dir}: not written ({exc.strerror or exc})", CacheWarning,
+                      stacklevel=2)
+    return digest
+
+
+def entry_key(digest: str, flow_options: FlowOptions, rpc_options: RpcOptions) -> str:
+    """The entry name: content hash, reader and flow versions, and every option that matters."""
+    options = json.dumps({"reader": READER_VERSION, "flows": FLOW_VERSION,
+                          "flow_options": dataclasses.asdict(flow_options),
+                          "rpc_options": dataclasses.asdict(rpc_options)}, sort_keys=True)
+    return f"{digest[:32]}-{hashlib.sha256(options.encode()).hexdigest()[:16]}"
+
+
+def load(cache_dir: str | os.PathLike, key: str, path: str) -> FilePartial | None:
+    """The cached partial of a file (named after `path`), or None when there is none."""
+    where = Path(cache_dir) / "entries" / key
+    try:
+        meta = json.loads((where / "meta.json").read_text())
+        tables = {t: pd.read_parquet(where / f"{t}.parquet") for t in _TABLES}
+    except (OSError, ValueError):
+        return None
+    info = CaptureFile(**{**meta["info"], "path": str(path), "name": Path(path).name})
+    return FilePartial(info=info, **tables, first_ts_ns=meta["first_ts_ns"],
+                       last_ts_ns=meta["last_ts_ns"], ordered=meta["ordered"],
+                       notes=meta["notes"], warnings=meta.get("warnings", []))
+
+
+def store(cache_dir: str | os.PathLike, key: str, fp: FilePartial) -> None:
+    """Write a file's partial as one entry (a folder of Parquet files), atomically.
+
+    A cache that cannot be written (full disk, read-only folder) is a warning, not a failure.
+    """
+    try:
+        _store(cache_dir, key, fp)
+    except OSError as exc:
+        warnings.warn(f"cache {cache_dir}: not written ({exc.strerror or exc})", CacheWarning,
+                      stacklevel=2)
+
+
+def _store(cache_dir: str | os.PathLike, key: str, fp: FilePartial) -> None:
+    entries = Path(cache_dir) / "entries"
+    entries.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entries))
+    try:
+        for t in _TABLES:
+            getattr(fp, t).to_parquet(tmp / f"{t}.parquet", index=False)
+        info = dataclasses.asdict(fp.info)
+        meta = {"info": info, "first_ts_ns": int(fp.first_ts_ns), "last_ts_ns": int(fp.last_ts_ns),
+                "ordered": bool(fp.ordered), "notes": dict(fp.notes),
+                "warnings": list(fp.warnings)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, entries / key)
+        except OSError:  # another run stored it first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

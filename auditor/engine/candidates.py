@@ -1,0 +1,126 @@
+"""The few packets per flow that discovery may hand to tshark, kept while the capture streams.
+
+Per flow: the first payload packets of conversations on EPM and name ports (as many as
+`dissect.select` takes there), the first two of UDP flows that may be connectionless DCE/RPC, and
+the runs of packets from each bind-like PDU of TCP flows (at most four runs' worth, as `select`
+takes). A superset of what `select` picks,
+bounded per flow, so memory is O(candidate flows), never O(packets).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from auditor.dissect.select import SMB_NAME_PACKETS, TLS_NAME_PACKETS, TLS_NAME_PORTS
+from auditor.flows.partial import BIG, CERTAIN, SYN_DECIDES, bind_like
+from auditor.options import RpcOptions
+from auditor.schema import PACKET_COLUMNS, column_names, empty_frame
+
+EPM_PORTS = (135, 593)
+PAIR_PORTS = (25, 587, 2525, 389, 3268)  # SMTP and LDAP: select takes a pair's first flow
+
+
+def _pair_firsts(parts: pd.DataFrame, options: RpcOptions) -> np.ndarray:
+    """False for TCP flows the per-pair name sources can never pick, else True.
+
+    `select` takes the first flow (by first_seen) of each (src_ip, dst_ip) to a TLS, SMB, SMTP or
+    LDAP port, and of those the first `name_flows`. A flow whose start and SYN are in these
+    partials (or that begins with its SYN) knows its direction: it is never picked when an
+    earlier flow of its pair (same direction, same service group) exists, or when `name_flows`
+    pairs began before it.
+    """
+    n = len(parts)
+    keep = np.ones(n, bool)
+    syn_dir = parts["syn_dir"].to_numpy()
+    # a piece starting with its SYN starts a flow of that pair, or (continuing another file's
+    # flow of the same 5-tuple) follows one: either way a pair's flow began by its start
+    known = (np.isin(parts["kind"].to_numpy(), (CERTAIN, SYN_DECIDES))
+             & (parts["proto_num"].to_numpy() == 6) & (syn_dir >= 0))
+    if not known.any():
+        return keep
+    a_side = syn_dir == 0  # side a sent the SYN: a is the client
+    cols = {c: parts[c].to_numpy() for c in ("a_hi", "a_lo", "b_hi", "b_lo")}
+    src_hi = np.where(a_side, cols["a_hi"], cols["b_hi"])
+    src_lo = np.where(a_side, cols["a_lo"], cols["b_lo"])
+    dst_hi = np.where(a_side, cols["b_hi"], cols["a_hi"])
+    dst_lo = np.where(a_side, cols["b_lo"], cols["a_lo"])
+    dport = np.where(a_side, parts["b_port"].to_numpy(), parts["a_port"].to_numpy())
+    first_ns = parts["first_ns"].to_numpy()
+    for ports in (TLS_NAME_PORTS, (445,), (25, 587, 2525), (389, 3268)):
+        sel = np.flatnonzero(known & np.isin(dport, ports))
+        if not len(sel):
+            continue
+        g = pd.DataFrame({"sh": src_hi[sel], "sl": src_lo[sel], "dh": dst_hi[sel],
+                          "dl": dst_lo[sel], "t": first_ns[sel]})
+        pair_start = g.groupby(["sh", "sl", "dh", "dl"], sort=False)["t"].transform("min")
+        later_in_pair = g["t"].to_numpy() > pair_start.to_numpy()
+        starts = np.sort(pair_start.drop_duplicates().to_numpy())  # one per pair... or equal
+        before = np.searchsorted(starts, g["t"].to_numpy(), side="left")
+        keep[sel[later_in_pair | (before >= options.name_flows)]] = False
+    return keep
+CANDIDATE_COLUMNS = column_names(PACKET_COLUMNS) + ["pid", "part"]
+
+
+def empty_candidates() -> pd.DataFrame:
+    """A candidate-packet frame with no rows."""
+    return empty_frame(PACKET_COLUMNS).assign(pid=np.zeros(0, np.int64),
+                                              part=np.zeros(0, np.int64))
+
+
+def _cl_like(head: np.ndarray) -> np.ndarray:
+    head = np.asarray(head).astype(np.int64)
+    return ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
+
+
+def _flow_facts(parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
+    """Per partial: how many first payload packets it may need, and whether it may be CL RPC."""
+    proto = parts["proto_num"].to_numpy()
+    a, b = parts["a_port"].to_numpy(), parts["b_port"].to_numpy()
+    tcp, udp = proto == 6, proto == 17
+
+    def on(ports):
+        return np.isin(a, ports) | np.isin(b, ports)
+
+    names, two = options.name_packets, 2
+    # (protocol, ports, payload packets): what dissect.select's plans take per flow; the
+    # per-pair name sources (SMTP, LDAP, TLS, SMB) only from flows `_pair_firsts` may pick
+    pair = _pair_firsts(parts, options)
+    wants = [(tcp, EPM_PORTS, options.epm_packets), (tcp & pair, TLS_NAME_PORTS, TLS_NAME_PACKETS),
+             (tcp & pair, (445,), SMB_NAME_PACKETS), (tcp & pair, PAIR_PORTS, names),
+             (tcp, (88,), names), (tcp, (53,), two), (udp, (137, 88), names),
+             (udp, (135, 389, 138, 5353, 5355, 67, 68, 53), two)]
+    port = np.zeros(len(parts), np.int64)
+    for mask, ports, n in wants:
+        port = np.where(mask & on(ports), np.maximum(port, n), port)
+    # a piece that may continue an earlier one may continue a bind's run of packets too
+    port = np.where(tcp & (parts["kind"].to_numpy() != CERTAIN),
+                    np.maximum(port, options.bind_packets - 1), port)
+    unknown = ((parts["kind"].to_numpy() != CERTAIN) | (parts["head_pos0"].to_numpy() == BIG)
+               | (parts["head_pos1"].to_numpy() == BIG))
+    cl = udp & (unknown | _cl_like(parts["head0"].to_numpy()) | _cl_like(parts["head1"].to_numpy()))
+    return pd.DataFrame({"first": port, "cl": cl, "tcp": tcp}, index=parts["pid"].to_numpy())
+
+
+def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
+    """Of payload rows labelled with their partial (`part`), those a later selection may need."""
+    if rows.empty or parts.empty:
+        return empty_candidates()
+    rows = rows.sort_values(["part", "pid"], kind="stable", ignore_index=True)
+    facts = _flow_facts(parts, options).reindex(rows["part"].to_numpy())
+    first = facts["first"].to_numpy(dtype=np.int64, na_value=0)
+    cl = facts["cl"].to_numpy(dtype=bool, na_value=False)
+    tcp = facts["tcp"].to_numpy(dtype=bool, na_value=False)
+    part = rows["part"].to_numpy()
+    idx = np.arange(len(rows))
+    new = np.r_[True, part[1:] != part[:-1]]
+    start = np.maximum.accumulate(np.where(new, idx, 0))
+    rank = idx - start
+    bp = options.bind_packets
+    binds = bind_like(rows["payload_head"].to_numpy()) & (rows["proto"].to_numpy() == 6)
+    last_bind = np.maximum.accumulate(np.where(binds, idx, -1))
+    in_run = tcp & (last_bind >= start) & (idx - last_bind < bp)
+    run_n = np.cumsum(in_run)
+    run_rank = run_n - 1 - (run_n[start] - in_run[start])
+    keep = (rank < first) | (cl & (rank < 2)) | (in_run & (run_rank < 4 * bp))
+    return rows[keep].reset_index(drop=True)

@@ -1,0 +1,203 @@
+"""Captures to flows without a packet table: per file on one core, every core, or a Dask cluster.
+
+Each file is streamed into partial aggregates (`fileread`), possibly read from or stored in the
+cache (`cache`), in worker processes when there are several files and cores, or on a Dask
+cluster (`dask_run`); the files' partials are then merged in set order and finished into the
+flow table. Only candidate packets for discovery are kept, as a small `PacketTable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from auditor.capture.packets import PacketTable, _warn_skipped, read_packets
+from auditor.capture.sets import CaptureSet, expand_sources, plan
+from auditor.engine import cache as cache_mod
+from auditor.engine.fileread import FilePartial, read_file_partial, rebase
+from auditor.errors import CaptureError, CaptureWarning
+from auditor.flows.build import build_flows_labelled
+from auditor.flows.partial import finish_flows
+from auditor.options import EngineOptions, FlowOptions, RpcOptions
+from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """How the files were read: where, by how many workers, how many came from the cache."""
+
+    files: int
+    workers: int
+    where: str  # "local", "processes" or "dask"
+    cached: int
+    streamed: bool  # False: timestamps went back across chunks, so a full sort was used
+
+    def line(self) -> str:
+        """One line for stderr, e.g. 'read 8 files on 2 worker processes (3 from the cache)'."""
+        read = self.files - self.cached
+        what = {"local": "in this process", "processes": f"on {self.workers} worker processes",
+                "dask": f"on {self.workers} Dask workers"}[self.where]
+        text = f"read {read} file{'s' if read != 1 else ''} {what}"
+        if self.cached:
+            text += f" ({self.cached} from the cache)"
+        return text
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """Flows of a capture set, with the candidate packets discovery may need."""
+
+    table: PacketTable  # candidate packets only (and every file's CaptureFile)
+    flows: pd.DataFrame
+    labels: np.ndarray  # flow_id per row of table.packets
+    report: EngineReport
+
+
+def stream_flows(
+    captures: Sequence[str | os.PathLike],
+    flow_options: FlowOptions | None = None,
+    rpc_options: RpcOptions | None = None,
+    engine: EngineOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Streamed:
+    """Flows of capture files read as one capture, in memory O(flows + candidate packets)."""
+    flow_options = flow_options or FlowOptions()
+    rpc_options = rpc_options or RpcOptions()
+    engine = engine or EngineOptions()
+    window = (captures.since_ns, captures.until_ns) if isinstance(captures, CaptureSet) else None
+    found = expand_sources(captures)
+    if not found:
+        raise CaptureError("no capture files given")
+    if len(found) > np.iinfo(np.uint16).max:
+        raise CaptureError(f"too many capture files ({len(found)})")
+    if (window is not None and window != (None, None)) or any(s.member for s in found):
+        # archives and time windows: read_packets knows them; exact, but one row per packet
+        return _full_sort(captures, flow_options, progress,
+                          EngineReport(len(found), 1, "local", 0, False))
+    paths = [Path(s.path) for s in plan(found, None, None)[0]]  # time order, as read_packets
+    partials: list[FilePartial | None] = [None] * len(paths)
+    keys: list[str | None] = [None] * len(paths)
+    if engine.cache_dir is not None:
+        for i, path in enumerate(paths):
+            digest = cache_mod.content_hash(path, engine.cache_dir)
+            keys[i] = cache_mod.entry_key(digest, flow_options, rpc_options)
+            partials[i] = cache_mod.load(engine.cache_dir, keys[i], str(path))
+    todo = [i for i, fp in enumerate(partials) if fp is None]
+    cached = len(paths) - len(todo)
+    where, workers = _read(paths, todo, partials, flow_options, rpc_options, engine, progress)
+    if engine.cache_dir is not None:
+        for i in todo:
+            cache_mod.store(engine.cache_dir, keys[i], partials[i])
+    report = EngineReport(len(paths), workers, where, cached, True)
+    if where == "dask":  # on a cluster, say who did the work (stdout stays the result)
+        log.info(report.line())
+    else:
+        log.debug(report.line())
+    if not _in_time_order(partials):
+        return _full_sort(paths, flow_options, progress, report)
+    for fp in partials:
+        _warn_skipped(fp.info, fp.notes, fp.info.path)
+        for text in fp.warnings:
+            warnings.warn(text, CaptureWarning, stacklevel=2)
+    rebased = [rebase(fp, i) for i, fp in enumerate(partials)]
+    del partials  # _finish drops each file's frames as it merges them: peak memory
+    return _finish(rebased, flow_options, report)
+
+
+def _read(paths, todo, partials, flow_options, rpc_options, engine, progress):
+    """Fill partials[i] for i in todo; return (where, workers)."""
+    args = (flow_options, rpc_options, engine.chunk_bytes)
+    total = sum(p.stat().st_size for p in paths) or 1
+    done = sum(paths[i].stat().st_size for i in range(len(paths)) if i not in set(todo))
+    if engine.scheduler:
+        from auditor.engine.dask_run import read_on_cluster
+
+        results, workers = read_on_cluster(engine.scheduler, [str(paths[i]) for i in todo], *args)
+        for i, fp in zip(todo, results, strict=True):
+            partials[i] = replace(fp, info=replace(fp.info, path=str(paths[i])))
+        return "dask", workers
+    workers = min(engine.workers or os.cpu_count() or 1, len(todo))
+    if workers <= 1:
+        for i in todo:
+            partials[i] = read_file_partial(str(paths[i]), *args)
+            done += paths[i].stat().st_size
+            if progress is not None:
+                progress(done, total)
+        return "local", 1
+    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        futures = {i: pool.submit(read_file_partial, str(paths[i]), *args) for i in todo}
+        for i in todo:
+            partials[i] = futures[i].result()
+            done += paths[i].stat().st_size
+            if progress is not None:
+                progress(done, total)
+    return "processes", workers
+
+
+def _in_time_order(partials: list[FilePartial]) -> bool:
+    """Every file in time order, and each file after the one before (ties keep file order)."""
+    last = None
+    for fp in partials:
+        if not fp.ordered:
+            return False
+        if fp.info.ip_packets:
+            if last is not None and fp.first_ts_ns < last:
+                return False
+            last = fp.last_ts_ns
+    return True
+
+
+def _full_sort(paths, flow_options, progress, report) -> Streamed:
+    """Packets out of time order across chunks or files: read them all and sort (exact, big)."""
+    table = read_packets(paths, progress=progress)
+    flows, labels = build_flows_labelled(table, flow_options)
+    report = EngineReport(report.files, report.workers, report.where, report.cached, False)
+    return Streamed(table, flows, labels, report)
+
+
+def _finish(partials: list[FilePartial], flow_options: FlowOptions,
+            report: EngineReport) -> Streamed:
+    def take(name: str) -> pd.DataFrame:  # one frame of every file's, dropping theirs
+        frames = [getattr(fp, name) for fp in partials]
+        for fp in partials:
+            setattr(fp, name, None)
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    files = tuple(fp.info for fp in partials)
+    one = len(partials) == 1  # a file's partials come merged from fileread
+    flows, flow_of = finish_flows(take("parts"), files, flow_options, take("quotes"), merged=one)
+    cands = take("candidates").sort_values("pid", kind="stable", ignore_index=True)
+    labels = flow_of.reindex(cands["part"].to_numpy()).to_numpy()
+    if len(labels) and np.isnan(labels.astype(float)).any():
+        raise AssertionError("a candidate packet lost its flow")  # a bug, not bad input
+    packets = cands[column_names(PACKET_COLUMNS)].astype(
+        {c.name: c.dtype for c in PACKET_COLUMNS})
+    if packets.empty:
+        packets = empty_frame(PACKET_COLUMNS)
+    table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
+    return Streamed(table, flows, labels.astype(np.int64), report)
+
+
+def default_engine(cache: bool | str | os.PathLike = False, workers: int = 0,
+                   scheduler: str | None = None) -> EngineOptions:
+    """EngineOptions from CLI-style settings: cache True (the XDG folder), a folder, or off."""
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    cache_dir = None
+    if cache is True:
+        cache_dir = str(cache_mod.default_cache_dir())
+    elif cache:
+        cache_dir = str(Path(cache))
+    return EngineOptions(workers=workers, cache_dir=cache_dir, scheduler=scheduler)
+
+
+__all__ = ["EngineReport", "Streamed", "default_engine", "stream_flows"]
+log = logging.getLogger("auditor.engine")

@@ -1,0 +1,368 @@
+"""Per-flow partial aggregates: fold chunks of packets, merge them associatively, finish the flows.
+
+A chunk of packets (in time order) folds into *partials*: one row per (conversation, piece of a
+flow) with sums, time bounds, first-of facts and the few TCP facts the port-reuse rule needs.
+`merge_partials` joins the partials of neighbouring chunks or files, and merging is associative:
+merging a merge of A and B with C gives what merging A, B and C at once gives. `finish_flows`
+turns the merged partials into the flow table, identical to `build.build_flows` of all packets.
+
+Why the rules are exact: a flow boundary inside a chunk is either certain from the chunk alone
+(an idle gap, or a SYN after a FIN/RST that follows another SYN of the chunk), or depends on what
+came before, which a partial's `kind` records: `1` continues whatever flow was open unless the
+gap is too long; `2` starts with a pure SYN that opens a new flow only if the open flow saw a
+FIN/RST since its last SYN (and the SYN is not a retry of that SYN's sequence number).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from auditor.flows.build import (
+    _NOT_A_REFUSAL_V4,
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    TCP,
+    _flow_starts,
+    _orient,
+)
+from auditor.flows.orient import payload_matrix
+from auditor.options import FlowOptions
+from auditor.schema import FLOW_COLUMNS, empty_frame
+
+KEY = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto_num"]
+BIG = np.iinfo(np.int64).max
+CERTAIN, CONTINUES, SYN_DECIDES = 0, 1, 2
+FILE_SHIFT = 40  # pid = file_index << 40 | packet row in the file: unique, ordered like time
+
+_SUMS = ["packets0", "packets1", "bytes0", "bytes1", "payload0", "payload1", "synack0",
+         "synack1", "rst0", "rst1", "fin", "closed_total"]
+_FIRST = ["pid", "kind", "file_index", "first_dir", "icmp_type0", "icmp_code0", "first_seq",
+          *KEY]
+# Each direction's first payload packet: its first 28 bytes (as the packet table keeps them)
+# and its length, which orientation reads.
+_HEAD_FIELDS = {"head": "payload_head", "b4_": "payload_b4", "b12_": "payload_b12",
+                "b20_": "payload_b20", "hlen": "payload_len"}
+_HEADS = [f"{name}{side}" for side in (0, 1) for name in _HEAD_FIELDS]
+# value column -> the column saying where it was seen (BIG = not yet): the first one wins
+_FIRST_SEEN = {"syn_dir": "syn_pos",
+               **{f"{name}{side}": f"head_pos{side}" for side in (0, 1) for name in _HEAD_FIELDS}}
+PARTIAL_COLUMNS = (_FIRST + _SUMS + ["first_ns", "last_ns", "first_ns0", "first_ns1",
+                                      "syn_pos", "head_pos0", "head_pos1", "syn_dir", *_HEADS,
+                                      "has_syn", "last_syn_seq", "closed_tail", "has_bind"])
+# Narrow types where values are small: the partials are most of the engine's memory.
+_DTYPES = {"a_hi": np.uint64, "a_lo": np.uint64, "b_hi": np.uint64, "b_lo": np.uint64,
+           "a_port": np.uint16, "b_port": np.uint16, "proto_num": np.uint8, "kind": np.int8,
+           "file_index": np.int32, "first_dir": np.int8, "icmp_type0": np.uint8,
+           "icmp_code0": np.uint8, "syn_dir": np.int8, "has_syn": bool, "has_bind": bool,
+           "synack0": np.int32, "synack1": np.int32,
+           "rst0": np.int32, "rst1": np.int32, "fin": np.int32, "closed_total": np.int32,
+           "closed_tail": np.int32,
+           **{f"{name}{side}": np.uint64 for side in (0, 1) for name in ("b4_", "b12_", "b20_")},
+           **{f"{name}{side}": np.uint32 for side in (0, 1) for name in ("head", "hlen")}}
+
+
+def _frame(columns: dict) -> pd.DataFrame:
+    """The partials frame of a dict of columns, each in its narrow type."""
+    return pd.DataFrame({c: np.asarray(columns[c]).astype(_DTYPES.get(c, np.int64), copy=False)
+                         for c in PARTIAL_COLUMNS})
+
+
+ICMP_QUOTE_COLUMNS = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port",
+                      "dst_port", "ts_ns", "err_type", "err_code", "err_v6"]
+
+
+def empty_partials() -> pd.DataFrame:
+    """A partial-aggregate frame with no rows."""
+    return pd.DataFrame({c: np.zeros(0, _DTYPES.get(c, np.int64)) for c in PARTIAL_COLUMNS})
+
+
+def canonical(src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port):
+    """Side a is the smaller (address, port); return a, b halves and ports, and swap (= dir 1)."""
+    swap = (src_hi > dst_hi) | ((src_hi == dst_hi) & (src_lo > dst_lo)) | (
+        (src_hi == dst_hi) & (src_lo == dst_lo) & (src_port > dst_port))
+    return (np.where(swap, dst_hi, src_hi), np.where(swap, dst_lo, src_lo),
+            np.where(swap, src_hi, dst_hi), np.where(swap, src_lo, dst_lo),
+            np.where(swap, dst_port, src_port), np.where(swap, src_port, dst_port), swap)
+
+
+def bind_like(head: np.ndarray) -> np.ndarray:
+    """A CO DCE/RPC bind or alter_context header (05 00|01 0b|0e) in a payload's first bytes."""
+    head = np.asarray(head).astype(np.int64)
+    ptype = (head >> 8) & 0xFF
+    return ((head >> 24) == 5) & (((head >> 16) & 0xFF) <= 1) & ((ptype == 11) | (ptype == 14))
+
+
+def _key_change(frame_cols: list[np.ndarray]) -> np.ndarray:
+    """True where a row's key differs from the row before (and for the first row)."""
+    n = len(frame_cols[0])
+    change = np.zeros(n, bool)
+    if n:
+        change[0] = True
+        for col in frame_cols:
+            change[1:] |= col[1:] != col[:-1]
+    return change
+
+
+def _timeout_ns(proto: np.ndarray, options: FlowOptions) -> np.ndarray:
+    # the same float expression as build._flow_starts, so both round alike
+    return np.where(proto == TCP, options.tcp_idle_timeout_s * 1e9, options.udp_idle_timeout_s * 1e9)
+
+
+def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
+               options: FlowOptions) -> tuple[pd.DataFrame, np.ndarray]:
+    """Fold packet columns (time order, fragment ports filled) into partials.
+
+    `pid` gives each packet its global order number. Returns the partials and, per packet, the
+    pid of the partial it went into.
+    """
+    n = len(pid)
+    if n == 0:
+        return empty_partials(), np.zeros(0, np.int64)
+    src_port = cols["src_port"].astype(np.int64)
+    dst_port = cols["dst_port"].astype(np.int64)
+    a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
+        cols["src_ip_hi"], cols["src_ip_lo"], cols["dst_ip_hi"], cols["dst_ip_lo"],
+        src_port, dst_port)
+    proto = cols["proto"].astype(np.int64)
+    order = np.lexsort((np.arange(n), proto, b_port, a_port, b_lo, b_hi, a_lo, a_hi))
+    keys = [k[order] for k in (a_hi, a_lo, b_hi, b_lo, a_port, b_port, proto)]
+    change = _key_change(keys)
+    conv = np.cumsum(change)
+    ts = cols["ts_ns"][order]
+    flags = cols["tcp_flags"].astype(np.int64)[order]
+    pr = keys[6]
+    seq = cols["tcp_seq"].astype(np.int64)[order]
+    starts = _flow_starts(conv, ts, flags, pr, seq, options)
+
+    # The first pure SYN of a conversation before any idle gap depends on the flow open before
+    # this chunk: it starts a partial of its own whose fate the merge decides.
+    pos = np.arange(n, dtype=np.int64)
+    gap_start = np.zeros(n, bool)
+    gap_start[1:] = ~change[1:] & (np.diff(ts) > _timeout_ns(pr[1:], options))
+    pure_syn = (pr == TCP) & ((flags & (SYN | ACK)) == SYN)
+    conv_first = np.maximum.accumulate(np.where(change, pos, 0))
+    gaps = np.cumsum(gap_start)
+    in_head = gaps == gaps[conv_first]
+    syn_head = pure_syn & in_head
+    syn_count = np.cumsum(syn_head)
+    before = syn_count[conv_first] - syn_head[conv_first]
+    decides = syn_head & (syn_count - before == 1)
+    starts = starts | decides
+    bounds = np.flatnonzero(starts)
+    kind = np.where(decides[bounds], SYN_DECIDES, np.where(change[bounds], CONTINUES, CERTAIN))
+    part_of = np.cumsum(starts) - 1
+
+    d1 = swap[order].astype(np.int64)
+    d0 = 1 - d1
+    frame_len = cols["frame_len"].astype(np.int64)[order]
+    payload = cols["payload_len"].astype(np.int64)[order]
+    head = cols["payload_head"].astype(np.int64)[order]
+    gpid = pid[order]
+    syn_ack = (pr == TCP) & ((flags & (SYN | ACK)) == (SYN | ACK))
+    fin_rst = ((pr == TCP) & ((flags & (FIN | RST)) != 0)).astype(np.int64)
+
+    def total(values):
+        return np.add.reduceat(values, bounds)
+
+    def first_at(mask):
+        return np.minimum.reduceat(np.where(mask, pos, BIG), bounds)
+
+    syn_at = first_at(pure_syn)
+    last_syn = np.maximum.reduceat(np.where(pure_syn, pos, -1), bounds)
+    closed_cum = np.cumsum(fin_rst)
+    ends = np.r_[bounds[1:], n] - 1
+    has_syn = last_syn >= 0
+    ls = np.maximum(last_syn, 0)
+    tail = np.where(has_syn, closed_cum[ends] - (closed_cum[ls] - fin_rst[ls]), total(fin_rst))
+    has_payload = payload > 0
+    out = {
+        "pid": gpid[bounds], "kind": kind.astype(np.int64),
+        "file_index": cols["file_index"].astype(np.int64)[order][bounds],
+        "first_dir": d1[bounds], "icmp_type0": cols["icmp_type"].astype(np.int64)[order][bounds],
+        "icmp_code0": cols["icmp_code"].astype(np.int64)[order][bounds],
+        "first_seq": seq[bounds],
+        **{name: k[bounds] for name, k in zip(KEY, keys, strict=True)},
+        "packets0": total(d0), "packets1": total(d1),
+        "bytes0": total(frame_len * d0), "bytes1": total(frame_len * d1),
+        "payload0": total(payload * d0), "payload1": total(payload * d1),
+        "synack0": total(syn_ack & (d0 == 1)), "synack1": total(syn_ack & (d1 == 1)),
+        "rst0": total(((flags & RST) != 0) & (d0 == 1) & (pr == TCP)),
+        "rst1": total(((flags & RST) != 0) & (d1 == 1) & (pr == TCP)),
+        "fin": total(((flags & FIN) != 0) & (pr == TCP)),
+        "closed_total": total(fin_rst),
+        "first_ns": ts[bounds], "last_ns": np.maximum.reduceat(ts, bounds),
+        "first_ns0": np.minimum.reduceat(np.where(d0 == 1, ts, BIG), bounds),
+        "first_ns1": np.minimum.reduceat(np.where(d1 == 1, ts, BIG), bounds),
+    }
+    firsts = {"syn_pos": (syn_at, {"syn_dir": (d1, -1)})}
+    for side, d in ((0, d0), (1, d1)):
+        firsts[f"head_pos{side}"] = (first_at(has_payload & (d == 1)), {
+            f"{name}{side}": (cols[field][order], 0) for name, field in _HEAD_FIELDS.items()})
+    for where, (at, values) in firsts.items():
+        seen = at < BIG
+        at = np.minimum(at, n - 1)
+        out[where] = np.where(seen, gpid[at], BIG)
+        for name, (value, missing) in values.items():
+            out[name] = np.where(seen, value[at], missing).astype(_DTYPES.get(name, np.int64))
+    out["has_syn"] = has_syn
+    out["last_syn_seq"] = np.where(has_syn, seq[ls], -1)
+    out["closed_tail"] = tail
+    out["has_bind"] = np.maximum.reduceat(
+        (bind_like(head) & has_payload & (pr == TCP)).astype(np.int64), bounds) > 0
+    frame = _frame(out)
+    row_part = np.empty(n, np.int64)
+    row_part[order] = gpid[bounds][part_of]
+    return frame, row_part
+
+
+def merge_partials(parts: pd.DataFrame,
+                   options: FlowOptions) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Merge partials (of any chunks, in any row order) into as few as the rules allow.
+
+    Returns the merged partials (sorted by conversation, then time) and the mapping from each
+    input pid to the pid of the merged row it went into (two aligned arrays).
+    """
+    if parts.empty:
+        return empty_partials(), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cols = {c: parts[c].to_numpy() for c in PARTIAL_COLUMNS}
+    order = np.lexsort([cols["pid"]] + [cols[k] for k in reversed(KEY)])
+    cols = {c: a[order] for c, a in cols.items()}
+    n = len(order)
+    idx = np.arange(n, dtype=np.int64)
+    change = _key_change([cols[k] for k in KEY])
+    kind = cols["kind"]
+    gap = np.zeros(n, bool)
+    gap[1:] = (cols["first_ns"][1:] - cols["last_ns"][:-1]) > _timeout_ns(cols["proto_num"][1:],
+                                                                           options)
+    hard = change | (kind == CERTAIN) | gap
+    t = np.maximum.accumulate(np.where(hard, idx, -1))
+    syn_idx = np.maximum.accumulate(np.where(cols["has_syn"], idx, -1))
+    k = np.r_[-1, syn_idx[:-1]]
+    ct = np.cumsum(cols["closed_total"])
+
+    def upto(j):  # closed_total summed over rows [0, j]
+        return np.where(j >= 0, ct[np.maximum(j, 0)], 0)
+
+    kk = np.maximum(k, 0)
+    anchored = k >= t
+    closed = np.where(anchored, cols["closed_tail"][kk] + upto(idx - 1) - upto(kk),
+                      upto(idx - 1) - upto(t - 1))
+    retry = anchored & (cols["last_syn_seq"][kk] == cols["first_seq"])
+    starts = hard | ((kind == SYN_DECIDES) & (closed > 0) & ~retry)
+    bounds = np.flatnonzero(starts)
+    group = np.cumsum(starts) - 1
+
+    out = {c: cols[c][bounds] for c in _FIRST}
+    out["kind"] = np.where(change[bounds], kind[bounds], CERTAIN)
+    for c in _SUMS:
+        out[c] = np.add.reduceat(cols[c], bounds)
+    out["first_ns"] = cols["first_ns"][bounds]
+    out["last_ns"] = np.maximum.reduceat(cols["last_ns"], bounds)
+    for c in ("first_ns0", "first_ns1"):
+        out[c] = np.minimum.reduceat(cols[c], bounds)
+    for value, at in _FIRST_SEEN.items():
+        first = np.minimum.reduceat(np.where(cols[at] < BIG, idx, BIG), bounds)
+        seen = first < BIG
+        pick = np.minimum(first, n - 1)
+        out[at] = np.where(seen, cols[at][pick], BIG)
+        out[value] = np.where(seen, cols[value][pick], cols[value][bounds])
+    # reuse state: the last SYN's sequence number, and FIN/RSTs since it (or since the start)
+    last_syn = np.maximum.reduceat(np.where(cols["has_syn"], idx, -1), bounds)
+    ends = np.r_[bounds[1:], n] - 1
+    has = last_syn >= 0
+    ls = np.maximum(last_syn, 0)
+    out["has_syn"] = has
+    out["last_syn_seq"] = np.where(has, cols["last_syn_seq"][ls], -1)
+    out["closed_tail"] = np.where(has, cols["closed_tail"][ls] + upto(ends) - upto(ls),
+                                  upto(ends) - upto(bounds - 1))
+    out["has_bind"] = np.maximum.reduceat(cols["has_bind"].astype(np.int64), bounds) > 0
+    merged = _frame(out)
+    return merged, cols["pid"], out["pid"][group]
+
+
+def finish_flows(parts: pd.DataFrame, files, options: FlowOptions,
+                 quotes: pd.DataFrame | None = None,
+                 merged: bool = False) -> tuple[pd.DataFrame, pd.Series]:
+    """The flow table (schema.FLOW_COLUMNS) from partials, and a Series pid -> flow_id.
+
+    `files` are the CaptureFile records (their names fill `capture`); `quotes` the ICMP
+    unreachables (ICMP_QUOTE_COLUMNS) that may refuse a flow. `merged=True` says `parts` is
+    already the output of merge_partials (one file's partials), which saves a copy.
+    """
+    if merged:
+        old = new = parts["pid"].to_numpy()
+    else:
+        parts, old, new = merge_partials(parts, options)
+    merged = parts
+    del parts
+    if merged.empty:
+        return empty_frame(FLOW_COLUMNS), pd.Series([], dtype=np.int64)
+    # flows in order of their conversation's first packet, then by time (as build_flows)
+    change = _key_change([merged[k].to_numpy() for k in KEY])
+    pid = merged["pid"].to_numpy()
+    conv_first = pid[np.maximum.accumulate(np.where(change, np.arange(len(pid)), 0))]
+    merged = merged.iloc[np.lexsort((pid, conv_first))].reset_index(drop=True)
+    hi = np.concatenate([merged["a_hi"].to_numpy(), merged["b_hi"].to_numpy()]).astype(np.uint64)
+    lo = np.concatenate([merged["a_lo"].to_numpy(), merged["b_lo"].to_numpy()]).astype(np.uint64)
+    hi_codes, hi_uniq = pd.factorize(hi)
+    lo_codes, lo_uniq = pd.factorize(lo)
+    codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniq) + lo_codes)
+    pairs = np.asarray(pairs, np.int64)
+    addr_hi = np.asarray(hi_uniq, np.uint64)[pairs // len(lo_uniq)]
+    addr_lo = np.asarray(lo_uniq, np.uint64)[pairs % len(lo_uniq)]
+    f = merged  # a fresh frame (reordered above): the codes go in place, no copy
+    f["a_code"], f["b_code"] = codes[: len(merged)], codes[len(merged):]
+    heads = []
+    for side in (0, 1):
+        mat = payload_matrix(*(merged[f"{name}{side}"].to_numpy() for name in
+                               ("head", "b4_", "b12_", "b20_")))
+        heads.append((mat, merged[f"hlen{side}"].to_numpy().astype(np.int64)))
+    flows = _orient(f, addr_hi, addr_lo, SimpleNamespace(files=tuple(files)), heads)
+    if quotes is not None and len(quotes):
+        flows = _apply_quotes(flows, merged, quotes)
+    flow_of = pd.Series(np.arange(len(merged), dtype=np.int64), index=merged["pid"].to_numpy())
+    mapping = pd.Series(flow_of.reindex(new).to_numpy(), index=old)
+    return flows, mapping
+
+
+def _apply_quotes(flows: pd.DataFrame, merged: pd.DataFrame, quotes: pd.DataFrame) -> pd.DataFrame:
+    """Mark flows refused by an ICMP unreachable quoting a packet they sent (as build_flows)."""
+    q = quotes.sort_values("ts_ns", kind="stable")
+    q = q[~((~q["err_v6"].astype(bool)) & q["err_code"].isin(_NOT_A_REFUSAL_V4))]
+    if q.empty:
+        return flows
+    a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
+        q["src_ip_hi"].to_numpy(), q["src_ip_lo"].to_numpy(), q["dst_ip_hi"].to_numpy(),
+        q["dst_ip_lo"].to_numpy(), q["src_port"].to_numpy().astype(np.int64),
+        q["dst_port"].to_numpy().astype(np.int64))
+    errs = pd.DataFrame({"a_hi": a_hi, "a_lo": a_lo, "b_hi": b_hi, "b_lo": b_lo,
+                         "a_port": a_port, "b_port": b_port,
+                         "proto_num": q["proto"].to_numpy().astype(np.int64), "dir": swap,
+                         "ts_ns": q["ts_ns"].to_numpy(), "err_type": q["err_type"].to_numpy(),
+                         "err_code": q["err_code"].to_numpy(), "err": np.arange(len(q))})
+    cand = merged[KEY + ["first_ns0", "first_ns1"]].assign(flow_id=np.arange(len(merged)))
+    for c in KEY:
+        errs[c] = errs[c].astype(cand[c].dtype)
+    joined = errs.merge(cand, on=KEY, how="inner")
+    if joined.empty:
+        return flows
+    sent_at = np.where(joined["dir"].to_numpy(), joined["first_ns1"], joined["first_ns0"])
+    joined = joined[sent_at <= joined["ts_ns"].to_numpy()]
+    # the latest flow of the conversation that had sent that way before the error
+    matched = joined.sort_values(["err", "flow_id"]).drop_duplicates("err", keep="last")
+    matched = matched.sort_values("err").drop_duplicates("flow_id", keep="first")
+    if matched.empty:
+        return flows
+    flows = flows.copy()
+    ids = matched["flow_id"].to_numpy().astype(np.int64)
+    refusable = flows["state"].isin(["unanswered", "udp_unanswered", "rejected"]).to_numpy()[ids]
+    ids, matched = ids[refusable], matched[refusable]
+    flows.loc[ids, "state"] = "rejected"
+    flows.loc[ids, "icmp_type"] = matched["err_type"].to_numpy()
+    flows.loc[ids, "icmp_code"] = matched["err_code"].to_numpy()
+    return flows

@@ -1,0 +1,208 @@
+"""Scale benchmarks of issue 12: speed against tshark, peak memory, cores, linearity, the cache.
+
+Every contender runs as a child of this script; wall time comes from a monotonic clock and peak
+RSS from the child's own rusage (os.wait4). Contenders of one comparison run alternately, round
+after round, so a busy machine slows them alike. The big captures are generated here (seeded,
+`make_capture.py`'s traffic model) under --data and deleted afterwards unless --keep.
+
+    python benchmarks/bench_scale.py [--data DIR] [--rounds 3] [--big-rounds 1]
+                                     [--only speed,big,ring,cache] [--keep]
+
+Sections and targets:
+  speed  680 MB / 1M packets: flows <= 0.20 x tshark -q -z conv,tcp -z conv,udp;
+         audit (RPC discovery) <= 1.25 x flows; `cat FILE > /dev/null` shown as the floor
+  big    2 GB / 3M packets: peak RSS <= 512 MiB for flows and audit
+  ring   10 GB ring set of 5 files: peak RSS <= 512 MiB; wall within 10 % of 5 x the 2 GB
+         file's; on 2 cores >= 1.6 x faster than pinned to one (taskset -c 0)
+  cache  a cached re-audit <= 10 % of the first run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from make_capture import plan_packets, write_pcap  # noqa: E402
+
+MIB = 1024 * 1024
+AUDITOR = [sys.executable, "-m", "auditor"]
+INVENTORY = HERE / "bench_inventory.yaml"
+
+
+def run(cmd: list[str], shell: bool = False) -> tuple[float, int]:
+    """Run cmd as a child; return (wall seconds, peak RSS bytes)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=shell)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed: {err.strip()[:500]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def alternate(contenders: dict[str, list[str] | str], rounds: int) -> dict[str, tuple[float, int]]:
+    """Best wall time and worst peak RSS of each contender, run round-robin `rounds` times."""
+    got: dict[str, list[tuple[float, int]]] = {k: [] for k in contenders}
+    for _ in range(rounds):
+        for name, cmd in contenders.items():
+            got[name].append(run(cmd, shell=isinstance(cmd, str)))
+    return {k: (min(w for w, _ in v), max(r for _, r in v)) for k, v in got.items()}
+
+
+def generate(path: Path, packets: int, seed: int, offset_s: float = 0.0) -> Path:
+    """Write a seeded capture of about `packets` packets, its clock shifted by offset_s."""
+    if not path.exists():
+        cols = plan_packets(packets, np.random.default_rng(seed))
+        cols["t"] = cols["t"] + offset_s
+        write_pcap(str(path), cols)
+    return path
+
+
+def row(name: str, wall: float, rss: int, note: str = "") -> None:
+    print(f"| {name} | {wall:.2f} | {rss / MIB:.0f} | {note} |", flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def speed(data: Path, rounds: int) -> None:
+    cap = generate(data / "bench_1m.pcap", 1_000_000, 7)
+    size = cap.stat().st_size / 1e6
+    print(f"\n### 680 MB class: {cap.name}, {size:.0f} MB, best of {rounds} alternating rounds\n")
+    print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
+    res = alternate({
+        "cat": f"cat {cap} > /dev/null",
+        "tshark": ["tshark", "-q", "-n", "-r", str(cap), "-z", "conv,tcp", "-z", "conv,udp"],
+        "flows": AUDITOR + ["flows", str(cap), "--format", "csv", "-o", os.devnull,
+                            "--no-cache"],
+        "audit": AUDITOR + ["audit", str(cap), "--inventory", str(INVENTORY), "--format",
+                            "json", "-o", os.devnull, "--no-cache"],
+    }, rounds)
+    t = res["tshark"][0]
+    row("`cat FILE > /dev/null` (floor)", *res["cat"], f"{res['cat'][0] / t:.2f} x tshark")
+    row("`tshark -q -z conv,tcp -z conv,udp`", *res["tshark"], "1.00")
+    f = res["flows"][0]
+    row("`auditor flows --format csv`", *res["flows"],
+        f"{f / t:.2f} x tshark (target <= 0.20: {verdict(f / t <= 0.20)})")
+    a = res["audit"][0]
+    row("`auditor audit --format json` (RPC discovery)", *res["audit"],
+        f"{a / f:.2f} x flows (target <= 1.25: {verdict(a / f <= 1.25)})")
+
+
+def big(data: Path, rounds: int) -> None:
+    cap = generate(data / "big_3m.pcap", 3_000_000, 11)
+    print(f"\n### 2 GB class: {cap.name}, {cap.stat().st_size / 1e9:.2f} GB\n")
+    print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
+    res = alternate({
+        "flows": AUDITOR + ["flows", str(cap), "--format", "csv", "-o", os.devnull, "--no-cache"],
+        "audit": AUDITOR + ["audit", str(cap), "--inventory", str(INVENTORY), "--format", "json",
+                            "-o", os.devnull, "--no-cache"],
+    }, rounds)
+    for name in ("flows", "audit"):
+        row(f"`auditor {name}`", *res[name],
+            f"peak <= 512 MiB: {verdict(res[name][1] <= 512 * MIB)}")
+
+
+def ring(data: Path, rounds: int) -> None:
+    folder = data / "ring"
+    folder.mkdir(exist_ok=True)
+    for i in range(5):  # five 2 GB files, one hour each, in time order
+        generate(folder / f"ring_{i:05d}.pcap", 3_000_000, 100 + i, offset_s=3700.0 * i)
+    size = sum(p.stat().st_size for p in folder.iterdir()) / 1e9
+    print(f"\n### ring set: 5 files, {size:.1f} GB\n")
+    print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
+    flows = AUDITOR + ["flows", str(folder), "--format", "csv", "-o", os.devnull, "--no-cache"]
+    res = alternate({"2 cores": flows, "1 core": ["taskset", "-c", "0", *flows]}, rounds)
+    two, one = res["2 cores"], res["1 core"]
+    row("`auditor flows` ring, 2 worker processes", *two,
+        f"peak <= 512 MiB: {verdict(two[1] <= 512 * MIB)}")
+    speedup = one[0] / two[0]
+    row("same, `taskset -c 0` (one core)", *one,
+        f"2 cores {speedup:.2f} x faster (target >= 1.6: {verdict(speedup >= 1.6)})")
+
+
+def cache(data: Path, rounds: int) -> None:
+    cap = generate(data / "bench_1m.pcap", 1_000_000, 7)
+    print(f"\n### cached re-audit: {cap.name}\n")
+    print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
+    firsts, agains = [], []
+    for _ in range(rounds):
+        where = tempfile.mkdtemp(prefix="auditor-bench-cache-", dir=data)
+        cmd = AUDITOR + ["audit", str(cap), "--inventory", str(INVENTORY), "--format", "json",
+                         "-o", os.devnull, "--cache", where]
+        firsts.append(run(cmd))
+        agains.append(run(cmd))
+        shutil.rmtree(where)
+    first = (min(w for w, _ in firsts), max(r for _, r in firsts))
+    again = (min(w for w, _ in agains), max(r for _, r in agains))
+    row("`auditor audit --cache DIR`, first run", *first)
+    row("same, again (cache hit)", *again,
+        f"{again[0] / first[0]:.2f} of the first (target <= 0.10: {verdict(again[0] / first[0] <= 0.10)})")
+
+
+def main() -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=HERE / "data")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--big-rounds", type=int, default=None,
+                    help="rounds of the 2 GB and 10 GB sections (default: --rounds)")
+    ap.add_argument("--only", default="speed,big,ring,cache")
+    ap.add_argument("--keep", action="store_true", help="keep the generated captures")
+    args = ap.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+          f"Python {platform.python_version()}, load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f} at start; {shutil.disk_usage(args.data).free / 1e9:.0f} GB free")
+    only = set(args.only.split(","))
+    big_rounds = args.big_rounds or args.rounds
+    made = []
+    try:
+        if "speed" in only:
+            speed(args.data, args.rounds)
+        if "big" in only or "ring" in only:
+            big(args.data, big_rounds)
+            made.append(args.data / "big_3m.pcap")
+        if "ring" in only:
+            ring(args.data, big_rounds)
+            # linearity against the 2 GB file, both pinned to one core
+            flows = ["taskset", "-c", "0", *AUDITOR, "flows", "--format", "csv", "-o",
+                     os.devnull, "--no-cache"]
+            res = alternate({"one": flows + [str(args.data / "big_3m.pcap")],
+                             "five": flows + [str(args.data / "ring")]}, big_rounds)
+            lin = res["five"][0] / (5 * res["one"][0])
+            row("`taskset -c 0 auditor flows` 2 GB file", *res["one"])
+            row("`taskset -c 0 auditor flows` 10 GB ring", *res["five"],
+                f"{lin:.2f} x 5 x the 2 GB file (within 10 %: {verdict(abs(lin - 1) <= 0.10)})")
+            made.append(args.data / "ring")
+        if "cache" in only:
+            cache(args.data, args.rounds)
+    finally:
+        if not args.keep:
+            for path in made:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists():
+                    path.unlink()
+        load = os.getloadavg()
+        print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
