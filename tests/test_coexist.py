@@ -208,3 +208,13 @@ def test_reports_show_each_ends_version(result):
     html = render_html(result)
     assert '<span class="role">mailbox 2016</span>' in html
     assert '<span class="role">hub_transport 2010</span>' in html
+
+
+def test_csv_inventory_carries_versions(tmp_path):
+    path = write(tmp_path, "name,address,cidr,roles,version\nEX,198.18.20.10,,mailbox;hub_transport,2010\n"
+                           "MBX,198.18.20.21,,mailbox,2016\n,,198.18.30.0/24,client,\n", "inv.csv")
+    inv = load_inventory(path)
+    assert {h.name: h.version for h in inv.hosts} == {"EX": "2010", "MBX": "2016"}
+    bad = write(tmp_path, "name,address,cidr,roles,version\nEX,198.18.20.10,,mailbox,2012\n", "bad.csv")
+    with pytest.raises(InventoryError, match=r"bad.csv:2: version '2012' is not one of"):
+        load_inventory(bad)

@@ -192,7 +192,7 @@ def _load_yaml_inventory(path: str) -> Inventory:
         raise InventoryError(f"{path}:{exc.line}: {exc.message}") from None
 
 
-_CSV_COLUMNS = ("name", "address", "cidr", "roles")
+_CSV_COLUMNS = ("name", "address", "cidr", "roles", "version")  # version optional
 
 
 def _load_csv_inventory(path: str) -> Inventory:
@@ -224,11 +224,13 @@ def _load_csv_inventory(path: str) -> Inventory:
                 continue
             ip = _check_addresses("address", cells["address"], line)[0]
             name = cells["name"] or ip
-            entry = by_name.setdefault(name, [[], roles, line])
-            if set(entry[1]) != set(roles):
-                raise FieldError(line, f"host {name!r} has other roles at line {entry[2]}")
+            version = _check_version("version", cells["version"], line) if cells["version"] else ""
+            entry = by_name.setdefault(name, [[], roles, line, version])
+            if set(entry[1]) != set(roles) or entry[3] != version:
+                raise FieldError(line, f"host {name!r} has other roles or version at line {entry[2]}")
             entry[0].append(ip)
-        hosts = [(Host(n, tuple(dict.fromkeys(a)), r), line) for n, (a, r, line) in by_name.items()]
+        hosts = [(Host(n, tuple(dict.fromkeys(a)), r, v), line)
+                 for n, (a, r, line, v) in by_name.items()]
         return _assemble(hosts, networks, (), path)
     except FieldError as exc:
         raise InventoryError(f"{path}:{exc.line}: {exc.message}") from None
