@@ -57,11 +57,15 @@ lint: setup
 	$(VENV)/bin/ruff check auditor tests benchmarks
 
 # seeded structural fuzzing of the capture reader through the CLI (tests/fuzz/); not in `make test`,
-# which runs a 300-case slice of it. FUZZ_CASES=100000 FUZZ_SEED=7 make fuzz for a longer campaign.
+# which runs a 300-case slice of it; then atheris (coverage-guided) for FUZZ_SECONDS where it installs.
+# FUZZ_CASES=100000 FUZZ_SEED=7 make fuzz for a longer campaign.
 FUZZ_CASES ?= 10000
 FUZZ_SEED  ?= 0
+FUZZ_SECONDS ?= 60
 fuzz: setup
 	$(PY) -m tests.fuzz --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
+	-$(PY) -m pip install -q -e '.[fuzz]'
+	$(PY) -m tests.fuzz.coverage --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
 
 bench: setup
 	$(PY) benchmarks/bench_flows.py

@@ -16,11 +16,18 @@ import yaml
 
 from auditor.schema import ROLES
 
+MAX_MESSAGE = 300  # characters of a FieldError message
+MAX_FILE_BYTES = 8 << 20  # a catalogue or inventory: 8 MB is ~130,000 hosts, and takes ~30 s
+MAX_ALIAS_NODES = 100_000  # nodes that aliases may add in all: more is an alias bomb
+MAX_DIGITS = 100  # digits of an integer: more is no port, count or address anyone meant
+
 
 class FieldError(Exception):
     """A value is wrong at a line of the file being read; callers add the file name."""
 
     def __init__(self, line: int, message: str):
+        if len(message) > MAX_MESSAGE:  # a value quoted from a hostile file may be huge
+            message = message[: MAX_MESSAGE - 5] + " ...)"
         super().__init__(message)
         self.line = line
         self.message = message
@@ -92,19 +99,44 @@ def _construct_seq(loader: LineLoader, node: yaml.SequenceNode):
         data.item_lines.append(item.start_mark.line + 1)
 
 
+def _construct_int(loader: LineLoader, node: yaml.ScalarNode):
+    if len(node.value) > MAX_DIGITS:  # int() of 5,000 digits raises; of 4,000 it takes time
+        raise FieldError(node.start_mark.line + 1,
+                         f"a number of {len(node.value)} characters is too long")
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
+def check_size(path: str | Path, error: type[Exception]) -> None:
+    """Refuse a configuration file too large to be one (parsing it would take minutes and GBs)."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return  # reading it says why
+    if size > MAX_FILE_BYTES:
+        raise error(f"{path}:1: {size / (1 << 20):.0f} MB is more than a configuration file "
+                    f"needs (at most {MAX_FILE_BYTES >> 20} MB); use networks (CIDRs) for "
+                    "large groups of hosts")
+
+
 def read_yaml(path: str | Path, error: type[Exception]):
     """Parse one YAML file with LineLoader; problems raise `error("file:line: what")`."""
+    check_size(path, error)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte offset {exc.start}: "
+                    f"0x{exc.object[exc.start]:02x})") from None
     try:
+        if "&" in text and "*" in text:  # anchors and aliases: bound what they expand to
+            _check_alias_expansion(text)
         return yaml.load(text, Loader=LineLoader)  # noqa: S506 - LineLoader is a SafeLoader
     except FieldError as exc:
         raise error(f"{path}:{exc.line}: {exc.message}") from None
@@ -113,6 +145,39 @@ def read_yaml(path: str | Path, error: type[Exception]):
         raise error(f"{path}:{mark.line + 1}: YAML error: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: YAML error: {exc}") from None
+
+
+def _check_alias_expansion(text: str) -> None:
+    """FieldError if the aliases of a document would add more than MAX_ALIAS_NODES nodes.
+
+    PyYAML shares the object an alias names, so building the document is cheap; walking it
+    (validation, error messages, building tables) is not: nine levels of nine aliases are 387
+    million nodes. The sizes come from the parser's events, before anything is built.
+    """
+    sizes: dict[str, int] = {}  # anchor -> nodes under it, aliases expanded
+    stack: list[list] = []  # [anchor, nodes] of the open collections
+    added = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, n = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, n = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            anchor, n = None, sizes.get(event.anchor, 1)
+            added += n
+            if added > MAX_ALIAS_NODES:
+                raise FieldError(event.start_mark.line + 1,
+                                 f"YAML aliases expand to more than {MAX_ALIAS_NODES:,} nodes "
+                                 "(an alias bomb?)")
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = n
+        if stack:
+            stack[-1][1] += n
 
 
 Check = Callable[[str, object, int], object]

@@ -56,3 +56,40 @@ def test_implausible_if_tsoffset_is_ignored_with_a_warning(tmp_path):
     with pytest.warns(CaptureWarning, match="implausible if_tsoffset"):
         table = read_packets([path])
     assert int(table.packets["ts_ns"].iloc[0]) == 1_700_000_000_000_000 * 1000
+
+
+def test_netmon_start_time_past_the_int64_range_is_ignored_with_a_warning(tmp_path):
+    # found by the fuzzer: year 65535 made the start time overflow int64 (exit 1)
+    cap = cb.netmon_of(cb.sample_packets(__import__("random").Random(2), 3))
+    cap.start = (65535, 1, 0, 1, 0, 0, 0, 0)
+    path = tmp_path / "future.cap"
+    path.write_bytes(cap.encode())
+    with pytest.warns(CaptureWarning, match="invalid start time"):
+        table = read_packets([path])
+    assert len(table.packets) == 3
+
+
+def test_byte_rows_of_no_offsets_from_a_short_buffer_is_empty():
+    # found by the fuzzer: an empty NetMon frame table over a buffer shorter than a header
+    import numpy as np
+
+    from auditor.capture.records import byte_rows
+
+    assert byte_rows(np.zeros(3, np.uint8), np.zeros(0, np.int64), 20).shape == (0, 20)
+
+
+def test_zip_member_failing_its_crc_keeps_the_records_before_it(tmp_path):
+    # found by the fuzzer: zipfile's BadZipFile (bad CRC-32) escaped as an internal error
+    import zipfile
+
+    data = cb.pcap_of(cb.sample_packets(__import__("random").Random(4), 200)).encode()
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("ring_1.pcap", data)
+    raw = bytearray(path.read_bytes())
+    raw[30 + len("ring_1.pcap") + len(data) - 10] ^= 0xFF  # the last record's bytes
+    path.write_bytes(bytes(raw))
+    res = CliRunner().invoke(cli, ["flows", str(path), "--format", "csv"])
+    assert "internal error" not in res.stderr
+    assert res.exit_code in (0, 2), res.stderr
+    assert "corrupt archive member" in res.stderr and "Bad CRC-32" in res.stderr

@@ -14,6 +14,7 @@ import queue
 import tarfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -58,6 +59,10 @@ class MappedSource:
         self._f.close()
 
 
+# What reading an archive member can raise when the archive is damaged.
+MEMBER_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError)
+
+
 class PlainStream:
     """An uncompressed file object that cannot be mapped (an archive member, a pipe)."""
 
@@ -68,8 +73,12 @@ class PlainStream:
         self.error: str | None = None
 
     def read(self, room: int) -> list[bytes]:
-        """About `room` more bytes, as parts; [] at the end."""
-        data = self._f.read(room)
+        """About `room` more bytes, as parts; [] at the end (or at damage, with `error` set)."""
+        try:
+            data = self._f.read(room)
+        except MEMBER_ERRORS as exc:  # a zip member failing its CRC, a cut tar, ...
+            self.error, self.eof = f"corrupt archive member ({exc})", True
+            return []
         if not data:
             self.eof = True
             return []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import tarfile
+import zipfile
 import zlib
 from typing import BinaryIO
 
@@ -224,14 +226,14 @@ class Inflater:
             if getattr(d, "eof", False):  # end of one member: another may follow
                 rest = bytes(self._pending)
                 if not rest.strip(b"\0"):
-                    rest = self._f.read(INPUT_BYTES)
+                    rest = self._input()
                     if not rest.strip(b"\0"):  # trailing zero padding (tape blocks) ends it too
                         self.eof = True
                         break
                 self._pending, self._d, self._fed = memoryview(rest), self._codec.new(), False
                 continue
             if not self._pending and self._codec.wants_input(d):
-                self._pending = memoryview(self._f.read(INPUT_BYTES))
+                self._pending = memoryview(self._input())
                 if not self._pending:
                     self.eof = True
                     if self._fed:
@@ -249,6 +251,14 @@ class Inflater:
                 parts.append(out)
                 room -= len(out)
         return parts
+
+    def _input(self) -> bytes:
+        """The next compressed bytes; b"" (with `error` set) if the archive member is damaged."""
+        try:
+            return self._f.read(INPUT_BYTES)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+            self.error, self._fed = f"corrupt archive member ({exc})", False
+            return b""
 
     def tell(self) -> int:
         """Compressed bytes read from the file so far."""

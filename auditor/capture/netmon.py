@@ -105,7 +105,8 @@ class NetmonWalker:
         year, month, _, day, hour, minute, sec, msec = struct.unpack_from("<8H", head, 8)
         try:
             secs = calendar.timegm((year, month, day, hour, minute, sec))
-            if not (1 <= month <= 12 and 1 <= day <= 31):
+            # beyond about year 2262 the ns no longer fit the int64 timestamps
+            if not (1 <= month <= 12 and 1 <= day <= 31) or abs(secs) > 1 << 33:
                 raise ValueError
         except (ValueError, OverflowError):
             self._r._ignore("invalid start time", 8, f"{year}-{month}-{day} {hour}:{minute}:{sec} "

@@ -75,7 +75,11 @@ class RecordReader:
                 "no such member" if isinstance(exc, KeyError) else str(exc))
             raise CaptureError(f"{self.path}: cannot open ({why})") from None
         try:
-            head = f.read(formats.SNIFF_BYTES)
+            try:
+                head = f.read(formats.SNIFF_BYTES)
+            except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+                raise CaptureError(f"{self.path}: corrupt archive member at byte offset 0 "
+                                   f"({exc})") from None
             if not head:
                 raise CaptureError(f"{self.path}: empty file (no bytes at offset 0)")
             self.compression = formats.compression_of(head)

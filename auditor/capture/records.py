@@ -47,6 +47,8 @@ class RecordChunk:
 
 def byte_rows(buf: np.ndarray, off: np.ndarray, width: int) -> np.ndarray:
     """Return the `width` bytes at each offset as an (n, width) array, zero past the buffer end."""
+    if not len(off):  # (and a buffer shorter than width would make the window below negative)
+        return np.zeros((0, width), np.uint8)
     last = len(buf) - width
     if len(off) and off.max() > last:  # rows running off the end: read them from a padded tail
         over = off > last

@@ -14,7 +14,7 @@ from auditor.cli.options import (
     progress_bar,
 )
 from auditor.cli.output import emit, table_text, write_frame
-from auditor.render.text import rpc_text
+from auditor.render.text import printable, rpc_text
 from auditor.schema import FLOW_COLUMNS
 
 
@@ -52,7 +52,7 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     packets = int(frame["src_packets"].sum() + frame["dst_packets"].sum())
     head = (
         f"{len(frame)} flows, {packets} packets from {len(table.files)} file(s): "
-        + ", ".join(f"{f.name} ({f.format}, {f.records} records"
+        + ", ".join(f"{printable(f.name)} ({f.format}, {f.records} records"
                     + (f", {f.non_ip} not IP" if f.non_ip else "")
                     + (f", {sum(f.skipped.values())} skipped" if f.skipped else "")
                     + (f", {f.outside_window} outside --since/--until" if f.outside_window else "")

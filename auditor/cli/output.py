@@ -37,7 +37,7 @@ def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    table = pa.Table.from_pandas(_iso_times(frame), preserve_index=False)
+    table = pa.Table.from_pandas(formula_safe(_iso_times(frame)), preserve_index=False)
     if output is None:
         sink = pa.BufferOutputStream()
         pa_csv.write_csv(table, sink)
@@ -46,6 +46,36 @@ def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:
         with atomic_path(output) as tmp:
             pa_csv.write_csv(table, str(tmp))
         click.echo(f"wrote {output}", err=True)
+
+
+def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells made inert for spreadsheets and terminals (a new frame if any changed).
+
+    A cell a spreadsheet would run as a formula gets a quote in front (as the reports do), and
+    control characters (terminal escape sequences) are shown as \\xNN.
+    """
+    from auditor.render.common import FORMULA_START
+    from auditor.render.text import controls_escaped
+
+    out = None
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype != object and not isinstance(values.dtype, pd.StringDtype):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(bool)
+        controls = text.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(bool)
+        if risky.any() or controls.any():
+            out = frame.copy() if out is None else out
+            fixed = values.astype(object).copy()
+            for i in np.flatnonzero(risky | controls):
+                cell = controls_escaped(str(fixed.iat[i]))
+                fixed.iat[i] = "'" + cell if risky[i] else cell
+            out[col] = fixed.astype(values.dtype)
+    return frame if out is None else out
+
+
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 
 
 def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
@@ -68,5 +98,7 @@ def emit(text: str, output: Path | None) -> None:
 
 def table_text(frame: pd.DataFrame, title: str) -> str:
     """A plain-text rendering of a small frame under a title."""
-    body = frame.to_string(index=False) if not frame.empty else "(none)"
+    from auditor.render.text import printable
+
+    body = frame.map(printable).to_string(index=False) if not frame.empty else "(none)"
     return f"{title}\n{body}\n"

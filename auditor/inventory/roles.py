@@ -23,6 +23,7 @@ from auditor.yamlcheck import (
     LineMap,
     check_fields,
     check_roles,
+    check_size,
     check_text,
     read_yaml,
 )
@@ -95,6 +96,9 @@ def _check_addresses(field: str, value: object, line: int) -> tuple[str, ...]:
     out = []
     for item, item_line in zip(items, lines, strict=True):
         ip = normal_ip(item) if isinstance(item, str) else None
+        if ip is not None and "%" in ip:  # captures carry no zone id, so it could never match
+            raise FieldError(item_line, f"address {item!r} has an IPv6 zone id; captures do not "
+                                        "carry one: write the address without it")
         if ip is None:
             raise FieldError(item_line, f"bad address {item!r}")
         out.append(ip)
@@ -197,6 +201,7 @@ _CSV_COLUMNS = ("name", "address", "cidr", "roles", "version")  # version option
 
 def _load_csv_inventory(path: str) -> Inventory:
     """CSV with columns name,address,cidr,roles (roles ';'-separated); one of address/cidr."""
+    check_size(path, InventoryError)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)

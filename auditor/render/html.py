@@ -28,6 +28,7 @@ from auditor.render.common import (
     summary_rows,
 )
 from auditor.render.plots import format_bytes
+from auditor.render.text import controls_escaped
 
 SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("rules", "Rules"),
             ("rpc", "Dynamic RPC"), ("hosts", "Hosts"), ("captures", "Captures"))
@@ -40,7 +41,7 @@ _ROLE_LISTS = ("source", "destination", "roles", "interfaces", "captures")
 def esc(value) -> str:
     """Escape any value for HTML text or a quoted attribute."""
     value = plain(value)
-    return html.escape("" if value is None else str(value), quote=True)
+    return html.escape(controls_escaped("" if value is None else str(value)), quote=True)
 
 
 def _asset(name: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from auditor.atomic import write_text
 from auditor.audit.verdicts import AuditResult
 from auditor.render.common import capture_rows, missing_rules, plain, roles_with_versions, summary_rows
+from auditor.render.text import printable
 
 # Escaped in Markdown text: what could start code, emphasis, links, HTML, entities or break the
 # table; '_' only at word edges (inside words it is never emphasis, and host names are full of it).
@@ -19,7 +20,7 @@ _MD_SPECIAL = re.compile(r"[\\`*\[\]<|~]|&(?=#?\w+;)|(?<![A-Za-z0-9])_|_(?![A-Za
 def md_text(value) -> str:
     """Text for a Markdown table cell: specials backslash-escaped, newlines flattened."""
     text = "" if plain(value) is None else str(plain(value))
-    text = re.sub(r"\s*[\r\n]+\s*", " ", text)
+    text = printable(re.sub(r"\s*[\r\n]+\s*", " ", text))
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(), text)
 
 
@@ -28,7 +29,7 @@ def md_code(value) -> str:
     text = "" if plain(value) is None else str(plain(value))
     if not text:
         return ""
-    text = re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
+    text = printable(re.sub(r"[\r\n]+", " ", text)).replace("|", "\\|")
     fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"

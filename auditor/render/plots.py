@@ -14,6 +14,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from auditor.audit.verdicts import without_control_messages
 from auditor.render.diagram_layout import ROLE_ORDER, role_sort_key
+from auditor.render.text import printable
 
 __all__ = [
     "ROLE_ORDER",
@@ -259,7 +260,7 @@ def _host_table(flows: pd.DataFrame) -> pd.DataFrame:
         bytes=("bytes", "sum"),
     )
     names = hosts["name"].where(hosts["name"] != "", hosts.index.to_series())
-    hosts["label"] = names + " [" + hosts["role"] + "]"
+    hosts["label"] = (names + " [" + hosts["role"] + "]").map(printable)  # no control glyphs
     return hosts
 
 

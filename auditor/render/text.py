@@ -70,6 +70,15 @@ def _host(name: str, ip: str, role: str, version: str = "") -> str:
     return f"{printable(name)} ({where})" if name else (f"{ip} ({version})" if version else ip)
 
 
+_CONTROLS = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
+_CONTROL_ESCAPES = str.maketrans({c: f"\\x{ord(c):02x}" for c in _CONTROLS if c not in "\t\n\r"})
+
+
+def controls_escaped(text: str) -> str:
+    """C0/C1 control characters (not tab or newlines) as visible \\xNN: for files, not terminals."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 def printable(text: object) -> str:
     """Escape what a terminal would interpret: capture strings may carry control sequences."""
     text = str(text)

@@ -145,10 +145,10 @@ class Pcap:
         return head + b"".join(r.encode(o) for r in self.records)
 
 
-def ng_option(code: int, value: bytes, length: int | None = None) -> bytes:
-    """One pcapng option (length may lie), padded to 32 bits."""
+def ng_option(code: int, value: bytes, length: int | None = None, o: str = "<") -> bytes:
+    """One pcapng option (length may lie), padded to 32 bits, in byte order o."""
     n = len(value) if length is None else length
-    return struct.pack("<HH", code & 0xFFFF, n & 0xFFFF) + value + b"\0" * (-len(value) % 4)
+    return struct.pack(o + "HH", code & 0xFFFF, n & 0xFFFF) + value + b"\0" * (-len(value) % 4)
 
 
 @dataclass
@@ -159,50 +159,53 @@ class Block:
     body: bytes
     length: int | None = None
     trailer: int | None = None
+    o: str = "<"  # the section's byte order
 
     def encode(self) -> bytes:
         pad = b"\0" * (-len(self.body) % 4)
         total = 12 + len(self.body) + len(pad)
         head = self.length if self.length is not None else total
         tail = self.trailer if self.trailer is not None else total
-        return (struct.pack("<II", self.btype & 0xFFFFFFFF, head & 0xFFFFFFFF) + self.body + pad
-                + struct.pack("<I", tail & 0xFFFFFFFF))
+        o = self.o
+        return (struct.pack(o + "II", self.btype & 0xFFFFFFFF, head & 0xFFFFFFFF) + self.body
+                + pad + struct.pack(o + "I", tail & 0xFFFFFFFF))
 
 
-def shb(version=(1, 0), options=b"", magic=0x1A2B3C4D) -> Block:
-    """Section header block (little-endian section)."""
-    body = struct.pack("<IHHq", magic, version[0] & 0xFFFF, version[1] & 0xFFFF, -1) + options
-    return Block(0x0A0D0D0A, body)
+def shb(version=(1, 0), options=b"", magic=0x1A2B3C4D, o="<") -> Block:
+    """Section header block (byte order o)."""
+    body = struct.pack(o + "IHHq", magic, version[0] & 0xFFFF, version[1] & 0xFFFF, -1) + options
+    return Block(0x0A0D0D0A, body, o=o)
 
 
-def idb(linktype=1, snaplen=262_144, options=b"") -> Block:
+def idb(linktype=1, snaplen=262_144, options=b"", o="<") -> Block:
     """Interface description block."""
-    return Block(1, struct.pack("<HHI", linktype & 0xFFFF, 0, snaplen & 0xFFFFFFFF) + options)
+    return Block(1, struct.pack(o + "HHI", linktype & 0xFFFF, 0, snaplen & 0xFFFFFFFF) + options,
+                 o=o)
 
 
 def epb(data: bytes, iface=0, ts=1_700_000_000_000_000, caplen=None, origlen=None,
-        options=b"") -> Block:
+        options=b"", o="<") -> Block:
     """Enhanced packet block (timestamp in the interface's units)."""
     cap = len(data) if caplen is None else caplen
     orig = len(data) if origlen is None else origlen
-    body = struct.pack("<IIIII", iface & 0xFFFFFFFF, (ts >> 32) & 0xFFFFFFFF, ts & 0xFFFFFFFF,
-                       cap & 0xFFFFFFFF, orig & 0xFFFFFFFF) + data
+    body = struct.pack(o + "IIIII", iface & 0xFFFFFFFF, (ts >> 32) & 0xFFFFFFFF,
+                       ts & 0xFFFFFFFF, cap & 0xFFFFFFFF, orig & 0xFFFFFFFF) + data
     if options:
         body += b"\0" * (-len(body) % 4) + options
-    return Block(6, body)
+    return Block(6, body, o=o)
 
 
-def spb(data: bytes, origlen=None) -> Block:
+def spb(data: bytes, origlen=None, o="<") -> Block:
     """Simple packet block."""
     orig = len(data) if origlen is None else origlen
-    return Block(3, struct.pack("<I", orig & 0xFFFFFFFF) + data)
+    return Block(3, struct.pack(o + "I", orig & 0xFFFFFFFF) + data, o=o)
 
 
-def opb(data: bytes, iface=0, ts=1_700_000_000_000_000) -> Block:
+def opb(data: bytes, iface=0, ts=1_700_000_000_000_000, o="<") -> Block:
     """Obsolete packet block (16-bit interface id, 16-bit drops)."""
-    body = struct.pack("<HHIIII", iface & 0xFFFF, 0, (ts >> 32) & 0xFFFFFFFF, ts & 0xFFFFFFFF,
-                       len(data), len(data)) + data
-    return Block(2, body)
+    body = struct.pack(o + "HHIIII", iface & 0xFFFF, 0, (ts >> 32) & 0xFFFFFFFF,
+                       ts & 0xFFFFFFFF, len(data), len(data)) + data
+    return Block(2, body, o=o)
 
 
 @dataclass
@@ -215,12 +218,12 @@ class Pcapng:
         return b"".join(b.encode() for b in self.blocks)
 
 
-def pcapng_of(packets: list[bytes], idb_options=b"", ifaces=1, rng=None) -> Pcapng:
-    """A one-section pcapng of `packets` over `ifaces` Ethernet interfaces."""
-    blocks = [shb()] + [idb(options=idb_options) for _ in range(ifaces)]
+def pcapng_of(packets: list[bytes], idb_options=b"", ifaces=1, rng=None, o="<") -> Pcapng:
+    """A one-section pcapng (byte order o) of `packets` over `ifaces` Ethernet interfaces."""
+    blocks = [shb(o=o)] + [idb(options=idb_options, o=o) for _ in range(ifaces)]
     for i, p in enumerate(packets):
         iface = rng.randrange(ifaces) if rng else 0
-        blocks.append(epb(p, iface=iface, ts=1_700_000_000_000_000 + i * 1000))
+        blocks.append(epb(p, iface=iface, ts=1_700_000_000_000_000 + i * 1000, o=o))
     return Pcapng(blocks)
 
 
@@ -252,3 +255,90 @@ COMPRESSORS = {  # name -> (suffix, compress); the reader is asked which ones it
     "zstd": (".zst", _zstd),
     "lz4": (".lz4", _lz4),
 }
+
+
+# -- NetMon 2.x --------------------------------------------------------------------------------
+
+NETMON_TRAILER = {0: 0, 1: 2, 2: 6}  # minor version -> trailer bytes (3 and on: 15)
+
+
+@dataclass
+class NetmonFrame:
+    """One NetMon frame: header fields may lie about the data."""
+
+    data: bytes
+    ts_us: int = 0
+    origlen: int | None = None
+    caplen: int | None = None
+    media: int = 1
+
+
+@dataclass
+class Netmon:
+    """A NetMon 2.x file: header, frames, then the frame table (offsets may be set to lie)."""
+
+    frames: list[NetmonFrame]
+    minor: int = 3
+    major: int = 2
+    media: int = 1
+    start: tuple = (2024, 3, 2, 5, 9, 0, 0, 0)  # SYSTEMTIME: year, month, weekday, day, h, m, s, ms
+    table: list[int] | None = None  # None: the true offsets
+    table_off: int | None = None
+    table_len: int | None = None
+    cut_table: bool = False  # leave the table out (a capture stopped before it was written)
+
+    def encode(self) -> bytes:
+        trailer = NETMON_TRAILER.get(self.minor, 15)
+        body, offs, pos = [], [], 128
+        for f in self.frames:
+            cap = len(f.data) if f.caplen is None else f.caplen
+            orig = len(f.data) if f.origlen is None else f.origlen
+            tail = struct.pack("<H", f.media & 0xFFFF) + b"\0" * max(0, trailer - 2)
+            rec = (struct.pack("<QII", f.ts_us & (2**64 - 1), orig & 0xFFFFFFFF, cap & 0xFFFFFFFF)
+                   + f.data + tail[:trailer])
+            offs.append(pos)
+            body.append(rec)
+            pos += len(rec)
+        table = offs if self.table is None else self.table
+        blob = b"".join(struct.pack("<I", o & 0xFFFFFFFF) for o in table)
+        t_off = pos if self.table_off is None else self.table_off
+        t_len = len(blob) if self.table_len is None else self.table_len
+        head = bytearray(128)
+        head[:4] = b"GMBU"
+        head[4], head[5] = self.minor & 0xFF, self.major & 0xFF
+        struct.pack_into("<H", head, 6, self.media & 0xFFFF)
+        struct.pack_into("<8H", head, 8, *(v & 0xFFFF for v in self.start))
+        struct.pack_into("<II", head, 24, t_off & 0xFFFFFFFF, t_len & 0xFFFFFFFF)
+        return bytes(head) + b"".join(body) + (b"" if self.cut_table else blob)
+
+
+def netmon_of(packets: list[bytes], minor: int = 3) -> Netmon:
+    """A NetMon 2.x file of Ethernet `packets`, 1 ms apart."""
+    return Netmon([NetmonFrame(p, ts_us=i * 1000) for i, p in enumerate(packets)], minor=minor)
+
+
+# -- classic pcap variants ----------------------------------------------------------------------
+
+PCAP_VARIANTS = {  # name -> (magic, version, extra record-header bytes, extra file-header bytes)
+    "standard": (0xA1B2C3D4, (2, 4), 0, 0),
+    "modified": (0xA1B2CD34, (2, 4), 8, 0),  # Kuznetsov: ifindex, protocol, pkt_type, pad
+    "ss990915": (0xA1B2CD34, (2, 4), 12, 0),
+    "ss990417": (0xA1B2C3D4, (2, 4), 8, 0),
+    "nokia": (0xA1B2C3D4, (2, 4), 4, 0),
+    "ixia": (0x1C0001AC, (2, 4), 0, 4),
+    "aix": (0xA1B2C3D4, (2, 2), 0, 0),  # nanoseconds, RFC 1573 ifType 6 for Ethernet
+    "old_order": (0xA1B2C3D4, (2, 2), 0, 0),  # before 2.3: origlen came before caplen
+}
+
+
+def pcap_variant(packets: list[bytes], variant: str, order: str = "<") -> bytes:
+    """`packets` in one of tshark's pcap layouts (PCAP_VARIANTS)."""
+    magic, version, extra, head_extra = PCAP_VARIANTS[variant]
+    network = 6 if variant == "aix" else 1
+    head = struct.pack(order + "IHHiIII", magic, *version, 0, 0, 262_144, network)
+    out = [head + b"\0" * head_extra]
+    for i, p in enumerate(packets):
+        a, b = len(p), len(p)
+        out.append(struct.pack(order + "IIII", 1_700_000_000 + i, i * 1000, a, b)
+                   + b"\0" * extra + p)
+    return b"".join(out)

@@ -1,10 +1,11 @@
 """Run fuzz cases through the CLI in-process and judge each outcome.
 
 A case passes when `auditor flows FILE` ends with exit 0, or with exit 2 and exactly one
-`auditor: error:` line that names the file and a byte offset; `auditor: warning:` lines may come
-with either. It fails on exit 1 (internal error), any other stderr line (a traceback), an
-exception escaping click, going past the per-case time limit, or a MemoryError (the runner caps
-the address space, so a length trusted from the file shows up as one).
+`auditor: error:` line that names the file and a byte offset (or says the zip/tar directory is
+unreadable); `auditor: warning:` lines may come with either. It fails on exit 1 (internal error),
+any other stderr line (a traceback), an exception escaping click, going past the per-case time
+limit, or a MemoryError (the runner caps the address space, so a length trusted from the file
+shows up as one).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from tests.fuzz.mutators import all_kinds, supported_compressions
 
 OUTCOMES = ("read", "refused", "internal-error", "traceback", "bad-message", "hang", "memory")
 FAILURES = OUTCOMES[2:]
-_OFFSET = re.compile(r"offset \d+")
+# A refusal names a byte offset, except for a zip or tar archive whose directory is unreadable:
+# that is the whole archive, at no one offset.
+_OFFSET = re.compile(r"offset \d+|: (unreadable (zip|tar) archive|archive holds no files)")
 
 
 class CaseTimeout(BaseException):
@@ -45,6 +48,7 @@ class Result:
     outcome: str
     seconds: float
     detail: str = ""
+    deep: bool = False  # ran the whole audit (tshark included), not just `flows`
 
 
 @dataclass
@@ -77,6 +81,10 @@ class Campaign:
         row = [sum(total.values())] + [total[o] for o in OUTCOMES] + [
             f"{max(slow.values(), default=0):.2f}"]
         lines.append(f"{'TOTAL':<{w}} " + " ".join(f"{v:>14}" for v in row))
+        deep = Counter(r.outcome for r in self.results if r.deep)
+        if deep:
+            lines.append(f"of which {sum(deep.values())} ran the whole audit with tshark: "
+                         + ", ".join(f"{deep[o]} {o}" for o in OUTCOMES if deep[o]))
         slowest = max(self.results, key=lambda r: r.seconds, default=None)
         if slowest:
             lines.append(f"slowest case: {slowest.kind} seed {slowest.seed} "
@@ -106,13 +114,19 @@ def judge(exit_code: int, stderr: str, name: str, exc: BaseException | None) -> 
     return "bad-message", f"exit {exit_code}: {errors[:2]}"[:300]
 
 
-def run_case(kind: str, seed: int, mutate, tmp: Path, limit_s: float) -> Result:
-    """Build case (kind, seed), run `auditor flows` on it in-process, judge it."""
+INVENTORY = Path(__file__).resolve().parents[2] / "fixtures" / "pcaps" / "pilot" / "inventory.yaml"
+DEEP_EVERY = 50  # one case in this many runs the whole audit, tshark included
+
+
+def run_case(kind: str, seed: int, mutate, tmp: Path, limit_s: float, deep: bool = False) -> Result:
+    """Build case (kind, seed), run `auditor flows` (deep: `audit`) on it in-process, judge it."""
     rng = random.Random(f"{kind}:{seed}")
     data, suffix = mutate(rng)
     path = tmp / f"case_{seed}{suffix}"
     path.write_bytes(data)
     args = ["flows", str(path), "--format", "csv" if seed % 2 else "json"]
+    if deep:  # reader, flows, tshark's dissection of the selected packets, verdicts, JSON
+        args = ["audit", str(path), "--inventory", str(INVENTORY), "--format", "json"]
     runner = CliRunner()
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, limit_s)
@@ -129,7 +143,7 @@ def run_case(kind: str, seed: int, mutate, tmp: Path, limit_s: float) -> Result:
         signal.signal(signal.SIGALRM, old)
     seconds = time.perf_counter() - t0
     path.unlink()
-    return Result(kind, seed, outcome, seconds, detail)
+    return Result(kind, seed, outcome, seconds, detail, deep)
 
 
 def cap_memory(limit_mb: int) -> None:
@@ -151,7 +165,8 @@ def campaign(cases: int, seed: int, tmp: Path, limit_s: float = 10.0, kinds=None
     out = Campaign()
     for i in range(cases):
         kind = names[i % len(names)]
-        r = run_case(kind, seed + i // len(names), table[kind], tmp, limit_s)
+        r = run_case(kind, seed + i // len(names), table[kind], tmp, limit_s,
+                     deep=i % DEEP_EVERY == DEEP_EVERY - 1)
         out.results.append(r)
         if on_result:
             on_result(r)

@@ -48,6 +48,11 @@ def _packets(rng: random.Random, n=None) -> list[bytes]:
     return cb.sample_packets(rng, n or rng.randint(1, 12))
 
 
+def _order(rng: random.Random) -> str:
+    """A section byte order: big-endian one time in three (the reader's non-native path)."""
+    return ">" if rng.random() < 1 / 3 else "<"
+
+
 def _pick(rng: random.Random, n: int, k: int | None = None) -> list[int]:
     return rng.sample(range(n), min(n, k or rng.randint(1, 3)))
 
@@ -106,11 +111,80 @@ def linktype_payloads(rng):
     return cb.pcap_of(pkts, linktype=lt).encode(), ".pcap"
 
 
+def pcap_variants(rng):
+    """tshark's other pcap layouts (modified, Nokia, IXIA, AIX, pre-2.3), then one field broken."""
+    variant = rng.choice(sorted(cb.PCAP_VARIANTS))
+    data = bytearray(cb.pcap_variant(_packets(rng), variant, _order(rng)))
+    k = rng.randrange(4)
+    if k == 0 and len(data) > 40:  # a record length somewhere in the first records
+        at = rng.randrange(24, min(len(data), 200) - 4)
+        data[at : at + 4] = struct.pack("<I", _u32(rng))
+    elif k == 1:
+        data = data[: rng.randrange(len(data))]
+    elif k == 2:
+        struct.pack_into("<HH", data, 4, _u16(rng), _u16(rng))  # version: picks the layout
+    return bytes(data), ".pcap"
+
+
+# -- NetMon ------------------------------------------------------------------------------------
+
+def netmon_header(rng):
+    """NetMon 2.x header: version, media type, start time, frame-table offset and length."""
+    cap = cb.netmon_of(_packets(rng), minor=rng.choice((0, 1, 2, 3, 4, 255)))
+    for _ in range(rng.randint(1, 3)):
+        k = rng.randrange(6)
+        if k == 0:
+            cap.media = rng.choice((0, 1, 2, 3, 7, 8, 9, 0xE001, 0xE065, 0xE085, 0xFFE0, 0xFFFF,
+                                    rng.getrandbits(16)))
+        elif k == 1:
+            cap.start = tuple(rng.choice((0, 1, 12, 13, 31, 32, 59, 60, 999, 1000, 0xFFFF))
+                              for _ in range(8))
+        elif k == 2:
+            cap.table_off = _u32(rng)
+        elif k == 3:
+            cap.table_len = _u32(rng) if rng.random() < 0.7 else rng.choice((1, 2, 3, 5))
+        elif k == 4:
+            cap.cut_table = True  # stopped before the table was written: walked from byte 128
+        else:
+            cap.major = rng.choice((1, 3, 0xFF))
+    return cap.encode(), ".cap"
+
+
+def netmon_frames(rng):
+    """NetMon frames: caplen/origlen lies, table offsets into nowhere, repeats, media types."""
+    pk = _packets(rng)
+    cap = cb.netmon_of(pk, minor=rng.choice((1, 2, 3)))
+    offs = None
+    for _ in range(rng.randint(1, 3)):
+        f = rng.choice(cap.frames)
+        k = rng.randrange(5)
+        if k == 0:
+            f.caplen = _u32(rng)
+        elif k == 1:
+            f.origlen = _u32(rng)
+        elif k == 2:
+            f.media = rng.choice((0, 1, 7, 0xE001, 0xE08A, 0xFFFE, rng.getrandbits(16)))
+        elif k == 3:
+            f.ts_us = rng.choice((2**63, 2**64 - 1, rng.getrandbits(64)))
+        else:
+            offs = offs or [0] * len(cap.frames)
+            offs[rng.randrange(len(offs))] = _u32(rng)
+    if offs is not None:  # the true offsets, some replaced by lies; or many repeats of one
+        true = [128]
+        for fr in cap.frames[:-1]:
+            true.append(true[-1] + 16 + len(fr.data) + cb.NETMON_TRAILER.get(cap.minor, 15))
+        cap.table = [t if o == 0 else o for t, o in zip(true, offs, strict=True)]
+        if rng.random() < 0.2:
+            cap.table = [true[0]] * rng.choice((1000, 50_000))
+    return cap.encode(), ".cap"
+
+
 # -- pcapng ------------------------------------------------------------------------------------
 
 def ng_block_lengths(rng):
     """Block total length, leading or trailing copy or both: small, unaligned, huge."""
-    cap = cb.pcapng_of(_packets(rng))
+    o = _order(rng)
+    cap = cb.pcapng_of(_packets(rng), o=o)
     for i in _pick(rng, len(cap.blocks)):
         blk = cap.blocks[i]
         which = rng.randrange(3)
@@ -124,30 +198,30 @@ def ng_block_lengths(rng):
 
 def ng_section_header(rng):
     """Section header: byte-order magic, version, a second section in the other byte order."""
-    cap = cb.pcapng_of(_packets(rng))
+    o = _order(rng)
+    cap = cb.pcapng_of(_packets(rng), o=o)
     k = rng.randrange(3)
     if k == 0:
-        cap.blocks[0] = cb.shb(magic=rng.choice((0x4D3C2B1A, 0, rng.getrandbits(32))))
+        cap.blocks[0] = cb.shb(o=o, magic=rng.choice((0x4D3C2B1A, 0, rng.getrandbits(32))))
     elif k == 1:
-        cap.blocks[0] = cb.shb(version=(_u16(rng), _u16(rng)))
-    else:
-        second = cb.pcapng_of(_packets(rng)).encode()
-        # the same section byte-swapped is not trivial to build; a big-endian SHB claiming a
-        # little-endian body tests the reader's re-reading of the length in the new order
-        swapped = bytearray(second)
-        swapped[8:12] = b"\x1a\x2b\x3c\x4d"
-        return cap.encode() + bytes(swapped), ".pcapng"
+        cap.blocks[0] = cb.shb(o=o, version=(_u16(rng), _u16(rng)))
+    else:  # a second section in the other byte order, or one whose magic lies about it
+        other = "<" if o == ">" else ">"
+        second = bytearray(cb.pcapng_of(_packets(rng), o=other).encode())
+        if rng.random() < 0.3:
+            second[8:12] = second[8:12][::-1]
+        return cap.encode() + bytes(second), ".pcapng"
     return cap.encode(), ".pcapng"
 
 
-def _idb_options(rng) -> bytes:
+def _idb_options(rng, o="<") -> bytes:
     opts = b""
     for _ in range(rng.randint(1, 4)):
         code = rng.choice((2, 3, 4, 8, 9, 9, 9, 10, 11, 13, 14, 14, 1, 0, rng.getrandbits(16)))
         if code == 9:  # if_tsresol: every byte value is possible
             value = bytes([rng.randrange(256)])
         elif code == 14:  # if_tsoffset: any int64
-            value = struct.pack("<q", rng.choice((0, 1, -1, 2**62, -(2**63), 2**63 - 1,
+            value = struct.pack(o + "q", rng.choice((0, 1, -1, 2**62, -(2**63), 2**63 - 1,
                                                   rng.getrandbits(63))))
         elif code == 13:  # if_fcslen
             value = bytes([rng.randrange(256)])
@@ -156,23 +230,25 @@ def _idb_options(rng) -> bytes:
         else:
             value = bytes(rng.randrange(256) for _ in range(rng.randint(0, 12)))
         length = None if rng.random() < 0.6 else _u16(rng)
-        opts += cb.ng_option(code, value, length)
+        opts += cb.ng_option(code, value, length, o)
     if rng.random() < 0.7:
-        opts += cb.ng_option(0, b"")
+        opts += cb.ng_option(0, b"", o=o)
     return opts
 
 
 def ng_interface_options(rng):
     """IDB options: if_tsresol, if_tsoffset, if_fcslen, comments, lengths past the block."""
-    cap = cb.pcapng_of(_packets(rng), idb_options=_idb_options(rng))
+    o = _order(rng)
+    cap = cb.pcapng_of(_packets(rng), idb_options=_idb_options(rng, o), o=o)
     return cap.encode(), ".pcapng"
 
 
 def ng_many_options(rng):
     """An IDB carrying a very large number of options (or claiming to)."""
+    o = _order(rng)
     n = rng.choice((1000, 20_000, 100_000))
-    opts = cb.ng_option(9, bytes([rng.randrange(256)])) * n
-    cap = cb.pcapng_of(_packets(rng), idb_options=opts)
+    opts = cb.ng_option(9, bytes([rng.randrange(256)]), o=o) * n
+    cap = cb.pcapng_of(_packets(rng), idb_options=opts, o=o)
     if rng.random() < 0.5:  # ...or one IDB whose length claims a million options' worth
         cap.blocks[1].length = cap.blocks[1].trailer = 16 + 8 * 1_000_000
     return cap.encode(), ".pcapng"
@@ -180,65 +256,72 @@ def ng_many_options(rng):
 
 def ng_interface_ids(rng):
     """Packet blocks naming interfaces that do not exist; many interfaces; IDBs mid-file."""
+    o = _order(rng)
     pk = _packets(rng)
     n_if = rng.choice((1, 2, 3))
-    cap = cb.pcapng_of(pk, ifaces=n_if, rng=rng)
+    cap = cb.pcapng_of(pk, ifaces=n_if, rng=rng, o=o)
     k = rng.randrange(3)
     if k == 0:
         for i in _pick(rng, len(pk)):
-            cap.blocks[1 + n_if + i] = cb.epb(pk[i], iface=_u32(rng))
+            cap.blocks[1 + n_if + i] = cb.epb(pk[i], o=o, iface=_u32(rng))
     elif k == 1:  # 100,000 interfaces (2 MB of IDBs) then packets on the last ones
         many = rng.choice((1000, 100_000))
-        cap.blocks[1:1] = [cb.idb(linktype=rng.choice(_LINKTYPES) & 0xFFFF) for _ in range(many)]
+        cap.blocks[1:1] = [cb.idb(o=o, linktype=rng.choice(_LINKTYPES) & 0xFFFF)
+                           for _ in range(many)]
         for i in range(len(pk)):
-            cap.blocks[1 + many + n_if + i] = cb.epb(pk[i], iface=rng.randrange(many + n_if + 2))
+            cap.blocks[1 + many + n_if + i] = cb.epb(pk[i], o=o,
+                                                     iface=rng.randrange(many + n_if + 2))
     else:
         cap.blocks.insert(rng.randrange(1, len(cap.blocks) + 1),
-                          cb.idb(linktype=rng.choice(_LINKTYPES) & 0xFFFF,
-                                 options=_idb_options(rng)))
+                          cb.idb(o=o, linktype=rng.choice(_LINKTYPES) & 0xFFFF,
+                                 options=_idb_options(rng, o)))
     return cap.encode(), ".pcapng"
 
 
 def ng_packet_lengths(rng):
     """EPB caplen/origlen, SPB original length, OPB: values past the block and 4 GB claims."""
+    o = _order(rng)
     pk = _packets(rng)
-    cap = cb.pcapng_of(pk)
+    cap = cb.pcapng_of(pk, o=o)
     for i in _pick(rng, len(pk)):
         k = rng.randrange(4)
         if k == 0:
-            cap.blocks[2 + i] = cb.epb(pk[i], caplen=_u32(rng))
+            cap.blocks[2 + i] = cb.epb(pk[i], o=o, caplen=_u32(rng))
         elif k == 1:
-            cap.blocks[2 + i] = cb.epb(pk[i], origlen=_u32(rng))
+            cap.blocks[2 + i] = cb.epb(pk[i], o=o, origlen=_u32(rng))
         elif k == 2:
-            cap.blocks[2 + i] = cb.spb(pk[i], origlen=_u32(rng) if rng.random() < 0.7 else None)
+            cap.blocks[2 + i] = cb.spb(pk[i], o=o, origlen=_u32(rng) if rng.random() < 0.7 else None)
         else:
-            cap.blocks[2 + i] = cb.opb(pk[i], iface=_u16(rng) if rng.random() < 0.5 else 0)
+            cap.blocks[2 + i] = cb.opb(pk[i], o=o, iface=_u16(rng) if rng.random() < 0.5 else 0)
     return cap.encode(), ".pcapng"
 
 
 def ng_timestamps(rng):
     """EPB timestamps at the extremes, with odd resolutions and offsets."""
+    o = _order(rng)
     pk = _packets(rng)
     opts = b""
     if rng.random() < 0.7:
-        opts += cb.ng_option(9, bytes([rng.randrange(256)]))
+        opts += cb.ng_option(9, bytes([rng.randrange(256)]), o=o)
     if rng.random() < 0.5:
-        opts += cb.ng_option(14, struct.pack("<q", rng.choice((2**62, -(2**62), 2**63 - 1, -1))))
-    cap = cb.pcapng_of(pk, idb_options=opts)
+        offset = rng.choice((2**62, -(2**62), 2**63 - 1, -1))
+        opts += cb.ng_option(14, struct.pack(o + "q", offset), o=o)
+    cap = cb.pcapng_of(pk, idb_options=opts, o=o)
     for i in _pick(rng, len(pk)):
         ts = rng.choice((0, 1, 2**63, 2**64 - 1, 2**32 - 1, rng.getrandbits(64)))
-        cap.blocks[2 + i] = cb.epb(pk[i], ts=ts)
+        cap.blocks[2 + i] = cb.epb(pk[i], o=o, ts=ts)
     return cap.encode(), ".pcapng"
 
 
 def ng_block_types(rng):
     """Unknown, custom and reserved block types between the packets, some with bodies."""
-    cap = cb.pcapng_of(_packets(rng))
+    o = _order(rng)
+    cap = cb.pcapng_of(_packets(rng), o=o)
     for _ in range(rng.randint(1, 4)):
         btype = rng.choice((4, 5, 7, 8, 9, 10, 0xBAD, 0xBAD | 0x40000000, 0x0A0D0D0A ^ 1,
                             rng.getrandbits(32)))
         body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40, 4)))
-        cap.blocks.insert(rng.randrange(1, len(cap.blocks) + 1), cb.Block(btype, body))
+        cap.blocks.insert(rng.randrange(1, len(cap.blocks) + 1), cb.Block(btype, body, o=o))
     return cap.encode(), ".pcapng"
 
 
@@ -393,6 +476,74 @@ def block_sequences(rng):
     return head + b"".join(seq), src.suffix
 
 
+_MEMBER_NAMES = ("a.pcap", "ring_00001.pcapng", "ring_00002.pcapng", "x.cap", "dir/y.pcap",
+                 "=cmd|calc.pcap", "\x1b[31mred.pcap", "../../etc/evil.pcap", ".hidden.pcap",
+                 "__MACOSX/z.pcap", "noext", "sp ace.pcap", "a" * 300 + ".pcap")
+
+
+def _archive_of(rng, members: list[tuple[str, bytes]], deflate=False) -> tuple[bytes, str]:
+    import io
+    import tarfile
+    import zipfile
+
+    buf = io.BytesIO()
+    if deflate or rng.random() < 0.5:
+        method = zipfile.ZIP_DEFLATED if deflate else rng.choice((zipfile.ZIP_STORED,
+                                                                  zipfile.ZIP_DEFLATED))
+        with zipfile.ZipFile(buf, "w", method) as zf:
+            for name, data in members:
+                zf.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), data)
+        return buf.getvalue(), ".zip"
+    mode, suffix = rng.choice((("w", ".tar"), ("w:gz", ".tar.gz")))
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue(), suffix
+
+
+def archives(rng):
+    """zip and tar(.gz) capture sets: hostile member names, broken members, archive cut or hit."""
+    inner = [k for k in KINDS if k not in ("archives", "archive_bombs", "byte_flips", "cuts")]
+    members = []
+    for _ in range(rng.randint(1, 4)):
+        data, _sfx = KINDS[rng.choice(inner)](rng) if rng.random() < 0.5 else (
+            cb.pcap_of(_packets(rng)).encode(), ".pcap")
+        members.append((rng.choice(_MEMBER_NAMES), data))
+    blob, suffix = _archive_of(rng, members)
+    out = bytearray(blob)
+    k = rng.randrange(4)
+    if k == 0:
+        out = out[: rng.randrange(1, len(out))]
+    elif k == 1:
+        for _ in range(rng.randint(1, 8)):
+            out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out), suffix
+
+
+def archive_bombs(rng):
+    """A small file that inflates a lot: a capture header, then zeros (gzip or zip)."""
+    kind = rng.choice(("pcap", "pcapng", "netmon"))
+    head = {"pcap": cb.pcap_of([]).encode(), "pcapng": cb.pcapng_of([]).encode(),
+            "netmon": cb.netmon_of([]).encode()[:128]}[kind]
+    suffix = {"pcap": ".pcap", "pcapng": ".pcapng", "netmon": ".cap"}[kind]
+    size = (300 << 20) if kind == "netmon" and rng.random() < 0.2 else rng.choice((1, 8, 32)) << 20
+    if rng.random() < 0.5:  # chained gzip members of 16 MB of zeros, ~16 KB each
+        return cb.COMPRESSORS["gzip"][1](head) + _zero_member() * max(1, size >> 24), suffix + ".gz"
+    return _archive_of(rng, [("bomb" + suffix, head + bytes(size))], deflate=True)
+
+
+_ZERO_MEMBER: list[bytes] = []
+
+
+def _zero_member() -> bytes:
+    """A gzip member of 16 MB of zeros (made once)."""
+    if not _ZERO_MEMBER:
+        _ZERO_MEMBER.append(cb.COMPRESSORS["gzip"][1](bytes(16 << 20)))
+    return _ZERO_MEMBER[0]
+
+
 def supported_compressions() -> list[str]:
     """Compressions the reader reads: try a tiny pcap through each one."""
     import tempfile
@@ -446,11 +597,12 @@ def _compressed(name: str) -> Callable:
 
 KINDS: dict[str, Callable] = {
     f.__name__: f for f in (
-        pcap_header, pcap_record_lengths, pcap_timestamps, linktype_payloads,
+        pcap_header, pcap_record_lengths, pcap_timestamps, linktype_payloads, pcap_variants,
+        netmon_header, netmon_frames,
         ng_block_lengths, ng_section_header, ng_interface_options, ng_many_options,
         ng_interface_ids, ng_packet_lengths, ng_timestamps, ng_block_types,
         ipv4_header, ipv6_header, transport_header, vlan_stack, icmp_quotes,
-        byte_flips, cuts, block_sequences,
+        byte_flips, cuts, block_sequences, archives, archive_bombs,
     )
 }
 
