@@ -93,3 +93,30 @@ def test_zip_member_failing_its_crc_keeps_the_records_before_it(tmp_path):
     assert "internal error" not in res.stderr
     assert res.exit_code in (0, 2), res.stderr
     assert "corrupt archive member" in res.stderr and "Bad CRC-32" in res.stderr
+
+
+def test_pcapng_block_claiming_4_gb_in_a_tar_allocates_nothing_of_it(tmp_path):
+    # found by the fuzzer: the claimed length became the size of one read of the archive
+    # member, and BufferedReader.read(n) allocates n bytes first (MemoryError under a cap)
+    import io
+    import subprocess
+    import sys
+    import tarfile
+
+    pk = cb.sample_packets(__import__("random").Random(5), 3)
+    cap = cb.pcapng_of(pk)
+    cap.blocks[-1] = cb.Block(6, cap.blocks[-1].body, length=0xFFFFFFFC)
+    data = cap.encode()
+    path = tmp_path / "set.tar"
+    with tarfile.open(path, "w") as tf:
+        info = tarfile.TarInfo("ring_1.pcapng")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    code = ("import resource, warnings; warnings.simplefilter('ignore');"
+            "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.RLIM_INFINITY));"
+            "from auditor import read_packets;"
+            f"print(len(read_packets([{str(path)!r}]).packets))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # under a 3 GB address-space cap: a 4 GB read fails
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["2"]

@@ -59,6 +59,7 @@ class MappedSource:
         self._f.close()
 
 
+READ_PIECE = 16 << 20  # bytes asked of an archive member at a time
 # What reading an archive member can raise when the archive is damaged.
 MEMBER_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError)
 
@@ -75,7 +76,14 @@ class PlainStream:
     def read(self, room: int) -> list[bytes]:
         """About `room` more bytes, as parts; [] at the end (or at damage, with `error` set)."""
         try:
-            data = self._f.read(room)
+            # in pieces: BufferedReader.read(n) allocates n bytes first, and room may come
+            # from a length the file claims
+            parts, data = [], b"x"
+            while room > 0 and data:
+                data = self._f.read(min(room, READ_PIECE))
+                parts.append(data)
+                room -= len(data)
+            data = b"".join(parts)
         except MEMBER_ERRORS as exc:  # a zip member failing its CRC, a cut tar, ...
             self.error, self.eof = f"corrupt archive member ({exc})", True
             return []

@@ -112,7 +112,8 @@ class PcapngWalker:
             status = FULL if pos <= size - 12 else MORE
         if pos > size:  # the fast path's last block runs past the buffer
             pos = offs.pop()
-            r._need = int(buf[pos + 4 : pos + 8].view(self._sec_order + "u4")[0])
+            # untrusted: a stream window is grown to it, so no more than a block can be
+            r._need = min(int(buf[pos + 4 : pos + 8].view(self._sec_order + "u4")[0]), MAX_BLOCK)
             status = MORE
         r._pos = r._src.base + pos
         if not offs:
