@@ -163,16 +163,17 @@ class StreamSource:
 
     def read_all(self, limit: int) -> None:
         """Pull the rest of the stream into the window (formats that seek, like NetMon)."""
-        parts = [self.buf[: len(self.buf)].copy()]
-        total = len(parts[0])
-        while not self.eof and total <= limit:
+        # One growing bytearray (realloc in place), not parts joined at the end: joining needs
+        # twice the stream's size at once, 2 GB for a NetMon bomb inflating to the limit.
+        data = bytearray(self.buf[: len(self.buf)].tobytes())
+        self.buf = None
+        while not self.eof and len(data) <= limit:
             got = self.read(WINDOW)
             if not got:
                 self.eof = True
-            parts.extend(np.frombuffer(p, np.uint8) for p in got)
-            total += sum(len(p) for p in got)
-        self.buf = None
-        self.buf = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            for part in got:
+                data += part
+        self.buf = np.frombuffer(data, np.uint8)
 
     def release(self, pos: int) -> None:
         """Nothing to release: the window is replaced as it slides."""
