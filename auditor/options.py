@@ -25,17 +25,21 @@ class RpcOptions:
 
     # Flows are sampled round-robin over clients: every client's first flow, then every client's
     # second, ..., so one chatty client cannot crowd out the others.
-    epm_flows_per_client: int = 4  # EPM conversations per (client, server, file): first ones + last
-    epm_flows_per_server: int = 100
-    epm_packets: int = 16  # payload packets per EPM conversation
-    bind_flows_per_client: int = 4  # flows with a bind per (client, server port, file)
-    bind_flows_per_port: int = 16  # ... and per (server port, file)
+    # Every payload packet of every EPM conversation is read by default (None = no cap): one
+    # conversation may carry hundreds of lookups, each reply naming a port. Setting a cap makes
+    # discovery warn when it leaves something unread.
+    epm_flows_per_client: int | None = None  # EPM conversations per (client, server, file)
+    epm_flows_per_server: int | None = None
+    epm_packets: int | None = None  # payload packets per EPM conversation
+    bind_flows_per_client: int | None = 4  # flows with a bind per (client, server port, file)
+    bind_flows_per_port: int | None = 16  # ... and per (server port, file)
     bind_packets: int = 4  # bind, bind_ack and a spare segment each way
-    cl_flows_per_port: int = 2  # connectionless RPC flows per (server, port)
-    max_packets: int = 4000  # cap on RPC packets given to tshark (a warning says what was cut)
+    cl_flows_per_port: int | None = 2  # connectionless RPC flows per (server, port)
+    max_packets: int | None = 4000  # cap on RPC packets given to tshark (a warning says what
+    # was cut; None = no cap, `--rpc-packets all`)
     names: bool = True  # also dissect DNS, SMTP, NBNS and Kerberos for host names
-    max_name_packets: int = 600  # cap on name packets (silent: names are a best effort; each
-    # packet costs tshark ~0.2 ms, and a few DNS answers per client name every server)
+    max_name_packets: int | None = 600  # cap on name packets (each packet costs tshark ~0.2 ms,
+    # and a few DNS answers per client name every server; a warning says what was cut)
     name_flows: int = 200  # SMTP, NBNS and Kerberos flows each
     name_flows_per_client: int = 1
     dns_flows_per_client: int = 3  # DNS fills what the other name sources leave of the cap
@@ -43,6 +47,14 @@ class RpcOptions:
     infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
     tshark_timeout_s: float = 30.0  # watchdog: tshark is stopped after this many seconds...
     tshark_timeout_per_packet_s: float = 0.02  # ...plus this much per packet handed to it
+
+
+def unlimited_rpc_options(**changes) -> RpcOptions:
+    """RpcOptions with every sampling cap and budget lifted (`--rpc-packets all`)."""
+    return RpcOptions(**{"epm_flows_per_client": None, "epm_flows_per_server": None,
+                         "epm_packets": None, "bind_flows_per_client": None,
+                         "bind_flows_per_port": None, "cl_flows_per_port": None,
+                         "max_packets": None, "max_name_packets": None, **changes})
 
 
 @dataclass(frozen=True)

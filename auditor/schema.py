@@ -225,6 +225,9 @@ RULE_COLUMNS = _table(
     ("versions", "str", "", "Exchange versions the rule is for, ','-separated; empty for any", ","),
     ("source_versions", "str", "", "coexistence: versions of the source end only", ","),
     ("destination_versions", "str", "", "coexistence: versions of the destination end only", ","),
+    ("interfaces", "str", "", "DCE/RPC interfaces the rule documents, ';'-separated (empty: any)",
+     ";"),
+    ("app_protocol", "str", "", "application protocol the flow must show (rtp, sip, ...), else any"),
 )
 
 # catalogue.rule_ports_frame: the match table the audit merges flows against.

@@ -303,6 +303,10 @@ def test_no_two_bundled_rules_claim_the_same_static_port_and_role_pair(bundled):
         same = static[(static["src_role"] == a.src_role) & (static["dst_role"] == a.dst_role)
                       & (static["proto"] == a.proto) & (static["rule_id"] != a.rule_id)]
         hit = same[(same["port_lo"] <= a.port_hi) & (same["port_hi"] >= a.port_lo)]
+        # rules that require different application protocols never claim the same flow
+        apps = {r.id: r.app_protocol for r in bundled.rules}
+        hit = hit[[not (apps[a.rule_id] and apps[b] and apps[a.rule_id] != apps[b])
+                   for b in hit["rule_id"]]]
         assert hit.empty, (a.rule_id, list(hit["rule_id"]))
 
 

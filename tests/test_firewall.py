@@ -187,7 +187,8 @@ def test_design_and_merge_are_deterministic(pilot, catalogue):
     pd.testing.assert_frame_equal(design, design_requests(pilot, catalogue))
     shuffled = design.sample(frac=1, random_state=7).reset_index(drop=True)
     pd.testing.assert_frame_equal(merge_requests(shuffled), merge_requests(design))
-    assert design.iloc[0]["source"] == MBX1  # numeric address order, lowest source first
+    # numeric address order, lowest source first (DC1: its forwarders and external time source)
+    assert design.iloc[0]["source"] == DC1
 
 
 # ---- as built ----

@@ -109,5 +109,5 @@ def test_no_list_column_reaches_json_as_joined_text():
     doc = run_json("catalogue", "--format", "json")
     list_fields = [c.name for c in __import__("auditor.schema").schema.RULE_COLUMNS if c.sep]
     assert set(list_fields) == {"source", "destination", "ports", "versions", "source_versions",
-                                "destination_versions"}
+                                "destination_versions", "interfaces"}
     assert not [s for r in doc for f in list_fields for s in strings(r[f]) if ";" in s]

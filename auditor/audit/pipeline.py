@@ -148,8 +148,9 @@ def audit_observation(seen: Observation, inventory, catalogue,
     options = options or PipelineOptions()
     endpoints = seen.rpc.endpoints if seen.rpc is not None else None
     names = seen.rpc.names if seen.rpc is not None else None
+    binds = seen.rpc.facts.binds if seen.rpc is not None else None
     result = audit_flows(seen.flows, inventory, catalogue, rpc_endpoints=endpoints, names=names,
-                         options=options.audit, prepared=prepared)
+                         options=options.audit, prepared=prepared, rpc_binds=binds)
     if endpoints is None:
         endpoints = empty_frame(RPC_ENDPOINT_COLUMNS)
     return dataclasses.replace(

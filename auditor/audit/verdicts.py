@@ -11,6 +11,7 @@ import pandas as pd
 from auditor.audit.capture_end import cut_off_verdicts, settle_findings, span_summary
 from auditor.audit.filters import display_filter, display_filters
 from auditor.audit.hosts import host_view
+from auditor.audit.rpc_rules import match_flows
 from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
 from auditor.audit.versions import finish, plan_versions, split_flow_roles
 from auditor.audit.why import rule_notes
@@ -66,8 +67,9 @@ def audit_flows(
     names: pd.DataFrame | None = None,
     options: AuditOptions | None = None,
     prepared: PreparedFlows | None = None,
+    rpc_binds: pd.DataFrame | None = None,
 ) -> AuditResult:
-    """Audit a flow table against an inventory and a catalogue."""
+    """Audit a flow table against an inventory and a catalogue (`rpc_binds`: RpcFacts.binds)."""
     from auditor.catalogue.loader import rule_ports_frame
 
     options = options or AuditOptions()
@@ -78,7 +80,7 @@ def audit_flows(
     hosts = plan.qualify_hosts(_with_capture_names(prepared.hosts, names))
     rpc_ports = _rpc_ports(rpc_endpoints)
     match_table = rule_ports_frame(catalogue, rpc_ports, legacy_rpc_range=options.legacy_rpc_range)
-    audited = _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options)
+    audited = _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options, rpc_binds)
     rules = _rule_status(audited, catalogue, inventory, hosts)
     findings = pd.concat(
         [_flow_findings(audited, catalogue), _missing_findings(audited, rules, catalogue,
@@ -140,7 +142,7 @@ def _with_capture_names(hosts: pd.DataFrame, names: pd.DataFrame | None) -> pd.D
     return name_hosts(hosts, names)
 
 
-def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options) -> pd.DataFrame:
+def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options, rpc_binds):
     """Attach names, roles, the matching rule and a verdict to every flow.
 
     Roles and rules depend only on the path (src_ip, dst_ip, proto, dst_port), so they are
@@ -178,12 +180,9 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
     if rpc_endpoints is not None:
         evidenced = np.zeros(len(paths), dtype=bool)
         np.logical_or.at(evidenced, path_id, (out["rpc_evidence"] != "").to_numpy())
-    match = _best_rule(paths, by_ip["roles"], match_table, catalogue, evidenced)
-    default_src = paths["src_ip"].map(by_ip["first_role"])
-    default_dst = paths["dst_ip"].map(by_ip["first_role"])
-    out["rule"] = match["rule"].fillna("").to_numpy()[path_id]
-    out["src_role"] = match["src_role"].fillna(default_src).to_numpy()[path_id]
-    out["dst_role"] = match["dst_role"].fillna(default_dst).to_numpy()[path_id]
+    match = match_flows(out, path_id, paths, by_ip, match_table, catalogue, evidenced,  # rpc_rules
+                        rpc_endpoints, rpc_binds, _best_rule)
+    out[list(match.columns)] = match.to_numpy()  # rule, src_role, dst_role, rpc_interface
     services = {r.id: r.service for r in catalogue.rules}
     by_port = out["dst_port"].astype(np.int64).map(PORT_SERVICES)
     by_port = by_port.where(out["rpc_interface"] == "", "rpc")

@@ -45,7 +45,12 @@ RPC_DYNAMIC = "rpc-dynamic"
 DEFAULT_RPC_RANGE = (49152, 65535)  # Windows Vista / Server 2008 and later (KB929851)
 LEGACY_RPC_RANGE = (1025, 5000)  # Windows 2000 / XP / Server 2003
 
+# Application protocols a rule may require (`app_protocol`), told from the first payload bytes
+# of the flow (auditor/audit/rpc_rules.py): for wide port ranges, where the port says nothing.
+APP_PROTOCOLS = ("rtp", "sip", "dcerpc", "tls", "http")
+
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SERVICE = re.compile(r"[a-z][a-z0-9-]*")
 _CITATION = re.compile(r"\[(S\d+[a-z]?)\]")
 
@@ -105,6 +110,9 @@ class Rule:
     severity: str
     scope: str
     note: str = ""
+    interfaces: tuple[str, ...] = ()  # DCE/RPC interfaces documented (names or UUIDs); () = any
+    interface_source: str = ""  # where the interface list comes from
+    app_protocol: str = ""  # application protocol the flow must show (APP_PROTOCOLS); "" = any
     file: str = ""
     line: int = 0
     versions: tuple[str, ...] = ()  # Exchange versions the rule is for; () = any
@@ -127,6 +135,13 @@ class Rule:
     def rpc_dynamic(self) -> bool:
         """The rule includes the server's dynamic RPC ports."""
         return RPC_DYNAMIC in self.ports
+
+    @property
+    def interface_uuids(self) -> frozenset[str]:
+        """The documented interfaces as lower-case UUIDs (names resolved via rpc_interfaces.csv)."""
+        from auditor.dissect.rpc import interface_uuid
+
+        return frozenset(interface_uuid(name) for name in self.interfaces)
 
     @property
     def defined_at(self) -> str:
@@ -177,6 +192,20 @@ def _check_versions(field: str, value: object, line: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _check_interfaces(field: str, value: object, line: int) -> tuple[str, ...]:
+    """A list of interface names from rpc_interfaces.csv or UUIDs, as written."""
+    from auditor.dissect.rpc import interface_uuid
+
+    if not isinstance(value, LineList) or not value:
+        raise FieldError(line, f"{field} must be a non-empty list of RPC interface names or UUIDs")
+    for item, item_line in zip(value, value.item_lines, strict=True):
+        text = str(item).strip().strip("{}").lower()
+        if not isinstance(item, str) or not (_UUID.fullmatch(text) or interface_uuid(item)):
+            raise FieldError(item_line, f"{field}: {item!r} is neither an interface name from "
+                             "auditor/data/rpc_interfaces.csv nor a UUID")
+    return tuple(dict.fromkeys(str(v) for v in value))
+
+
 # The whole rule format in one table: field -> (required, check).
 _RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "id": (True, pattern(_ID, "letters, digits, '.', '_' or '-'")),
@@ -195,7 +224,24 @@ _RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "versions": (False, _check_versions),
     "source_versions": (False, _check_versions),
     "destination_versions": (False, _check_versions),
+    "interfaces": (False, _check_interfaces),
+    "interface_source": (False, check_text),
+    "app_protocol": (False, choice(APP_PROTOCOLS)),
 }
+
+
+def _check_rpc_fields(values: dict, item: LineMap) -> None:
+    """interfaces need a source and RPC ports (135 or rpc-dynamic)."""
+    if "interfaces" not in values:
+        if "interface_source" in values:
+            raise FieldError(item.key_lines["interface_source"],
+                             "interface_source without interfaces")
+        return
+    line = item.key_lines["interfaces"]
+    if "interface_source" not in values:
+        raise FieldError(line, "interfaces need an interface_source (where the list comes from)")
+    if values["proto"] != "tcp" or not (RPC_DYNAMIC in values["ports"] or 135 in values["ports"]):
+        raise FieldError(line, f"interfaces apply to RPC rules only (tcp ports 135 or {RPC_DYNAMIC})")
 
 
 def _check_citations(field: str, value: object, line: int) -> dict[str, str]:
@@ -231,6 +277,7 @@ def _load_rule(item: object, index: int, line: int, path: str, citations: dict,
         label = f"rule {item['id']!r}"
     try:
         values = check_fields(item, _RULE_SCHEMA, "a rule", line)
+        _check_rpc_fields(values, item)
         if citations:
             for key in _CITATION.findall(values["reference"].source):
                 if key not in citations:
@@ -361,6 +408,8 @@ def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
             ("defined_at", r.defined_at), ("versions", ",".join(r.versions)),
             ("source_versions", ",".join(r.source_versions)),
             ("destination_versions", ",".join(r.destination_versions)),
+            ("interfaces", ";".join(r.interfaces)),
+            ("app_protocol", r.app_protocol),
         ):
             rows[name].append(value)
     return typed_frame(rows, RULE_COLUMNS)

@@ -121,8 +121,21 @@ def inventory_option(required: bool = True):
     )
 
 
+def _rpc_packets(ctx: click.Context, _param, value: str | None):
+    if value is None:
+        return
+    if value != "all" and not (value.isdigit() and int(value) > 0):
+        raise click.BadParameter("a number of packets, or 'all'", param_hint="--rpc-packets")
+    ctx.meta["rpc_packets"] = value
+
+
 def rpc_options(func):
-    """--no-rpc and --legacy-rpc-range."""
+    """--no-rpc, --legacy-rpc-range and --rpc-packets."""
+    func = click.option(
+        "--rpc-packets", metavar="N|all", callback=_rpc_packets, expose_value=False,
+        help="Packets RPC discovery hands to tshark (default 4000); 'all' also reads every "
+             "sampled-out conversation. Warnings say when a limit left something unread.",
+    )(func)
     func = click.option(
         "--legacy-rpc-range", is_flag=True,
         help="Also accept 1025-5000 (Windows 2003) as the dynamic RPC range.",
@@ -142,9 +155,14 @@ def load_catalogues(catalogues, replace):
 
 
 def pipeline_options(no_rpc: bool, legacy_rpc_range: bool):
-    from auditor.options import AuditOptions, PipelineOptions
+    from auditor.options import AuditOptions, PipelineOptions, RpcOptions, unlimited_rpc_options
 
-    return PipelineOptions(audit=AuditOptions(legacy_rpc_range=legacy_rpc_range), rpc=not no_rpc)
+    ctx = click.get_current_context(silent=True)
+    packets = ctx.meta.get("rpc_packets") if ctx is not None else None
+    rpc = (unlimited_rpc_options() if packets == "all" else
+           RpcOptions(max_packets=int(packets)) if packets else RpcOptions())
+    return PipelineOptions(audit=AuditOptions(legacy_rpc_range=legacy_rpc_range), rpc=not no_rpc,
+                           rpc_options=rpc)
 
 
 FINDING_KIND_CHOICES = ("unexpected", "rejected", "unanswered", "missing", "any")

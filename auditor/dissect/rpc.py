@@ -30,7 +30,7 @@ from auditor.dissect.dcerpc import (
     empty_rpc_facts,
 )
 from auditor.dissect.rpc_use import endpoint_use
-from auditor.dissect.select import EPM_PORTS, _bind_like, _name_plan, _rows, _rpc_plan
+from auditor.dissect.select import EPM_PORTS, LIFT, _bind_like, _name_plan, _rows, rpc_selection
 from auditor.dissect.tshark import TsharkFile, understood, watchdog_s
 from auditor.errors import DissectWarning
 from auditor.flows.build import REGISTERED_SERVICE_PORTS
@@ -77,6 +77,21 @@ def interface_name(uuid: str) -> str:
     return row["name"] if row else ""
 
 
+def interface_uuid(name_or_uuid: str) -> str:
+    """Return the lower-case UUID for an interface name (any case) or a UUID, '' when unknown."""
+    text = str(name_or_uuid).strip().strip("{}")
+    if text.lower() in _interfaces():
+        return text.lower()
+    if len(text) == 36 and text.count("-") == 4:
+        return text.lower()
+    return _uuids_by_name().get(text.lower(), "")
+
+
+@lru_cache(maxsize=1)
+def _uuids_by_name() -> dict[str, str]:
+    return {row["name"].lower(): uuid for uuid, row in _interfaces().items()}
+
+
 # --- discovery ------------------------------------------------------------------------------------
 
 
@@ -91,15 +106,15 @@ def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarr
     fatal (the audit turns it into a DissectWarning and goes on).
     """
     options = options or RpcOptions()
-    rows, cut = _rows(table, flows, labels, _rpc_plan(table, flows, labels, options),
-                      options.max_packets)
-    notes: list[str] = []
-    if cut:
-        notes.append(f"RPC discovery dissected {len(rows)} packets and skipped {cut} flows "
-                     f"(RpcOptions.max_packets={options.max_packets})")
+    selection = rpc_selection(table, flows, labels, options)
+    rows, notes = selection.rows, list(selection.notes)
     if options.names:
-        name_rows, _ = _rows(table, flows, labels, _name_plan(flows, options),
-                             options.max_name_packets)
+        name_rows, name_cut = _rows(table, flows, labels, _name_plan(flows, options),
+                                    options.max_name_packets)
+        if name_cut:
+            notes.append(f"host naming stopped at its budget of {options.max_name_packets} "
+                         f"packets and left {sum(name_cut.values())} DNS, SMTP, NetBIOS or "
+                         f"Kerberos flows unread; {LIFT}")
         rows = np.union1d(rows, name_rows)
     facts, names = empty_rpc_facts(), empty_frame(HOST_NAME_COLUMNS)
     timeout_s = watchdog_s(len(rows), options.tshark_timeout_s,

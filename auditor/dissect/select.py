@@ -22,8 +22,7 @@ def select_rpc_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
                     options: RpcOptions | None = None) -> np.ndarray:
     """Return the packet rows tshark needs for RPC discovery (EPM, binds, connectionless RPC)."""
     options = options or RpcOptions()
-    return _rows(table, flows, labels, _rpc_plan(table, flows, labels, options),
-                 options.max_packets)[0]
+    return rpc_selection(table, flows, labels, options).rows
 
 
 def select_name_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
@@ -38,14 +37,43 @@ class _Pick:
     """Flows to dissect and which of their payload packets to take."""
 
     flow_ids: np.ndarray
-    packets: int  # payload packets per flow
+    packets: int | None  # payload packets per flow (None: every one)
     from_bind: bool = False  # count from each bind-like PDU instead of from the flow's start
+    what: str = ""  # what these flows are, for the warning when the budget cuts them
 
 
-def _first_per(frame: pd.DataFrame, keys: list[str], n: int, last: bool = False) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Selection:
+    """Packet rows for tshark, and one plain-words line per cap that left something unread."""
+
+    rows: np.ndarray
+    notes: tuple[str, ...] = ()
+
+
+LIFT = "run with --rpc-packets all (or a larger number) to read them"
+
+
+def rpc_selection(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
+                  options: RpcOptions | None = None) -> Selection:
+    """The RPC packet rows within the budget, with a note for every cap that was hit."""
+    options = options or RpcOptions()
+    plan, notes = _rpc_plan_noted(table, flows, labels, options)
+    rows, cut = _rows(table, flows, labels, plan, options.max_packets)
+    if cut:
+        notes.append(f"RPC discovery stopped at its budget of {options.max_packets} packets and "
+                     f"left {_cut_words(cut)} unread; {LIFT}")
+    return Selection(rows, tuple(notes))
+
+
+def _cut_words(cut: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in cut.items() if n)
+
+
+def _first_per(frame: pd.DataFrame, keys: list[str], n: int | None,
+               last: bool = False) -> pd.DataFrame:
     """The first n flows (by first_seen) of each group; with last=True, n-1 first plus the last."""
-    if frame.empty:
-        return frame
+    if frame.empty or n is None:
+        return frame.sort_values("first_seen", kind="stable")
     frame = frame.sort_values("first_seen", kind="stable")
     grouped = frame.groupby(keys, sort=False, observed=True)
     rank = grouped.cumcount()
@@ -55,8 +83,8 @@ def _first_per(frame: pd.DataFrame, keys: list[str], n: int, last: bool = False)
     return frame[(rank < max(n - 1, 0)) | (from_end == 0)]
 
 
-def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int,
-                 cap_keys: list[str], cap: int, last: bool = False) -> pd.DataFrame:
+def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int | None,
+                 cap_keys: list[str], cap: int | None, last: bool = False) -> pd.DataFrame:
     """Up to per_client flows per client group, then up to cap per cap group taken round-robin."""
     frame = _first_per(frame, client_keys, per_client, last)
     if frame.empty:
@@ -64,6 +92,8 @@ def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int,
     turn = frame.groupby(client_keys, sort=False, observed=True).cumcount()
     frame = frame.assign(_turn=turn.to_numpy()).sort_values(["_turn", "first_seen"],
                                                             kind="stable")
+    if cap is None:
+        return frame.drop(columns="_turn")
     keep = frame.groupby(cap_keys, sort=False, observed=True).cumcount() < cap
     return frame[keep.to_numpy()].drop(columns="_turn")
 
@@ -78,11 +108,29 @@ def _bind_like(head: np.ndarray) -> np.ndarray:
 def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
               o: RpcOptions) -> list[_Pick]:
     """What to dissect for RPC, in priority order."""
+    return _rpc_plan_noted(table, flows, labels, o)[0]
+
+
+def _rpc_plan_noted(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
+                    o: RpcOptions) -> tuple[list[_Pick], list[str]]:
+    """What to dissect for RPC, in priority order, and what the sampling caps left out."""
+    notes: list[str] = []
     tcp, udp = flows["proto"] == "tcp", flows["proto"] == "udp"
     # per capture file too: a service restart between files moves its port
-    epm = flows[tcp & flows["dst_port"].isin(EPM_PORTS)]
-    epm = _round_robin(epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_client,
+    all_epm = flows[tcp & flows["dst_port"].isin(EPM_PORTS)]
+    epm = _round_robin(all_epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_client,
                        ["dst_ip"], o.epm_flows_per_server, last=True)
+    if len(epm) < len(all_epm):
+        notes.append(f"{len(all_epm) - len(epm)} of {len(all_epm)} endpoint-mapper "
+                     "conversations were not read (sampled per client and server); their "
+                     f"replies may name more ports; {LIFT}")
+    if o.epm_packets is not None and len(epm):
+        long = _payload_counts(table, labels, len(flows))[epm["flow_id"].to_numpy()]
+        partial = int((long > o.epm_packets).sum())
+        if partial:
+            notes.append(f"{partial} endpoint-mapper conversations were read only in part (their "
+                         f"first {o.epm_packets} payload packets); later replies may name more "
+                         f"ports; {LIFT}")
     # Flows holding a bind-like PDU anywhere, not only at their start: a capture that begins
     # mid-connection still shows later alter_contexts and their answers.
     pk = table.packets
@@ -90,19 +138,34 @@ def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
                                & (pk["proto"].to_numpy() == 6) & (np.asarray(labels) >= 0))
     has_bind = np.zeros(len(flows), dtype=bool)
     has_bind[np.asarray(labels)[bind_rows]] = True
-    binds = flows[tcp & has_bind & ~flows["dst_port"].isin(EPM_PORTS)]
+    all_binds = flows[tcp & has_bind & ~flows["dst_port"].isin(EPM_PORTS)]
     # a client's connections to one port may each bind another interface: keep several
-    binds = _round_robin(binds, ["dst_ip", "dst_port", "src_ip", "capture"],
+    binds = _round_robin(all_binds, ["dst_ip", "dst_port", "src_ip", "capture"],
                          o.bind_flows_per_client, ["dst_ip", "dst_port", "capture"],
                          o.bind_flows_per_port)
+    if len(binds) < len(all_binds):
+        notes.append(f"{len(all_binds) - len(binds)} of {len(all_binds)} connections holding a "
+                     "DCE/RPC bind were not read (sampled per client and server port); their "
+                     f"interfaces are taken from their port's other evidence; {LIFT}")
     # CL request 04 00 and ping 04 01 ([C706] 12.5), and anything on udp/135
     head = flows["client_payload_head"].to_numpy().astype(np.int64)
     cl_head = ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
-    cl = flows[udp & (cl_head | (flows["dst_port"] == 135))]
-    cl = _first_per(cl, ["dst_ip", "dst_port"], o.cl_flows_per_port)
-    return [_Pick(epm["flow_id"].to_numpy(), o.epm_packets),
-            _Pick(binds["flow_id"].to_numpy(), o.bind_packets, from_bind=True),
-            _Pick(cl["flow_id"].to_numpy(), 2)]
+    all_cl = flows[udp & (cl_head | (flows["dst_port"] == 135))]
+    cl = _first_per(all_cl, ["dst_ip", "dst_port"], o.cl_flows_per_port)
+    if len(cl) < len(all_cl):
+        notes.append(f"{len(all_cl) - len(cl)} of {len(all_cl)} connectionless DCE/RPC flows were "
+                     f"not read (sampled per server port); {LIFT}")
+    return [_Pick(epm["flow_id"].to_numpy(), o.epm_packets, what="endpoint-mapper conversations"),
+            _Pick(binds["flow_id"].to_numpy(), o.bind_packets, from_bind=True,
+                  what="connections with binds"),
+            _Pick(cl["flow_id"].to_numpy(), 2, what="connectionless RPC flows")], notes
+
+
+def _payload_counts(table: PacketTable, labels: np.ndarray, n_flows: int) -> np.ndarray:
+    """Payload packets per flow."""
+    labels = np.asarray(labels, dtype=np.int64)
+    payload = (table.packets["payload_len"].to_numpy() > 0) & (labels >= 0)
+    return np.bincount(labels[payload], minlength=n_flows)
 
 
 def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
@@ -149,8 +212,9 @@ SMB_NAME_PACKETS = 10  # negotiate, session setup (twice each way), then the tre
 
 
 def _rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, plan: list[_Pick],
-          budget: int) -> tuple[np.ndarray, int]:
-    """Packet rows of the planned flows within `budget`, and how many flows the budget cut."""
+          budget: int | None) -> tuple[np.ndarray, dict[str, int]]:
+    """Packet rows of the planned flows within `budget` (None: no limit), and how many flows
+    of each pick's kind the budget cut."""
     labels = np.asarray(labels, dtype=np.int64)
     pk = table.packets
     payload = np.flatnonzero((pk["payload_len"].to_numpy() > 0) & (labels >= 0))
@@ -164,16 +228,18 @@ def _rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray, plan: lis
         picked_order.append(ids)
         picked_rows.append(_flow_rows(payload, labels, head, len(flows), ids, pick))
     if not picked_rows:
-        return np.empty(0, np.int64), 0
+        return np.empty(0, np.int64), {}
     rows = np.concatenate(picked_rows)
     order = np.concatenate(picked_order)
+    kind = np.concatenate([np.full(len(ids), i) for i, ids in enumerate(picked_order)])
     # Budget in priority order; a flow is kept whole or not at all.
     cost = np.bincount(labels[rows], minlength=len(flows))[order]
-    fits = np.cumsum(cost) <= budget
+    fits = np.cumsum(cost) <= (budget if budget is not None else np.inf)
     keep_flow = np.zeros(len(flows), dtype=bool)
     keep_flow[order[fits]] = True
-    cut = int((~fits & (cost > 0)).sum())
-    return np.sort(rows[keep_flow[labels[rows]]]), cut
+    lost = ~fits & (cost > 0)
+    cut = {pick.what or "flows": int((lost & (kind == i)).sum()) for i, pick in enumerate(plan)}
+    return np.sort(rows[keep_flow[labels[rows]]]), {k: v for k, v in cut.items() if v}
 
 
 def _flow_rows(payload: np.ndarray, labels: np.ndarray, head: np.ndarray, n_flows: int,
@@ -191,6 +257,8 @@ def _flow_rows(payload: np.ndarray, labels: np.ndarray, head: np.ndarray, n_flow
     idx = np.arange(len(rows))
     new_flow = np.r_[True, lab[1:] != lab[:-1]]
     flow_start = np.maximum.accumulate(np.where(new_flow, idx, 0))
+    if pick.packets is None:
+        return rows
     if not pick.from_bind:
         return rows[idx - flow_start < pick.packets]
     last_bind = np.maximum.accumulate(np.where(_bind_like(head[rows]), idx, -1))
