@@ -86,7 +86,9 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
     # (protocol, ports, payload packets): what dissect.select's plans take per flow; the
     # per-pair name sources (SMTP, LDAP, TLS, SMB) only from flows `_pair_firsts` may pick
     pair = _pair_firsts(parts, options)
-    wants = [(tcp, EPM_PORTS, options.epm_packets), (tcp & pair, TLS_NAME_PORTS, TLS_NAME_PACKETS),
+    every = np.iinfo(np.int64).max  # epm_packets None: every payload packet of the conversation
+    epm = every if options.epm_packets is None else options.epm_packets
+    wants = [(tcp, EPM_PORTS, epm), (tcp & pair, TLS_NAME_PORTS, TLS_NAME_PACKETS),
              (tcp & pair, (445,), SMB_NAME_PACKETS), (tcp & pair, PAIR_PORTS, names),
              (tcp, (88,), names), (tcp, (53,), two), (udp, (137, 88), names),
              (udp, (135, 389, 138, 5353, 5355, 67, 68, 53), two)]
