@@ -124,3 +124,11 @@ def test_options_module_imports_nothing_heavy():
 @pytest.mark.parametrize("name", auditor.__all__)
 def test_public_api_names_resolve(name):
     assert getattr(auditor, name) is not None
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_init_lists_every_module_of_its_folder(stage):
+    toc = (PACKAGE / stage / "__init__.py").read_text(encoding="utf-8")
+    for module in sorted((PACKAGE / stage).glob("*.py")):
+        if module.name != "__init__.py":
+            assert f"`{module.stem}`" in toc, f"auditor/{stage}/__init__.py does not list {module.stem}"

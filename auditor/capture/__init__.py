@@ -1,13 +1,19 @@
-"""Stage 1, capture files to packet arrays.
+"""Stage 1, capture files to packets: formats, compression and sets, read in chunks.
 
-- `formats`: what a stream is, from its magic bytes (compression, container, ETL).
-- `bytesource`: where the bytes come from (a memory map, a stream, an archive member).
-- `compression`: gzip, zstd, lz4, bzip2 and xz decompressed as a stream.
-- `convert`: formats only tshark's wiretap reads, converted by editcap through a pipe.
-- `records`: the chunk of records every container hands on, and the shared limits.
-- `pcap`, `pcapng`, `netmon`: one container format each, cut into chunks of records.
-- `reader`: opens one capture and drives its format's walker.
-- `sets`: capture sets (folders, globs, several files, zip and tar archives) and time windows.
-- `headers`: link, network and transport headers decoded column-wise for a chunk.
-- `packets`: the packet table, reading a capture set, writing selected packets back out.
+- `bytesource`: Where a capture file's bytes come from: the file memory-mapped whole, or a stream.
+- `compression`: Streamed decompression of gzip, zstd, lz4 (frame), bzip2 and xz, member after
+  member.
+- `convert`: Formats only tshark's wiretap reads (snoop, ERF, NetMon 1.x, NetXRay, ...), via
+  editcap.
+- `formats`: Tell a capture's container and compression from its first bytes, never from its name.
+- `headers`: Decode link, IP and transport headers of a chunk of capture records with numpy.
+- `netmon`: Microsoft Network Monitor 2.x (`.cap` from NetMon 3.x and Message Analyzer exports).
+- `packets`: Read pcap/pcapng captures (optionally gzip-compressed) into vectorised packet arrays.
+- `pcap`: Classic pcap and the variants tshark reads that differ only in record-header layout.
+- `pcapng`: pcapng: sections in either byte order, interfaces with their own link type and
+  resolution.
+- `reader`: Open one capture, tell its compression and format by magic bytes, and read it in chunks.
+- `records`: What every container reader hands on: chunks of packet records, and the limits they
+  obey.
+- `sets`: Capture sets as users send them, and the time window that restricts them.
 """

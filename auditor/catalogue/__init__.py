@@ -1,4 +1,4 @@
-"""The documented paths as data.
+"""The documented paths as data (rules/*.yaml).
 
-- `loader`: `rules/*.yaml` into frozen `Rule`s, their checks and the port match table.
+- `loader`: The reference catalogue: documented Exchange 2010 paths as data (`rules/*.yaml`).
 """

@@ -1,1 +1,10 @@
-"""Execution: stream capture files into flows on one core, every core, a cache or a Dask cluster."""
+"""Running stages 1-2 at scale: per-file partial aggregates, worker processes, cache, Dask.
+
+- `cache`: A cache of each capture file's partial aggregates and candidate packets, as Parquet.
+- `candidates`: The few packets per flow that discovery may hand to tshark, kept while the capture
+  streams.
+- `dask_run`: Read capture files on a Dask cluster (the optional `auditor[dask]` extra).
+- `fileread`: Read one capture file into partial flow aggregates, candidate packets and ICMP quotes.
+- `run`: Captures to flows without a packet table: per file on one core, every core, or a Dask
+  cluster.
+"""

@@ -1,4 +1,8 @@
-"""Stage 2, packets to flows.
+"""Stage 2, packets to flows: splits, sums, orientation from evidence, protocol names.
 
-- `build`: port-reuse and idle splits, per-flow sums, initiator, state and ICMP errors.
+- `build`: Packets to bidirectional flows: initiator, per-direction counts and the TCP outcome.
+- `orient`: Which side of a flow is the client: the handshake, else evidence, else ports, else time.
+- `partial`: Per-flow partial aggregates: fold chunks of packets, merge them associatively, finish
+  the flows.
+- `protocols`: Names of IP protocols and ICMP types, and which destinations are one-to-many.
 """

@@ -1,10 +1,24 @@
 """Stage 5, results to people and machines: one module per output.
 
-- `text`: terminal tables.
-- `json_export`: the versioned audit JSON document.
-- `report`: `write_report` by file suffix; `common`: values the writers share.
-- `html`, `markdown`, `xlsx`: the reports.
-- `verify_text`, `diff_text`: `auditor verify` and `auditor diff` for terminal and Markdown.
-- `zeek`: the flow table as a Zeek conn.log.
-- `plots`: role and host matrices; `diagram` and `diagram_layout`: the role diagram.
+- `common`: Values every report writer shares: plain cells, times, summary and capture rows.
+- `diagram`: The role diagram: Exchange roles as boxes, documented and observed paths as labelled
+  arrows.
+- `diagram_layout`: Geometry of the role diagram: the fixed box layout, arrow routes and label
+  placement.
+- `diff_text`: Terminal and Markdown renderings of the comparison of two audits (`auditor diff`).
+- `html`: The HTML report: one self-contained page with inline PNG plots and a sortable findings
+  table.
+- `json_export`: The audit's JSON contract: a versioned document described by
+  `data/audit-result.schema.json`.
+- `json_tables`: Tables as JSON, and their JSON Schemas, both derived from the columns in
+  `auditor/schema.py`.
+- `markdown`: The Markdown summary for tickets: capture strings escaped or code-quoted.
+- `plots`: Role and host matrices of audited flows; the role diagram lives in
+  `auditor.render.diagram`.
+- `report`: Audit reports: one self-contained HTML page, a Markdown summary for tickets, an Excel
+  workbook.
+- `text`: Plain-text renderings for the terminal: the audit summary and the RPC endpoints.
+- `verify_text`: Terminal and Markdown renderings of a ruleset verification (`auditor verify`).
+- `xlsx`: The Excel workbook: one sheet per table, no capture string ever a formula.
+- `zeek`: The flow table as a Zeek conn.log (TSV with Zeek's header lines), for Zeek and ZAT users.
 """
