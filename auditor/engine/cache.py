@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from auditor import atomic
 from auditor.capture.packets import CaptureFile
 from auditor.engine.fileread import FilePartial
+from auditor.errors import OutputError
 from auditor.options import FlowOptions, RpcOptions
 
 # Bump when decoding, folding or candidate selection changes what an entry holds.
@@ -52,10 +54,11 @@ def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     try:
-        _write_atomic(memo, digest)
-    except OSError as exc:
-        warnings.warn(f"cache {cache_dir}: not written ({exc.strerror or exc})", CacheWarning,
-                      stacklevel=2)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(memo, digest)
+    except (OSError, OutputError) as exc:
+        warnings.warn(f"cache {cache_dir}: not written ({getattr(exc, 'strerror', None) or exc})",
+                      CacheWarning, stacklevel=2)
     return digest
 
 
@@ -113,10 +116,3 @@ def _store(cache_dir: str | os.PathLike, key: str, fp: FilePartial) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
