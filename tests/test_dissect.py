@@ -159,8 +159,10 @@ def test_alter_context_of_a_midstream_connection_is_found():
     assert set(map(tuple, binds[["server_ip", "server_port", "interface_uuid"]].values)) == {
         ("172.16.8.8", 49155, DRSUAPI)}
     assert set(binds["ptype"]) == {"alter_context"}
-    # the capture holds an alter_context_resp (before its request): that one is accepted
-    assert "accepted" in set(binds["result"])
+    # Neither alter_context is answered in the capture. The alter_context_resp of call 6 (frame
+    # 64) answers frame 63, which tshark leaves undecoded after a lost segment; frame 65 is sent
+    # after it (its TCP ack covers frame 64), so that answer is not lent to it.
+    assert set(binds["result"]) == {"unknown"}
 
 
 def _tshark_towers(path: Path) -> set[tuple[str, int, str]]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from packet_factory import ACK, PSH, SYN, pkt, table
-from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, ROOT, RPC, tshark_fields
+from tshark_helpers import CAPTURES, CAS, CLIENT, EMSMDB, NSPI, ROOT, RPC
 
 from auditor import RpcOptions, annotate_flows, discover_endpoints, dynamic_ranges, interface_name
 from auditor.capture.packets import read_packets
@@ -270,19 +270,8 @@ def test_two_days_show_the_rpc_client_access_port_pinned():
 # --- discovery on public captures, checked against tshark -----------------------------------------
 
 
-def _tshark_endpoints(path: Path) -> set[tuple[str, int, str]]:
-    """EPM towers and TCP binds (not those inside SMB pipes) straight from tshark -T fields."""
-    found = set()
-    for src, uuids, ports, ips in tshark_fields(path, "epm && dcerpc.pkt_type == 2", "ip.src",
-                                                "epm.uuid", "epm.proto.tcp_port", "epm.proto.ip"):
-        if ports:
-            for port, uuid, ip in zip(ports.split(","), uuids.split(",")[::2], ips.split(","),
-                                      strict=True):
-                found.add((src if ip == "0.0.0.0" else ip, int(port), uuid))
-    for dst, port, uuids in tshark_fields(path, "dcerpc.cn_bind_to_uuid && !smb2 && !smb",
-                                          "ip.dst", "tcp.dstport", "dcerpc.cn_bind_to_uuid"):
-        found |= {(dst, int(port), uuid) for uuid in uuids.split(",")}
-    return found
+# Endpoints against tshark on every capture: tests/test_rpc_oracle.py (tshark's PDML trees, one
+# tower per element; the flattened `-T fields` lists mis-pair multi-tower replies).
 
 
 @pytest.mark.tshark
@@ -290,12 +279,10 @@ def _tshark_endpoints(path: Path) -> set[tuple[str, int, str]]:
                                   "suricata-verify_bug-5162_input.pcap",
                                   "dcerpc_privacy_krb.pcapng", "dcerpc_msnrpc.pcapng",
                                   "kerberos.pcap", "../midstream/midstream.pcap"])
-def test_endpoints_equal_what_tshark_reports_on_the_whole_file(name):
+def test_complete_evidence_needs_no_inference_and_few_packets(name):
     _, _, found, _ = discovered(CAPTURES / name)
     ep = found.endpoints
-    evidenced = ep[ep["evidence"].isin(["epm", "bind"])]
-    assert triples(evidenced) == _tshark_endpoints(CAPTURES / name)
-    assert len(evidenced) == len(ep)  # nothing inferred where the evidence is complete
+    assert len(ep) and (ep["evidence"] != "inferred").all()
     # every EPM reply (midstream.pcap: one conversation of 64 lookups, 128 payload packets),
     # plus a few packets per bind and the name packets
     assert found.packets < (250 if "midstream" in name else 150)

@@ -235,13 +235,16 @@ def _epm_failure(row: dict, requests: dict) -> dict:
 
 
 class _BindTracker:
-    """Pairs bind/alter_context PDUs with their answers by (TCP stream, call id)."""
+    """Pairs bind/alter_context PDUs with their answers by (TCP stream, call id).
+
+    An answer pairs with the open PDU before it; one with nothing before it answers a PDU the
+    capture lacks or tshark did not decode (a bind in a capture's first segment, after a lost
+    segment: kerberos.pcap), so it is dropped rather than lent to a later PDU of the same call.
+    """
 
     def __init__(self) -> None:
         self._binds: list[dict] = []
         self._open: dict[tuple[int, int], dict] = {}
-        # answers seen before their bind: captures merged from two taps can reorder a pair
-        self._early: dict[tuple[int, int], list[int]] = {}
 
     def bind(self, pkt: _Packet, tree: dict, ptype: int) -> None:
         items = [
@@ -257,23 +260,17 @@ class _BindTracker:
             "results": None,
         }
         self._binds.append(bind)
-        key = (pkt.stream, _int(tree.get("dcerpc.cn_call_id")))
-        early = self._early.pop(key, None)
-        if early is not None and len(early) in (0, len(items)):
-            bind["results"] = early if early else [2] * len(items)
-        else:  # an early answer with another number of results answered some other PDU
-            self._open[key] = bind
+        # a PDU still open under the same key got no answer in the capture: it stays unknown
+        self._open[(pkt.stream, _int(tree.get("dcerpc.cn_call_id")))] = bind
 
     def answer(self, pkt: _Packet, tree: dict, ptype: int) -> None:
-        key = (pkt.stream, _int(tree.get("dcerpc.cn_call_id")))
+        bind = self._open.pop((pkt.stream, _int(tree.get("dcerpc.cn_call_id"))), None)
+        if bind is None:
+            return
         # a bind_nak refuses every context: an empty list stands for "all rejected"
         results = [] if ptype == _BIND_NAK else [
             _int(v) for v in _values(tree, "dcerpc.cn_ack_result")]
-        bind = self._open.pop(key, None)
-        if bind is None:
-            self._early[key] = results
-        else:
-            bind["results"] = results if results else [2] * len(bind["items"])
+        bind["results"] = results if results else [2] * len(bind["items"])
 
     def rows(self) -> list[dict]:
         out = []
