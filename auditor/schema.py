@@ -175,7 +175,7 @@ RULE_STATUS_COLUMNS = _table(
     ("service", "str", "", "service family"),
     ("source", "str", "", "source roles, ';'-separated", ";"),
     ("destination", "str", "", "destination roles, ';'-separated", ";"),
-    ("proto", "str", "", "tcp or udp"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
     ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')", ","),
     ("expected", "bool", "", "a healthy deployment should show it"),
     ("status", "str", "", "observed, missing (expected, both roles present, never seen) or not_applicable"),
@@ -210,7 +210,7 @@ RULE_COLUMNS = _table(
     ("id", "str", "", "rule id; starts with the reference row id (T02-hub-edge-smtp)"),
     ("source", "str", "", "source (initiator) roles, ';'-separated", ";"),
     ("destination", "str", "", "destination (responder) roles, ';'-separated", ";"),
-    ("proto", "str", "", "tcp or udp"),
+    ("proto", "str", "", "tcp, udp, icmp or icmpv6"),
     ("ports", "str", "", "ports as written in the catalogue (e.g. '135,rpc-dynamic')", ","),
     ("service", "str", "", "service family for faceting (smtp, ldap, rpc, ...)"),
     ("description", "str", "", "what the path carries"),
@@ -228,6 +228,8 @@ RULE_COLUMNS = _table(
     ("interfaces", "str", "", "DCE/RPC interfaces the rule documents, ';'-separated (empty: any)",
      ";"),
     ("app_protocol", "str", "", "application protocol the flow must show (rtp, sip, ...), else any"),
+    ("icmp_types", "str", "", "icmp/icmpv6 rules: ICMP type names (echo, unreachable, ...), "
+     "','-separated; empty for any type", ","),
 )
 
 # catalogue.rule_ports_frame: the match table the audit merges flows against.

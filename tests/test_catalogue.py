@@ -54,7 +54,7 @@ RULE_FIELD_ERRORS = {
                       "unknown field 'colour' (allowed: id, source, destination, proto, ports, "
                       "service, description, reference, configurable, expected, severity, scope, "
                       "note*)"),
-    "bad-proto": (5, "    proto: icmp", "proto must be one of tcp, udp, not 'icmp'"),
+    "bad-proto": (5, "    proto: gre", "proto must be one of tcp, udp, icmp, icmpv6, not 'gre'"),
     "port-zero": (6, "    ports: [25, 0]", "port 0 is out of range 1-65535"),
     "port-too-big": (6, "    ports: [65536]", "port 65536 is out of range 1-65535"),
     "reversed-range": (6, "    ports: [5068-5065]", "port range '5068-5065' is reversed"),
@@ -234,12 +234,12 @@ def test_every_bundled_rule_has_a_reference_description_and_known_roles(bundled)
         assert rule.description and rule.configurable, rule.id
         assert rule.reference.status in STATUSES, rule.id
         row = rule.id.split("-")[0]
-        assert re.fullmatch(r"[TCUMAGL]\d\d", row), rule.id
+        assert re.fullmatch(r"[TCUMAGLN]\d\d", row), rule.id
         assert row in rule.reference.source, f"{rule.id}: reference does not name row {row}"
         for key in re.findall(r"\[(S\d+[a-z]?)\]", rule.reference.source):
             assert key in citations, f"{rule.id} cites unknown [{key}]"
         assert set(rule.source) <= set(ROLES) and set(rule.destination) <= set(ROLES)
-        assert rule.ports, rule.id
+        assert rule.ports or rule.proto in ("icmp", "icmpv6"), rule.id
         if rule.rpc_dynamic:
             assert 135 in rule.ports or rule.proto == "udp", f"{rule.id}: RPC rule without 135"
 
@@ -323,3 +323,68 @@ def test_catalogue_frame_reference_column_matches_rules(bundled):
         "Set-DatabaseAvailabilityGroup -ReplicationPort")
     assert frame.loc["M01-dag-logship-seed", "status"] == "CONFIRMED"
     assert isinstance(frame, pd.DataFrame)
+
+
+# ---- ICMP rules: types instead of ports ----
+
+ICMP_RULE = """\
+rules:
+  - id: X02-ping
+    source: client
+    destination: domain_controller
+    proto: icmp
+    icmp_types: [echo, 13]
+    service: icmp
+    description: a test ping rule
+    reference: {source: "X02 [S1]", status: CONFIRMED}
+    configurable: "no"
+    expected: false
+    severity: low
+    scope: strict
+"""
+
+# id -> (line replaced, its new text, line the error names, message after the rule's name)
+ICMP_ERRORS = {
+    "unknown-type": (6, "    icmp_types: [echo, pong]", 6,
+                     "icmp_types: 'pong' is not an icmp type name (one of address-mask, *)"),
+    "icmpv6-name-on-icmp": (6, "    icmp_types: [packet-too-big]", 6,
+                            "icmp_types: 'packet-too-big' is not an icmp type name*"),
+    "type-too-big": (6, "    icmp_types: [256]", 6,
+                     "icmp_types: 256 is not an ICMP type name or a number 0-255"),
+    "empty-types": (6, "    icmp_types: []", 6, "icmp_types must list at least one ICMP type"),
+    "ports-on-icmp": (6, "    ports: [7]", 6,
+                      "an icmp rule has no ports: list icmp_types instead (or omit them for any "
+                      "type)"),
+    "types-on-tcp": (5, "    proto: tcp\n    ports: [25]", 7,
+                     "icmp_types apply to icmp and icmpv6 rules only"),
+}
+
+
+@pytest.mark.parametrize(("line", "new", "at", "message"), ICMP_ERRORS.values(), ids=ICMP_ERRORS)
+def test_bad_icmp_rule_error_names_file_line_and_rule(tmp_path, line, new, at, message):
+    path = write(tmp_path, with_line(ICMP_RULE, line, new))
+    with pytest.raises(CatalogueError) as err:
+        check_catalogue(path)
+    assert fnmatch.fnmatchcase(str(err.value), f"{path}:{at}: rule 'X02-ping': {message}"), (
+        str(err.value))
+
+
+def test_icmp_rule_keeps_type_names_and_shows_them_in_the_catalogue_table(tmp_path):
+    cat = check_catalogue(write(tmp_path, ICMP_RULE))
+    rule = cat.rule("X02-ping")
+    assert (rule.proto, rule.ports, rule.icmp_types) == ("icmp", (), ("echo", "timestamp"))
+    row = catalogue_frame(cat).iloc[0]
+    assert (row["proto"], row["ports"], row["icmp_types"]) == ("icmp", "", "echo,timestamp")
+    # no port rows: ICMP rules are matched by type (auditor/audit/icmp_rules.py)
+    assert rule_ports_frame(cat).empty
+
+
+def test_icmp_rule_without_types_allows_any_type(tmp_path):
+    cat = check_catalogue(write(tmp_path, with_line(ICMP_RULE, 6, "")))
+    assert cat.rule("X02-ping").icmp_types == ()
+
+
+def test_tcp_rule_without_ports_is_still_an_error(tmp_path):
+    path = write(tmp_path, with_line(GOOD_RULE, 6, ""))
+    with pytest.raises(CatalogueError, match=r":2: rule 'X01-test': missing field 'ports'$"):
+        check_catalogue(path)

@@ -312,7 +312,7 @@ def json_records(frame):
         if k == "justified":
             return bool(v)
         if k == "ports":
-            return [int(p) if p.isdigit() else p for p in str(v).split(",")]
+            return [int(p) if p.isdigit() else p for p in str(v).split(",") if p]
         if k in ("service", "rules"):
             return [p for p in str(v).split(";") if p]
         return str(v)

@@ -72,7 +72,9 @@ def test_catalogue_json_gives_roles_and_ports_as_lists():
 def test_firewall_json_validates_with_port_lists():
     doc = run_json("firewall", "--inventory", PILOT / "inventory.yaml", "--format", "json")
     validate(doc, "firewall")
-    assert doc and all(isinstance(r["ports"], list) and r["ports"] for r in doc)
+    # ICMP rules have types, not ports
+    assert doc and all(isinstance(r["ports"], list)
+                       and (r["ports"] or r["proto"] in ("icmp", "icmpv6")) for r in doc)
     assert any(25 in r["ports"] for r in doc)
 
 
@@ -109,5 +111,5 @@ def test_no_list_column_reaches_json_as_joined_text():
     doc = run_json("catalogue", "--format", "json")
     list_fields = [c.name for c in __import__("auditor.schema").schema.RULE_COLUMNS if c.sep]
     assert set(list_fields) == {"source", "destination", "ports", "versions", "source_versions",
-                                "destination_versions", "interfaces"}
+                                "destination_versions", "interfaces", "icmp_types"}
     assert not [s for r in doc for f in list_fields for s in strings(r[f]) if ";" in s]

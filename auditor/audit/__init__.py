@@ -7,6 +7,8 @@
   packets).
 - `host_names`: Which name each address gets in an audit, and where the name came from.
 - `hosts`: The audit's per-host view: one row per address with its traffic and findings.
+- `icmp_rules`: ICMP and ICMPv6 flows against the catalogue's `proto: icmp|icmpv6` rules, by
+  type.
 - `pipeline`: The whole job in one call: captures -> flows -> RPC discovery and names -> audit.
 - `proposed`: Zero-config audit: without an inventory, audit with one proposed from the capture
   itself.

@@ -3,8 +3,8 @@
 Windows hosts talk to groups all day (NBNS and NetBIOS datagrams, LLMNR, mDNS, SSDP, DHCP and
 DHCPv6, IGMP and MLD). Those addresses get a role of their own (`multicast`, `broadcast`,
 `link_local`) before roles from networks and `default_roles` apply, the catalogue's `L` rules
-document the usual ones, and their findings are at most `low`. IGMP and MLD/neighbour discovery
-cannot be catalogue rules (rules are TCP or UDP); they count as local control traffic here.
+document the usual ones, and their findings are at most `low`. IGMP (no ports, no types) and
+MLD/neighbour discovery count as local control traffic here; rule L08 names the ICMPv6 part.
 """
 
 from __future__ import annotations

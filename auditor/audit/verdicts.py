@@ -11,6 +11,7 @@ import pandas as pd
 from auditor.audit.capture_end import cut_off_verdicts, settle_findings, span_summary
 from auditor.audit.filters import display_filter, display_filters
 from auditor.audit.hosts import host_view
+from auditor.audit.icmp_rules import match_icmp
 from auditor.audit.rpc_rules import match_flows
 from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
 from auditor.audit.versions import finish, plan_versions, split_flow_roles
@@ -183,6 +184,7 @@ def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opt
     match = match_flows(out, path_id, paths, by_ip, match_table, catalogue, evidenced,  # rpc_rules
                         rpc_endpoints, rpc_binds, _best_rule)
     out[list(match.columns)] = match.to_numpy()  # rule, src_role, dst_role, rpc_interface
+    out = match_icmp(out, by_ip, catalogue)  # icmp/icmpv6 rules match by type, not port
     services = {r.id: r.service for r in catalogue.rules}
     by_port = out["dst_port"].astype(np.int64).map(PORT_SERVICES)
     by_port = by_port.where(out["rpc_interface"] == "", "rpc")

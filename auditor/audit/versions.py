@@ -130,7 +130,7 @@ def plan_versions(inventory, catalogue) -> VersionPlan:
         src = _qualify(rule.source, _versions_for(rule.source_versions or rule.versions, present))
         dst = _qualify(rule.destination,
                        _versions_for(rule.destination_versions or rule.versions, present))
-        key = (src, dst, rule.proto, rule.ports)
+        key = (src, dst, rule.proto, rule.ports, rule.icmp_types)
         if key in seen:  # the same path from another version's file (AD, clients): once is enough
             src = dst = ()
         seen.add(key)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from auditor.audit.icmp_rules import icmp_rule_notes
+
 _SHOWN = 3  # rules named per finding, then a count
 
 
@@ -16,9 +18,13 @@ def rule_notes(findings: pd.DataFrame, catalogue) -> list[str]:
     """Per flow finding, a suffix for its detail naming the deciding (or missing) rule."""
     cache: dict[tuple[str, int], list] = {}
     rules = list(getattr(catalogue, "rules", ()))
+    icmp = icmp_rule_notes(findings, catalogue, _SHOWN) if "icmp" in findings else {}
     notes = []
-    for documented, proto, port in zip(findings["documented"], findings["proto"],
-                                       findings["dst_port"], strict=True):
+    for pos, (documented, proto, port) in enumerate(zip(
+            findings["documented"], findings["proto"], findings["dst_port"], strict=True)):
+        if pos in icmp:  # ICMP has types, not ports (audit/icmp_rules.py)
+            notes.append(icmp[pos])
+            continue
         if documented or pd.isna(port):
             notes.append("")
             continue

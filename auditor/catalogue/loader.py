@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from auditor.catalogue.icmp import ICMP_PROTOS, check_icmp_fields, check_icmp_types
 from auditor.errors import CatalogueError
 from auditor.schema import RULE_COLUMNS, RULE_PORT_COLUMNS, typed_frame
 from auditor.yamlcheck import (
@@ -37,7 +38,7 @@ BUNDLED_NAME = "exchange2010.yaml"
 BUNDLED = ("exchange2010", "exchange2013", "exchange2016", "coexistence")
 # Exchange versions an inventory host or a catalogue may name (2016 also stands for SE).
 VERSIONS = ("2010", "2013", "2016", "2019")
-PROTOS = ("tcp", "udp")
+PROTOS = ("tcp", "udp") + ICMP_PROTOS
 STATUSES = ("CONFIRMED", "PARTIAL", "UNCONFIRMED")
 SEVERITIES = ("info", "low", "medium", "high")
 SCOPES = ("internal", "strict")
@@ -118,6 +119,7 @@ class Rule:
     versions: tuple[str, ...] = ()  # Exchange versions the rule is for; () = any
     source_versions: tuple[str, ...] = ()  # coexistence: versions of the source end only
     destination_versions: tuple[str, ...] = ()  # coexistence: versions of the destination end
+    icmp_types: tuple[str, ...] = ()  # icmp/icmpv6 rules: type names (echo, ...); () = any type
 
     @property
     def port_ranges(self) -> tuple[tuple[int, int], ...]:
@@ -212,7 +214,7 @@ _RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "source": (True, check_roles),
     "destination": (True, check_roles),
     "proto": (True, choice(PROTOS)),
-    "ports": (True, _check_ports),
+    "ports": (False, _check_ports),  # required for tcp/udp, refused for icmp (catalogue.icmp)
     "service": (True, pattern(_SERVICE, "a lower-case word such as smtp or rpc")),
     "description": (True, check_text),
     "reference": (True, _check_reference),
@@ -227,6 +229,7 @@ _RULE_SCHEMA: dict[str, tuple[bool, Check]] = {
     "interfaces": (False, _check_interfaces),
     "interface_source": (False, check_text),
     "app_protocol": (False, choice(APP_PROTOCOLS)),
+    "icmp_types": (False, check_icmp_types),
 }
 
 
@@ -277,6 +280,7 @@ def _load_rule(item: object, index: int, line: int, path: str, citations: dict,
         label = f"rule {item['id']!r}"
     try:
         values = check_fields(item, _RULE_SCHEMA, "a rule", line)
+        check_icmp_fields(values, item)
         _check_rpc_fields(values, item)
         if citations:
             for key in _CITATION.findall(values["reference"].source):
@@ -409,7 +413,7 @@ def catalogue_frame(cat: Catalogue, role: str | None = None) -> pd.DataFrame:
             ("source_versions", ",".join(r.source_versions)),
             ("destination_versions", ",".join(r.destination_versions)),
             ("interfaces", ";".join(r.interfaces)),
-            ("app_protocol", r.app_protocol),
+            ("app_protocol", r.app_protocol), ("icmp_types", ",".join(r.icmp_types)),
         ):
             rows[name].append(value)
     return typed_frame(rows, RULE_COLUMNS)

@@ -117,7 +117,7 @@ def catalogue(catalogues, replace_catalogue, role, check_file, list_bundled, fmt
     frame = catalogue_frame(load_catalogues(catalogues, replace_catalogue), role)
     if fmt == "table":
         cols = ["id", "source", "destination", "proto", "ports", "service", "expected", "scope",
-                "status", "interfaces", "app_protocol"]
+                "status", "interfaces", "app_protocol", "icmp_types"]
         emit(table_text(frame[cols], f"{len(frame)} rules"), output)
     else:
         write_frame(frame, fmt, output, RULE_COLUMNS)

@@ -18,6 +18,7 @@ from typing import IO
 import pandas as pd
 
 from auditor.atomic import write_bytes, write_text
+from auditor.catalogue.icmp import family_fits
 from auditor.catalogue.loader import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
 from auditor.errors import AuditorError
 from auditor.inventory.roles import normal_ip
@@ -203,6 +204,8 @@ def design_requests(inventory, catalogue, *, rpc_ports: Mapping[str, Sequence[in
             for src, src_name, src_key in sources:
                 if src_key == dst_key and src_key.startswith("host:"):
                     continue  # a host talking to itself crosses no firewall
+                if not family_fits(rule.proto, src, dst):
+                    continue  # icmpv6 between IPv4 hosts (catalogue.icmp)
                 rows.append({
                     "source": src, "source_name": src_name, "destination": dst,
                     "destination_name": dst_name, "proto": rule.proto,
