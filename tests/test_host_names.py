@@ -119,3 +119,31 @@ def test_mdns_and_llmnr_answers_name_hosts_with_their_own_source():
             for r in host_rows(packet({"mdns": [answer], "llmnr": [answer]}))]
     assert rows == [("198.18.10.60", "printer.local", "mdns"),
                     ("198.18.10.60", "printer.local", "llmnr")]
+
+
+def test_srv_owner_split_by_tshark_4_0_into_service_proto_and_name_still_gives_the_dc_hint():
+    # tshark 4.0 (Debian 12) gives an SRV answer's owner as three fields, and no dns.resp.name
+    answer = {"dns.srv.service": "_ldap", "dns.srv.proto": "_tcp",
+              "dns.srv.name": "dc._msdcs.corp.test", "dns.srv.target": "dc1.corp.test"}
+    other = {"dns.srv.service": "_kerberos", "dns.srv.proto": "_tcp",
+             "dns.srv.name": "corp.test", "dns.srv.target": "dc2.corp.test"}
+    rows = [(r["name"], r["hint"]) for r in host_rows(packet({"dns": [answer, other]}))]
+    assert rows == [("dc1.corp.test", "srv-dc:dc1.corp.test")]
+
+
+def test_dhcp_ack_echoing_the_host_name_names_the_client_not_the_server():
+    ack = {"dhcp.type": "2", "dhcp.ip.client": "0.0.0.0", "dhcp.ip.your": "198.18.10.11",
+           "dhcp.option.hostname": "WS1"}
+    request = {"dhcp.type": "1", "dhcp.ip.client": "0.0.0.0", "dhcp.option.hostname": "WS1",
+               "dhcp.option.requested_ip_address": "198.18.10.11"}
+    for tree, src in ((ack, "198.18.1.10"), (request, "0.0.0.0")):
+        rows = [(r["ip"], r["name"]) for r in host_rows(packet({"dhcp": [tree]}, src=src))]
+        assert rows == [("198.18.10.11", "WS1")]
+
+
+def test_workgroup_announcement_names_its_master_browser_not_the_workgroup():
+    announcement = {"browser.command": "0x0c", "browser.server": "PILOT",
+                    "browser.mb_server": "FS1"}
+    rows = [(r["ip"], r["name"], r["source"])
+            for r in host_rows(packet({"browser": [announcement]}, src="198.18.1.70"))]
+    assert rows == [("198.18.1.70", "FS1", "browser")]

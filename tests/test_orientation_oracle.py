@@ -62,6 +62,11 @@ def tshark_claims(path: Path) -> dict[int, tuple[str, int, int]]:
     claims = {}
     for line in out.splitlines():
         row = dict(zip(names, line.split("\t"), strict=False))
+        # an ICMP error quotes the datagram it answers: the quoted request or response says who
+        # started that datagram's flow, not who sends the ICMP message
+        if "1" in row.get("ip.proto", "").split(",")[:1] or (
+                "58" in row.get("ipv6.nxt", "").split(",")[:1]):
+            continue
         says = set()
         udp = bool(row.get("udp.srcport"))
         for v in filter(None, row.get("dcerpc.pkt_type", "").split(",")):

@@ -87,10 +87,20 @@ def _dns_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
             if ip and ptr:
                 yield _row(ip, ptr, "dns")
         if "dns.srv.target" in node:
-            owner = str(node.get("dns.srv.name") or node.get("dns.resp.name") or "").lower()
+            owner = _srv_owner(node)
             target = _name(node["dns.srv.target"])
             if target and owner.startswith("_ldap._tcp.") and "dc._msdcs" in owner:
                 yield _row("", target, "dns", "srv-dc:" + target)
+
+
+def _srv_owner(node: dict) -> str:
+    """An SRV record's owner name: tshark 3.x/4.0 split it into service, proto and the rest
+    (`_ldap`, `_tcp`, `dc._msdcs.corp.test`), later versions give it whole."""
+    parts = [str(node.get(k) or "") for k in ("dns.srv.service", "dns.srv.proto")]
+    rest = str(node.get("dns.srv.name") or node.get("dns.resp.name") or "")
+    if all(parts) and not rest.lower().startswith(parts[0].lower() + "."):
+        rest = ".".join([*parts, rest])
+    return rest.lower()
 
 
 def _reverse_ip(name: str) -> str:
@@ -149,7 +159,10 @@ def _nbns_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
 
 
 def _browser_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
-    name = _name(_first(tree, "browser.server"))
+    # a Domain/Workgroup Announcement (0x0c) names the workgroup in `server`: its sender is the
+    # master browser named in `mb_server`
+    workgroup = _int(_first(tree, "browser.command")) == 0x0C
+    name = _name(_first(tree, "browser.mb_server" if workgroup else "browser.server"))
     if not name:
         return
     dc = any(_int(v) for key in ("browser.server_type.domain_controller",
@@ -275,9 +288,14 @@ def _dhcp_names(pkt: _Packet, tree: dict) -> Iterator[dict]:
     name = _name(_first(tree, "dhcp.option.hostname"))
     if not name:
         return
-    ip = next((str(v) for v in (_first(tree, "dhcp.option.requested_ip_address"),
-                                _first(tree, "dhcp.ip.client"), pkt.src)
-               if v and str(v) != "0.0.0.0"), "")
+    # a server's reply (BOOTREPLY; dnsmasq echoes the client's host name in its ACK) names the
+    # client it leases to, never the server that sends it
+    if _int(_first(tree, "dhcp.type")) == 2:
+        candidates = (_first(tree, "dhcp.ip.your"), _first(tree, "dhcp.ip.client"))
+    else:
+        candidates = (_first(tree, "dhcp.option.requested_ip_address"),
+                      _first(tree, "dhcp.ip.client"), pkt.src)
+    ip = next((str(v) for v in candidates if v and str(v) != "0.0.0.0"), "")
     if ip:
         yield _row(ip, name, "dhcp")
 

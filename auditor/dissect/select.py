@@ -183,7 +183,9 @@ def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
     smtp = flows[tcp & port.isin((25, 587, 2525))]
     # the DC-locator reply and browser announcements name DCs; a pair's first flow is enough
     cldap, browser = flows[udp & (port == 389)], flows[udp & (port == 138)]
-    local = flows[udp & port.isin((5353, 5355, 67, 68))]  # mDNS, LLMNR, DHCP
+    local = flows[udp & port.isin(LOCAL_NAME_PORTS)]  # mDNS, LLMNR, DHCP
+    # a responder's unicast answer is a flow of its own (the query went to a group address)
+    answered = local[local["dst_packets"] > 0]
     ldap = flows[tcp & port.isin((389, 3268))]
     tls = flows[tcp & port.isin(TLS_NAME_PORTS)]
     smb = flows[tcp & (port == 445)]
@@ -195,7 +197,8 @@ def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
         # a client's first Kerberos exchanges: AS (machine account, realm), then TGS (the SPNs)
         _Pick(per_client(flows[port == 88], KERBEROS_NAME_FLOWS).to_numpy(), o.name_packets),
         _Pick(per_client(browser, 1).to_numpy(), 2),
-        _Pick(per_client(local, o.name_flows_per_client).to_numpy(), 2),
+        _Pick(per_pair(answered), 2),
+        _Pick(per_client(local, o.name_flows_per_client).to_numpy(), LOCAL_NAME_PACKETS),
         _Pick(per_pair(ldap), o.name_packets),
         _Pick(per_pair(tls), TLS_NAME_PACKETS),
         _Pick(per_pair(smb), SMB_NAME_PACKETS),
@@ -208,6 +211,10 @@ KERBEROS_NAME_FLOWS = 4  # per client
 # TLS services whose handshake names the server (SNI; certificate subject and SAN)
 TLS_NAME_PORTS = (443, 636, 3269, 465, 993, 995, 5061, 8443)
 TLS_NAME_PACKETS = 8  # ClientHello, ServerHello and the certificate's segments
+# mDNS, LLMNR and DHCP; a host's first flow there: mDNS sends three probes before it announces
+# its names, and every DHCP client shares the one 0.0.0.0:68 -> 255.255.255.255:67 flow
+LOCAL_NAME_PORTS = (5353, 5355, 67, 68)
+LOCAL_NAME_PACKETS = 8
 SMB_NAME_PACKETS = 10  # negotiate, session setup (twice each way), then the tree connect
 
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from auditor.dissect.select import SMB_NAME_PACKETS, TLS_NAME_PACKETS, TLS_NAME_PORTS
+from auditor.dissect.select import (
+    LOCAL_NAME_PACKETS,
+    LOCAL_NAME_PORTS,
+    SMB_NAME_PACKETS,
+    TLS_NAME_PACKETS,
+    TLS_NAME_PORTS,
+)
 from auditor.flows.partial import BIG, CERTAIN, SYN_DECIDES, bind_like
 from auditor.options import RpcOptions
 from auditor.schema import PACKET_COLUMNS, column_names, empty_frame
@@ -91,7 +97,7 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
     wants = [(tcp, EPM_PORTS, epm), (tcp & pair, TLS_NAME_PORTS, TLS_NAME_PACKETS),
              (tcp & pair, (445,), SMB_NAME_PACKETS), (tcp & pair, PAIR_PORTS, names),
              (tcp, (88,), names), (tcp, (53,), two), (udp, (137, 88), names),
-             (udp, (135, 389, 138, 5353, 5355, 67, 68, 53), two)]
+             (udp, LOCAL_NAME_PORTS, LOCAL_NAME_PACKETS), (udp, (135, 389, 138, 53), two)]
     port = np.zeros(len(parts), np.int64)
     for mask, ports, n in wants:
         port = np.where(mask & on(ports), np.maximum(port, n), port)
