@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from auditor.dissect.dcerpc import display_filter_for
 from auditor.dissect.rpc import RpcDiscovery, build_endpoints, discover_endpoints
 from auditor.dissect.rpc_ranges import dynamic_ranges
 from auditor.dissect.tshark import PrestartedTshark
+from auditor.engine import observed as observed_cache
 from auditor.engine.run import EngineReport, stream_flows
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows.orient import apply_endpoints
@@ -46,23 +48,56 @@ def observe(
 ) -> Observation:
     """Read the captures, build flows and (when asked) discover RPC endpoints and host names."""
     options = options or PipelineOptions()
+    key, hit = _from_cache(captures, options)
+    return hit or _observe(captures, options, progress, key)
+
+
+def _observe(captures, options: PipelineOptions, progress, key=None) -> Observation:
     starting = _prestarted_tshark(options) if options.rpc else contextlib.nullcontext()
-    with _passed_on_warnings() as notes, starting as tshark:
+    kinds: list[tuple[str, str]] = []
+    with _passed_on_warnings(kinds) as notes, starting as tshark:
         got = stream_flows(captures, options.flows, options.rpc_options, options.engine, progress)
         table, flows, labels = got.table, got.flows, got.labels
         discovery = _discover(table, flows, labels, options, tshark) if options.rpc else None
         flows, discovery = _second_pass(flows, discovery, options)
-    return Observation(table, flows, labels, discovery, tuple(notes), got.report)
+    seen = Observation(table, flows, labels, discovery, tuple(notes), got.report)
+    _remember(key, seen, kinds, options)
+    return seen
+
+
+def _from_cache(captures, options: PipelineOptions):
+    """(the cache key of these captures and options, their cached Observation or None)."""
+    key = observed_cache.observation_key(captures, options)
+    hit = key and observed_cache.load(options.engine.cache_dir, *key)
+    if not hit:
+        return key, None
+    observed_cache.replay(hit.warnings)
+    report = EngineReport(len(hit.table.files), 0, "local", len(hit.table.files), True)
+    logging.getLogger("auditor.engine").debug("%s; flows and RPC discovery from the cache",
+                                              report.line())
+    return key, Observation(hit.table, hit.flows, hit.labels, hit.rpc,
+                            tuple(dict.fromkeys(m for _, m in hit.warnings)), report)
+
+
+def _remember(key, seen: Observation, kinds, options: PipelineOptions) -> None:
+    """Store an observation whose discovery ran (or was not asked for) under its cache key."""
+    if key is None or (options.rpc and seen.rpc is None) or not seen.engine.streamed:
+        return
+    observed_cache.store(options.engine.cache_dir, key[0], observed_cache.Observed(
+        seen.table, seen.flows, seen.labels, seen.rpc, tuple(kinds)))
 
 
 @contextlib.contextmanager
-def _passed_on_warnings():
-    """Collect the warnings of a block as distinct lines, then hand them on to the caller's filters."""
+def _passed_on_warnings(kinds: list[tuple[str, str]] | None = None):
+    """Collect the warnings of a block as distinct lines, then hand them on to the caller's filters
+    (`kinds` also gets each distinct (category name, line), for the cache)."""
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield notes
     notes.extend(dict.fromkeys(str(w.message) for w in caught))
+    if kinds is not None:
+        kinds.extend(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
@@ -120,10 +155,13 @@ def audit_captures(
         seen = observe(captures, options, progress)
         inventory = proposed_inventory(seen)
         return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory)
-    if not options.rpc:
-        return audit_observation(observe(captures, options, progress), inventory, catalogue, options)
-    with _prestarted_tshark(options) as tshark:
-        seen = observe(captures, dataclasses.replace(options, rpc=False), progress)
+    key, hit = _from_cache(captures, options)
+    if hit is not None or not options.rpc:
+        seen = hit or _observe(captures, options, progress, key)
+        return audit_observation(seen, inventory, catalogue, options)
+    kinds: list[tuple[str, str]] = []
+    with _passed_on_warnings(kinds), _prestarted_tshark(options) as tshark:
+        seen = _observe(captures, dataclasses.replace(options, rpc=False), progress)
         with _passed_on_warnings() as notes, ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options, tshark)
             try:
@@ -138,6 +176,7 @@ def audit_captures(
                 prepared = prepare_flows(flows, inventory)
     seen = dataclasses.replace(seen, flows=flows, rpc=discovery,
                                warnings=seen.warnings + tuple(notes))
+    _remember(key, seen, kinds, options)
     return audit_observation(seen, inventory, catalogue, options, prepared=prepared)
 
 

@@ -5,6 +5,8 @@
   streams.
 - `dask_run`: Read capture files on a Dask cluster (the optional `auditor[dask]` extra).
 - `fileread`: Read one capture file into partial flow aggregates, candidate packets and ICMP quotes.
+- `observed`: A cache of a whole capture set's observation: its finished flows and its RPC
+  discovery.
 - `run`: Captures to flows without a packet table: per file on one core, every core, or a Dask
   cluster.
 """

@@ -76,7 +76,12 @@ def load(cache_dir: str | os.PathLike, key: str, path: str) -> FilePartial | Non
     try:
         meta = json.loads((where / "meta.json").read_text())
         tables = {t: pd.read_parquet(where / f"{t}.parquet") for t in _TABLES}
+    except FileNotFoundError:
+        if where.exists():  # entries appear whole (a rename): this one was damaged since
+            shutil.rmtree(where, ignore_errors=True)
+        return None
     except (OSError, ValueError):
+        shutil.rmtree(where, ignore_errors=True)  # damaged: the next store replaces it
         return None
     info = CaptureFile(**{**meta["info"], "path": str(path), "name": Path(path).name})
     return FilePartial(info=info, **tables, first_ts_ns=meta["first_ts_ns"],

@@ -1,0 +1,211 @@
+"""A cache of a whole capture set's observation: its finished flows and its RPC discovery.
+
+Everything `audit.pipeline.observe` produces depends only on the capture files and the options,
+not on the inventory or the catalogue, so a re-audit with another inventory or catalogue can
+reuse it and run neither the flow merge nor tshark. An entry is keyed by:
+
+- each file's content hash and path as given, in set order (the RPC endpoints' `captures`
+  column and the warnings name the files), through `cache.entry_key`, which adds the reader and flow
+  versions and every flow and RPC option;
+- whether discovery ran, and which tshark did it (its version line, remembered per binary
+  path, size, mtime and inode: an upgraded tshark misses);
+- a hash of auditor's own source (`code_version`): any change to the code that reads,
+  merges or dissects misses, even between releases.
+
+Discovery that failed (tshark missing or broken) is never stored. Entries are written to a
+temp folder and renamed into place, so a reader never sees half an entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from auditor import atomic
+from auditor.capture.packets import CaptureFile, PacketTable
+from auditor.capture.sets import CaptureSet, expand_sources, plan
+from auditor.dissect.dcerpc import RpcFacts
+from auditor.dissect.rpc import RpcDiscovery
+from auditor.engine import cache as cache_mod
+from auditor.errors import AuditorError, OutputError
+from auditor.options import PipelineOptions
+from auditor.schema import ICMP_ERROR_COLUMNS, empty_frame
+
+# Bump when what an entry holds changes shape (the code hash catches changes of behaviour).
+OBSERVATION_VERSION = 1
+_LABEL = "__flow_id"  # the packets' flow labels travel as one more Parquet column
+_FACTS = ("epm", "binds", "dcom", "cl_rpc")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What an entry gives back: the pieces of an `audit.pipeline.Observation`."""
+
+    table: PacketTable
+    flows: pd.DataFrame
+    labels: np.ndarray
+    rpc: RpcDiscovery | None
+    warnings: tuple[tuple[str, str], ...]  # (category name, message), to issue again
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of auditor's Python source and data files: a changed auditor never reuses an entry."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".csv", ".yaml", ".json") and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def tshark_identity(cache_dir: str | os.PathLike) -> str:
+    """tshark's version line, remembered per (path, size, mtime, inode) of its binary; '' if none."""
+    found = shutil.which("tshark")
+    if found is None:
+        return ""
+    real = os.path.realpath(found)
+    st = os.stat(real)
+    stamp = f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+    memo = Path(cache_dir) / "tshark" / hashlib.sha256(stamp.encode()).hexdigest()
+    try:
+        return memo.read_text()
+    except OSError:
+        pass
+    try:
+        out = subprocess.run([real, "-v"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    line = f"{stamp}\0{out.splitlines()[0] if out else ''}"
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(memo, line)
+    except (OSError, OutputError):
+        pass  # the next run asks tshark again
+    return line
+
+
+def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]] | None:
+    """(entry name, files in set order) for a plain set of files, or None when not cacheable.
+
+    Archives and time windows are not cached here (their files are read through the packet
+    table); nor is anything when the cache is off.
+    """
+    cache_dir = options.engine.cache_dir
+    if cache_dir is None:
+        return None
+    if isinstance(captures, CaptureSet) and (captures.since_ns, captures.until_ns) != (None, None):
+        return None
+    try:
+        found = expand_sources(captures)
+        if not found or any(s.member for s in found):
+            return None
+        paths = [Path(s.path) for s in plan(found, None, None)[0]]
+        files = [(str(p), cache_mod.entry_key(cache_mod.content_hash(p, cache_dir),
+                                              options.flows, options.rpc_options)) for p in paths]
+    except (AuditorError, OSError):
+        return None  # reading the set says what is wrong, in one line
+    text = json.dumps({"version": OBSERVATION_VERSION, "code": code_version(), "files": files,
+                       "rpc": options.rpc,
+                       "tshark": tshark_identity(cache_dir) if options.rpc else ""},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:40], paths
+
+
+def replay(notes: tuple[tuple[str, str], ...]) -> None:
+    """Issue a cached observation's warnings again, each in its own category."""
+    from auditor import errors
+
+    kinds = {c.__name__: c for c in vars(errors).values()
+             if isinstance(c, type) and issubclass(c, Warning)}
+    kinds[cache_mod.CacheWarning.__name__] = cache_mod.CacheWarning
+    for category, message in notes:
+        warnings.warn(message, kinds.get(category, UserWarning), stacklevel=3)
+
+
+def _where(cache_dir: str | os.PathLike) -> Path:
+    return Path(cache_dir) / "observations"
+
+
+def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed | None:
+    """The cached observation of a set (its files named after `paths`), or None."""
+    where = _where(cache_dir) / key
+    try:
+        meta = json.loads((where / "meta.json").read_text())
+        flows = pd.read_parquet(where / "flows.parquet")
+        packets = pd.read_parquet(where / "packets.parquet")
+        rpc = None
+        if meta["rpc"] is not None:
+            frames = {t: pd.read_parquet(where / f"{t}.parquet")
+                      for t in ("endpoints", "names", *_FACTS)}
+    except FileNotFoundError:
+        if where.exists():  # entries appear whole (a rename): this one was damaged since
+            shutil.rmtree(where, ignore_errors=True)
+        return None
+    except (OSError, ValueError, KeyError):
+        shutil.rmtree(where, ignore_errors=True)  # damaged: the next store replaces it
+        return None
+    if len(meta["files"]) != len(paths):
+        return None
+    files = tuple(CaptureFile(**{**info, "path": str(p), "name": p.name})
+                  for info, p in zip(meta["files"], paths, strict=True))
+    labels = packets.pop(_LABEL).to_numpy(np.int64)
+    if meta["rpc"] is not None:
+        facts = RpcFacts(**{t: frames[t] for t in _FACTS})
+        rpc = RpcDiscovery(endpoints=frames["endpoints"], facts=facts, names=frames["names"],
+                           packets=meta["rpc"]["packets"],
+                           warnings=tuple(meta["rpc"]["warnings"]))
+    table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
+    notes = tuple((c, m) for c, m in meta["warnings"])
+    return Observed(table, flows, labels, rpc, notes)
+
+
+def store(cache_dir: str | os.PathLike, key: str, seen: Observed) -> None:
+    """Write a set's observation as one entry, atomically; a cache that cannot be written warns."""
+    if seen.table.icmp_errors is not None and len(seen.table.icmp_errors):
+        return  # only streamed sets (no packet table) are cached
+    try:
+        _store(cache_dir, key, seen)
+    except OSError as exc:
+        warnings.warn(f"cache {cache_dir}: not written ({exc.strerror or exc})",
+                      cache_mod.CacheWarning, stacklevel=2)
+
+
+def _store(cache_dir, key, seen: Observed) -> None:
+    root = _where(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        seen.flows.to_parquet(tmp / "flows.parquet", index=False)
+        packets = seen.table.packets.assign(**{_LABEL: np.asarray(seen.labels, np.int64)})
+        packets.to_parquet(tmp / "packets.parquet", index=False)
+        rpc = None
+        if seen.rpc is not None:
+            frames = {"endpoints": seen.rpc.endpoints, "names": seen.rpc.names,
+                      **{t: getattr(seen.rpc.facts, t) for t in _FACTS}}
+            for name, frame in frames.items():
+                frame.to_parquet(tmp / f"{name}.parquet", index=False)
+            rpc = {"packets": int(seen.rpc.packets), "warnings": list(seen.rpc.warnings)}
+        meta = {"files": [dataclasses.asdict(f) for f in seen.table.files], "rpc": rpc,
+                "warnings": [list(w) for w in seen.warnings]}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, root / key)
+        except OSError:  # another run stored it first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
