@@ -7,8 +7,8 @@ reuse it and run neither the flow merge nor tshark. An entry is keyed by:
 - each file's content hash and path as given, in set order (the RPC endpoints' `captures`
   column and the warnings name the files), through `cache.entry_key`, which adds the reader and flow
   versions and every flow and RPC option;
-- whether discovery ran, and which tshark did it (its version line, remembered per binary
-  path, size, mtime and inode: an upgraded tshark misses);
+- whether discovery ran, and which tshark did it (its binary's path, size, mtime and inode:
+  an upgraded tshark misses);
 - a hash of auditor's own source (`code_version`): any change to the code that reads,
   merges or dissects misses, even between releases.
 
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -33,13 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from auditor import atomic
 from auditor.capture.packets import CaptureFile, PacketTable
 from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.dissect.dcerpc import RpcFacts
 from auditor.dissect.rpc import RpcDiscovery
 from auditor.engine import cache as cache_mod
-from auditor.errors import AuditorError, OutputError
+from auditor.errors import AuditorError
 from auditor.options import PipelineOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, empty_frame
 
@@ -71,31 +69,18 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def tshark_identity(cache_dir: str | os.PathLike) -> str:
-    """tshark's version line, remembered per (path, size, mtime, inode) of its binary; '' if none."""
+def tshark_identity() -> str:
+    """Which tshark would dissect: its binary's real path, size, mtime and inode ('' if none).
+
+    A package upgrade replaces the binary (new inode and mtime), so it misses; asking tshark
+    for its version instead would cost a start of tshark (~0.3 s) on every run.
+    """
     found = shutil.which("tshark")
     if found is None:
         return ""
     real = os.path.realpath(found)
     st = os.stat(real)
-    stamp = f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
-    memo = Path(cache_dir) / "tshark" / hashlib.sha256(stamp.encode()).hexdigest()
-    try:
-        return memo.read_text()
-    except OSError:
-        pass
-    try:
-        out = subprocess.run([real, "-v"], capture_output=True, text=True, timeout=30,
-                             check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    line = f"{stamp}\0{out.splitlines()[0] if out else ''}"
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(memo, line)
-    except (OSError, OutputError):
-        pass  # the next run asks tshark again
-    return line
+    return f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
 
 
 def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]] | None:
@@ -120,7 +105,7 @@ def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]
         return None  # reading the set says what is wrong, in one line
     text = json.dumps({"version": OBSERVATION_VERSION, "code": code_version(), "files": files,
                        "rpc": options.rpc,
-                       "tshark": tshark_identity(cache_dir) if options.rpc else ""},
+                       "tshark": tshark_identity() if options.rpc else ""},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:40], paths
 
