@@ -184,8 +184,10 @@ def test_a_cache_key_names_content_and_versions(tmp_path):
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
+    # ":0": a free port. With None the scheduler still serves /metrics on 8787, so a second
+    # cluster on the machine (another test run, a user's dashboard) made this fixture fail.
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster:
+                                  dashboard_address=":0", silence_logs=40) as cluster:
         yield cluster
 
 
