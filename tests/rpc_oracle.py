@@ -13,8 +13,11 @@ import ipaddress
 import lzma
 import re
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +65,16 @@ class Oracle:
                                  if b["transport"] != "smb" and b["result"] != "rejected"}
         keys = {(s, p, proto) for s, p, proto, _ in named}
         return named | {(s, p, "tcp", "") for s, p in self.dcom if (s, p, "tcp") not in keys}
+
+
+@cache
+def oracles() -> dict[Path, Oracle]:
+    """tshark over every repo capture, once per test session; tshark's start-up dominates, so a
+    few run side by side."""
+    captures = repo_captures()
+    with tempfile.TemporaryDirectory(prefix="rpc-oracle-") as tmp, \
+            ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(captures, pool.map(lambda p: read(p, Path(tmp)), captures), strict=True))
 
 
 def read(path: Path, tmp_dir: Path | None = None) -> Oracle:

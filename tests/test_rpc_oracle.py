@@ -10,14 +10,12 @@ test says so next to the assertion.
 from __future__ import annotations
 
 import functools
-import tempfile
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from rpc_oracle import ROOT, Oracle, read, repo_captures
+from rpc_oracle import ROOT, Oracle, oracles, repo_captures
 
 from auditor import RpcOptions, annotate_flows, discover_endpoints, interface_name
 from auditor.capture.packets import read_packets
@@ -32,16 +30,8 @@ BIND_KEY = ["client_ip", "client_port", "server_ip", "server_port", "transport",
             "interface_uuid", "result"]
 
 
-@functools.cache
-def _oracles() -> dict[Path, Oracle]:
-    """tshark over every capture once; tshark's start-up dominates, so a few run side by side."""
-    with tempfile.TemporaryDirectory(prefix="rpc-oracle-") as tmp, \
-            ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(CAPTURES, pool.map(lambda p: read(p, Path(tmp)), CAPTURES), strict=True))
-
-
 def oracle(path: Path) -> Oracle:
-    return _oracles()[path]
+    return oracles()[path]
 
 
 @functools.cache
