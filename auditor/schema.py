@@ -306,6 +306,9 @@ RPC_DCOM_COLUMNS = _table(
     ("binding", "str", "", "the string binding as sent, e.g. 'DC01[49712]'"),
     ("host", "str", "", "network address part of the binding (name or address)"),
     ("port", "Int64", "", "port in brackets, NA when the binding has none"),
+    ("interface_uuid", "str", "", "an interface the binding serves: an IID a RemoteCreateInstance "
+     "or RemoteGetClassObject reply returned (else the one asked for); empty for an OXID "
+     "resolver reply, which names none"),
 )
 
 # dissect.dissect_rpc: one row per connectionless (ncadg, UDP) DCE/RPC PDU.

@@ -30,8 +30,9 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".gzip", ".bz2", ".xz", "
 _DECOMPRESS = {".bz2": lambda data: bz2.BZ2Decompressor().decompress(data),
                ".xz": lambda data: lzma.LZMADecompressor().decompress(data)}
 
-ORACLE_FILTER = ("epm || dcom.dualstringarray.string || dcerpc.cn_bind_to_uuid || dcerpc.pkt_type == 12 "
-                 "|| dcerpc.pkt_type == 13 || dcerpc.pkt_type == 15 || dcerpc.ver == 4")
+ORACLE_FILTER = ("epm || dcom.dualstringarray.string || isystemactivator || dcerpc.cn_bind_to_uuid"
+                 " || dcerpc.pkt_type == 12 || dcerpc.pkt_type == 13 || dcerpc.pkt_type == 15"
+                 " || dcerpc.ver == 4")
 
 _BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP = 11, 12, 13, 14, 15
 _BINDING = re.compile(r"^(?P<host>[^\[]*)\[(?P<port>\d+)\]$")
@@ -51,8 +52,10 @@ class Oracle:
     epm: set[tuple[str, int, str, str]] = field(default_factory=set)
     # one entry per (bind or alter_context PDU, interface): keys below, result accepted/...
     binds: list[dict] = field(default_factory=list)
-    # (host-or-sender, port) of ncacn_ip_tcp (tower id 7) DCOM string bindings
-    dcom: set[tuple[str, int]] = field(default_factory=set)
+    # (host-or-sender, port, interface) of ncacn_ip_tcp (tower id 7) DCOM string bindings; the
+    # interface is what an ISystemActivator reply handed out ("" for an OXID resolver reply)
+    dcom: set[tuple[str, int, str]] = field(default_factory=set)
+    activations: dict[int, list[str]] = field(default_factory=dict)  # request frame -> IIDs
     # connectionless PDUs: frame number, ptype, activity id, addresses and ports
     cl: list[dict] = field(default_factory=list)
     packets: int = 0  # packets matching ORACLE_FILTER
@@ -63,8 +66,9 @@ class Oracle:
         named = set(self.epm) | {(b["server_ip"], b["server_port"], "tcp", b["interface_uuid"])
                                  for b in self.binds
                                  if b["transport"] != "smb" and b["result"] != "rejected"}
+        named |= {(s, p, "tcp", iid) for s, p, iid in self.dcom if iid}
         keys = {(s, p, proto) for s, p, proto, _ in named}
-        return named | {(s, p, "tcp", "") for s, p in self.dcom if (s, p, "tcp") not in keys}
+        return named | {(s, p, "tcp", "") for s, p, _ in self.dcom if (s, p, "tcp") not in keys}
 
 
 @cache
@@ -156,13 +160,35 @@ def _packet(pkt: ET.Element, oracle: Oracle, open_binds: dict) -> None:
                                               if e.get("name") == "dcerpc.cn_ack_result"]))
         elif name == "epm" and ptype == 2:
             _epm_reply(proto, src, oracle)
+    iids = [""]
+    for proto in pkt.iter("proto"):
+        if proto.get("name") == "isystemactivator":
+            iids = _activation(proto, frame, oracle.activations) or [""]
     for string in pkt.iter("field"):
         if string.get("name") == "dcom.dualstringarray.string":
             tower = int(_show(string, "dcom.dualstringarray.tower_id", "0"), 0)
             match = _BINDING.match(_show(string, "dcom.dualstringarray.network_addr"))
             if tower == 7 and match:
                 host = match["host"] if _is_ip(match["host"]) else src
-                oracle.dcom.add((host, int(match["port"])))
+                oracle.dcom |= {(host, int(match["port"]), iid) for iid in iids}
+
+
+def _all(elem: ET.Element, name: str) -> list[str]:
+    return [str(e.get("show")).lower() for e in elem.iter("field") if e.get("name") == name]
+
+
+def _activation(proto: ET.Element, frame: int, asked: dict[int, list[str]]) -> list[str]:
+    """An ISystemActivator request's IIDs (kept by frame), or the IIDs its reply returned with
+    S_OK in PropsOutInfo ([MS-DCOM] 2.2.22.2.9); without a PropsOutInfo, the request's."""
+    request_in = _show(proto, "dcerpc.request_in")
+    if not request_in:
+        asked[frame] = _all(proto, "isystemactivator.properties.instninfo.iid")
+        return []
+    iids = _all(proto, "isystemactivator.properties.iid")
+    results = _all(proto, "isystemactivator.properties.retval")
+    if not iids:
+        return asked.get(int(request_in), [])
+    return [iid for iid, result in zip(iids, results, strict=False) if int(result, 0) == 0]
 
 
 def _contexts(proto: ET.Element) -> list[str]:

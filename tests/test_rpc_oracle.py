@@ -54,9 +54,14 @@ def test_the_oracle_finds_rpc_where_the_captures_have_it():
     with_rpc = {name for name, path in zip(IDS, CAPTURES, strict=True) if oracle(path).endpoints()}
     assert {"pilot/pilot.pcapng", "public/suricata-verify_bug-5162_input.pcap",
             "public/CVE-2020-1472_exploit_win2019.pcap", "rpc/oxid_resolve.pcap",
-            "midstream/midstream.pcap", "coexist/coexist.pcapng"} <= with_rpc
+            "midstream/midstream.pcap", "coexist/coexist.pcapng",
+            "rpc/dcom_activation.pcap"} <= with_rpc
     assert len(oracle(ROOT / "fixtures/pcaps/pilot/pilot.pcapng").endpoints()) == 16
-    assert oracle(ROOT / "fixtures/pcaps/rpc/oxid_resolve.pcap").dcom == {("198.18.1.2", 49712)}
+    assert oracle(ROOT / "fixtures/pcaps/rpc/oxid_resolve.pcap").dcom == {
+        ("198.18.1.2", 49712, "")}
+    assert oracle(ROOT / "fixtures/pcaps/rpc/dcom_activation.pcap").dcom == {
+        ("198.18.1.2", 49712, "f309ad18-d86a-11d0-a075-00c04fb68820"),  # IWbemLevel1Login
+        ("198.18.1.2", 49713, "00000001-0000-0000-c000-000000000046")}  # IClassFactory
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=IDS)

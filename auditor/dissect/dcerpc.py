@@ -42,7 +42,7 @@ _PLUMBING = frozenset({"frame", "eth", "sll", "vlan", "ip", "ipv6", "tcp", "udp"
 
 # Plain `||` chains: the set syntax changed between tshark 3.x ({a b}) and 4.x ({a, b}).
 RPC_FILTER = " || ".join(
-    ["epm", "dcom.dualstringarray.network_addr", "dcerpc.ver == 4"]
+    ["epm", "dcom.dualstringarray.network_addr", "isystemactivator", "dcerpc.ver == 4"]
     + [f"dcerpc.pkt_type == {t}" for t in (_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP)]
 )
 
@@ -118,6 +118,7 @@ class _RpcCollector:
         self.epm: list[dict] = []
         self.requests: dict[int, dict] = {}  # frame number -> interface an ept_map asked for
         self.dcom: list[dict] = []
+        self.activations: dict[int, list[str]] = {}  # frame number -> IIDs an activation asked
         self.cl: list[dict] = []
         self.binds = _BindTracker()
 
@@ -138,9 +139,12 @@ class _RpcCollector:
         for name, trees in pkt.layers.items():
             if name in _PLUMBING:
                 continue
+            iids = (_activated(pkt, trees, self.activations) if name == "isystemactivator"
+                    else [])
             for node in _nodes(trees):
                 if "dcom.dualstringarray.network_addr" in node:
-                    self.dcom.append(_dcom_row(pkt, node))
+                    row = _dcom_row(pkt, node)
+                    self.dcom.extend(row | {"interface_uuid": iid} for iid in iids or [""])
 
     def facts(self) -> RpcFacts:
         epm = [_epm_failure(row, self.requests) if "request_in" in row else row
@@ -314,6 +318,25 @@ def _dcom_row(pkt: _Packet, node: dict) -> dict:
         "host": match["host"] if match else binding,
         "port": int(match["port"]) if match else None,
     }
+
+
+def _activated(pkt: _Packet, trees: list[dict], requests: dict[int, list[str]]) -> list[str]:
+    """Interfaces an ISystemActivator reply hands out (RemoteCreateInstance, RemoteGetClassObject).
+
+    A request's InstantiationInfo lists the IIDs asked for; the reply's PropsOutInfo lists each
+    with its result ([MS-DCOM] 2.2.22.2.1, 2.2.22.2.9). The reply's OXID bindings serve the IIDs
+    that succeeded, or, when tshark shows no PropsOutInfo, those asked for. A request: [].
+    """
+    request_in = _int(_first(trees, "dcerpc.request_in"), -1)
+    if request_in < 0:  # a request: remember what it asked for
+        asked = [str(v).lower() for v in _values(trees, "isystemactivator.properties.instninfo.iid")]
+        requests[pkt.number] = list(dict.fromkeys(asked))
+        return []
+    iids = [str(v).lower() for v in _values(trees, "isystemactivator.properties.iid")]
+    results = [_int(v, -1) for v in _values(trees, "isystemactivator.properties.retval")]
+    if not iids:
+        return requests.get(request_in, [])
+    return list(dict.fromkeys(i for i, r in zip(iids, results, strict=False) if r == 0))
 
 
 def _cl_row(pkt: _Packet, tree: dict, ptype: int) -> dict:

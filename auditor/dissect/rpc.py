@@ -256,7 +256,8 @@ def _evidence(facts: RpcFacts) -> pd.DataFrame:
              epm["client_port"].astype(np.int64), epm["server_port"].astype(np.int64)),
         part(binds, binds["server_ip"], "server_port", "tcp", binds["interface_uuid"], "bind",
              binds["client_port"].astype(np.int64), binds["server_port"].astype(np.int64)),
-        part(dcom, dcom_ip, "port", "tcp", "", "dcom", np.int64(-1), np.int64(135)),
+        part(dcom, dcom_ip, "port", "tcp", dcom["interface_uuid"], "dcom", np.int64(-1),
+             np.int64(135)),
     ]
     parts = [p for p in parts if len(p)]
     if not parts:
