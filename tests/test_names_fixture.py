@@ -204,3 +204,17 @@ def test_role_proposal_names_the_dc_the_mail_server_and_the_cas():
     assert {ip: h.name for ip, h in by_ip.items() if ip in NAME_OF} == NAME_OF
     roles = assign_roles(inv, ["198.18.1.10"])
     assert "domain_controller" in roles["roles"].iloc[0]
+
+
+@pytest.mark.tshark
+def test_zero_config_audit_says_which_capture_source_named_each_proposed_host():
+    # the proposal takes its names from the capture: they are no inventory's names
+    result = _quiet(audit_captures, [CAPTURE], None, load_catalogue())
+    assert result.summary["inventory"] == "proposed"
+    hosts = result.hosts.set_index("ip")
+    got = {ip: (hosts.at[ip, "name"], hosts.at[ip, "name_source"]) for ip in NAME_OF}
+    assert got == {ip: (NAME_OF[ip], SOURCE_OF[ip]) for ip in NAME_OF}
+    findings = result.findings[result.findings["src_ip"] != ""]
+    for side in ("src", "dst"):
+        rows = findings[findings[f"{side}_ip"].isin(list(NAME_OF))]
+        assert list(rows[f"{side}_name_source"]) == [SOURCE_OF[ip] for ip in rows[f"{side}_ip"]]

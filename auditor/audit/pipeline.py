@@ -154,7 +154,9 @@ def audit_captures(
     if inventory is None:  # read once, propose, audit with the proposal
         seen = observe(captures, options, progress)
         inventory = proposed_inventory(seen)
-        return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory)
+        names = seen.rpc.names if seen.rpc is not None else None
+        return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory,
+                             names)
     key, hit = _from_cache(captures, options)
     if hit is not None or not options.rpc:
         seen = hit or _observe(captures, options, progress, key)
