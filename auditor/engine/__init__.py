@@ -7,6 +7,8 @@
 - `fileread`: Read one capture file into partial flow aggregates, candidate packets and ICMP quotes.
 - `observed`: A cache of a whole capture set's observation: its finished flows and its RPC
   discovery.
+- `partstore`: One file's merged partials and candidates, kept so that a merge touches only what
+  changes.
 - `run`: Captures to flows without a packet table: per file on one core, every core, or a Dask
   cluster.
 """

@@ -27,14 +27,16 @@ EPM_PORTS = (135, 593)
 PAIR_PORTS = (25, 587, 2525, 389, 3268)  # SMTP and LDAP: select takes a pair's first flow
 
 
-def _pair_firsts(parts: pd.DataFrame, options: RpcOptions) -> np.ndarray:
+def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
+                 seen: dict | None = None) -> np.ndarray:
     """False for TCP flows the per-pair name sources can never pick, else True.
 
     `select` takes the first flow (by first_seen) of each (src_ip, dst_ip) to a TLS, SMB, SMTP or
     LDAP port, and of those the first `name_flows`. A flow whose start and SYN are in these
     partials (or that begins with its SYN) knows its direction: it is never picked when an
     earlier flow of its pair (same direction, same service group) exists, or when `name_flows`
-    pairs began before it.
+    pairs began before it. `seen` (service group -> {pair: earliest start}) carries what
+    partials no longer in `parts` showed, and is updated with these.
     """
     n = len(parts)
     keep = np.ones(n, bool)
@@ -53,15 +55,20 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions) -> np.ndarray:
     dst_lo = np.where(a_side, cols["b_lo"], cols["a_lo"])
     dport = np.where(a_side, parts["b_port"].to_numpy(), parts["a_port"].to_numpy())
     first_ns = parts["first_ns"].to_numpy()
-    for ports in (TLS_NAME_PORTS, (445,), (25, 587, 2525), (389, 3268)):
+    for group, ports in enumerate((TLS_NAME_PORTS, (445,), (25, 587, 2525), (389, 3268))):
         sel = np.flatnonzero(known & np.isin(dport, ports))
         if not len(sel):
             continue
         g = pd.DataFrame({"sh": src_hi[sel], "sl": src_lo[sel], "dh": dst_hi[sel],
                           "dl": dst_lo[sel], "t": first_ns[sel]})
-        pair_start = g.groupby(["sh", "sl", "dh", "dl"], sort=False)["t"].transform("min")
+        firsts = g.groupby(["sh", "sl", "dh", "dl"], sort=False)["t"].min()
+        if seen is not None:
+            if group in seen:
+                firsts = pd.concat([seen[group], firsts]).groupby(level=[0, 1, 2, 3]).min()
+            seen[group] = firsts
+        pair_start = firsts.reindex(pd.MultiIndex.from_frame(g[["sh", "sl", "dh", "dl"]]))
         later_in_pair = g["t"].to_numpy() > pair_start.to_numpy()
-        starts = np.sort(pair_start.drop_duplicates().to_numpy())  # one per pair... or equal
+        starts = np.unique(firsts.to_numpy())  # one per pair... or equal
         before = np.searchsorted(starts, g["t"].to_numpy(), side="left")
         keep[sel[later_in_pair | (before >= options.name_flows)]] = False
     return keep
@@ -79,7 +86,7 @@ def _cl_like(head: np.ndarray) -> np.ndarray:
     return ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
 
 
-def _flow_facts(parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
+def _flow_facts(parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> pd.DataFrame:
     """Per partial: how many first payload packets it may need, and whether it may be CL RPC."""
     proto = parts["proto_num"].to_numpy()
     a, b = parts["a_port"].to_numpy(), parts["b_port"].to_numpy()
@@ -91,7 +98,7 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
     names, two = options.name_packets, 2
     # (protocol, ports, payload packets): what dissect.select's plans take per flow; the
     # per-pair name sources (SMTP, LDAP, TLS, SMB) only from flows `_pair_firsts` may pick
-    pair = _pair_firsts(parts, options)
+    pair = _pair_firsts(parts, options, seen)
     every = np.iinfo(np.int64).max  # epm_packets None: every payload packet of the conversation
     epm = every if options.epm_packets is None else options.epm_packets
     wants = [(tcp, EPM_PORTS, epm), (tcp & pair, TLS_NAME_PORTS, TLS_NAME_PACKETS),
@@ -110,12 +117,17 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
     return pd.DataFrame({"first": port, "cl": cl, "tcp": tcp}, index=parts["pid"].to_numpy())
 
 
-def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions) -> pd.DataFrame:
-    """Of payload rows labelled with their partial (`part`), those a later selection may need."""
+def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions,
+                    seen: dict | None = None) -> pd.DataFrame:
+    """Of payload rows labelled with their partial (`part`), those a later selection may need.
+
+    Returns them sorted by (part, pid). `seen` carries the per-pair facts of partials that are
+    not in `parts` (see `_pair_firsts`).
+    """
     if rows.empty or parts.empty:
         return empty_candidates()
     rows = rows.sort_values(["part", "pid"], kind="stable", ignore_index=True)
-    facts = _flow_facts(parts, options).reindex(rows["part"].to_numpy())
+    facts = _flow_facts(parts, options, seen).reindex(rows["part"].to_numpy())
     first = facts["first"].to_numpy(dtype=np.int64, na_value=0)
     cl = facts["cl"].to_numpy(dtype=bool, na_value=False)
     tcp = facts["tcp"].to_numpy(dtype=bool, na_value=False)

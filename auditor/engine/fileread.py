@@ -19,15 +19,14 @@ from auditor.capture.packets import CaptureFile
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import NO_TS
 from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates, keep_candidates
+from auditor.engine.partstore import PartialStore
 from auditor.flows.build import _address_codes
 from auditor.flows.orient import _DCE_CL_CLIENT, tie_connectionless_rpc
 from auditor.flows.partial import (
     BIG,
     FILE_SHIFT,
     ICMP_QUOTE_COLUMNS,
-    empty_partials,
     fold_chunk,
-    merge_partials,
 )
 from auditor.options import FlowOptions, RpcOptions
 from auditor.schema import PACKET_COLUMNS, column_names
@@ -37,7 +36,7 @@ _PACKET_NAMES = column_names(PACKET_COLUMNS)
 _CL_COLUMNS = ["ts_ns", "proto", "payload_head", "payload_len", "payload_b4", "src_ip_hi",
                "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "src_port", "dst_port"]
 _CL_WINDOW_NS = 30_000_000_000  # flows.orient.tie_connectionless_rpc's tolerance
-MERGE_ROWS = 50_000  # merge the pending partials once they reach this (or the merged count)
+MERGE_ROWS = 50_000  # merge the pending partials into the store once they reach this
 
 
 @dataclass
@@ -66,10 +65,10 @@ class _Folder:
 
     def __init__(self, flow_options: FlowOptions, rpc_options: RpcOptions):
         self.flow_options, self.rpc_options = flow_options, rpc_options
-        self.merged = empty_partials()
+        self.store = PartialStore(flow_options, rpc_options)
         self.pending: list[pd.DataFrame] = []
         self.pending_rows = 0
-        self.cands: list[pd.DataFrame] = []
+        self.cands: list[pd.DataFrame] = []  # candidates of the pending partials
         self.quotes: list[pd.DataFrame] = []
         self.frag_firsts: pd.DataFrame | None = None
         self.cl_requests: pd.DataFrame | None = None  # connectionless RPC requests, last 30 s
@@ -107,11 +106,11 @@ class _Folder:
         if len(pay):
             rows = pd.DataFrame({c: cols[c][pay] for c in _PACKET_NAMES})
             rows["pid"], rows["part"] = pid[pay], row_part[pay]
-            self.cands.append(keep_candidates(rows, parts, self.rpc_options))
+            self.cands.append(keep_candidates(rows, parts, self.rpc_options, self.store.pairs))
         self.rows += n
         self.pending.append(parts)
         self.pending_rows += len(parts)
-        if self.pending_rows > max(MERGE_ROWS, len(self.merged)):
+        if self.pending_rows > MERGE_ROWS:
             self.merge()
 
     def _fragment_ports(self, cols: dict[str, np.ndarray]) -> None:
@@ -172,16 +171,16 @@ class _Folder:
         }))
 
     def merge(self) -> None:
+        """Merge the pending partials into the store."""
         if not self.pending:
             return
-        frames = [f for f in (self.merged, *self.pending) if len(f)]
-        merged, old, new = merge_partials(pd.concat(frames, ignore_index=True) if frames
-                                          else self.merged, self.flow_options)
-        self.merged, self.pending, self.pending_rows = merged, [], 0
-        if self.cands:
-            cands = pd.concat(self.cands, ignore_index=True)
-            cands["part"] = pd.Series(new, index=old).reindex(cands["part"].to_numpy()).to_numpy()
-            self.cands = [keep_candidates(cands, merged, self.rpc_options)]
+        parts = (self.pending[0] if len(self.pending) == 1
+                 else pd.concat(self.pending, ignore_index=True))
+        cands = [c for c in self.cands if len(c)]
+        cands = (cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)) if cands \
+            else empty_candidates()
+        self.pending, self.pending_rows, self.cands = [], 0, []
+        self.store.add(parts, cands)
 
 
 def read_file_partial(path: str, flow_options: FlowOptions | None = None,
@@ -208,9 +207,9 @@ def read_file_partial(path: str, flow_options: FlowOptions | None = None,
         notes = dict(reader.notes)
         texts = list(reader.warnings)
     folder.merge()
-    cands = pd.concat(folder.cands, ignore_index=True) if folder.cands else empty_candidates()
+    parts, cands = folder.store.finish()
     quotes = pd.concat(folder.quotes, ignore_index=True) if folder.quotes else empty_quotes()
-    return FilePartial(info=info, parts=folder.merged, candidates=cands[CANDIDATE_COLUMNS],
+    return FilePartial(info=info, parts=parts, candidates=cands[CANDIDATE_COLUMNS],
                        quotes=quotes, first_ts_ns=folder.first_ts, last_ts_ns=folder.last_ts,
                        ordered=folder.ordered, notes=notes, warnings=texts)
 

@@ -1,0 +1,179 @@
+"""One file's merged partials and candidates, kept so that a merge touches only what changes.
+
+`fileread` folds each chunk into partials; merging them with everything merged so far would copy
+the whole (O(flows)) state once per merge. `PartialStore` keeps the merged partials in a few
+segments instead, each with its candidates (sorted by partial) and its rows' conversation hashes
+(sorted). A merge takes out only the stored rows of the conversations the new partials touch,
+merges those with the new ones (`flows.partial.merge_partials`: associative, so this equals a
+merge of everything) and stores the result as a new segment. Taken rows are marked dead, not
+copied away; a segment at least half dead is rewritten without them, and past MAX_SEGMENTS the
+smaller half is combined. Memory stays O(flows + candidates), and a merge copies only the rows
+it touches, never the whole state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from auditor.engine.candidates import empty_candidates, keep_candidates
+from auditor.flows.partial import KEY, empty_partials, merge_partials
+from auditor.options import FlowOptions, RpcOptions
+
+_MIX = [np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                               0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
+                               0x94D049BB133111EB)]
+
+
+def key_hash(parts: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each partial's conversation key (collisions only cost extra work)."""
+    h = np.zeros(len(parts), np.uint64)
+    with np.errstate(over="ignore"):
+        for k, mix in zip(KEY, _MIX, strict=True):
+            h = (h ^ parts[k].to_numpy().astype(np.uint64)) * mix
+            h ^= h >> np.uint64(29)
+    return h
+
+
+class _Segment:
+    """Merged partials, their key hashes (sorted, with the row order) and their candidates."""
+
+    def __init__(self, parts: pd.DataFrame, cands: pd.DataFrame):
+        self.parts = parts.reset_index(drop=True)
+        h = key_hash(self.parts)
+        self.order = np.argsort(h, kind="stable")
+        self.hashes = h[self.order]
+        self.alive = np.ones(len(parts), bool)
+        self.live = len(parts)
+        self.cands = cands.reset_index(drop=True)
+        part = self.cands["part"].to_numpy()
+        # the candidates by partial: an index, so combining segments copies no rows to sort
+        self.cand_order = (None if len(part) < 2 or (part[1:] >= part[:-1]).all()
+                           else np.argsort(part, kind="stable"))
+        self.cand_part = part if self.cand_order is None else part[self.cand_order]
+        self.cand_alive = np.ones(len(part), bool)
+
+    def take(self, hashes: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        """Mark dead and return the live rows (and their candidates) with any of `hashes`."""
+        if not self.live:
+            return None
+        lo = np.searchsorted(self.hashes, hashes, side="left")
+        hi = np.searchsorted(self.hashes, hashes, side="right")
+        has = hi > lo
+        if not has.any():
+            return None
+        rows = self.order[_ranges(lo[has], hi[has])]
+        rows = rows[self.alive[rows]]
+        if not len(rows):
+            return None
+        self.alive[rows] = False
+        self.live -= len(rows)
+        parts = self.parts.iloc[np.sort(rows)]
+        pids = parts["pid"].to_numpy()
+        crow = _ranges(np.searchsorted(self.cand_part, pids, side="left"),
+                       np.searchsorted(self.cand_part, pids, side="right"))
+        if self.cand_order is not None:
+            crow = self.cand_order[crow]
+        crow = np.sort(crow[self.cand_alive[crow]])
+        self.cand_alive[crow] = False
+        return parts, self.cands.iloc[crow]
+
+    def compact(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The live rows and candidates."""
+        parts = self.parts if self.alive.all() else self.parts[self.alive]
+        cands = self.cands if self.cand_alive.all() else self.cands[self.cand_alive]
+        return parts, cands
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The concatenation of range(lo[i], hi[i]) for every i."""
+    n = hi - lo
+    total = int(n.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    starts = np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n)
+    return starts + np.arange(total)
+
+
+MAX_SEGMENTS = 32  # more, and the smaller half is combined into one
+
+
+class PartialStore:
+    """Merged partials and candidates of one file, merged touching only what changes."""
+
+    def __init__(self, flow_options: FlowOptions, rpc_options: RpcOptions):
+        self.flow_options, self.rpc_options = flow_options, rpc_options
+        self.segments: list[_Segment] = []
+        self.pairs: dict = {}  # candidates._pair_firsts' per-pair facts of everything seen
+        self.rows = 0  # live partials
+
+    def add(self, parts: pd.DataFrame, cands: pd.DataFrame) -> None:
+        """Merge new partials (and their candidates, labelled with their part) into the store."""
+        if parts.empty:
+            return
+        wanted = np.unique(key_hash(parts))
+        old_parts, old_cands = [], []
+        for seg in self.segments:
+            got = seg.take(wanted)
+            if got is not None:
+                old_parts.append(got[0])
+                old_cands.append(got[1])
+                self.rows -= len(got[0])
+        frame = pd.concat([*old_parts, parts], ignore_index=True) if old_parts else parts
+        merged, old, new = merge_partials(frame, self.flow_options)
+        del frame
+        cands = [c for c in (*old_cands, cands) if len(c)]
+        if cands:
+            cands = pd.concat(cands, ignore_index=True) if len(cands) > 1 else cands[0].copy()
+            cands["part"] = _relabel(cands["part"].to_numpy(), old, new)
+            cands = keep_candidates(cands, merged, self.rpc_options, self.pairs)
+        else:
+            cands = empty_candidates()
+        self.segments.append(_Segment(merged, cands))
+        self.rows += len(merged)
+        self._tidy()
+
+    def _tidy(self) -> None:
+        """Drop dead rows of segments at least half dead; bound the number of segments."""
+        for i, seg in enumerate(self.segments):
+            if seg.live * 2 < len(seg.alive):
+                self.segments[i] = _Segment(*seg.compact())
+        self.segments = [seg for seg in self.segments if seg.live]
+        if len(self.segments) > MAX_SEGMENTS:  # combine the smaller half into one
+            small = sorted(range(len(self.segments)), key=lambda i: self.segments[i].live)
+            small = set(small[: len(small) // 2])
+            parts, cands = zip(*(self.segments[i].compact() for i in sorted(small)), strict=True)
+            rest = [seg for i, seg in enumerate(self.segments) if i not in small]
+            self.segments = [*rest, _Segment(pd.concat(parts, ignore_index=True),
+                                             pd.concat(cands, ignore_index=True))]
+
+    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """All merged partials (sorted by conversation, then time) and their candidates."""
+        parts, cands = [], []
+        while self.segments:
+            p, c = self.segments.pop(0).compact()
+            parts.append(p)
+            cands.append(c)
+        parts = [p for p in parts if len(p)]
+        cands = [c for c in cands if len(c)]
+        if not parts:
+            return empty_partials(), empty_candidates()
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        del parts
+        order = np.lexsort([frame["pid"].to_numpy()] + [frame[k].to_numpy() for k in reversed(KEY)])
+        if (order != np.arange(len(order))).any():
+            frame = frame.take(order)
+        cand = (cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)) if cands \
+            else empty_candidates()
+        return frame.reset_index(drop=True), cand.reset_index(drop=True)
+
+
+def _relabel(part: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Each candidate's partial after a merge that moved partial `old[i]` into `new[i]`."""
+    moved = old != new
+    if not moved.any():
+        return part
+    o = np.argsort(old[moved])
+    was, now = old[moved][o], new[moved][o]
+    at = np.minimum(np.searchsorted(was, part), len(was) - 1)
+    return np.where(was[at] == part, now[at], part).astype(np.int64)
