@@ -50,6 +50,9 @@ class Oracle:
 
     # (server ip, port, proto, interface uuid) from EPM towers with status 0 (tcp/udp floors)
     epm: set[tuple[str, int, str, str]] = field(default_factory=set)
+    # every tower of every EPM reply (any protocol), and each failed ept_map without towers
+    towers: list[dict] = field(default_factory=list)
+    asked: dict[int, str] = field(default_factory=dict)  # ept_map request frame -> interface
     # one entry per (bind or alter_context PDU, interface): keys below, result accepted/...
     binds: list[dict] = field(default_factory=list)
     # (host-or-sender, port, interface) of ncacn_ip_tcp (tower id 7) DCOM string bindings; the
@@ -158,8 +161,12 @@ def _packet(pkt: ET.Element, oracle: Oracle, open_binds: dict) -> None:
                 oracle.binds.extend(_results(open_binds.pop(call), None if ptype == _BIND_NAK else
                                              [int(e.get("show")) for e in proto.iter("field")
                                               if e.get("name") == "dcerpc.cn_ack_result"]))
+        elif name == "epm" and ptype == 0 and _show(proto, "epm.opnum") == "3":
+            asked = [_tower(t) for t in proto.iter()
+                     if _child(t, "epm.tower.num_floors") is not None]
+            oracle.asked[frame] = asked[0]["interface_uuid"] if asked else ""
         elif name == "epm" and ptype == 2:
-            _epm_reply(proto, src, oracle)
+            _epm_reply(proto, where, oracle)
     iids = [""]
     for proto in pkt.iter("proto"):
         if proto.get("name") == "isystemactivator":
@@ -219,26 +226,49 @@ def _results(pdu: dict, results: list[int] | None | str) -> list[dict]:
     return rows
 
 
-def _epm_reply(proto: ET.Element, sender: str, oracle: Oracle) -> None:
-    if _show(proto, "epm.opnum") not in ("2", "3") or _child(proto, "epm.rc") is None:
+_TOWER_KINDS = ((0x07, "tcp", "epm.proto.tcp_port"), (0x08, "udp", "epm.proto.udp_port"),
+                (0x1F, "http", "epm.proto.http_port"), (0x0F, "pipe", None), (0x10, "lrpc", None))
+
+
+def _tower(tower: ET.Element) -> dict:
+    """Interface, protocol (the first of tcp, udp, http, pipe, lrpc its floors hold), address,
+    port or endpoint name of one tower ([C706] appendix L; [MS-RPCE] 2.2.1.2)."""
+    floors = [f for f in _fields(tower) if _child(f, "epm.tower.proto_id") is not None]
+    ids = [int(_show(f, "epm.tower.proto_id"), 0) for f in floors]
+
+    def value(name: str) -> str:
+        return next((_show(f, name) for f in floors if _child(f, name) is not None), "")
+
+    kind, port = "other", None
+    for floor_id, name, port_field in _TOWER_KINDS:
+        if floor_id in ids:
+            kind = name
+            port = int(_show(floors[ids.index(floor_id)], port_field)) if port_field else None
+            break
+    return {"interface_uuid": value("epm.uuid").lower(), "tower_proto": kind,
+            "tower_ip": value("epm.proto.ip"), "port": port,
+            "endpoint": value("epm.proto.named_pipe")}
+
+
+def _epm_reply(proto: ET.Element, where: dict, oracle: Oracle) -> None:
+    opnum = _show(proto, "epm.opnum")
+    if opnum not in ("2", "3") or _child(proto, "epm.rc") is None:
         return
-    if int(_show(proto, "epm.rc"), 0) != 0:
+    status = int(_show(proto, "epm.rc"), 0)
+    base = {"client_ip": where["dst"], "server_ip": where["src"], "status": status,
+            "operation": "ept_map" if opnum == "3" else "ept_lookup"}
+    towers = [_tower(t) for t in proto.iter() if _child(t, "epm.tower.num_floors") is not None]
+    oracle.towers.extend(base | t for t in towers)
+    if status != 0 and opnum == "3" and not towers:  # the interface asked for, nothing found
+        asked = oracle.asked.get(int(_show(proto, "dcerpc.request_in", "-1")), "")
+        oracle.towers.append(base | {"interface_uuid": asked, "tower_proto": "", "tower_ip": "",
+                                     "port": None, "endpoint": ""})
+    if status != 0:
         return
-    for tower in proto.iter():
-        if _child(tower, "epm.tower.num_floors") is None:
-            continue
-        floors = [f for f in _fields(tower) if _child(f, "epm.tower.proto_id") is not None]
-        ids = [int(_show(f, "epm.tower.proto_id"), 0) for f in floors]
-        uuid = next((_show(f, "epm.uuid").lower() for f in floors
-                     if _child(f, "epm.uuid") is not None), "")
-        ip = next((_show(f, "epm.proto.ip") for f in floors
-                   if _child(f, "epm.proto.ip") is not None), "")
-        for floor_id, proto_name, port_field in ((7, "tcp", "epm.proto.tcp_port"),
-                                                 (8, "udp", "epm.proto.udp_port")):
-            if floor_id in ids:
-                port = int(_show(floors[ids.index(floor_id)], port_field))
-                oracle.epm.add((ip if ip not in ("", "0.0.0.0") else sender, port, proto_name,
-                                uuid))
+    for t in towers:
+        if t["tower_proto"] in ("tcp", "udp"):
+            ip = t["tower_ip"] if t["tower_ip"] not in ("", "0.0.0.0") else where["src"]
+            oracle.epm.add((ip, t["port"], t["tower_proto"], t["interface_uuid"]))
 
 
 def _is_ip(text: str) -> bool:

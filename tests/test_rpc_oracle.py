@@ -4,7 +4,8 @@ For each capture under fixtures/ (whatever its format), tshark's own tree gives 
 the binds with their answers and the DCOM string bindings; discovery must give exactly the
 endpoints they imply, the same bind results, and the bound interfaces on the flows they ride in.
 A capture without DCE/RPC must give nothing. Where tshark and discovery legitimately differ the
-test says so next to the assertion.
+test says so next to the assertion. `python tests/rpc_oracle_figures.py` prints the per-capture
+counts (tshark's endpoints, ours, agreement; binds and their results).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rpc_oracle import ROOT, Oracle, oracles, repo_captures
 
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.tshark
 
 CAPTURES = repo_captures()
 IDS = [str(p.relative_to(ROOT / "fixtures" / "pcaps")) for p in CAPTURES]
+TOWER_KEY = ["client_ip", "server_ip", "operation", "status", "interface_uuid", "tower_proto",
+             "tower_ip", "port", "endpoint"]
 BIND_KEY = ["client_ip", "client_port", "server_ip", "server_port", "transport", "ptype",
             "interface_uuid", "result"]
 
@@ -115,3 +119,21 @@ def test_flows_tshark_sees_binds_in_are_named_after_the_bound_interfaces(path):
         if names:
             assert flow.rpc_interface == ", ".join(sorted(names))
             assert flow.rpc_evidence in ("epm", "bind")
+
+
+def _plain(value):
+    """A frame cell as the oracle writes it (NA as None, numpy integers as int)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return int(value) if hasattr(value, "__index__") else value
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=IDS)
+def test_every_tower_tshark_decodes_is_an_epm_fact(path):
+    # every protocol (tcp, udp, http, pipe, lrpc), every reply, and failures with the interface
+    # the request asked for; the endpoint set above keeps only the tcp and udp ones
+    want = Counter(tuple(t[k] for k in TOWER_KEY) for t in oracle(path).towers)
+    _, found = ours(path, unlimited=True)
+    got = Counter(tuple(_plain(v) for v in row)
+                  for row in found.facts.epm[TOWER_KEY].astype(object).values.tolist())
+    assert got == want
