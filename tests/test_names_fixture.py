@@ -218,3 +218,19 @@ def test_zero_config_audit_says_which_capture_source_named_each_proposed_host():
     for side in ("src", "dst"):
         rows = findings[findings[f"{side}_ip"].isin(list(NAME_OF))]
         assert list(rows[f"{side}_name_source"]) == [SOURCE_OF[ip] for ip in rows[f"{side}_ip"]]
+
+
+@pytest.mark.tshark
+def test_markdown_and_html_reports_name_the_hosts_from_the_capture(tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(NETWORKS_ONLY)
+    md, html = tmp_path / "report.md", tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["audit", str(CAPTURE), "--inventory", str(inventory),
+                                      "--format", "json", "--report", str(md), "--report",
+                                      str(html)], catch_exceptions=False)
+    findings = [f for f in json.loads(result.stdout)["findings"] if f["src_ip"]]
+    named = {f[f"{side}_name"] for f in findings for side in ("src", "dst")} - {""}
+    assert {"ws2.pilot.test", "prn1.local", "laptop1"} <= named
+    for report in (md, html):
+        text = report.read_text()
+        assert [n for n in sorted(named) if n not in text] == []
