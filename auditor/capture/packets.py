@@ -269,6 +269,11 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
 
 def _fetch_records(path: CaptureSource, wanted: np.ndarray) -> dict[int, tuple[bytes, int]]:
     """Re-read a capture file and return {record index: (captured bytes, original length)}."""
+    from auditor.engine import remote
+
+    if path.member is None and remote.is_url(path.path):  # fetched again, for these records
+        with remote.local_copy(path.path) as local:
+            return _fetch_records(CaptureSource(local), wanted)
     found: dict[int, tuple[bytes, int]] = {}
     last = int(wanted[-1]) if len(wanted) else -1
     with RecordReader(path) as reader:

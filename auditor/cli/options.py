@@ -73,7 +73,18 @@ def captures_argument(func):
         "--since", type=CaptureTime(), default=None,
         help="Leave out packets before this time; files that end earlier are not read.")(with_window)
     return click.argument("captures", nargs=-1, required=True,
-                          type=click.Path(path_type=Path))(with_window)
+                          type=_CapturePath(path_type=Path))(with_window)
+
+
+class _CapturePath(click.Path):
+    """A path, or an fsspec URL (s3://..., file://...) kept as text (engine/remote.py)."""
+
+    def convert(self, value, param, ctx):
+        from auditor.engine.remote import is_url
+
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
 
 
 def progress_bar():

@@ -3,12 +3,19 @@
 - `cache`: A cache of each capture file's partial aggregates and candidate packets, as Parquet.
 - `candidates`: The few packets per flow that discovery may hand to tshark, kept while the capture
   streams.
-- `dask_run`: Read capture files on a Dask cluster (the optional `auditor[dask]` extra).
+- `dask_run`: Read and merge capture files on a Dask cluster (the optional `auditor[dask]` extra).
 - `fileread`: Read one capture file into partial flow aggregates, candidate packets and ICMP quotes.
 - `observed`: A cache of a whole capture set's observation: its finished flows and its RPC
   discovery.
 - `partstore`: One file's merged partials and candidates, kept so that a merge touches only what
   changes.
+- `remote`: Capture files named by fsspec URLs (`s3://bucket/ring/x.pcapng`, `file:///srv/x.pcap`,
+  ...).
 - `run`: Captures to flows without a packet table: per file on one core, every core, or a Dask
   cluster.
+- `setmerge`: Merging the partials of a set's files wherever they were read (a Dask cluster, this
+  process).
+- `urlread`: Read a capture file named by an fsspec URL into its partial aggregates.
+- `urlset`: A capture set that names fsspec URLs: read where each file is opened, merged in time
+  order.
 """

@@ -37,6 +37,7 @@ from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.dissect.dcerpc import RpcFacts
 from auditor.dissect.rpc import RpcDiscovery
 from auditor.engine import cache as cache_mod
+from auditor.engine.remote import is_url
 from auditor.errors import AuditorError
 from auditor.options import PipelineOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, empty_frame
@@ -94,6 +95,8 @@ def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]
         return None
     if isinstance(captures, CaptureSet) and (captures.since_ns, captures.until_ns) != (None, None):
         return None
+    if any(is_url(c) for c in captures):
+        return None  # knowing a URL's content hash would mean fetching it
     try:
         found = expand_sources(captures)
         if not found or any(s.member for s in found):

@@ -23,7 +23,10 @@ import pandas as pd
 from auditor.capture.packets import PacketTable, _warn_skipped, read_packets
 from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.engine import cache as cache_mod
+from auditor.engine.dask_run import read_set_on_cluster
 from auditor.engine.fileread import FilePartial, read_file_partial, rebase
+from auditor.engine.remote import is_url
+from auditor.engine.urlset import read_urls
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.flows.build import build_flows_labelled
 from auditor.flows.partial import finish_flows
@@ -73,6 +76,9 @@ def stream_flows(
     flow_options = flow_options or FlowOptions()
     rpc_options = rpc_options or RpcOptions()
     engine = engine or EngineOptions()
+    if any(is_url(c) for c in captures):  # fsspec URLs: engine/remote.py
+        return _finish_elsewhere(*read_urls(captures, flow_options, rpc_options, engine), 0,
+                                 flow_options)
     window = (captures.since_ns, captures.until_ns) if isinstance(captures, CaptureSet) else None
     found = expand_sources(captures)
     if not found:
@@ -93,6 +99,9 @@ def stream_flows(
             partials[i] = cache_mod.load(engine.cache_dir, keys[i], str(path))
     todo = [i for i, fp in enumerate(partials) if fp is None]
     cached = len(paths) - len(todo)
+    if engine.scheduler:  # read and merge on the cluster: the client gets one merged partial
+        return _finish_elsewhere(*read_set_on_cluster(paths, partials, flow_options, rpc_options,
+                                                      engine), "dask", cached, flow_options)
     where, workers = _read(paths, todo, partials, flow_options, rpc_options, engine, progress)
     if engine.cache_dir is not None:
         for i in todo:
@@ -185,6 +194,25 @@ def _finish(partials: list[FilePartial], flow_options: FlowOptions,
         packets = empty_frame(PACKET_COLUMNS)
     table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
     return Streamed(table, flows, labels.astype(np.int64), report)
+
+
+def _finish_elsewhere(heads, merged, workers, where, cached, flow_options) -> Streamed:
+    """Finish a set read and merged elsewhere (a Dask cluster, fsspec URLs): each file's head
+    in set order and one merged partial of them all."""
+    report = EngineReport(len(heads), workers, where, cached, True)
+    log.info(report.line()) if where == "dask" else log.debug(report.line())
+    if not _in_time_order(heads):
+        if any(is_url(h.info.path) for h in heads):
+            raise CaptureError("the capture URLs overlap in time: a set read from URLs must not "
+                               "go back in time, across files or within one")
+        return _full_sort([Path(h.info.path) for h in heads], flow_options, None, report)
+    for fp in heads:
+        _warn_skipped(fp.info, fp.notes, fp.info.path)
+        for text in fp.warnings:
+            warnings.warn(text, CaptureWarning, stacklevel=3)
+    first = replace(heads[0], parts=merged.parts, candidates=merged.candidates,
+                    quotes=merged.quotes)
+    return _finish([first, *heads[1:]], flow_options, report)
 
 
 def default_engine(cache: bool | str | os.PathLike = False, workers: int = 0,
