@@ -33,8 +33,9 @@ cluster_warnings = pytest.mark.filterwarnings(
 @pytest.fixture(scope="module")
 def address():
     distributed = pytest.importorskip("distributed")
+    # dashboard ":0": a free port (with None the scheduler still binds 8787 for /metrics)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=40)  # a free port as cluster:
+                                  dashboard_address=":0", silence_logs=40) as cluster:
         yield cluster.scheduler_address
 
 
