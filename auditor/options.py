@@ -47,6 +47,7 @@ class RpcOptions:
     infer_window_s: float = 30.0  # a dynamic-port flow this soon after a 135 exchange is "inferred"
     tshark_timeout_s: float = 30.0  # watchdog: tshark is stopped after this many seconds...
     tshark_timeout_per_packet_s: float = 0.02  # ...plus this much per packet handed to it
+    candidates: bool = True  # keep the packets discovery may dissect (the flow table alone: no)
 
 
 def unlimited_rpc_options(**changes) -> RpcOptions:

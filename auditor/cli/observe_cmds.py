@@ -31,7 +31,7 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     """Build the flow table of CAPTURE... (files or folders, read as one capture)."""
     from auditor.engine.run import stream_flows
     from auditor.flows.build import flows_summary
-    from auditor.options import FlowOptions
+    from auditor.options import FlowOptions, RpcOptions
 
     if fmt == "zeek":  # Zeek's conn.log: states and histories need each flow's packets
         from auditor.capture.packets import read_packets
@@ -42,8 +42,8 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
         frame, labels = build_flows_labelled(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
         emit(conn_log_text(table, frame, labels), output)
         return
-    got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout), engine=engine,
-                       progress=progress_bar())
+    got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout),
+                       RpcOptions(candidates=False), engine=engine, progress=progress_bar())
     table, frame = got.table, got.flows
     if fmt != "table":
         write_frame(frame, fmt, output, FLOW_COLUMNS)

@@ -102,7 +102,8 @@ class _Folder:
         pid = np.arange(self.rows, self.rows + n, dtype=np.int64)
         parts, row_part = fold_chunk(cols, pid, self.flow_options)
         self._quotes(out, errs, order, pid)
-        pay = np.flatnonzero((cols["payload_len"] > 0) & np.isin(cols["proto"], (6, 17)))
+        pay = np.flatnonzero((cols["payload_len"] > 0) & np.isin(cols["proto"], (6, 17))
+                             ) if self.rpc_options.candidates else ()
         if len(pay):
             rows = pd.DataFrame({c: cols[c][pay] for c in _PACKET_NAMES})
             rows["pid"], rows["part"] = pid[pay], row_part[pay]

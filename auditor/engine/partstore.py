@@ -148,7 +148,7 @@ class PartialStore:
                                              pd.concat(cands, ignore_index=True))]
 
     def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """All merged partials (sorted by conversation, then time) and their candidates."""
+        """All merged partials (sorted by conversation, then time) and their candidates (by pid)."""
         parts, cands = [], []
         while self.segments:
             p, c = self.segments.pop(0).compact()
@@ -163,9 +163,15 @@ class PartialStore:
         order = np.lexsort([frame["pid"].to_numpy()] + [frame[k].to_numpy() for k in reversed(KEY)])
         if (order != np.arange(len(order))).any():
             frame = frame.take(order)
-        cand = (cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)) if cands \
-            else empty_candidates()
-        return frame.reset_index(drop=True), cand.reset_index(drop=True)
+        frame = frame.reset_index(drop=True)
+        if not cands:
+            return frame, empty_candidates()
+        cand = cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)
+        del cands
+        pid = cand["pid"].to_numpy()
+        if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # in packet order, as the table
+            cand = cand.take(np.argsort(pid, kind="stable"))
+        return frame, cand.reset_index(drop=True)
 
 
 def _relabel(part: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:

@@ -184,7 +184,10 @@ def _finish(partials: list[FilePartial], flow_options: FlowOptions,
     files = tuple(fp.info for fp in partials)
     one = len(partials) == 1  # a file's partials come merged from fileread
     flows, flow_of = finish_flows(take("parts"), files, flow_options, take("quotes"), merged=one)
-    cands = take("candidates").sort_values("pid", kind="stable", ignore_index=True)
+    cands = take("candidates")
+    pid = cands["pid"].to_numpy()
+    if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # fileread gives them in pid order
+        cands = cands.sort_values("pid", kind="stable", ignore_index=True)
     labels = flow_of.reindex(cands["part"].to_numpy()).to_numpy()
     if len(labels) and np.isnan(labels.astype(float)).any():
         raise AssertionError("a candidate packet lost its flow")  # a bug, not bad input

@@ -247,7 +247,9 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
     init, orientation = _initiator_dir(f, heads, (a_group, b_group))
     a_init = init == 0
     (m0, len0), (m1, len1) = heads
-    hex0, hex1 = payload_hex(m0, len0), payload_hex(m1, len1)
+    pick_a = a_init[:, None]
+    src_hex = payload_hex(np.where(pick_a, m0, m1), np.where(a_init, len0, len1))
+    dst_hex = payload_hex(np.where(pick_a, m1, m0), np.where(a_init, len1, len0))
 
     def pick(col: str, initiator: bool) -> np.ndarray:
         a_val, b_val = f[f"{col}0"].to_numpy(), f[f"{col}1"].to_numpy()
@@ -284,8 +286,8 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
             "client_payload_head": pick("head", True).astype(np.uint32),
             "capture": file_names[f["file_index"].to_numpy().astype(np.int64)],
             "orientation": orientation,
-            "src_payload_prefix": np.where(a_init, hex0, hex1),
-            "dst_payload_prefix": np.where(a_init, hex1, hex0),
+            "src_payload_prefix": src_hex,
+            "dst_payload_prefix": dst_hex,
         }
     )
     # ICMP type/code on non-ICMP flows is only set when an unreachable rejects the flow.

@@ -177,18 +177,26 @@ def _endpoint_key(code: np.ndarray, port: np.ndarray, proto: np.ndarray) -> np.n
     return (code.astype(np.int64) << 24) | (port.astype(np.int64) << 8) | proto
 
 
-def payload_hex(b: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Each row's first min(length, 28) bytes as lower-case hex text ('' when none)."""
+def payload_hex(b: np.ndarray, length: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Each row's first min(length, 28) bytes as lower-case hex text ('' when none).
+
+    Built as one Arrow string array from the hex digits (no Python string per row): the flow
+    table of a big capture holds two of these columns.
+    """
+    import pyarrow as pa
+
     n = len(b)
-    if n == 0:
-        return np.array([], dtype=object)
     width = np.clip(np.asarray(length, np.int64), 0, KEPT) * 2
-    full = np.frombuffer(b.astype(np.uint8).tobytes().hex().encode(), dtype=f"S{KEPT * 2}")
-    out = np.empty(n, dtype=object)
-    for w in np.unique(width):  # at most 29 widths; casting to a shorter S-dtype cuts each row
-        sel = width == w
-        out[sel] = full[sel].astype(f"S{max(int(w), 1)}").astype(str) if w else ""
-    return out
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
+    b = np.asarray(b, np.uint8)
+    text = np.empty((n, KEPT * 2), np.uint8)
+    text[:, 0::2] = digits[b >> 4]
+    text[:, 1::2] = digits[b & 15]
+    data = text[np.arange(KEPT * 2) < width[:, None]]  # row by row, each cut to its width
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(width, out=offsets[1:])
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    return pd.array(arr.cast(pa.string()) if len(data) < 1 << 31 else arr, dtype="str")
 
 
 def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
