@@ -137,3 +137,16 @@ def test_every_tower_tshark_decodes_is_an_epm_fact(path):
     got = Counter(tuple(_plain(v) for v in row)
                   for row in found.facts.epm[TOWER_KEY].astype(object).values.tolist())
     assert got == want
+
+
+def test_a_capture_set_gives_the_union_of_what_tshark_decodes_in_each_file():
+    # the pilot's ring buffer: a session's EPM reply and its bind may sit in different files
+    ring = sorted((ROOT / "fixtures/pcaps/pilot/ring").glob("*.pcapng"))
+    want = set().union(*(oracle(p).endpoints() for p in ring))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        packets = read_packets(ring)
+        flows, labels = build_flows_labelled(packets)
+        found = discover_endpoints(packets, flows, labels, options=RpcOptions(names=False))
+    ep = found.endpoints
+    assert quads(ep[ep["evidence"].isin(["epm", "bind", "dcom"])]) == want and len(want) == 16
