@@ -107,7 +107,7 @@ def test_several_worker_processes_give_exactly_the_one_core_flows_and_candidates
 
 DISCOVERY = [PILOT, *sorted((PCAPS / "rpc").glob("*.pcap")),
              *sorted((PCAPS / "public").glob("dcerpc*")), PCAPS / "public" / "smtp.pcap",
-             PCAPS / "public" / "kerberos.pcap"]
+             PCAPS / "public" / "kerberos.pcap", PCAPS / "names" / "names.pcap"]
 
 
 @pytest.mark.parametrize("path", DISCOVERY, ids=lambda p: p.name)

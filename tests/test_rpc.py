@@ -475,3 +475,24 @@ def test_pilot_endpoints_equal_the_ground_truth(ring):
     assert ranges[["server_ip", "lowest_port", "highest_port", "ports", "expected_range",
                    "outside_ports", "pinned_ports"]].values.tolist() == [
         ["198.18.1.10", 49152, 49154, 3, "49152-65535", "", ""]]  # a ring is not several days
+
+
+def test_mdns_and_llmnr_chatter_never_crowds_tls_names_out_of_the_budget():
+    # 40 hosts announcing over mDNS, each answering a query, and one TLS handshake: the budget
+    # takes the TLS handshake first (a stronger name source), the local flows with what is left
+    rows = []
+    for i in range(40):
+        host = f"198.18.10.{i + 1}"
+        rows += [pkt(i + 0.1 * k, host, 5353, "224.0.0.251", 5353, proto=17, payload=60,
+                     head=0x00000000) for k in range(6)]
+        rows += [pkt(i + 0.7, CLIENT, 40000 + i, "224.0.0.251", 5353, proto=17, payload=40,
+                     head=0x12340000),
+                 pkt(i + 0.8, host, 5353, CLIENT, 40000 + i, proto=17, payload=80,
+                     head=0x12348400)]
+    rows += _session(50, CLIENT, 50002, CAS, 443, [0x16030100, 0x16030300])
+    packets = table(rows)
+    flows, labels = build_flows_labelled(packets)
+    picked = select_name_rows(packets, flows, labels, RpcOptions(max_name_packets=30))
+    ports = flows.loc[labels[picked], "dst_port"]
+    assert (ports == 443).sum() == 2 and len(picked) <= 30
+    assert (ports == 5353).sum() == len(picked) - 2  # the rest of the budget goes to mDNS

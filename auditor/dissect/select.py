@@ -197,11 +197,15 @@ def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
         # a client's first Kerberos exchanges: AS (machine account, realm), then TGS (the SPNs)
         _Pick(per_client(flows[port == 88], KERBEROS_NAME_FLOWS).to_numpy(), o.name_packets),
         _Pick(per_client(browser, 1).to_numpy(), 2),
-        _Pick(per_pair(answered), 2),
-        _Pick(per_client(local, o.name_flows_per_client).to_numpy(), LOCAL_NAME_PACKETS),
         _Pick(per_pair(ldap), o.name_packets),
         _Pick(per_pair(tls), TLS_NAME_PACKETS),
         _Pick(per_pair(smb), SMB_NAME_PACKETS),
+        # the weakest sources (NAME_SOURCES' last) after the others, so a network full of
+        # mDNS and LLMNR chatter cannot use up the budget: each host's first local flow, then
+        # one answer per responder
+        _Pick(per_client(local, o.name_flows_per_client).to_numpy(), LOCAL_NAME_PACKETS),
+        _Pick(_first_per(_first_per(answered, ["dst_ip"], 1), ["proto"], o.name_flows)
+              ["flow_id"].to_numpy(), 2),
         _Pick(_first_per(flows[port == 53], ["src_ip"], o.dns_flows_per_client)["flow_id"]
               .to_numpy(), 2),
     ]
