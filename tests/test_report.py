@@ -190,7 +190,7 @@ def test_markdown_has_summary_findings_missing_rules_and_rpc():
     assert f"| flows | {len(pilot_flows())} |" in text
     assert "## Findings (6)" in text
     assert ("| rejected | high | `UM1` `198.18.1.41` (unified_messaging) | `HUB1` `198.18.1.11` "
-            "(hub_transport) | 25/tcp | T07-um-hub-smtp | 1 |") in text
+            "(hub_transport) | 25/tcp | handshake | T07-um-hub-smtp | 1 |") in text
     assert "## Missing rules (6)" in text  # the expected rules no flow matched
     assert ("| A10-smb | smb | hub_transport;client_access;mailbox;unified_messaging;client | "
             "domain_controller | 445/tcp |") in text
@@ -207,7 +207,7 @@ def test_markdown_neutralises_capture_strings(tmp_path):
     for line in text.splitlines():
         if line.startswith("| "):
             cells = re.split(r"(?<!\\)\|", line)
-            assert len(cells) in (4, 6, 7, 8, 10), line  # no extra columns from names
+            assert len(cells) in (4, 6, 7, 8, 11), line  # no extra columns from names
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -228,7 +228,7 @@ def test_xlsx_has_the_sheets_and_values(tmp_path):
     write_xlsx(make_result(), path)
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["summary", "findings", "flows", "rules", "rpc", "rpc_ranges",
-                             "hosts", "captures"]
+                             "hosts", "captures", "legend"]
     findings = wb["findings"]
     header = [c.value for c in findings[1]]
     assert header[:4] == ["kind", "severity", "src_ip", "dst_ip"]

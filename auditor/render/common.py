@@ -87,3 +87,37 @@ def roles_with_versions(findings: pd.DataFrame) -> pd.DataFrame:
         out[f"{side}_role"] = [f"{r} {v}" if v else r for r, v in zip(
             out[f"{side}_role"], out[f"{side}_version"].fillna(""), strict=True)]
     return out
+
+
+# What decided which side started a flow (`orientation`, schema.ORIENTATIONS, strongest first;
+# auditor/flows/orient.py); reports show this legend next to every table with the column.
+ORIENTATION_LEGEND = (
+    ("handshake", "the TCP SYN (or SYN/ACK) is in the capture"),
+    ("multicast", "the other end is a multicast or broadcast address, which never starts a flow"),
+    ("payload", "the first payload bytes each way: a request against a response (DCE/RPC, TLS, "
+                "SMTP, HTTP/SIP, SMB, LDAP, Kerberos, DNS/NBNS QR bit, NTP mode, DHCP, ICMP echo)"),
+    ("listener", "one end answered a handshake- or payload-decided flow elsewhere in the captures"),
+    ("epm", "one end is an RPC endpoint that an EPM reply, a bind or a DCOM binding advertised"),
+    ("port", "one end's port is a service port and the other's is not (the flow began before "
+             "the capture)"),
+    ("first_packet", "the sender of the first captured packet (no evidence either way)"),
+)
+GUESSES = ("port", "first_packet")  # orientations that are guesses, marked as such in reports
+
+# Where an endpoint's name came from (`src_name_source`/`dst_name_source`, as in JSON).
+NAME_SOURCE_LEGEND = (
+    ("inventory", "the inventory (always wins)"),
+    ("cldap", "a CLDAP netlogon reply"), ("dns", "a DNS A/AAAA/PTR/SRV answer"),
+    ("ldap", "a cleartext LDAP rootDSE dnsHostName"), ("nbns", "a NetBIOS name service packet"),
+    ("browser", "a browser announcement"), ("smtp-ehlo", "the SMTP EHLO/HELO name"),
+    ("smtp-banner", "the SMTP 220 greeting"), ("kerberos", "a Kerberos principal or realm"),
+    ("smb", "an SMB2 tree path"), ("tls-certificate", "a TLS certificate subject or SAN"),
+    ("tls-sni", "a TLS server name indication"), ("dhcp", "the DHCP host name option"),
+    ("llmnr", "an LLMNR answer"), ("mdns", "an mDNS answer"),
+)
+
+
+def orientation_label(value) -> str:
+    """An orientation for a report cell: the value as in JSON, '(guess)' after the guesses."""
+    text = "" if plain(value) is None else str(plain(value))
+    return f"{text} (guess)" if text in GUESSES else text

@@ -20,9 +20,13 @@ from matplotlib.figure import Figure
 
 from auditor.audit.verdicts import AuditResult
 from auditor.render.common import (
+    GUESSES,
+    NAME_SOURCE_LEGEND,
+    ORIENTATION_LEGEND,
     capture_rows,
     format_time,
     missing_rules,
+    orientation_label,
     plain,
     roles_with_versions,
     summary_rows,
@@ -152,10 +156,13 @@ def _generic_table(table_id: str, frame: pd.DataFrame | None, empty: str,
     return _table(table_id, header, _generic_rows(frame, columns), empty=empty)
 
 
-def _host_cell(ip, name, role) -> str:
+def _host_cell(ip, name, role, name_source=None) -> str:
     parts = []
     if plain(name):
         parts.append(f'<span class="name">{esc(name)}</span>')
+        if plain(name_source):
+            parts.append(f'<span class="name-source" title="where the name came from">'
+                         f"via {esc(name_source)}</span>")
     if plain(ip):
         parts.append(f'<span class="ip">{esc(ip)}</span>')
     if plain(role):
@@ -173,9 +180,32 @@ def _filter_cell(display_filter) -> str:
                text, "packets")
 
 
+def _orientation_cell(value) -> str:
+    """The finding's orientation as in JSON; a guess is marked (class and text)."""
+    text = plain(value) or ""
+    cls = "orientation guess" if text in GUESSES else "orientation"
+    return _td(esc(orientation_label(text)), text, cls)
+
+
+def _legend() -> str:
+    """What each orientation value and name source means (shown under the findings table)."""
+    rows = "".join(f'<tr><th scope="row" class="{"guess" if k in GUESSES else ""}">'
+                   f"{esc(orientation_label(k))}</th><td>{esc(v)}</td></tr>"
+                   for k, v in ORIENTATION_LEGEND)
+    names = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{esc(v)}</td></tr>'
+                    for k, v in NAME_SOURCE_LEGEND)
+    return ('<details class="legend"><summary>Legend: orientation and name sources</summary>'
+            "<p>Orientation: what decided which end started the flow (a finding shows the weakest "
+            "of its flows); guesses are marked.</p>"
+            f'<table class="kv" id="orientation-legend">{rows}</table>'
+            "<p>Name source: where each end's name came from (shown after the name).</p>"
+            f'<table class="kv" id="name-source-legend">{names}</table></details>')
+
+
 def _findings_section(findings: pd.DataFrame) -> str:
     header = [("kind", "text"), ("severity", "num"), ("source", "text"), ("destination", "text"),
-              ("port", "num"), ("service", "text"), ("rule", "text"), ("documented", "text"),
+              ("port", "num"), ("orientation", "text"), ("service", "text"), ("rule", "text"),
+              ("documented", "text"),
               ("flows", "num"), ("bytes", "num"), ("first seen", "num"), ("last seen", "num"),
               ("packets", "text"), ("detail", "text")]
     rows = []
@@ -187,10 +217,11 @@ def _findings_section(findings: pd.DataFrame) -> str:
         cells = [
             _td(f'<span class="badge {esc(r.kind)}">{esc(r.kind)}</span>', r.kind),
             _td(esc(r.severity), sev_rank),
-            _host_cell(r.src_ip, r.src_name, r.src_role),
-            _host_cell(r.dst_ip, r.dst_name, r.dst_role),
+            _host_cell(r.src_ip, r.src_name, r.src_role, getattr(r, "src_name_source", "")),
+            _host_cell(r.dst_ip, r.dst_name, r.dst_role, getattr(r, "dst_name_source", "")),
             _td(esc(f"{port}/{r.proto}" if port is not None else r.proto),
                 port if port is not None else -1),
+            _orientation_cell(getattr(r, "orientation", "")),
             _td(esc(r.service)), _td(esc(r.rule)),
             _td("yes" if plain(r.documented) else "no"),
             _td(esc(f"{int(r.flows):,}"), int(r.flows), "num"),
@@ -215,7 +246,7 @@ def _findings_section(findings: pd.DataFrame) -> str:
     )
     table = _table("findings-table", header, rows, empty="No findings: every flow was expected "
                                                          "and every expected path was seen.")
-    return (controls if rows else "") + table
+    return (controls if rows else "") + table + (_legend() if rows else "")
 
 
 def _rules_section(rules: pd.DataFrame) -> str:

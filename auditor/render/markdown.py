@@ -9,7 +9,17 @@ from pathlib import Path
 
 from auditor.atomic import write_text
 from auditor.audit.verdicts import AuditResult
-from auditor.render.common import capture_rows, missing_rules, plain, roles_with_versions, summary_rows
+from auditor.render.common import (
+    GUESSES,
+    NAME_SOURCE_LEGEND,
+    ORIENTATION_LEGEND,
+    capture_rows,
+    missing_rules,
+    orientation_label,
+    plain,
+    roles_with_versions,
+    summary_rows,
+)
 from auditor.render.text import printable
 
 # Escaped in Markdown text: what could start code, emphasis, links, HTML, entities or break the
@@ -42,10 +52,30 @@ def _md_table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]
     return lines
 
 
-def _md_host(ip, name, role) -> str:
+def _md_host(ip, name, role, name_source=None) -> str:
     parts = [md_code(name) if plain(name) else "", md_code(ip) if plain(ip) else ""]
     text = " ".join(p for p in parts if p)
-    return f"{text} ({md_text(role)})" if plain(role) else text
+    notes = [md_text(role) if plain(role) else ""]
+    if plain(name) and plain(name_source):
+        notes.append(f"name via {md_text(name_source)}")
+    notes = "; ".join(n for n in notes if n)
+    return f"{text} ({notes})" if notes else text
+
+
+def _md_orientation(value) -> str:
+    """The orientation as in JSON; a guess in italics with '(guess)'."""
+    text = md_text(orientation_label(value))
+    return f"*{text}*" if plain(value) in GUESSES else text
+
+
+def _legend() -> list[str]:
+    """What each orientation value and name source means."""
+    out = ["", "Orientation (what decided which end started the flow; a finding shows the weakest "
+               "of its flows; guesses in italics):", ""]
+    out += [f"- {_md_orientation(k)}: {md_text(v)}" for k, v in ORIENTATION_LEGEND]
+    out += ["", "Name source (after \"name via\"): where the end's name came from: "
+            + "; ".join(f"{md_text(k)}: {md_text(v)}" for k, v in NAME_SOURCE_LEGEND) + "."]
+    return out
 
 
 def _md_port(proto, port) -> str:
@@ -90,12 +120,16 @@ def markdown_text(result: AuditResult, title: str = "Exchange traffic audit") ->
         out.append("No findings.")
     else:
         out += _md_table(
-            ["kind", "severity", "source", "destination", "port", "rule", "flows", "detail"],
-            ((md_text(r.kind), md_text(r.severity), _md_host(r.src_ip, r.src_name, r.src_role),
-              _md_host(r.dst_ip, r.dst_name, r.dst_role), _md_port(r.proto, r.dst_port),
+            ["kind", "severity", "source", "destination", "port", "orientation", "rule", "flows",
+             "detail"],
+            ((md_text(r.kind), md_text(r.severity),
+              _md_host(r.src_ip, r.src_name, r.src_role, getattr(r, "src_name_source", "")),
+              _md_host(r.dst_ip, r.dst_name, r.dst_role, getattr(r, "dst_name_source", "")),
+              _md_port(r.proto, r.dst_port), _md_orientation(getattr(r, "orientation", "")),
               md_text(r.rule), md_text(r.flows), md_text(r.detail))
              for r in f.itertuples(index=False)),
         )
+        out += _legend()
     out += _packets_section(result)
     missing = missing_rules(result.rules)
     out += ["", f"## Missing rules ({len(missing)})", ""]

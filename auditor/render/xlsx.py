@@ -10,7 +10,15 @@ import pandas as pd
 from auditor.atomic import atomic_path
 from auditor.audit.verdicts import AuditResult
 from auditor.errors import AuditorError
-from auditor.render.common import FORMULA_START, capture_rows, plain, summary_rows
+from auditor.render.common import (
+    FORMULA_START,
+    GUESSES,
+    NAME_SOURCE_LEGEND,
+    ORIENTATION_LEGEND,
+    capture_rows,
+    plain,
+    summary_rows,
+)
 
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _XLSX_MAX_ROWS = 1_048_576
@@ -54,12 +62,39 @@ def _xlsx_column(series: pd.Series, ws) -> list:
     return out
 
 
+def _guesses_marked(values: list, ws) -> list:
+    """Orientation cells: the value as in JSON, guesses (port, first_packet) filled and italic."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+
+    fill, font = PatternFill("solid", fgColor="FFF2CC"), Font(italic=True)
+    out = []
+    for value in values:
+        if value in GUESSES:
+            value = WriteOnlyCell(ws, value=value)
+            value.fill, value.font = fill, font
+        out.append(value)
+    return out
+
+
 def _xlsx_rows(ws, frame: pd.DataFrame, columns: list[str], limit: int | None = None) -> None:
     """Append a header and the frame's rows (at most limit)."""
     ws.append(columns)
     part = frame[columns] if limit is None else frame[columns].iloc[:limit]
-    for row in zip(*(_xlsx_column(part[c], ws) for c in columns), strict=True):
+    cells = [_xlsx_column(part[c], ws) for c in columns]
+    cells = [_guesses_marked(v, ws) if c == "orientation" else v
+             for c, v in zip(columns, cells, strict=True)]
+    for row in zip(*cells, strict=True):
         ws.append(row)
+
+
+def _legend_frame() -> pd.DataFrame:
+    """What the orientation and name source columns of the findings and flows sheets mean."""
+    rows = [{"column": "orientation", "value": k, "meaning": v, "guess": k in GUESSES}
+            for k, v in ORIENTATION_LEGEND]
+    rows += [{"column": "src_name_source, dst_name_source", "value": k, "meaning": v,
+              "guess": False} for k, v in NAME_SOURCE_LEGEND]
+    return pd.DataFrame(rows)
 
 
 def _frame(rows: list[dict] | pd.DataFrame | None) -> pd.DataFrame:
@@ -70,7 +105,7 @@ def _frame(rows: list[dict] | pd.DataFrame | None) -> pd.DataFrame:
 
 def write_xlsx(result: AuditResult, path, *, max_flows: int | None = 20_000) -> None:
     """Write sheets summary, findings, flows (the first max_flows), rules, rpc, rpc_ranges,
-    hosts and captures."""
+    hosts, captures and legend (orientation and name source values; guesses are filled)."""
     try:
         from openpyxl import Workbook
     except ImportError:
@@ -95,6 +130,7 @@ def write_xlsx(result: AuditResult, path, *, max_flows: int | None = 20_000) -> 
         ("rpc_ranges", result.rpc_ranges),
         ("hosts", result.hosts),
         ("captures", _frame(capture_rows(result))),
+        ("legend", _legend_frame()),
     ]
     for name, frame in sheets:
         ws = wb.create_sheet(name)
