@@ -77,8 +77,7 @@ def test_markdown_findings_show_orientation_and_the_name_source(smtp):
                                                                    "| unanswered", "| missing"))]
     assert any("| *first_packet (guess)* |" in r for r in rows)
     name = named.iloc[0]["src_name"]
-    assert any(f"`{name}` `{named.iloc[0]['src_ip']}` (" in r and "; name via browser)" in r
-               for r in rows)
+    assert any(f"`{name}` (via browser) `{named.iloc[0]['src_ip']}` (" in r for r in rows)
     assert "- *first_packet (guess)*: the sender of the first captured packet" in text
 
 
@@ -115,4 +114,4 @@ def test_a_hostile_name_source_stays_escaped_in_html_and_markdown():
     assert "via &lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
     text = markdown_text(result)
-    assert "name via \\<script>alert(1)\\</script>" in text and "| \\<b>x\\</b> |" in text
+    assert "(via \\<script>alert(1)\\</script>)" in text and "| \\<b>x\\</b> |" in text

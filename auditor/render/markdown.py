@@ -53,13 +53,12 @@ def _md_table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]
 
 
 def _md_host(ip, name, role, name_source=None) -> str:
-    parts = [md_code(name) if plain(name) else "", md_code(ip) if plain(ip) else ""]
-    text = " ".join(p for p in parts if p)
-    notes = [md_text(role) if plain(role) else ""]
-    if plain(name) and plain(name_source):
-        notes.append(f"name via {md_text(name_source)}")
-    notes = "; ".join(n for n in notes if n)
-    return f"{text} ({notes})" if notes else text
+    """`name` (via its source) `ip` (role)."""
+    named = md_code(name) if plain(name) else ""
+    if named and plain(name_source):
+        named += f" (via {md_text(name_source)})"
+    text = " ".join(p for p in (named, md_code(ip) if plain(ip) else "") if p)
+    return f"{text} ({md_text(role)})" if plain(role) else text
 
 
 def _md_orientation(value) -> str:
@@ -73,7 +72,7 @@ def _legend() -> list[str]:
     out = ["", "Orientation (what decided which end started the flow; a finding shows the weakest "
                "of its flows; guesses in italics):", ""]
     out += [f"- {_md_orientation(k)}: {md_text(v)}" for k, v in ORIENTATION_LEGEND]
-    out += ["", "Name source (after \"name via\"): where the end's name came from: "
+    out += ["", "Name source (\"via ...\" after a name): where the end's name came from: "
             + "; ".join(f"{md_text(k)}: {md_text(v)}" for k, v in NAME_SOURCE_LEGEND) + "."]
     return out
 
