@@ -63,9 +63,10 @@ def sender_role(b: np.ndarray, length: np.ndarray, proto: np.ndarray, sport: np.
     if n == 0:
         return role
     length = np.asarray(length, np.int64)
-    b = b.astype(np.int64)
+    b = b.astype(np.int16)  # room for the arithmetic below; int64 would be 8 bytes a cell
     tcp, udp = proto == TCP, proto == UDP
-    u32 = (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
+    u32 = ((b[:, 0].astype(np.int64) << 24) | (b[:, 1].astype(np.int64) << 16)
+           | (b[:, 2].astype(np.int64) << 8) | b[:, 3])
     either = lambda ports: np.isin(sport, ports) | np.isin(dport, ports)  # noqa: E731
 
     def mark(cond, client):
