@@ -89,7 +89,8 @@ def read(path: Path, tmp_dir: Path | None = None) -> Oracle:
     source = path
     if path.suffix in _DECOMPRESS:
         assert tmp_dir is not None, "a compressed capture needs a temporary directory"
-        source = tmp_dir / path.stem
+        # one name per compressed file: truncated_tail.bz2 and .xz are read side by side
+        source = tmp_dir / f"{path.name}.pcap"
         source.write_bytes(_DECOMPRESS[path.suffix](path.read_bytes()))
     run = subprocess.run(["tshark", "-n", "-r", str(source), "-Y", ORACLE_FILTER, "-T", "pdml"],
                          capture_output=True, check=False)
