@@ -30,7 +30,8 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".gzip", ".bz2", ".xz", "
 _DECOMPRESS = {".bz2": lambda data: bz2.BZ2Decompressor().decompress(data),
                ".xz": lambda data: lzma.LZMADecompressor().decompress(data)}
 
-ORACLE_FILTER = ("epm || dcom.dualstringarray.string || isystemactivator || dcerpc.cn_bind_to_uuid"
+ORACLE_FILTER = ("epm || dcom.dualstringarray.string || isystemactivator || remact"
+                 " || dcerpc.cn_bind_to_uuid"
                  " || dcerpc.pkt_type == 12 || dcerpc.pkt_type == 13 || dcerpc.pkt_type == 15"
                  " || dcerpc.ver == 4")
 
@@ -170,7 +171,7 @@ def _packet(pkt: ET.Element, oracle: Oracle, open_binds: dict) -> None:
             _epm_reply(proto, where, oracle)
     iids = [""]
     for proto in pkt.iter("proto"):
-        if proto.get("name") == "isystemactivator":
+        if proto.get("name") in ("isystemactivator", "remact"):
             iids = _activation(proto, frame, oracle.activations) or [""]
     for string in pkt.iter("field"):
         if string.get("name") == "dcom.dualstringarray.string":
@@ -186,12 +187,19 @@ def _all(elem: ET.Element, name: str) -> list[str]:
 
 
 def _activation(proto: ET.Element, frame: int, asked: dict[int, list[str]]) -> list[str]:
-    """An ISystemActivator request's IIDs (kept by frame), or the IIDs its reply returned with
-    S_OK in PropsOutInfo ([MS-DCOM] 2.2.22.2.9); without a PropsOutInfo, the request's."""
+    """An activation request's IIDs (kept by frame), or the IIDs its reply returned: with S_OK
+    in an ISystemActivator PropsOutInfo ([MS-DCOM] 2.2.22.2.9), or as an OBJREF_STANDARD in an
+    IActivation (remact) reply; without either, the request's."""
+    remact = proto.get("name") == "remact"
     request_in = _show(proto, "dcerpc.request_in")
     if not request_in:
-        asked[frame] = _all(proto, "isystemactivator.properties.instninfo.iid")
+        asked[frame] = _all(proto, "dcom.iid" if remact
+                            else "isystemactivator.properties.instninfo.iid")
         return []
+    if remact:
+        iids = [_show(e, "dcom.iid").lower() for e in proto.iter("field")
+                if e.get("name") == "dcom.objref" and _child(e, "dcom.stdobjref") is not None]
+        return iids or asked.get(int(request_in), [])
     iids = _all(proto, "isystemactivator.properties.iid")
     results = _all(proto, "isystemactivator.properties.retval")
     if not iids:

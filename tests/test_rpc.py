@@ -321,17 +321,20 @@ def test_an_oxid_resolver_reply_makes_a_dcom_endpoint():
 
 @pytest.mark.tshark
 def test_a_dcom_activation_names_the_interface_it_handed_out():
-    # RemoteCreateInstance for IWbemLevel1Login (SYNs to its port unanswered), then
-    # RemoteGetClassObject for IClassFactory, whose port the client then binds IRemUnknown2 on
+    # RemoteCreateInstance for IWbemLevel1Login (SYNs to its port unanswered), RemoteGetClassObject
+    # for IClassFactory, whose port the client then binds IRemUnknown2 on, and the pre-XP
+    # IActivation RemoteActivation for IWbemLevel1Login
     _, flows, found, _ = discovered(RPC / "dcom_activation.pcap")
     got = found.endpoints[["server_ip", "port", "interface", "evidence", "bound", "use"]]
     assert got.values.tolist() == [
         [DC, 135, "ISystemActivator", "bind", True, "used"],
+        [DC, 135, "IActivation", "bind", True, "used"],
         [DC, 49712, "IWbemLevel1Login", "dcom", False, "never answered"],
         [DC, 49713, "IClassFactory", "dcom", False, "used"],
-        [DC, 49713, "IRemUnknown2", "bind", True, "used"]]
-    assert set(found.facts.dcom["binding"]) == {"DC01[49712]", "198.18.1.2[49712]",
-                                                "DC01[49713]", "198.18.1.2[49713]"}
+        [DC, 49713, "IRemUnknown2", "bind", True, "used"],
+        [DC, 49714, "IWbemLevel1Login", "dcom", False, "used"]]  # the legacy RemoteActivation
+    assert set(found.facts.dcom["binding"]) == {f"{host}[{port}]" for host in ("DC01", DC)
+                                                for port in (49712, 49713, 49714)}
     out = annotate_flows(flows, found.endpoints)
     assert out.loc[out["dst_port"] == 49712, ["rpc_interface", "rpc_evidence"]].values.tolist() \
         == [["IWbemLevel1Login", "dcom"]]

@@ -65,7 +65,8 @@ def test_the_oracle_finds_rpc_where_the_captures_have_it():
         ("198.18.1.2", 49712, "")}
     assert oracle(ROOT / "fixtures/pcaps/rpc/dcom_activation.pcap").dcom == {
         ("198.18.1.2", 49712, "f309ad18-d86a-11d0-a075-00c04fb68820"),  # IWbemLevel1Login
-        ("198.18.1.2", 49713, "00000001-0000-0000-c000-000000000046")}  # IClassFactory
+        ("198.18.1.2", 49713, "00000001-0000-0000-c000-000000000046"),  # IClassFactory
+        ("198.18.1.2", 49714, "f309ad18-d86a-11d0-a075-00c04fb68820")}  # (RemoteActivation)
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=IDS)

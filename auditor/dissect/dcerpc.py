@@ -42,7 +42,7 @@ _PLUMBING = frozenset({"frame", "eth", "sll", "vlan", "ip", "ipv6", "tcp", "udp"
 
 # Plain `||` chains: the set syntax changed between tshark 3.x ({a b}) and 4.x ({a, b}).
 RPC_FILTER = " || ".join(
-    ["epm", "dcom.dualstringarray.network_addr", "isystemactivator", "dcerpc.ver == 4"]
+    ["epm", "dcom.dualstringarray.network_addr", "isystemactivator", "remact", "dcerpc.ver == 4"]
     + [f"dcerpc.pkt_type == {t}" for t in (_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP)]
 )
 
@@ -139,8 +139,8 @@ class _RpcCollector:
         for name, trees in pkt.layers.items():
             if name in _PLUMBING:
                 continue
-            iids = (_activated(pkt, trees, self.activations) if name == "isystemactivator"
-                    else [])
+            iids = (_activated(pkt, name, trees, self.activations)
+                    if name in ("isystemactivator", "remact") else [])
             for node in _nodes(trees):
                 if "dcom.dualstringarray.network_addr" in node:
                     row = _dcom_row(pkt, node)
@@ -320,18 +320,26 @@ def _dcom_row(pkt: _Packet, node: dict) -> dict:
     }
 
 
-def _activated(pkt: _Packet, trees: list[dict], requests: dict[int, list[str]]) -> list[str]:
-    """Interfaces an ISystemActivator reply hands out (RemoteCreateInstance, RemoteGetClassObject).
+def _activated(pkt: _Packet, layer: str, trees: list[dict],
+               requests: dict[int, list[str]]) -> list[str]:
+    """Interfaces a DCOM activation reply hands out, and so its OXID bindings serve.
 
-    A request's InstantiationInfo lists the IIDs asked for; the reply's PropsOutInfo lists each
-    with its result ([MS-DCOM] 2.2.22.2.1, 2.2.22.2.9). The reply's OXID bindings serve the IIDs
-    that succeeded, or, when tshark shows no PropsOutInfo, those asked for. A request: [].
+    ISystemActivator (RemoteCreateInstance, RemoteGetClassObject): the request's InstantiationInfo
+    lists the IIDs asked for, the reply's PropsOutInfo each with its result ([MS-DCOM]
+    2.2.22.2.1, 2.2.22.2.9). IActivation RemoteActivation (pre-XP, `remact`): the request lists
+    IIDs, the reply an OBJREF per interface it returned (3.1.2.5.2.3.1). The IIDs that succeeded,
+    or, when tshark shows none, those asked for. A request: [] (and it is remembered).
     """
     request_in = _int(_first(trees, "dcerpc.request_in"), -1)
     if request_in < 0:  # a request: remember what it asked for
-        asked = [str(v).lower() for v in _values(trees, "isystemactivator.properties.instninfo.iid")]
-        requests[pkt.number] = list(dict.fromkeys(asked))
+        key = ("isystemactivator.properties.instninfo.iid" if layer == "isystemactivator"
+               else "dcom.iid")
+        requests[pkt.number] = list(dict.fromkeys(str(v).lower() for v in _values(trees, key)))
         return []
+    if layer == "remact":  # OBJREF_STANDARDs of the returned interfaces
+        iids = [str(node["dcom.iid"]).lower() for node in _nodes(trees)
+                if "dcom.iid" in node and "dcom.stdobjref" in node]
+        return list(dict.fromkeys(iids)) or requests.get(request_in, [])
     iids = [str(v).lower() for v in _values(trees, "isystemactivator.properties.iid")]
     results = [_int(v, -1) for v in _values(trees, "isystemactivator.properties.retval")]
     if not iids:
