@@ -3,7 +3,9 @@ packet-block field, any frame-table entry reads or is refused with a CaptureErro
 
 from __future__ import annotations
 
+import atexit
 import random
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,6 +21,7 @@ OPTIONS = st.lists(st.tuples(st.sampled_from((0, 1, 2, 9, 13, 14, 0x8000, 0xFFFF
                              st.binary(max_size=12), st.one_of(st.none(), st.integers(0, 0xFFFF))),
                    max_size=6)
 _TMP = Path(tempfile.mkdtemp(prefix="auditor-hypothesis-"))
+atexit.register(shutil.rmtree, _TMP, True)  # every run left one folder in /tmp
 
 
 def _reads_or_refuses(data: bytes, suffix: str) -> None:
