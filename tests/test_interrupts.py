@@ -45,9 +45,18 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout_s=60.0) -> None:
+def _written(path: Path) -> bool:
+    # the fake tshark's open() creates its pid file before it writes the pid line into it
+    try:
+        return path.read_text().endswith("\n")
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout_s=60.0, line=False) -> None:
+    """Until path exists (line=True: holds a whole line)."""
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
+    while not (_written(path) if line else path.exists()):
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
@@ -97,7 +106,7 @@ def test_signal_while_reading_the_capture_leaves_nothing_behind(tmp_path, sig):
     cap = cb.pcap_of(frames * 4000)
     big.write_bytes(cap.encode())
     proc, temp, pidfile, read = _start(tmp_path, big)
-    _wait_for(pidfile, proc)  # tshark is started before the capture is read
+    _wait_for(pidfile, proc, line=True)  # tshark is started before the capture is read
     proc.send_signal(sig)
     _check_clean(proc, sig, temp, pidfile)
     assert not read.exists()  # the signal came before anything was handed to tshark
