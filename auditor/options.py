@@ -75,10 +75,11 @@ class AuditOptions:
 class EngineOptions:
     """Where and how capture files are read (auditor.engine)."""
 
-    workers: int = 0  # worker processes reading files (0: one per core, at most one per file)
+    workers: int = 0  # worker processes reading files and byte ranges of them (0: every core)
     cache_dir: str | None = None  # keep each file's partial aggregates here; None: no cache
     scheduler: str | None = None  # Dask scheduler address: read the files on that cluster
     chunk_bytes: int | None = None  # file bytes per chunk (None: the reader's default)
+    range_bytes: int | None = None  # smallest byte range of one file a worker reads (None: 64 MiB)
 
 
 @dataclass(frozen=True)

@@ -16,4 +16,6 @@
 - `records`: What every container reader hands on: chunks of packet records, and the limits they
   obey.
 - `sets`: Capture sets as users send them, and the time window that restricts them.
+- `split`: Byte ranges of one large capture file that separate workers can read, each from a
+  record start.
 """

@@ -28,7 +28,8 @@ def engine_options(func):
              "'auditor[dask]'; default $DASK_SCHEDULER_ADDRESS).")(wrapper)
     wrapper = click.option(
         "--workers", type=click.IntRange(min=0), default=0, show_default=True,
-        help="Worker processes reading the files of a set (0: one per core).")(wrapper)
+        help="Worker processes reading the files of a set and byte ranges of large files "
+             "(0: one per core).")(wrapper)
     wrapper = click.option(
         "--no-cache", is_flag=True,
         help="Neither read nor store the per-file cache of flow aggregates.")(wrapper)

@@ -11,6 +11,8 @@
   changes.
 - `remote`: Capture files named by fsspec URLs (`s3://bucket/ring/x.pcapng`, `file:///srv/x.pcap`,
   ...).
+- `ranges`: One capture file read as byte ranges on several cores, joined into what one read
+  gives.
 - `run`: Captures to flows without a packet table: per file on one core, every core, or a Dask
   cluster.
 - `setmerge`: Merging the partials of a set's files wherever they were read (a Dask cluster, this

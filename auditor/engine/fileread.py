@@ -186,17 +186,26 @@ class _Folder:
 
 def read_file_partial(path: str, flow_options: FlowOptions | None = None,
                       rpc_options: RpcOptions | None = None,
-                      chunk_bytes: int | None = None) -> FilePartial:
-    """Stream one capture file into its partial aggregates (pids counted from 0)."""
+                      chunk_bytes: int | None = None, byte_range=None,
+                      observe=None) -> FilePartial:
+    """Stream one capture file into its partial aggregates (pids counted from 0).
+
+    `byte_range` (a `capture.split.ByteRange`) reads only those records; `observe` sees each
+    decoded chunk's columns before they are folded (`engine.ranges` checks a range's edges).
+    """
     folder = _Folder(flow_options or FlowOptions(), rpc_options or RpcOptions())
     from pathlib import Path
 
     p = Path(path)
     with RecordReader(p) as reader:
+        if byte_range is not None:
+            byte_range.apply(reader)
         non_ip, skipped = 0, Counter()
         for chunk in reader.chunks(chunk_bytes):
             out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
             out["file_index"] = np.zeros(len(out["ts_ns"]), np.uint16)
+            if observe is not None:
+                observe(out)
             folder.add(out, errs)
             non_ip += chunk_non_ip
             skipped.update(chunk_skipped)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -22,9 +24,11 @@ import pandas as pd
 
 from auditor.capture.packets import PacketTable, _warn_skipped, read_packets
 from auditor.capture.sets import CaptureSet, expand_sources, plan
+from auditor.capture.split import plan_ranges
 from auditor.engine import cache as cache_mod
 from auditor.engine.dask_run import read_set_on_cluster
 from auditor.engine.fileread import FilePartial, read_file_partial, rebase
+from auditor.engine.ranges import join_ranges, read_range
 from auditor.engine.remote import is_url
 from auditor.engine.urlset import read_urls
 from auditor.errors import CaptureError, CaptureWarning
@@ -43,6 +47,7 @@ class EngineReport:
     where: str  # "local", "processes" or "dask"
     cached: int
     streamed: bool  # False: timestamps went back across chunks, so a full sort was used
+    ranges: int = 0  # byte ranges the files read were cut into (0: each file read whole)
 
     def line(self) -> str:
         """One line for stderr, e.g. 'read 8 files on 2 worker processes (3 from the cache)'."""
@@ -50,6 +55,9 @@ class EngineReport:
         what = {"local": "in this process", "processes": f"on {self.workers} worker processes",
                 "dask": f"on {self.workers} Dask workers"}[self.where]
         text = f"read {read} file{'s' if read != 1 else ''} {what}"
+        if self.ranges:
+            text = (f"read {read} file{'s' if read != 1 else ''} as {self.ranges} byte range"
+                    f"{'s' if self.ranges != 1 else ''} {what}")
         if self.cached:
             text += f" ({self.cached} from the cache)"
         return text
@@ -102,12 +110,13 @@ def stream_flows(
     if engine.scheduler:  # read and merge on the cluster: the client gets one merged partial
         return _finish_elsewhere(*read_set_on_cluster(paths, partials, flow_options, rpc_options,
                                                       engine), "dask", cached, flow_options)
-    where, workers = _read(paths, todo, partials, flow_options, rpc_options, engine, progress)
+    where, workers, ranges = _read(paths, todo, partials, flow_options, rpc_options, engine,
+                                   progress)
     if engine.cache_dir is not None:
         for i in todo:
             cache_mod.store(engine.cache_dir, keys[i], partials[i])
-    report = EngineReport(len(paths), workers, where, cached, True)
-    if where == "dask":  # on a cluster, say who did the work (stdout stays the result)
+    report = EngineReport(len(paths), workers, where, cached, True, ranges)
+    if where != "local":  # on several cores, say who did the work (stdout stays the result)
         log.info(report.line())
     else:
         log.debug(report.line())
@@ -123,7 +132,7 @@ def stream_flows(
 
 
 def _read(paths, todo, partials, flow_options, rpc_options, engine, progress):
-    """Fill partials[i] for i in todo; return (where, workers)."""
+    """Fill partials[i] for i in todo; return (where, workers, byte ranges)."""
     args = (flow_options, rpc_options, engine.chunk_bytes)
     total = sum(p.stat().st_size for p in paths) or 1
     done = sum(paths[i].stat().st_size for i in range(len(paths)) if i not in set(todo))
@@ -133,23 +142,88 @@ def _read(paths, todo, partials, flow_options, rpc_options, engine, progress):
         results, workers = read_on_cluster(engine.scheduler, [str(paths[i]) for i in todo], *args)
         for i, fp in zip(todo, results, strict=True):
             partials[i] = replace(fp, info=replace(fp.info, path=str(paths[i])))
-        return "dask", workers
-    workers = min(engine.workers or os.cpu_count() or 1, len(todo))
+        return "dask", workers, 0
+    cores = engine.workers or _cores()
+    tasks = _tasks(paths, todo, cores, engine.range_bytes or RANGE_BYTES)
+    workers = min(cores, len(tasks))
     if workers <= 1:
         for i in todo:
             partials[i] = read_file_partial(str(paths[i]), *args)
             done += paths[i].stat().st_size
             if progress is not None:
                 progress(done, total)
-        return "local", 1
-    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-        futures = {i: pool.submit(read_file_partial, str(paths[i]), *args) for i in todo}
-        for i in todo:
-            partials[i] = futures[i].result()
-            done += paths[i].stat().st_size
+        return "local", 1, 0
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(["auditor.engine.ranges"])  # each worker starts with it imported
+    pieces = Counter(i for i, rng in tasks if rng is not None)
+    got: dict[int, list] = {i: [] for i in pieces}
+    redo = {}
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        def submit(i, rng):
+            if rng is None:
+                return pool.submit(read_file_partial, str(paths[i]), *args)
+            return pool.submit(read_range, str(paths[i]), rng, *args)
+
+        # in file order, at most two tasks per worker waiting: results do not pile up unmerged
+        ahead = deque()
+        todo_tasks = iter(tasks)
+        for task in islice(todo_tasks, 2 * workers):
+            ahead.append((task, submit(*task)))
+        while ahead:
+            (i, rng), future = ahead.popleft()
+            result = future.result()
+            for task in islice(todo_tasks, 1):
+                ahead.append((task, submit(*task)))
+            if rng is None:
+                partials[i] = result
+                done += paths[i].stat().st_size
+            else:
+                got[i].append(result)
+                done += rng.stop - rng.start
+                if len(got[i]) == pieces[i]:
+                    partials[i] = join_ranges(got.pop(i), str(paths[i]), flow_options, rpc_options)
+                    if partials[i] is None:  # an edge a range cannot see: one read is exact
+                        log.info("%s: read again in one piece (its byte ranges are not "
+                                 "independent)", paths[i])
+                        redo[i] = submit(i, None)
             if progress is not None:
-                progress(done, total)
-    return "processes", workers
+                progress(min(done, total), total)
+        for i, future in redo.items():
+            partials[i] = future.result()
+    return "processes", workers, sum(pieces.values())
+
+
+RANGE_BYTES = 64 << 20  # smallest byte range of one file given to a worker
+
+
+def _cores() -> int:
+    """Cores this process may run on (taskset and cgroups' cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _tasks(paths, todo, cores, range_bytes):
+    """(file index, ByteRange or None for the whole file) to read, in set and file order.
+
+    With several cores, files are cut into byte ranges of at least range_bytes so that about
+    four tasks per core even out their sizes (a set of five files on two cores would otherwise
+    leave one core idle for a whole file's time).
+    """
+    if cores <= 1:
+        return [(i, None) for i in todo]
+    sizes = {i: paths[i].stat().st_size for i in todo}
+    piece = max(range_bytes, sum(sizes.values()) // (4 * cores))
+    tasks = []
+    for i in todo:
+        n = round(sizes[i] / piece)
+        ranges = plan_ranges(str(paths[i]), n, piece // 2) if n >= 2 else None
+        if ranges and len(ranges) > 1:
+            tasks.extend((i, rng) for rng in ranges)
+        else:
+            tasks.append((i, None))
+    return tasks
 
 
 def _in_time_order(partials: list[FilePartial]) -> bool:

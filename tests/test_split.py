@@ -1,0 +1,142 @@
+"""One capture file read as byte ranges (capture.split, engine.ranges) gives what one read gives."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from auditor.capture.reader import RecordReader
+from auditor.capture.split import ByteRange, boundary_after, plan_ranges
+from auditor.engine.fileread import read_file_partial
+from auditor.engine.ranges import join_ranges, read_range
+from auditor.engine.run import stream_flows
+from auditor.options import EngineOptions, FlowOptions, RpcOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+PCAPS = ROOT / "fixtures" / "pcaps"
+FAKE = PCAPS / "edge" / "fake_record_headers.pcap"
+T0 = 1_704_067_200  # the edge fixtures' first second
+REAL = [
+    PCAPS / "pilot" / "pilot.pcapng",
+    PCAPS / "coexist" / "coexist.pcapng",
+    PCAPS / "midstream" / "midstream.pcap",
+    PCAPS / "public" / "kerberos_tso.pcapng",
+    PCAPS / "public" / "CVE-2020-1472_exploit_win2019.pcap",
+    PCAPS / "formats" / "modified.pcap",
+]
+FLOWS, RPC = FlowOptions(), RpcOptions()
+
+
+def record_starts(path: Path) -> set[int]:
+    """Byte offsets of every record (pcap record header / pcapng block), walked from the start."""
+    with RecordReader(path) as reader:
+        starts = set()
+        for chunk in reader.chunks():
+            starts.update((chunk.data_off - chunk.head_start).tolist())
+        return starts
+
+
+def assert_same(one, split) -> None:
+    """Partials, candidates, quotes and the file's counts of two reads of one file agree."""
+    for name in ("parts", "candidates", "quotes"):
+        pd.testing.assert_frame_equal(getattr(one, name).reset_index(drop=True),
+                                      getattr(split, name).reset_index(drop=True))
+    assert one.info == split.info
+    assert (one.first_ts_ns, one.last_ts_ns, one.ordered) == (
+        split.first_ts_ns, split.last_ts_ns, split.ordered)
+
+
+def read_split(path: Path, ranges: list[ByteRange]):
+    results = [read_range(str(path), rng, FLOWS, RPC) for rng in ranges]
+    return join_ranges(results, str(path), FLOWS, RPC)
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_split_read_of_real_captures_equals_one_read(path):
+    ranges = plan_ranges(str(path), 6, min_bytes=256)
+    assert ranges is not None and len(ranges) >= 3
+    assert {r.start for r in ranges} <= record_starts(path)  # every cut is a record start
+    assert ranges[-1].stop == path.stat().st_size
+    joined = read_split(path, ranges)
+    assert joined is not None
+    assert_same(read_file_partial(str(path)), joined)
+
+
+def test_split_read_of_generated_capture_equals_one_read(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from make_capture import plan_packets, write_pcap
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    path = tmp_path / "gen.pcap"
+    write_pcap(str(path), plan_packets(20_000, np.random.default_rng(12)))
+    ranges = plan_ranges(str(path), 7, min_bytes=4096)
+    assert len(ranges) == 7
+    joined = read_split(path, ranges)
+    assert joined is not None
+    one = read_file_partial(str(path), chunk_bytes=1 << 20)  # chunking does not matter either
+    assert_same(one, joined)
+    assert len(one.parts) > 1000 and len(one.candidates) > 100
+
+
+def test_lone_fake_header_in_a_payload_is_not_taken_for_a_record():
+    data = FAKE.read_bytes()
+    fake = data.find(struct.pack("<II", T0, 111_111))
+    assert fake > 0
+    at = boundary_after(str(FAKE), fake)
+    assert at is not None and at > fake and at in record_starts(FAKE)
+
+
+def test_cut_at_a_fake_header_chain_is_caught_and_file_read_whole():
+    data = FAKE.read_bytes()
+    fake = data.find(struct.pack("<II", T0, 222_222))
+    assert fake not in record_starts(FAKE)
+    assert boundary_after(str(FAKE), fake) == fake  # forty fake headers in a row fool the search
+    ranges = [ByteRange(24, fake), ByteRange(fake, len(data))]
+    first, _ = read_range(str(FAKE), ranges[0], FLOWS, RPC)
+    assert "truncated record" in first.notes  # the range before did not end on a record
+    assert read_split(FAKE, ranges) is None  # so the engine reads the file in one piece
+
+
+def test_fragments_split_across_ranges_are_not_joined():
+    path = PCAPS / "edge" / "ipv4_fragments.pcap"
+    starts = sorted(record_starts(path))
+    # the first fragment in one range, the later ones in the next: their ports come from it
+    ranges = [ByteRange(starts[0], starts[1]), ByteRange(starts[1], path.stat().st_size)]
+    assert read_split(path, ranges) is None
+
+
+def test_pcapng_range_reads_the_interfaces_first():
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    ranges = plan_ranges(str(path), 4, min_bytes=256)
+    assert ranges[0].head_end == ranges[0].start > 0  # after the SHB and IDB
+    last, _ = read_range(str(path), ranges[-1], FLOWS, RPC)
+    assert last.info.ip_packets > 0 and not last.info.skipped  # interface known: no bad ids
+
+
+def test_compressed_and_netmon_files_are_not_split(tmp_path):
+    assert plan_ranges(str(PCAPS / "formats" / "netmon23_mixed.cap"), 4) is None
+    gz = tmp_path / "pilot.pcapng.gz"
+    gz.write_bytes(gzip.compress((PCAPS / "pilot" / "pilot.pcapng").read_bytes()))
+    assert plan_ranges(str(gz), 4) is None
+
+
+@pytest.mark.parametrize("path", [PCAPS / "pilot" / "pilot.pcapng", FAKE], ids=lambda p: p.name)
+def test_stream_flows_on_two_workers_splits_one_file_and_matches_one_core(caplog, path):
+    # the fake capture's planned cuts include one inside its fake chain: read again whole
+    one = stream_flows([path], engine=EngineOptions(workers=1))
+    with caplog.at_level("INFO", logger="auditor.engine"):
+        two = stream_flows([path], engine=EngineOptions(workers=2, range_bytes=1 << 10))
+    assert two.report.where == "processes" and two.report.ranges >= 4
+    assert f"as {two.report.ranges} byte ranges on 2 worker processes" in caplog.text
+    assert ("read again in one piece" in caplog.text) == (path == FAKE)
+    pd.testing.assert_frame_equal(one.flows, two.flows)
+    assert np.array_equal(one.labels, two.labels)
+    pd.testing.assert_frame_equal(one.table.packets, two.table.packets)
+    assert one.table.files == two.table.files
