@@ -29,6 +29,10 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path` (same suffix); rename it over `path` if the block ends."""
     target = Path(path)
+    if target.exists() and not (target.is_file() or target.is_dir()):  # /dev/null, a FIFO, a tty
+        # (renaming over a device would replace it with a regular file, /dev/null included)
+        yield target
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent or ".", suffix=target.suffix,
                                    prefix=f".{target.name}{_TEMP_MARK}")

@@ -81,3 +81,21 @@ def test_interrupted_write_leaves_the_old_file_and_no_temp(tmp_path):
 def test_unwritable_folder_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="no-such-dir/x.csv: cannot write"):
         write_text(tmp_path / "no-such-dir" / "x.csv", "a\n")
+
+
+def test_output_to_a_fifo_or_device_writes_to_it_and_leaves_it_in_place(tmp_path):
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_text(fifo, "flows\n")
+    reader.join(10)
+    assert got == [b"flows\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # not renamed over (as /dev/null once was)
+    write_text(os.devnull, "nothing")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
