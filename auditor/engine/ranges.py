@@ -28,10 +28,11 @@ import pandas as pd
 from auditor.capture.packets import CaptureFile
 from auditor.capture.records import NO_TS
 from auditor.capture.split import ByteRange
-from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates, keep_candidates
+from auditor.engine.candidates import CANDIDATE_COLUMNS
 from auditor.engine.fileread import _CL_WINDOW_NS, FilePartial, empty_quotes, read_file_partial
+from auditor.engine.partstore import PartialStore
 from auditor.flows.orient import _DCE_CL_CLIENT
-from auditor.flows.partial import BIG, empty_partials, merge_partials
+from auditor.flows.partial import BIG
 from auditor.options import FlowOptions, RpcOptions
 
 
@@ -126,18 +127,11 @@ def join_ranges(results: list[tuple[FilePartial, RangeFacts]], path: str,
         shifted.append(shift(fp, rows, records))
         rows += fp.info.ip_packets
         records += fp.info.records
-    parts = [fp.parts for fp in shifted if len(fp.parts)]
-    if parts:
-        merged, old, new = merge_partials(pd.concat(parts, ignore_index=True), flow_options)
-    else:
-        merged, old, new = empty_partials(), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cands = [fp.candidates for fp in shifted if len(fp.candidates)]
-    if cands:
-        cand = pd.concat(cands, ignore_index=True)
-        cand["part"] = pd.Series(new, index=old).reindex(cand["part"].to_numpy()).to_numpy()
-        cand = keep_candidates(cand, merged, rpc_options)[CANDIDATE_COLUMNS]
-    else:
-        cand = empty_candidates()[CANDIDATE_COLUMNS]
+    store = PartialStore(flow_options, rpc_options)  # merged as one read merges its chunks
+    for fp in shifted:
+        store.add(fp.parts, fp.candidates)
+        fp.parts = fp.candidates = None
+    merged, cand = store.finish()
     quotes = [fp.quotes for fp in shifted if len(fp.quotes)]
     skipped: Counter[str] = Counter()
     for info in infos:
@@ -150,7 +144,7 @@ def join_ranges(results: list[tuple[FilePartial, RangeFacts]], path: str,
                        first_ts_ns=min(firsts) if firsts else None,
                        last_ts_ns=max(lasts) if lasts else None)
     timed = [fp for fp in shifted if fp.info.ip_packets]
-    return FilePartial(info=info, parts=merged, candidates=cand,
+    return FilePartial(info=info, parts=merged, candidates=cand[CANDIDATE_COLUMNS],
                        quotes=pd.concat(quotes, ignore_index=True) if quotes else empty_quotes(),
                        first_ts_ns=min((fp.first_ts_ns for fp in timed), default=BIG),
                        last_ts_ns=max((fp.last_ts_ns for fp in timed), default=-BIG))
