@@ -20,4 +20,6 @@
 - `urlread`: Read a capture file named by an fsspec URL into its partial aggregates.
 - `urlset`: A capture set that names fsspec URLs: read where each file is opened, merged in time
   order.
+- `window`: A --since/--until window applied inside the fold: packets outside it are never
+  folded.
 """

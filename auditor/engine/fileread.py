@@ -187,11 +187,12 @@ class _Folder:
 def read_file_partial(path: str, flow_options: FlowOptions | None = None,
                       rpc_options: RpcOptions | None = None,
                       chunk_bytes: int | None = None, byte_range=None,
-                      observe=None) -> FilePartial:
+                      observe=None, keep=None) -> FilePartial:
     """Stream one capture file into its partial aggregates (pids counted from 0).
 
     `byte_range` (a `capture.split.ByteRange`) reads only those records; `observe` sees each
-    decoded chunk's columns before they are folded (`engine.ranges` checks a range's edges).
+    decoded chunk's columns before they are folded (`engine.ranges` checks a range's edges);
+    `keep` filters them first (`engine.window`: --since/--until).
     """
     folder = _Folder(flow_options or FlowOptions(), rpc_options or RpcOptions())
     from pathlib import Path
@@ -204,6 +205,8 @@ def read_file_partial(path: str, flow_options: FlowOptions | None = None,
         for chunk in reader.chunks(chunk_bytes):
             out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
             out["file_index"] = np.zeros(len(out["ts_ns"]), np.uint16)
+            if keep is not None:
+                out, errs = keep(out, errs)
             if observe is not None:
                 observe(out)
             folder.add(out, errs)

@@ -29,8 +29,9 @@ from auditor.capture.packets import CaptureFile
 from auditor.capture.records import NO_TS
 from auditor.capture.split import ByteRange
 from auditor.engine.candidates import CANDIDATE_COLUMNS
-from auditor.engine.fileread import _CL_WINDOW_NS, FilePartial, empty_quotes, read_file_partial
+from auditor.engine.fileread import _CL_WINDOW_NS, FilePartial, empty_quotes
 from auditor.engine.partstore import PartialStore
+from auditor.engine.window import kept_rows, read_file
 from auditor.flows.orient import _DCE_CL_CLIENT
 from auditor.flows.partial import BIG
 from auditor.options import FlowOptions, RpcOptions
@@ -66,12 +67,13 @@ class RangeFacts:
 
 
 def read_range(path: str, byte_range: ByteRange, flow_options: FlowOptions,
-               rpc_options: RpcOptions, chunk_bytes: int | None = None
+               rpc_options: RpcOptions, chunk_bytes: int | None = None,
+               window: tuple[int | None, int | None] | None = None
                ) -> tuple[FilePartial, RangeFacts]:
     """Read one byte range of a file (pids from 0) with the facts at its edges."""
     facts = RangeFacts()
-    fp = read_file_partial(path, flow_options, rpc_options, chunk_bytes,
-                           byte_range=byte_range, observe=facts.observe)
+    fp = read_file(path, flow_options, rpc_options, chunk_bytes, window,
+                   byte_range=byte_range, observe=facts.observe)
     facts.state_changed = byte_range.state_changed()
     return fp, facts
 
@@ -88,7 +90,7 @@ def exact(results: list[tuple[FilePartial, RangeFacts]]) -> bool:
             return False
         if k and facts.cl_any and cl_before >= last_ts - _CL_WINDOW_NS:
             return False
-        if fp.info.ip_packets:
+        if kept_rows(fp):
             if fp.first_ts_ns < last_ts:  # out of order across ranges: a single read sorts
                 return False
             last_ts = fp.last_ts_ns
@@ -125,7 +127,7 @@ def join_ranges(results: list[tuple[FilePartial, RangeFacts]], path: str,
     shifted, rows, records = [], 0, 0
     for fp, _ in results:
         shifted.append(shift(fp, rows, records))
-        rows += fp.info.ip_packets
+        rows += kept_rows(fp)
         records += fp.info.records
     store = PartialStore(flow_options, rpc_options)  # merged as one read merges its chunks
     for fp in shifted:
@@ -139,11 +141,13 @@ def join_ranges(results: list[tuple[FilePartial, RangeFacts]], path: str,
     firsts = [i.first_ts_ns for i in infos if i.first_ts_ns is not None]
     lasts = [i.last_ts_ns for i in infos if i.last_ts_ns is not None]
     info = CaptureFile(path=str(path), name=infos[0].name, format=infos[0].format,
-                       records=sum(i.records for i in infos), ip_packets=rows,
+                       records=sum(i.records for i in infos),
+                       ip_packets=sum(i.ip_packets for i in infos),
+                       outside_window=sum(i.outside_window for i in infos),
                        non_ip=sum(i.non_ip for i in infos), skipped=dict(skipped),
                        first_ts_ns=min(firsts) if firsts else None,
                        last_ts_ns=max(lasts) if lasts else None)
-    timed = [fp for fp in shifted if fp.info.ip_packets]
+    timed = [fp for fp in shifted if kept_rows(fp)]
     return FilePartial(info=info, parts=merged, candidates=cand[CANDIDATE_COLUMNS],
                        quotes=pd.concat(quotes, ignore_index=True) if quotes else empty_quotes(),
                        first_ts_ns=min((fp.first_ts_ns for fp in timed), default=BIG),

@@ -31,6 +31,7 @@ from auditor.engine.fileread import FilePartial, read_file_partial, rebase
 from auditor.engine.ranges import join_ranges, read_range
 from auditor.engine.remote import is_url
 from auditor.engine.urlset import read_urls
+from auditor.engine.window import kept_rows, read_file
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.flows.build import build_flows_labelled
 from auditor.flows.partial import finish_flows
@@ -88,19 +89,25 @@ def stream_flows(
         return _finish_elsewhere(*read_urls(captures, flow_options, rpc_options, engine), 0,
                                  flow_options)
     window = (captures.since_ns, captures.until_ns) if isinstance(captures, CaptureSet) else None
+    if window == (None, None):
+        window = None
     found = expand_sources(captures)
     if not found:
         raise CaptureError("no capture files given")
     if len(found) > np.iinfo(np.uint16).max:
         raise CaptureError(f"too many capture files ({len(found)})")
-    if (window is not None and window != (None, None)) or any(s.member for s in found):
-        # archives and time windows: read_packets knows them; exact, but one row per packet
+    with warnings.catch_warnings():  # "no capture in the window" is read_packets' to say
+        warnings.simplefilter("ignore")
+        read, left = plan(found, *(window or (None, None)))  # time order, as read_packets
+    if any(s.member for s in found) or not read or (window and engine.scheduler):
+        # archives (and a window on a cluster): read_packets knows them; exact, one row a packet
         return _full_sort(captures, flow_options, progress,
                           EngineReport(len(found), 1, "local", 0, False))
-    paths = [Path(s.path) for s in plan(found, None, None)[0]]  # time order, as read_packets
+    paths = [Path(s.path) for s in read]
+    left_out = tuple(s.label for s in left)
     partials: list[FilePartial | None] = [None] * len(paths)
     keys: list[str | None] = [None] * len(paths)
-    if engine.cache_dir is not None:
+    if engine.cache_dir is not None and window is None:  # entries hold whole files
         for i, path in enumerate(paths):
             digest = cache_mod.content_hash(path, engine.cache_dir)
             keys[i] = cache_mod.entry_key(digest, flow_options, rpc_options)
@@ -111,8 +118,8 @@ def stream_flows(
         return _finish_elsewhere(*read_set_on_cluster(paths, partials, flow_options, rpc_options,
                                                       engine), "dask", cached, flow_options)
     where, workers, ranges = _read(paths, todo, partials, flow_options, rpc_options, engine,
-                                   progress)
-    if engine.cache_dir is not None:
+                                   progress, window)
+    if engine.cache_dir is not None and window is None:
         for i in todo:
             cache_mod.store(engine.cache_dir, keys[i], partials[i])
     report = EngineReport(len(paths), workers, where, cached, True, ranges)
@@ -121,25 +128,26 @@ def stream_flows(
     else:
         log.debug(report.line())
     if not _in_time_order(partials):
-        return _full_sort(paths, flow_options, progress, report)
+        return _full_sort(captures if window else paths, flow_options, progress, report)
     for fp in partials:
         _warn_skipped(fp.info, fp.notes, fp.info.path)
         for text in fp.warnings:
             warnings.warn(text, CaptureWarning, stacklevel=2)
     rebased = [rebase(fp, i) for i, fp in enumerate(partials)]
     del partials  # _finish drops each file's frames as it merges them: peak memory
-    return _finish(rebased, flow_options, report)
+    return _finish(rebased, flow_options, report, left_out)
 
 
-def _read(paths, todo, partials, flow_options, rpc_options, engine, progress):
+def _read(paths, todo, partials, flow_options, rpc_options, engine, progress, window=None):
     """Fill partials[i] for i in todo; return (where, workers, byte ranges)."""
-    args = (flow_options, rpc_options, engine.chunk_bytes)
+    args = (flow_options, rpc_options, engine.chunk_bytes, window)
     total = sum(p.stat().st_size for p in paths) or 1
     done = sum(paths[i].stat().st_size for i in range(len(paths)) if i not in set(todo))
     if engine.scheduler:
         from auditor.engine.dask_run import read_on_cluster
 
-        results, workers = read_on_cluster(engine.scheduler, [str(paths[i]) for i in todo], *args)
+        results, workers = read_on_cluster(engine.scheduler, [str(paths[i]) for i in todo],
+                                           *args[:3])
         for i, fp in zip(todo, results, strict=True):
             partials[i] = replace(fp, info=replace(fp.info, path=str(paths[i])))
         return "dask", workers, 0
@@ -148,7 +156,8 @@ def _read(paths, todo, partials, flow_options, rpc_options, engine, progress):
     workers = min(cores, len(tasks))
     if workers <= 1:
         for i in todo:
-            partials[i] = read_file_partial(str(paths[i]), *args)
+            partials[i] = (read_file_partial(str(paths[i]), *args[:3]) if window is None
+                           else read_file(str(paths[i]), *args))
             done += paths[i].stat().st_size
             if progress is not None:
                 progress(done, total)
@@ -161,7 +170,9 @@ def _read(paths, todo, partials, flow_options, rpc_options, engine, progress):
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         def submit(i, rng):
             if rng is None:
-                return pool.submit(read_file_partial, str(paths[i]), *args)
+                if window is None:
+                    return pool.submit(read_file_partial, str(paths[i]), *args[:3])
+                return pool.submit(read_file, str(paths[i]), *args)
             return pool.submit(read_range, str(paths[i]), rng, *args)
 
         # in file order, at most two tasks per worker waiting: results do not pile up unmerged
@@ -232,7 +243,7 @@ def _in_time_order(partials: list[FilePartial]) -> bool:
     for fp in partials:
         if not fp.ordered:
             return False
-        if fp.info.ip_packets:
+        if kept_rows(fp):
             if last is not None and fp.first_ts_ns < last:
                 return False
             last = fp.last_ts_ns
@@ -248,7 +259,7 @@ def _full_sort(paths, flow_options, progress, report) -> Streamed:
 
 
 def _finish(partials: list[FilePartial], flow_options: FlowOptions,
-            report: EngineReport) -> Streamed:
+            report: EngineReport, left_out: tuple[str, ...] = ()) -> Streamed:
     def take(name: str) -> pd.DataFrame:  # one frame of every file's, dropping theirs
         frames = [getattr(fp, name) for fp in partials]
         for fp in partials:
@@ -269,7 +280,8 @@ def _finish(partials: list[FilePartial], flow_options: FlowOptions,
         {c.name: c.dtype for c in PACKET_COLUMNS})
     if packets.empty:
         packets = empty_frame(PACKET_COLUMNS)
-    table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
+    table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files,
+                        left_out=left_out)
     return Streamed(table, flows, labels.astype(np.int64), report)
 
 
