@@ -122,3 +122,17 @@ def test_icmpv6_echo_to_a_dc_matches_the_icmpv6_rule():
                           networks=(Network("2001:db8:10::/64", ("client",)),), source="test")
     flow = one(audit(ping("2001:db8:10::7", "2001:db8::10", proto=ICMPV6), inventory), "icmpv6")
     assert (flow.rule, flow.verdict) == ("N01-client-dc-icmpv6-echo", "expected")
+
+
+def test_unicast_neighbour_discovery_between_global_addresses_is_link_control_not_a_finding():
+    # NUD: a neighbour solicitation to the neighbour's own global address, and its advertisement
+    inventory = Inventory(hosts=(Host("DC1", ("2001:db8::10",), ("domain_controller",)),
+                                 Host("MBX1", ("2001:db8::21",), ("mailbox",))),
+                          networks=(Network("2001:db8:10::/64", ("client",)),), source="test")
+    rows = [pkt(1.0, "2001:db8:10::7", 0, "2001:db8::21", 0, proto=ICMPV6, icmp_type=135,
+                payload=24),
+            pkt(1.001, "2001:db8::21", 0, "2001:db8:10::7", 0, proto=ICMPV6, icmp_type=136,
+                payload=24)]
+    result = audit(rows, inventory)
+    assert set(result.flows["verdict"]) == {"expected"}
+    assert flow_findings(result).empty

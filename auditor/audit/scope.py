@@ -30,6 +30,9 @@ GROUP_NAMES = {
 # Local control traffic no catalogue rule can name (IGMP; ICMPv6 MLD, router and neighbour
 # discovery): expected when it stays on the link.
 _LOCAL_ICMPV6 = (130, 131, 132, 133, 134, 135, 136, 143)
+# Neighbour discovery never leaves the link whatever its addresses (RFC 4861 7.1: receivers drop
+# it unless the hop limit is 255): unicast NS/NA between global addresses (NUD) is link control too.
+_ON_LINK_ICMPV6 = (133, 134, 135, 136, 137)
 _IGMP = "igmp"
 
 
@@ -98,7 +101,9 @@ def local_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
     control = ((flows["proto"] == _IGMP)
                | ((flows["proto"] == "icmpv6")
                   & flows["icmp_type"].isin(_LOCAL_ICMPV6).fillna(False).astype(bool)))
-    return np.where((local & control).to_numpy(), "expected", out).astype(object)
+    on_link = (flows["proto"] == "icmpv6") & flows["icmp_type"].isin(_ON_LINK_ICMPV6).fillna(
+        False).astype(bool)
+    return np.where(((local & control) | on_link).to_numpy(), "expected", out).astype(object)
 
 
 def cap_local_severity(findings: pd.DataFrame) -> pd.DataFrame:
