@@ -131,12 +131,25 @@ def test_compressed_and_netmon_files_are_not_split(tmp_path):
 def test_stream_flows_on_two_workers_splits_one_file_and_matches_one_core(caplog, path):
     # the fake capture's planned cuts include one inside its fake chain: read again whole
     one = stream_flows([path], engine=EngineOptions(workers=1))
+    workers = 3 if path == FAKE else 2  # a third of the way: a cut inside the fake chain
     with caplog.at_level("INFO", logger="auditor.engine"):
-        two = stream_flows([path], engine=EngineOptions(workers=2, range_bytes=1 << 10))
-    assert two.report.where == "processes" and two.report.ranges >= 4
-    assert f"as {two.report.ranges} byte ranges on 2 worker processes" in caplog.text
+        two = stream_flows([path], engine=EngineOptions(workers=workers, range_bytes=1 << 10))
+    assert two.report.where == "processes" and two.report.ranges == workers
+    assert f"as {workers} byte ranges on {workers} worker processes" in caplog.text
     assert ("read again in one piece" in caplog.text) == (path == FAKE)
     pd.testing.assert_frame_equal(one.flows, two.flows)
     assert np.array_equal(one.labels, two.labels)
     pd.testing.assert_frame_equal(one.table.packets, two.table.packets)
     assert one.table.files == two.table.files
+
+
+def test_files_are_cut_only_as_far_as_evening_out_the_workers_needs(tmp_path):
+    from auditor.engine.run import _tasks
+
+    paths = [PCAPS / "pilot" / "ring" / f"pilot_0{k}.pcapng" for k in range(3)]  # ~126 KiB
+    tasks = _tasks(paths, [0, 1, 2], 2, 1 << 10)  # three files, two workers: one is cut
+    cut = [i for i, rng in tasks if rng is not None]
+    assert len(cut) == 2 and len(set(cut)) == 1 and cut[0] == 2  # the last big one
+    assert [i for i, _ in tasks] == sorted(i for i, _ in tasks)  # still in set order
+    assert _tasks(paths[:2], [0, 1], 2, 1 << 10) == [(0, None), (1, None)]  # 126 KiB each
+    assert _tasks(paths, [0, 1, 2], 1, 1 << 10) == [(0, None), (1, None), (2, None)]
