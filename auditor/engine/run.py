@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -162,8 +163,7 @@ def _read(paths, todo, partials, flow_options, rpc_options, engine, progress, wi
             if progress is not None:
                 progress(done, total)
         return "local", 1, 0
-    ctx = get_context("forkserver")
-    ctx.set_forkserver_preload(["auditor.engine.ranges"])  # each worker starts with it imported
+    ctx = _context()
     pieces = Counter(i for i, rng in tasks if rng is not None)
     got: dict[int, list] = {i: [] for i in pieces}
     redo = {}
@@ -205,6 +205,17 @@ def _read(paths, todo, partials, flow_options, rpc_options, engine, progress, wi
 
 
 RANGE_BYTES = 64 << 20  # smallest byte range of one file given to a worker
+
+
+def _context():
+    """fork while this process runs one thread (workers start at once, with every module
+    imported: a forkserver costs about a second of imports first); else a forkserver, since
+    forking a process with other threads may copy a lock some thread holds."""
+    if threading.active_count() == 1 and "fork" in get_all_start_methods():
+        return get_context("fork")
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(["auditor.engine.ranges"])  # each worker starts with it imported
+    return ctx
 
 
 def _cores() -> int:
