@@ -66,6 +66,14 @@ _DTYPES = {"a_hi": np.uint64, "a_lo": np.uint64, "b_hi": np.uint64, "b_lo": np.u
            **{f"{name}{side}": np.uint32 for side in (0, 1) for name in ("head", "hlen")}}
 
 
+# the partials' columns finish_flows hands on to orientation (build._orient), quotes and mapping
+_FINISH_COLUMNS = [*KEY, "pid", "file_index", "first_dir", "icmp_type0", "icmp_code0", "fin",
+                   "packets0", "packets1", "bytes0", "bytes1", "payload0", "payload1", "synack0",
+                   "synack1", "rst0", "rst1", "first_ns", "last_ns", "first_ns0", "first_ns1",
+                   "syn_pos", "head_pos0", "head_pos1", "syn_dir", "head0", "head1", "has_syn",
+                   "has_bind"]
+
+
 def _frame(columns: dict) -> pd.DataFrame:
     """The partials frame of a dict of columns, each in its narrow type."""
     return pd.DataFrame({c: np.asarray(columns[c]).astype(_DTYPES.get(c, np.int64), copy=False)
@@ -306,7 +314,15 @@ def finish_flows(parts: pd.DataFrame, files, options: FlowOptions,
     change = _key_change([merged[k].to_numpy() for k in KEY])
     pid = merged["pid"].to_numpy()
     conv_first = pid[np.maximum.accumulate(np.where(change, np.arange(len(pid)), 0))]
-    merged = merged.iloc[np.lexsort((pid, conv_first))].reset_index(drop=True)
+    order = np.lexsort((pid, conv_first))
+    heads = []
+    for side in (0, 1):  # before the reorder, so the byte columns need not be carried along
+        mat = payload_matrix(*(merged[f"{name}{side}"].to_numpy()[order] for name in
+                               ("head", "b4_", "b12_", "b20_")))
+        heads.append((mat, merged[f"hlen{side}"].to_numpy()[order].astype(np.int64)))
+    # only what orientation, the ICMP quotes and the mapping read: the partials' other columns
+    # (a third of their bytes) are not copied
+    merged = pd.DataFrame({c: merged[c].to_numpy()[order] for c in _FINISH_COLUMNS}, copy=False)
     hi = np.concatenate([merged["a_hi"].to_numpy(), merged["b_hi"].to_numpy()]).astype(np.uint64)
     lo = np.concatenate([merged["a_lo"].to_numpy(), merged["b_lo"].to_numpy()]).astype(np.uint64)
     hi_codes, hi_uniq = pd.factorize(hi)
@@ -317,11 +333,6 @@ def finish_flows(parts: pd.DataFrame, files, options: FlowOptions,
     addr_lo = np.asarray(lo_uniq, np.uint64)[pairs % len(lo_uniq)]
     f = merged  # a fresh frame (reordered above): the codes go in place, no copy
     f["a_code"], f["b_code"] = codes[: len(merged)], codes[len(merged):]
-    heads = []
-    for side in (0, 1):
-        mat = payload_matrix(*(merged[f"{name}{side}"].to_numpy() for name in
-                               ("head", "b4_", "b12_", "b20_")))
-        heads.append((mat, merged[f"hlen{side}"].to_numpy().astype(np.int64)))
     flows = _orient(f, addr_hi, addr_lo, SimpleNamespace(files=tuple(files)), heads)
     if quotes is not None and len(quotes):
         flows = _apply_quotes(flows, merged, quotes)
