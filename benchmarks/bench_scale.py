@@ -40,16 +40,32 @@ AUDITOR = [sys.executable, "-m", "auditor"]
 INVENTORY = HERE / "bench_inventory.yaml"
 
 
-def run(cmd: list[str], shell: bool = False) -> tuple[float, int]:
-    """Run cmd as a child; return (wall seconds, peak RSS bytes)."""
+# The contender runs as a grandchild, forked from this small helper: a child forked (or
+# vforked) from the benchmark itself inherits its memory high-water mark (the generated
+# captures' arrays, GBs), and its ru_maxrss would report that instead of its own peak.
+_PEAK_HELPER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "sys.stderr.write(f'\\nbench-peak-kib {usage.ru_maxrss}\\n')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def run(cmd: list[str] | str, shell: bool = False) -> tuple[float, int]:
+    """Run cmd as a grandchild; return (wall seconds, its peak RSS in bytes)."""
+    argv = ["sh", "-c", cmd] if shell else list(cmd)
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=shell)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-S", "-c", _PEAK_HELPER, *argv],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     wall = time.monotonic() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
         raise SystemExit(f"{cmd} failed: {err.strip()[:500]}")
-    return wall, usage.ru_maxrss * 1024
+    peak = [line for line in err.splitlines() if line.startswith("bench-peak-kib ")]
+    return wall, int(peak[-1].split()[1]) * 1024
 
 
 def alternate(contenders: dict[str, list[str] | str], rounds: int) -> dict[str, tuple[float, int]]:
