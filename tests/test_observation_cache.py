@@ -16,6 +16,7 @@ import pytest
 
 from auditor import audit_captures, load_catalogue, load_inventory
 from auditor.audit.pipeline import observe
+from auditor.engine import cache as cache_mod
 from auditor.engine import observed
 from auditor.errors import DissectWarning
 from auditor.options import EngineOptions, FlowOptions, PipelineOptions, RpcOptions
@@ -186,3 +187,22 @@ def test_a_damaged_file_entry_is_read_again_and_replaced(tmp_path):
     assert again.report.cached == 0
     pd.testing.assert_frame_equal(again.flows, first.flows)
     assert stream_flows([PILOT / "pilot.pcapng"], engine=engine).report.cached == 1
+
+
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_hashed_again(tmp_path):
+    # cp -p, rsync -t or touch -r give a new content the old mtime; its ctime still moves
+    path = tmp_path / "a.pcapng"
+    path.write_bytes((PILOT / "ring" / "pilot_00.pcapng").read_bytes())
+    before = path.stat()
+    digest = cache_mod.content_hash(path, tmp_path / "cache")
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    with open(path, "r+b") as fh:  # in place: same inode, same size
+        fh.write(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size, before.st_mtime_ns, before.st_ino)
+    assert cache_mod.content_hash(path, tmp_path / "cache") != digest
+    assert cache_mod.content_hash(path, tmp_path / "cache") == cache_mod.content_hash(
+        path, tmp_path / "other-cache")

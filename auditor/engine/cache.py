@@ -3,8 +3,8 @@
 An entry is keyed by the file's content hash plus the versions of the reader and of the flow
 and candidate options, so a changed file or a changed option never reuses a stale entry, and a
 copy of a file (or the same file under another name) reuses it. So that a re-audit does not even
-read the capture to hash it, the hash is remembered per (path, size, mtime, inode): a file whose
-stat changed is hashed again.
+read the capture to hash it, the hash is remembered per (path, size, mtime, ctime, inode): a
+file whose stat changed is hashed again.
 """
 
 from __future__ import annotations
@@ -43,9 +43,14 @@ def default_cache_dir() -> Path:
 
 
 def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
-    """SHA-256 of the file's bytes, remembered per (path, size, mtime, inode) under cache_dir."""
+    """SHA-256 of the file's bytes, remembered per (path, size, mtime, ctime, inode) under cache_dir.
+
+    ctime counts because mtime can be set back (cp -p, rsync -t, touch -r onto a file rewritten
+    in place with its old size): any write moves ctime, and nothing sets it back.
+    """
     st = os.stat(path)
-    stamp = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+    stamp = (f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+             f"\0{st.st_ino}")
     memo = Path(cache_dir) / "stat" / hashlib.sha256(stamp.encode()).hexdigest()
     try:
         return memo.read_text().strip()
