@@ -187,8 +187,8 @@ def test_terminal_table_shows_the_capture_names(tmp_path):
     result = CliRunner().invoke(cli, ["audit", str(CAPTURE), "--inventory", str(inventory)],
                                 catch_exceptions=False)
     shown = [name for name in NAME_OF.values() if name in result.stdout]
-    assert {"ws2.pilot.test", "web2.pilot.test", "fs2.pilot.test", "prn1.local",
-            "laptop1"} <= set(shown)
+    # the hosts of findings (prn1 and laptop1 only answer LLMNR/mDNS: link traffic, no finding)
+    assert {"ws2.pilot.test", "web2.pilot.test", "fs2.pilot.test"} <= set(shown)
 
 
 @pytest.mark.tshark
@@ -230,7 +230,26 @@ def test_markdown_and_html_reports_name_the_hosts_from_the_capture(tmp_path):
                                       str(html)], catch_exceptions=False)
     findings = [f for f in json.loads(result.stdout)["findings"] if f["src_ip"]]
     named = {f[f"{side}_name"] for f in findings for side in ("src", "dst")} - {""}
-    assert {"ws2.pilot.test", "prn1.local", "laptop1"} <= named
+    assert {"ws2.pilot.test", "web2.pilot.test", "fs2.pilot.test"} <= named
     for report in (md, html):
         text = report.read_text()
         assert [n for n in sorted(named) if n not in text] == []
+
+
+@pytest.mark.tshark
+def test_unicast_llmnr_and_mdns_answers_between_lan_hosts_are_link_traffic(audited, tmp_path):
+    # laptop1 answers LLMNR and prn1 mDNS by unicast (RFC 4795 2.1.1, RFC 6762 6.7)
+    answers = {"198.18.10.31": 5355, "198.18.10.30": 5353}
+    lan = audited
+    inventory = tmp_path / "outside.yaml"  # the same answers from a host said to be outside
+    inventory.write_text(NETWORKS_ONLY + "hosts:\n  - name: OUT\n    addresses: [198.18.10.31]\n"
+                         "    roles: [internet]\n")
+    outside = _quiet(audit_captures, [CAPTURE], load_inventory(inventory), load_catalogue())
+    for result, laptop_verdict in ((lan, "expected"), (outside, "unexpected")):
+        flows = result.flows
+        for ip, port in answers.items():
+            row = flows[(flows["dst_ip"] == ip) & (flows["dst_port"] == port)
+                        & (flows["proto"] == "udp")]
+            assert len(row) == 1, flows[["src_ip", "dst_ip", "dst_port"]].to_string()
+            want = laptop_verdict if ip == "198.18.10.31" else "expected"
+            assert row["verdict"].iloc[0] == want

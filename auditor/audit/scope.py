@@ -34,6 +34,12 @@ _LOCAL_ICMPV6 = (130, 131, 132, 133, 134, 135, 136, 143)
 # it unless the hop limit is 255): unicast NS/NA between global addresses (NUD) is link control too.
 _ON_LINK_ICMPV6 = (133, 134, 135, 136, 137)
 _IGMP = "igmp"
+# LLMNR and mDNS answer a multicast question by unicast, from the responder's port to the asker
+# (RFC 4795 2.1.1, RFC 6762 6.7), so host-to-host flows on these ports sit beside every query.
+# Both protocols are link-scoped: between internal hosts such a flow is the link resolving a
+# name, not a path to document; with the Internet or an Edge at one end it stays a finding.
+_LINK_NAME_PORTS = (5353, 5355)
+_NOT_ON_A_LAN = ("internet", "edge_transport")
 
 
 def address_scope(addresses, inventory=None) -> np.ndarray:
@@ -92,7 +98,8 @@ def with_scope_roles(hosts: pd.DataFrame, inventory) -> pd.DataFrame:
 
 
 def local_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
-    """Verdicts with local traffic settled: nothing answers a group, IGMP/MLD/ND are expected."""
+    """Verdicts with local traffic settled: nothing answers a group; IGMP/MLD/ND and unicast
+    LLMNR/mDNS answers between internal hosts are expected."""
     to_group = flows["dst_role"].isin(_GROUP_ROLES).to_numpy()
     silent = to_group & (verdict == "unanswered")
     out = np.where(silent, np.where(flows["documented"].to_numpy(), "expected", "unexpected"),
@@ -103,7 +110,11 @@ def local_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
                   & flows["icmp_type"].isin(_LOCAL_ICMPV6).fillna(False).astype(bool)))
     on_link = (flows["proto"] == "icmpv6") & flows["icmp_type"].isin(_ON_LINK_ICMPV6).fillna(
         False).astype(bool)
-    return np.where(((local & control) | on_link).to_numpy(), "expected", out).astype(object)
+    names = ((flows["proto"] == "udp") & flows["dst_port"].isin(_LINK_NAME_PORTS)
+             & ~flows["src_role"].isin(_NOT_ON_A_LAN) & ~flows["dst_role"].isin(_NOT_ON_A_LAN)
+             & (out == "unexpected"))
+    return np.where(((local & control) | on_link | names).to_numpy(), "expected",
+                    out).astype(object)
 
 
 def cap_local_severity(findings: pd.DataFrame) -> pd.DataFrame:
