@@ -140,8 +140,8 @@ def test_a_missing_or_unknown_url_names_the_url():
     assert got.exit_code == 2 and "nosuchproto://x/a.pcap: cannot open this URL" in got.stderr
 
 
-def test_stderr_says_how_many_worker_processes_read_how_many_files():
+def test_stderr_says_how_many_worker_processes_read_how_many_files(tmp_path):
     got = CliRunner().invoke(cli, ["flows", str(RING), "--workers", "2", "--no-cache",
-                                   "--format", "csv", "-o", "-"])
+                                   "--format", "csv", "-o", str(tmp_path / "flows.csv")])
     assert got.exit_code == 0, got.stderr
     assert "auditor: read 4 files on 2 worker processes" in got.stderr
