@@ -148,3 +148,14 @@ def test_audit_table_lists_the_most_important_findings_and_counts_the_rest():
     assert "... and 4 more findings" in text
     assert text.count("\nHIGH ") == 2 and "tcp/110" in text  # the first two, most severe
     assert "more findings" not in audit_text(result, limit=None)
+
+
+@pytest.mark.parametrize("command", [["flows", "--format", "csv"], ["roles"],
+                                     ["flows", "--format", "json"]])
+def test_output_dash_is_standard_output(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)  # a file named '-' would land here
+    result = CliRunner().invoke(cli, [*command, str(PUBLIC / "dcerpc.pcap"), "-o", "-"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "192.168.1.20" in result.stdout and "wrote" not in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ from auditor.cli.options import (
     pipeline_options,
     progress_bar,
     rpc_options,
+    stdout_dash,
 )
 
 # the dialects of auditor.firewall.exports.DIALECTS (not imported: it would load pandas at start-up)
@@ -32,8 +33,9 @@ DIALECTS = ("nftables", "iptables", "windows", "cisco")
               default="csv", show_default=True,
               help="Output format: requests as csv/json/xlsx, or rules for nftables, iptables, "
                    "windows (one PowerShell script per Exchange server) or cisco (IOS ACL).")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write to this file instead of standard output (windows: a folder).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), callback=stdout_dash,
+              help="Write to this file instead of standard output ('-': standard output; "
+                   "windows: a folder).")
 @click.option("--no-merge", is_flag=True, help="One row per rule instead of merged port ranges.")
 @rpc_options
 @handle_errors

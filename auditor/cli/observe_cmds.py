@@ -12,6 +12,7 @@ from auditor.cli.options import (
     captures_argument,
     output_options,
     progress_bar,
+    stdout_dash,
 )
 from auditor.cli.output import emit, table_text, write_frame
 from auditor.render.text import printable, rpc_text
@@ -101,7 +102,9 @@ def rpc(captures, fmt, output, engine):
 @click.command()
 @captures_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the proposed inventory here instead of standard output.")
+              callback=stdout_dash,
+              help="Write the proposed inventory here instead of standard output ('-': "
+                   "standard output).")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
               help="yaml: an inventory file to review and pass to --inventory; json: the same with "
                    "the evidence as data (auditor/data/roles.schema.json).")

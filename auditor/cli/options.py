@@ -12,13 +12,19 @@ import click
 FORMATS = ("table", "csv", "json", "parquet")
 
 
+def stdout_dash(ctx, param, value):
+    """`-o -` is standard output, as for every Unix tool (it wrote a file named '-')."""
+    return None if value is not None and str(value) == "-" else value
+
+
 def output_options(formats=FORMATS, default="table"):
     """The shared --format/-o options (sqlite-utils' output_options)."""
 
     def decorator(func):
         func = click.option(
             "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-            help="Write to this file instead of standard output.",
+            callback=stdout_dash,
+            help="Write to this file instead of standard output ('-': standard output).",
         )(func)
         func = click.option(
             "--format", "fmt", type=click.Choice(formats), default=default, show_default=True,
