@@ -9,6 +9,7 @@ run leaves the previous file as it was and no partial one; OS errors become one 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,3 +64,21 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to path atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A folder filled under a temporary name beside `path`, renamed to `path` when the block
+    ends: readers see all of it or nothing. If `path` exists by then (another run published it
+    first), theirs is kept; an error in the block removes the temporary folder."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another run stored it first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

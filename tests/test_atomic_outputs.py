@@ -99,3 +99,18 @@ def test_output_to_a_fifo_or_device_writes_to_it_and_leaves_it_in_place(tmp_path
     assert stat.S_ISFIFO(fifo.stat().st_mode)  # not renamed over (as /dev/null once was)
     write_text(os.devnull, "nothing")
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_cache_folder_appears_whole_or_not_at_all(tmp_path):
+    from auditor.atomic import atomic_dir
+
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "entry") as tmp:
+        (tmp / "part.parquet").write_text("half")
+        raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(tmp_path / "entry") as tmp:
+        (tmp / "meta.json").write_text("first")
+    with atomic_dir(tmp_path / "entry") as tmp:  # another run stored it first: theirs stays
+        (tmp / "meta.json").write_text("second")
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+    assert (tmp_path / "entry" / "meta.json").read_text() == "first"

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from auditor import atomic
+from auditor.atomic import atomic_dir
 from auditor.capture.packets import CaptureFile
 from auditor.engine.fileread import FilePartial
 from auditor.errors import OutputError
@@ -109,8 +109,7 @@ def store(cache_dir: str | os.PathLike, key: str, fp: FilePartial) -> None:
 def _store(cache_dir: str | os.PathLike, key: str, fp: FilePartial) -> None:
     entries = Path(cache_dir) / "entries"
     entries.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entries))
-    try:
+    with atomic_dir(entries / key) as tmp:
         for t in _TABLES:
             getattr(fp, t).to_parquet(tmp / f"{t}.parquet", index=False)
         info = dataclasses.asdict(fp.info)
@@ -118,11 +117,4 @@ def _store(cache_dir: str | os.PathLike, key: str, fp: FilePartial) -> None:
                 "ordered": bool(fp.ordered), "notes": dict(fp.notes),
                 "warnings": list(fp.warnings)}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.rename(tmp, entries / key)
-        except OSError:  # another run stored it first: theirs is as good
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from auditor.atomic import atomic_dir
 from auditor.capture.packets import CaptureFile, PacketTable
 from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.dissect.dcerpc import RpcFacts
@@ -175,8 +175,7 @@ def store(cache_dir: str | os.PathLike, key: str, seen: Observed) -> None:
 def _store(cache_dir, key, seen: Observed) -> None:
     root = _where(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
+    with atomic_dir(root / key) as tmp:
         seen.flows.to_parquet(tmp / "flows.parquet", index=False)
         packets = seen.table.packets.assign(**{_LABEL: np.asarray(seen.labels, np.int64)})
         packets.to_parquet(tmp / "packets.parquet", index=False)
@@ -190,10 +189,3 @@ def _store(cache_dir, key, seen: Observed) -> None:
         meta = {"files": [dataclasses.asdict(f) for f in seen.table.files], "rpc": rpc,
                 "warnings": [list(w) for w in seen.warnings]}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.rename(tmp, root / key)
-        except OSError:  # another run stored it first: theirs is as good
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
