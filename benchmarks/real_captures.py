@@ -129,21 +129,13 @@ def _clients(path: Path) -> dict[int, tuple[str, int]]:
     src = format_ip(pk["src_ip_hi"].to_numpy(), pk["src_ip_lo"].to_numpy())
     dst = format_ip(pk["dst_ip_hi"].to_numpy(), pk["dst_ip_lo"].to_numpy())
     sport, dport = pk["src_port"].tolist(), pk["dst_port"].tolist()
+    claims = tshark_claims(path)
     out = {}
     for row, rec in enumerate((pk["record_index"] + 1).tolist()):
-        claim = tshark_claims_cache(path, tshark_claims).get(rec)
+        claim = claims.get(rec)
         if claim is not None:
             out[rec] = (src[row], sport[row]) if claim[2] == 1 else (dst[row], dport[row])
     return out
-
-
-_CLAIMS: dict = {}
-
-
-def tshark_claims_cache(path: Path, fn):
-    if path not in _CLAIMS:
-        _CLAIMS[path] = fn(path)
-    return _CLAIMS[path]
 
 
 def orientation(before: str | None, tree: Path | None, tmp: Path, cut: bool = False) -> None:
@@ -298,39 +290,38 @@ def _why(flows, key: tuple) -> str:
 
 def findings(before: str | None, tree: Path | None, tmp: Path) -> None:
     print("## HIGH and MEDIUM findings with a sensible inventory per capture")
-    if True:
-        total = Counter()
-        gone: list[tuple[str, dict, str]] = []
-        for name, (dcs, nets) in INVENTORIES.items():
-            inv = tmp / f"{name}.yaml"
-            inv.write_text(inventory_yaml(dcs, nets))
-            now = audit_json(PUBLIC / name, inv, None)
-            sev = Counter(f["severity"] for f in now["findings"])
-            total["high"] += sev["high"]
-            total["medium"] += sev["medium"]
-            line = f"{name:40} HIGH {sev['high']:>3}  MEDIUM {sev['medium']:>3}"
-            if before:
-                old = audit_json(PUBLIC / name, inv, tree)
-                old_sev = Counter(f["severity"] for f in old["findings"])
-                total["high_before"] += old_sev["high"]
-                total["medium_before"] += old_sev["medium"]
-                line += f"   before: HIGH {old_sev['high']:>3}  MEDIUM {old_sev['medium']:>3}"
-                kept = {_key(f) for f in now["findings"] if f["severity"] == "high"}
-                lost = [f for f in old["findings"] if f["severity"] == "high"
-                        and _key(f) not in kept]
-                flows = _flows_now(PUBLIC / name, inv) if lost else None
-                gone += [(name, f, _why(flows, _key(f))) for f in lost]
-            print(line)
-        line = f"{'all':40} HIGH {total['high']:>3}  MEDIUM {total['medium']:>3}"
+    total = Counter()
+    gone: list[tuple[str, dict, str]] = []
+    for name, (dcs, nets) in INVENTORIES.items():
+        inv = tmp / f"{name}.yaml"
+        inv.write_text(inventory_yaml(dcs, nets))
+        now = audit_json(PUBLIC / name, inv, None)
+        sev = Counter(f["severity"] for f in now["findings"])
+        total["high"] += sev["high"]
+        total["medium"] += sev["medium"]
+        line = f"{name:40} HIGH {sev['high']:>3}  MEDIUM {sev['medium']:>3}"
         if before:
-            line += (f"   before: HIGH {total['high_before']:>3}  "
-                     f"MEDIUM {total['medium_before']:>3}")
+            old = audit_json(PUBLIC / name, inv, tree)
+            old_sev = Counter(f["severity"] for f in old["findings"])
+            total["high_before"] += old_sev["high"]
+            total["medium_before"] += old_sev["medium"]
+            line += f"   before: HIGH {old_sev['high']:>3}  MEDIUM {old_sev['medium']:>3}"
+            kept = {_key(f) for f in now["findings"] if f["severity"] == "high"}
+            lost = [f for f in old["findings"] if f["severity"] == "high"
+                    and _key(f) not in kept]
+            flows = _flows_now(PUBLIC / name, inv) if lost else None
+            gone += [(name, f, _why(flows, _key(f))) for f in lost]
         print(line)
-        if before:
-            print(f"\nHIGH findings of {before} that are gone, and what the audit says now:")
-            for name, f, why in gone:
-                print(f"  {name}: {f['src_ip']} -> {f['dst_ip']} {f['proto']}/{f['dst_port']} "
-                      f"{f['src_role']}->{f['dst_role']}: {why}")
+    line = f"{'all':40} HIGH {total['high']:>3}  MEDIUM {total['medium']:>3}"
+    if before:
+        line += (f"   before: HIGH {total['high_before']:>3}  "
+                 f"MEDIUM {total['medium_before']:>3}")
+    print(line)
+    if before:
+        print(f"\nHIGH findings of {before} that are gone, and what the audit says now:")
+        for name, f, why in gone:
+            print(f"  {name}: {f['src_ip']} -> {f['dst_ip']} {f['proto']}/{f['dst_port']} "
+                  f"{f['src_role']}->{f['dst_role']}: {why}")
     print()
 
 
