@@ -391,6 +391,9 @@ FIREWALL_COLUMNS = _table(
     ("scope", "str", "", "internal (Exchange/AD servers) or strict (client, Internet, Edge)"),
     ("justified", "bool", "", "a catalogue rule justifies every port of the row"),
     ("note", "str", "", "dynamic RPC advice (pinning setting) or observed flow counts"),
+    ("icmp_types", "str", "", "icmp/icmpv6 rows: the ICMP types to allow, names as the flow "
+                              "table shows them ('echo' opens echo requests; replies return as "
+                              "established traffic); empty: every type", ";"),
 )
 
 

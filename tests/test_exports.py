@@ -22,6 +22,7 @@ from auditor import (
 )
 from auditor.cli import cli
 from auditor.firewall.exports import export_rules
+from auditor.firewall.requests import icmp_type_numbers
 
 PILOT = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "pilot"
 EXCHANGE_HOSTS = {"MBX1", "MBX2", "CAS1", "HUB1", "UM1", "EDGE1"}
@@ -178,6 +179,20 @@ def parse_powershell_line(line: str) -> dict[str, list[str]]:
     return params
 
 
+def test_windows_icmp_rule_names_its_types():
+    """An inbound ICMP rule naming echo opens -IcmpType 8, and one naming none every type."""
+    from auditor.firewall.export_common import ExportRule
+    from auditor.firewall.windows import ps_rule
+
+    base = dict(source=ipaddress.ip_network("198.18.10.0/24"), source_name="clients",
+                destination=ipaddress.ip_network("198.18.1.21/32"), destination_name="MBX1",
+                proto="icmp", ports=(), rules="X01", justified=True, justification="x")
+    echo = parse_powershell_line(ps_rule(ExportRule(**base, icmp_types=(8,)), "MBX1", 1))
+    assert echo["Protocol"] == ["ICMPv4"] and echo["IcmpType"] == ["8"]
+    every = parse_powershell_line(ps_rule(ExportRule(**base), "MBX1", 2))
+    assert "IcmpType" not in every and every["Protocol"] == ["ICMPv4"]
+
+
 def _port_ok(text: str) -> bool:
     lo, _, hi = text.partition("-")
     return lo.isdigit() and (not hi or hi.isdigit()) and 0 < int(lo) <= int(hi or lo) <= 65535
@@ -271,7 +286,7 @@ def test_cisco_acl_uses_defined_object_groups_and_opens_exactly_the_requests(whi
     (_, text), = export_rules(design, "cisco").items()
     networks, services, aces = parse_cisco(text)
     assert "HUB1" in networks and networks["CAS1"] == [ipaddress.ip_network("198.18.1.31/32")]
-    opened = set()
+    opened: dict[tuple, tuple] = {}
     for words in aces:
         action, rest = words[0], words[1:]
         if action == "deny":
@@ -284,13 +299,21 @@ def test_cisco_acl_uses_defined_object_groups_and_opens_exactly_the_requests(whi
             svc, rest = [(rest[0], 0, 0)], rest[1:]
         src, rest = _endpoint(rest, networks)
         dst, rest = _endpoint(rest, networks)
+        icmp_type = ()
+        if svc[0][0] == "icmp" and rest:  # `permit icmp SRC DST 8`: that type only
+            (number,), rest = rest, []
+            icmp_type = (int(number),)
         assert rest == []
         ports = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for _, lo, hi in svc if lo)
-        opened.add((str(src[0] or "any"), str(dst[0] or "any"), svc[0][0], ports))
+        key = (str(src[0] or "any"), str(dst[0] or "any"), svc[0][0], ports)
+        opened[key] = opened.get(key, ()) + icmp_type
     expected = {(str(ipaddress.ip_network(r.source)) if r.source != "any" else "any",
                  str(ipaddress.ip_network(r.destination)) if r.destination != "any" else "any",
-                 r.proto, r.ports) for r in design.itertuples() if r.justified}
+                 r.proto, r.ports): icmp_type_numbers(r.proto, r.icmp_types)
+                for r in design.itertuples() if r.justified and ":" not in r.source + r.destination}
     assert opened == expected
+    if which == "design":  # N01: echo from members to a DC opens echo (8), not every ICMP type
+        assert any(types == (8,) for (_, _, proto, _), types in opened.items() if proto == "icmp")
     assert aces[-1] == ["deny", "ip", "any", "any", "log"]
 
 

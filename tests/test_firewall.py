@@ -3,11 +3,13 @@
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import openpyxl
 import pandas as pd
 import pytest
 
+from auditor.audit.pipeline import audit_captures
 from auditor.audit.verdicts import AuditResult
 from auditor.catalogue.loader import load_catalogue
 from auditor.firewall.requests import (
@@ -313,7 +315,7 @@ def json_records(frame):
             return bool(v)
         if k == "ports":
             return [int(p) if p.isdigit() else p for p in str(v).split(",") if p]
-        if k in ("service", "rules"):
+        if k in ("service", "rules", "icmp_types"):
             return [p for p in str(v).split(";") if p]
         return str(v)
     return [{k: value(k, v) for k, v in r.items()} for r in frame.to_dict("records")]
@@ -378,3 +380,23 @@ def test_empty_request_table_writes_only_the_header(fmt, tmp_path):
         ws = openpyxl.load_workbook(path).active
         assert [[c.value for c in row] for row in ws.iter_rows()] == [
             column_names(FIREWALL_COLUMNS)]
+
+
+def test_icmp_requests_open_only_the_types_their_rule_or_traffic_names(catalogue):
+    """A ping rule opens echo, not every ICMP type: design rows carry the rule's icmp_types,
+    as-built rows the query types the capture showed (the midstream ping of a client to DC1),
+    and a merge with a row allowing every type allows every type."""
+    fixture = Path(__file__).parent.parent / "fixtures" / "pcaps" / "midstream"
+    inv = load_inventory(fixture / "inventory.yaml")
+    design = design_requests(inv, catalogue)
+    echo = design[design["rules"] == "N01-client-dc-icmp-echo"]
+    assert not echo.empty and set(echo["icmp_types"]) == {"echo"}
+    assert set(design.loc[~design["proto"].isin(["icmp", "icmpv6"]), "icmp_types"]) == {""}
+    result = audit_captures([fixture / "midstream.pcap"], inv, catalogue)
+    built = merge_requests(asbuilt_requests(result, inv, catalogue))
+    icmp = built[built["proto"] == "icmp"]
+    assert icmp[["destination", "icmp_types", "rules"]].values.tolist() == [
+        ["198.18.1.10", "echo", "N01-client-dc-icmp-echo"]]
+    any_type = icmp.assign(icmp_types="", rules="X01")
+    both = merge_requests(pd.concat([icmp, any_type], ignore_index=True))
+    assert both["icmp_types"].tolist() == [""]

@@ -56,9 +56,11 @@ def cisco_text(rows: list[ExportRule], mode: str) -> str:
         else:
             proto = rule.proto if rule.proto in ("tcp", "udp", "icmp") or rule.proto.isdigit() else "ip"
             ace = f"permit {proto} {src} {dst}"
-        if rule.justified:
-            aces.append(f" {ace}")
-        else:
-            aces.append(f" remark NOT JUSTIFIED, not permitted: {ace}"[:100])
+        # an ICMP row naming types: one ACE per type (`permit icmp SRC DST 8`)
+        for one in [f"{ace} {t}" for t in rule.icmp_types] if rule.proto == "icmp" else [ace]:
+            if rule.justified:
+                aces.append(f" {one}")
+            else:
+                aces.append(f" remark NOT JUSTIFIED, not permitted: {one}"[:100])
     aces += [" deny ip any any log", "!"]
     return "\n".join(lines + aces) + "\n"

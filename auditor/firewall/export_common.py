@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from auditor.firewall.requests import ANY, parse_ports
+from auditor.firewall.requests import ANY, icmp_type_numbers, parse_ports
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9 _.,:;/+()>#=@-]")
 
@@ -32,6 +32,7 @@ class ExportRule:
     rules: str
     justified: bool
     justification: str
+    icmp_types: tuple[int, ...] = ()  # icmp/icmpv6 type numbers to allow; () = every type
 
     @property
     def family(self) -> int:
@@ -84,6 +85,7 @@ def export_rows(frame: pd.DataFrame) -> list[ExportRule]:
             proto=str(r["proto"]), ports=tuple(parse_ports(r["ports"] or "")),
             rules=safe_text(r["rules"], 400), justified=bool(r["justified"]),
             justification=safe_text(r["justification"], 400),
+            icmp_types=icmp_type_numbers(str(r["proto"]), r.get("icmp_types", "")),
         ))
     return out
 

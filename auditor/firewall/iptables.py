@@ -38,6 +38,9 @@ def ipt_rules(rule: ExportRule) -> list[str]:
             ports = ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in chunk)
             lines.append(" ".join([*base, f"-p {proto} -m multiport --dports {ports}", comment]))
         return lines
+    if proto in ("icmp", "icmpv6") and rule.icmp_types:  # one line per type: no multi-type match
+        return [" ".join([*base, f"-p {proto} --{proto}-type {t}", comment])
+                for t in rule.icmp_types]
     if proto in ("tcp", "udp", "icmp") or proto.isdigit():
         return [" ".join([*base, f"-p {proto}", comment])]
     return [" ".join([*base, comment])]

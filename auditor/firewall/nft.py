@@ -27,6 +27,8 @@ def nft_rule(rule: ExportRule) -> str:
     proto = rule.proto
     if proto in ("tcp", "udp") and rule.ports:
         parts.append(f"{proto} dport {_ports(rule.ports)}")
+    elif proto in ("icmp", "icmpv6") and rule.icmp_types:
+        parts.append(f"{proto} type {_ports((t, t) for t in rule.icmp_types)}")
     elif proto in _L4:
         parts.append(f"meta l4proto {_L4[proto]}")
     elif proto.isdigit():

@@ -18,7 +18,7 @@ from typing import IO
 import pandas as pd
 
 from auditor.atomic import write_bytes, write_text
-from auditor.catalogue.icmp import family_fits
+from auditor.catalogue.icmp import ICMP_PROTOS, QUERY_OF, TYPES, family_fits, type_numbers
 from auditor.catalogue.loader import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
 from auditor.errors import AuditorError
 from auditor.inventory.roles import normal_ip
@@ -212,6 +212,7 @@ def design_requests(inventory, catalogue, *, rpc_ports: Mapping[str, Sequence[in
                     "ports": format_ports(dst_ports), "service": rule.service, "rules": rule.id,
                     "justification": f"{rule.description} ({rule.reference.source})",
                     "scope": rule.scope, "justified": True, "note": note,
+                    "icmp_types": ";".join(rule.icmp_types),
                 })
     return _finish(rows)
 
@@ -274,6 +275,8 @@ def asbuilt_requests(result, inventory=None, catalogue=None) -> pd.DataFrame:
     work = work.assign(
         source=src.to_numpy(), source_name=src_name.to_numpy(), destination=dst.to_numpy(),
         destination_name=dst_name.to_numpy(), port=ok["dst_port"].astype(int).to_numpy(),
+        icmp_type=pd.to_numeric(ok["icmp_type"].astype(object), errors="coerce").fillna(-1)
+        .astype(int).to_numpy(),
     )
     rules = {r.id: r for r in catalogue.rules} if catalogue is not None else {}
     rows = []
@@ -310,7 +313,37 @@ def _asbuilt_row(source, destination, proto, rule_id, grp: pd.DataFrame, rules: 
         "justification": justification,
         "scope": rule.scope if rule is not None else _scope_of(src_role, dst_role),
         "justified": bool(rule_id), "note": note,
+        "icmp_types": _observed_icmp_types(proto, grp["icmp_type"]) if proto in ICMP_PROTOS else "",
     }
+
+
+def _observed_icmp_types(proto: str, types: Iterable[int]) -> str:
+    """The query types of the observed ICMP flows, by number, ';'-joined names.
+
+    A flow caught at its reply (an echo reply first) asks for its query type: the firewall
+    opens the request and lets the reply back as established traffic. Flows of unknown type
+    (-1) add none; with none known the row allows every type.
+    """
+    queries = sorted({QUERY_OF[proto].get(int(t), int(t)) for t in types if int(t) >= 0})
+    return ";".join(TYPES[proto].get(t, str(t)) for t in queries)
+
+
+def icmp_type_numbers(proto: str, text: str) -> tuple[int, ...]:
+    """A row's `icmp_types` text as sorted type numbers; () is every type (or not ICMP)."""
+    names = tuple(n for n in str(text or "").split(";") if n)
+    if proto not in ICMP_PROTOS or not names:
+        return ()
+    return tuple(sorted(type_numbers(proto, names)))
+
+
+def _merged_icmp_types(proto: str, grp: list[dict]) -> str:
+    """Union of the rows' ICMP types; a row allowing every type makes the merge allow every one."""
+    if proto not in ICMP_PROTOS:
+        return ""
+    per_row = [icmp_type_numbers(proto, r.get("icmp_types", "")) for r in grp]
+    if any(not numbers for numbers in per_row):
+        return ""
+    return ";".join(TYPES[proto].get(t, str(t)) for t in sorted({t for n in per_row for t in n}))
 
 
 def _first(values: Iterable[str]) -> str:
@@ -355,6 +388,7 @@ def merge_requests(frame: pd.DataFrame) -> pd.DataFrame:
             "justification": _join((r["justification"] for r in grp), " | "),
             "scope": "strict" if any(r["scope"] == "strict" for r in grp) else "internal",
             "justified": justified, "note": _join((r["note"] for r in grp), " | "),
+            "icmp_types": _merged_icmp_types(proto, grp),
         })
     return _finish(rows)
 

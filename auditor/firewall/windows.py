@@ -55,6 +55,8 @@ def ps_rule(rule: ExportRule, host: str, number: int) -> str:
     ]
     if ports and proto in ("TCP", "UDP"):
         parts.append(f"-LocalPort {_list(ports)}")
+    if rule.icmp_types and proto in ("ICMPv4", "ICMPv6"):
+        parts.append(f"-IcmpType {_list(rule.icmp_types)}")
     parts.append(f"-RemoteAddress {quote(remote) if remote != 'Any' else 'Any'}")
     parts.append(f"-Description {quote(safe_text(rule.rules or rule.justification, 400))}")
     return " ".join(parts)
