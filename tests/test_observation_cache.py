@@ -165,11 +165,28 @@ def test_discovery_that_failed_is_not_stored(tmp_path, monkeypatch):
 def test_a_broken_or_half_written_entry_is_a_miss_and_is_replaced(tmp_path, monkeypatch):
     fresh = observe([RING], options(tmp_path))
     (name,) = entries(tmp_path)
-    (tmp_path / "observations" / name / "flows.parquet").write_bytes(b"not parquet")
+    (tmp_path / "observations" / name / "flows.arrow").write_bytes(b"not arrow")
     (tmp_path / "observations" / ".tmp-leftover").mkdir()  # a run killed while writing
     assert_same_observation(observe([RING], options(tmp_path)), fresh)
     forbid_reading_and_tshark(monkeypatch)
     assert_same_observation(observe([RING], options(tmp_path)), fresh)
+
+
+def test_a_table_changed_in_place_or_a_foreign_entry_is_a_miss_and_is_replaced(tmp_path):
+    fresh = observe([RING], options(tmp_path))
+    (name,) = entries(tmp_path)
+    flows = tmp_path / "observations" / name / "flows.arrow"
+    data = bytearray(flows.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, same size: a valid-looking table
+    flows.write_bytes(bytes(data))
+    assert observed.load(tmp_path, name, [Path(p) for p in sorted(RING.iterdir())]) is None
+    assert entries(tmp_path) == []  # removed, so the next run stores it again
+    assert_same_observation(observe([RING], options(tmp_path)), fresh)
+    # an entry stored under another key (copied or renamed by hand) is not this set's
+    other = "0" * 40
+    shutil.copytree(tmp_path / "observations" / name, tmp_path / "observations" / other)
+    assert observed.load(tmp_path, other, [Path(p) for p in sorted(RING.iterdir())]) is None
+    assert entries(tmp_path) == [name]
 
 
 def test_without_a_cache_folder_there_is_no_key():

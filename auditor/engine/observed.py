@@ -13,7 +13,8 @@ reuse it and run neither the flow merge nor tshark. An entry is keyed by:
   merges or dissects misses, even between releases.
 
 Discovery that failed (tshark missing or broken) is never stored. Entries are written to a
-temp folder and renamed into place, so a reader never sees half an entry.
+temp folder and renamed into place, so a reader never sees half an entry. Each table is an Arrow
+file (`arrowfile`: read back in O(columns), checked by size and CRC), so a hit costs a few reads.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from auditor.capture.packets import CaptureFile, PacketTable
 from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.dissect.dcerpc import RpcFacts
 from auditor.dissect.rpc import RpcDiscovery
+from auditor.engine import arrowfile
 from auditor.engine import cache as cache_mod
 from auditor.engine.remote import is_url
 from auditor.errors import AuditorError
@@ -43,7 +45,8 @@ from auditor.options import PipelineOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, empty_frame
 
 # Bump when what an entry holds changes shape (the code hash catches changes of behaviour).
-OBSERVATION_VERSION = 1
+OBSERVATION_VERSION = 2  # 2: Arrow files checked by size and CRC (1: Parquet)
+_SUFFIX = ".arrow"
 _LABEL = "__flow_id"  # the packets' flow labels travel as one more Parquet column
 _FACTS = ("epm", "binds", "dcom", "cl_rpc")
 
@@ -129,21 +132,24 @@ def _where(cache_dir: str | os.PathLike) -> Path:
 
 
 def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed | None:
-    """The cached observation of a set (its files named after `paths`), or None."""
+    """The cached observation of a set (its files named after `paths`), or None.
+
+    An entry that is damaged (a table's size or CRC differs from what was written), foreign (it
+    names another key) or of another shape is removed, and the run stores a fresh one.
+    """
     where = _where(cache_dir) / key
     try:
         meta = json.loads((where / "meta.json").read_text())
-        flows = pd.read_parquet(where / "flows.parquet")
-        packets = pd.read_parquet(where / "packets.parquet")
-        rpc = None
-        if meta["rpc"] is not None:
-            frames = {t: pd.read_parquet(where / f"{t}.parquet")
-                      for t in ("endpoints", "names", *_FACTS)}
+        if meta.get("key") != key or meta.get("version") != OBSERVATION_VERSION:
+            raise ValueError("another entry")
+        frames = {t: arrowfile.read_frame(where / f"{t}{_SUFFIX}", check)
+                  for t, check in meta["tables"].items()}
+        flows, packets = frames["flows"], frames["packets"]
     except FileNotFoundError:
         if where.exists():  # entries appear whole (a rename): this one was damaged since
             shutil.rmtree(where, ignore_errors=True)
         return None
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         shutil.rmtree(where, ignore_errors=True)  # damaged: the next store replaces it
         return None
     if len(meta["files"]) != len(paths):
@@ -151,6 +157,7 @@ def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed 
     files = tuple(CaptureFile(**{**info, "path": str(p), "name": p.name})
                   for info, p in zip(meta["files"], paths, strict=True))
     labels = packets.pop(_LABEL).to_numpy(np.int64)
+    rpc = None
     if meta["rpc"] is not None:
         facts = RpcFacts(**{t: frames[t] for t in _FACTS})
         rpc = RpcDiscovery(endpoints=frames["endpoints"], facts=facts, names=frames["names"],
@@ -176,16 +183,17 @@ def _store(cache_dir, key, seen: Observed) -> None:
     root = _where(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     with atomic_dir(root / key) as tmp:
-        seen.flows.to_parquet(tmp / "flows.parquet", index=False)
-        packets = seen.table.packets.assign(**{_LABEL: np.asarray(seen.labels, np.int64)})
-        packets.to_parquet(tmp / "packets.parquet", index=False)
+        frames = {"flows": seen.flows,
+                  "packets": seen.table.packets.assign(
+                      **{_LABEL: np.asarray(seen.labels, np.int64)})}
         rpc = None
         if seen.rpc is not None:
-            frames = {"endpoints": seen.rpc.endpoints, "names": seen.rpc.names,
-                      **{t: getattr(seen.rpc.facts, t) for t in _FACTS}}
-            for name, frame in frames.items():
-                frame.to_parquet(tmp / f"{name}.parquet", index=False)
+            frames.update({"endpoints": seen.rpc.endpoints, "names": seen.rpc.names,
+                           **{t: getattr(seen.rpc.facts, t) for t in _FACTS}})
             rpc = {"packets": int(seen.rpc.packets), "warnings": list(seen.rpc.warnings)}
-        meta = {"files": [dataclasses.asdict(f) for f in seen.table.files], "rpc": rpc,
+        tables = {name: arrowfile.write_frame(frame, tmp / f"{name}{_SUFFIX}")
+                  for name, frame in frames.items()}
+        meta = {"key": key, "version": OBSERVATION_VERSION, "tables": tables,
+                "files": [dataclasses.asdict(f) for f in seen.table.files], "rpc": rpc,
                 "warnings": [list(w) for w in seen.warnings]}
         (tmp / "meta.json").write_text(json.dumps(meta))

@@ -1,0 +1,64 @@
+"""The observation cache's table files (engine/arrowfile.py): a frame comes back exactly as it was
+written, dtypes included, and a file changed since it was written is refused."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from auditor.engine import arrowfile
+
+
+def mixed_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "src_ip": pd.array(["198.18.0.1", "198.18.0.2", None, "198.18.0.1"], dtype="str"),
+        "src_port": np.array([135, 49152, 0, 65535], np.uint16),
+        "first_seen": pd.to_datetime([1, 2, 3, 4], unit="s", utc=True),
+        "icmp_type": pd.array([3, None, None, 11], dtype="Int64"),
+        "more_fragments": np.array([True, False, False, True]),
+        "kind": pd.Categorical(["a", "b", "a", "b"]),
+    })
+    # text built in pieces: its Arrow column has several chunks
+    return frame.assign(name=pd.concat([pd.Series(["x", "y"], dtype="str"),
+                                        pd.Series(["z", None], dtype="str")], ignore_index=True))
+
+
+def test_a_frame_comes_back_with_its_values_and_dtypes(tmp_path):
+    frame = mixed_frame()
+    check = arrowfile.write_frame(frame, tmp_path / "t.arrow")
+    got = arrowfile.read_frame(tmp_path / "t.arrow", check)
+    pd.testing.assert_frame_equal(got, frame)
+    assert got["kind"].dtype == "category" and got["icmp_type"].dtype == "Int64"
+
+
+def test_an_empty_frame_keeps_its_columns(tmp_path):
+    frame = mixed_frame().drop(columns="kind").iloc[:0]
+    check = arrowfile.write_frame(frame, tmp_path / "t.arrow")
+    got = arrowfile.read_frame(tmp_path / "t.arrow", check)
+    pd.testing.assert_frame_equal(got, frame)
+
+
+def test_a_flipped_byte_of_the_same_size_is_refused(tmp_path):
+    frame = mixed_frame()
+    path = tmp_path / "t.arrow"
+    check = arrowfile.write_frame(frame, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="CRC"):
+        arrowfile.read_frame(path, check)
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an arrow file"])
+def test_a_truncated_or_foreign_file_is_refused(tmp_path, damage):
+    path = tmp_path / "t.arrow"
+    check = arrowfile.write_frame(mixed_frame(), path)
+    path.write_bytes(damage)
+    with pytest.raises(ValueError):
+        arrowfile.read_frame(path, check)
+    # a file that matches its record but is not Arrow at all
+    with pytest.raises(ValueError):
+        arrowfile.read_frame(path, {"size": len(damage), "crc32": zlib.crc32(damage)})
