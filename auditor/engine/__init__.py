@@ -1,5 +1,7 @@
 """Running stages 1-2 at scale: per-file partial aggregates, worker processes, cache, Dask.
 
+- `arrowfile`: One data frame as one Arrow IPC file, read back whole in O(columns): the observation
+  cache's tables.
 - `cache`: A cache of each capture file's partial aggregates and candidate packets, as Parquet.
 - `candidates`: The few packets per flow that discovery may hand to tshark, kept while the capture
   streams.
