@@ -103,6 +103,19 @@ def test_without_versions_the_2016_traffic_is_unexpected_against_2010(seen):
     assert {(EX2010, MBX16A, 2525), (MBX16A, MBX16B, 444)} <= unexpected
 
 
+def test_naming_only_the_coexistence_catalogue_still_judges_each_version_by_its_own(seen):
+    """`--catalogue coexistence` (a name replaces the default) adds the pairs between versions:
+    each version's own rules still come from its catalogue, so the audit equals the default one.
+    It used to judge 2010 and 2016 traffic by the 15 coexistence rules alone."""
+    inv = load_inventory(INVENTORY)
+    alone = audit_flows(seen.flows, inv, load_catalogue(["coexistence"], replace=True),
+                        rpc_endpoints=seen.rpc.endpoints)
+    default = audit_flows(seen.flows, inv, load_catalogue(), rpc_endpoints=seen.rpc.endpoints)
+    assert sorted(map(_key, alone.findings.to_dict("records"))) == sorted(
+        map(_key, default.findings.to_dict("records")))
+    assert {_key(a) for a in TRUTH["anomalies"]} == set(map(_key, alone.findings.to_dict("records")))
+
+
 def test_a_2016_site_with_a_2010_edge_and_no_edgesync_is_reported_missing(seen):
     flows = seen.flows[~((seen.flows["src_ip"] == MBX16A) & (seen.flows["dst_port"] == 50636))]
     # the recorded pilot lasts under 15 min, where missing paths are info: judge it as a long one

@@ -69,7 +69,11 @@ def with_version_catalogues(catalogue, inventory):
 
     default = default_version(catalogue)
     present = inventory_versions(inventory, default)
-    covered = {v for r in catalogue.rules for v in r.versions + r.source_versions}
+    # A version is covered by its own rules: coexistence rules (those naming both ends'
+    # versions) only add the pairs between versions, so `--catalogue coexistence` alone still
+    # brings in the catalogue of each version present.
+    covered = {v for r in catalogue.rules if not (r.source_versions or r.destination_versions)
+               for v in r.versions}
     names = {VERSION_CATALOGUES[v] for v in present if v not in covered}
     generations = {VERSION_CATALOGUES[v] for v in present}
     if len(generations) > 1 and not any(r.source_versions for r in catalogue.rules):
