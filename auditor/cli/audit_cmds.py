@@ -21,8 +21,6 @@ from auditor.cli.options import (
     rpc_options,
 )
 from auditor.cli.output import emit, table_text, write_frame
-from auditor.render.text import audit_text
-from auditor.schema import RULE_COLUMNS
 
 
 @click.command()
@@ -62,6 +60,8 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     elif fmt == "csv":
         write_frame(result.findings, "csv", output)
     else:
+        from auditor.render.text import audit_text
+
         emit(audit_text(result, limit=None if show_all else 40), output)
     for path in reports:
         from auditor.render.report import write_report
@@ -120,6 +120,8 @@ def catalogue(catalogues, replace_catalogue, role, check_file, list_bundled, fmt
                 "status", "interfaces", "app_protocol", "icmp_types"]
         emit(table_text(frame[cols], f"{len(frame)} rules"), output)
     else:
+        from auditor.schema import RULE_COLUMNS
+
         write_frame(frame, fmt, output, RULE_COLUMNS)
 
 

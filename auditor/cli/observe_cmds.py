@@ -15,8 +15,6 @@ from auditor.cli.options import (
     stdout_dash,
 )
 from auditor.cli.output import emit, table_text, write_frame
-from auditor.render.text import printable, rpc_text
-from auditor.schema import FLOW_COLUMNS
 
 
 @click.command()
@@ -33,6 +31,7 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     from auditor.engine.run import stream_flows
     from auditor.flows.build import flows_summary
     from auditor.options import FlowOptions, RpcOptions
+    from auditor.schema import FLOW_COLUMNS
 
     if fmt == "zeek":  # Zeek's conn.log: states and histories need each flow's packets
         from auditor.capture.packets import read_packets
@@ -49,6 +48,8 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     if fmt != "table":
         write_frame(frame, fmt, output, FLOW_COLUMNS)
         return
+    from auditor.render.text import printable
+
     summary = flows_summary(frame)
     packets = int(frame["src_packets"].sum() + frame["dst_packets"].sum())
     head = (
@@ -93,6 +94,8 @@ def rpc(captures, fmt, output, engine):
         else:
             write_frame(endpoints, "csv", output)
         return
+    from auditor.render.text import rpc_text
+
     emit(rpc_text(endpoints, ranges), output)
 
 

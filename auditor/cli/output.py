@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
 
 from auditor.atomic import atomic_path, write_text
+
+if TYPE_CHECKING:  # pandas loads with the first frame written, not with the command line
+    import pandas as pd
 
 
 def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None, columns=None) -> None:
@@ -54,7 +56,10 @@ def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
     A cell a spreadsheet would run as a formula gets a quote in front (as the reports do), and
     control characters (terminal escape sequences) are shown as \\xNN.
     """
-    from auditor.render.common import FORMULA_START
+    import numpy as np
+    import pandas as pd
+
+    from auditor.render.cells import CONTROL, FORMULA_START
     from auditor.render.text import controls_escaped
 
     out = None
@@ -64,7 +69,7 @@ def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         text = values.astype("string")
         risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(bool)
-        controls = text.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(bool)
+        controls = text.str.contains(CONTROL, regex=True).fillna(False).to_numpy(bool)
         if risky.any() or controls.any():
             out = frame.copy() if out is None else out
             fixed = values.astype(object).copy()
@@ -75,11 +80,10 @@ def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if out is None else out
 
 
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-
-
 def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Datetime columns as ISO-8601 UTC text (numpy's formatter is ~50x faster than pandas')."""
+    import numpy as np
+    import pandas as pd
     import pyarrow as pa
 
     out = frame.copy(deep=False)  # new columns replace, never write into, the caller's

@@ -8,10 +8,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.audit.verdicts import AuditResult
-
-# A cell starting with one of these is run as a formula by spreadsheet programs (OWASP CSV
-# injection); names come from captures, so they are attacker-controlled.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from auditor.render.cells import FORMULA_START as FORMULA_START  # shared with the CSV writer
 
 
 def plain(value):
