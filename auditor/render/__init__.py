@@ -1,5 +1,6 @@
 """Stage 5, results to people and machines: one module per output.
 
+- `cells`: Text cells made inert for spreadsheets and terminals (CSV, xlsx and reports share this).
 - `common`: Values every report writer shares: plain cells, times, summary and capture rows.
 - `diagram`: The role diagram: Exchange roles as boxes, documented and observed paths as labelled
   arrows.
