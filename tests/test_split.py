@@ -134,8 +134,8 @@ def test_stream_flows_on_two_workers_splits_one_file_and_matches_one_core(caplog
     workers = 3 if path == FAKE else 2  # a third of the way: a cut inside the fake chain
     with caplog.at_level("INFO", logger="auditor.engine"):
         two = stream_flows([path], engine=EngineOptions(workers=workers, range_bytes=1 << 10))
-    assert two.report.where == "processes" and two.report.ranges == workers
-    assert f"as {workers} byte ranges on {workers} worker processes" in caplog.text
+    assert two.report.where == "processes" and two.report.ranges >= workers
+    assert f"as {two.report.ranges} byte ranges on {workers} worker processes" in caplog.text
     assert ("read again in one piece" in caplog.text) == (path == FAKE)
     pd.testing.assert_frame_equal(one.flows, two.flows)
     assert np.array_equal(one.labels, two.labels)
@@ -143,13 +143,32 @@ def test_stream_flows_on_two_workers_splits_one_file_and_matches_one_core(caplog
     assert one.table.files == two.table.files
 
 
-def test_files_are_cut_only_as_far_as_evening_out_the_workers_needs(tmp_path):
-    from auditor.engine.run import _tasks
+def test_every_file_of_a_set_is_cut_into_ranges_on_every_worker():
+    from auditor.engine.run import PER_CORE, _tasks
 
     paths = [PCAPS / "pilot" / "ring" / f"pilot_0{k}.pcapng" for k in range(3)]  # ~126 KiB
-    tasks = _tasks(paths, [0, 1, 2], 2, 1 << 10)  # three files, two workers: one is cut
-    cut = [i for i, rng in tasks if rng is not None]
-    assert len(cut) == 2 and len(set(cut)) == 1 and cut[0] == 2  # the last big one
-    assert [i for i, _ in tasks] == sorted(i for i, _ in tasks)  # still in set order
-    assert _tasks(paths[:2], [0, 1], 2, 1 << 10) == [(0, None), (1, None)]  # 126 KiB each
+    tasks = _tasks(paths, [0, 1, 2], 2, 1 << 10)  # three files, two workers
+    assert [i for i, _ in tasks] == sorted(i for i, _ in tasks)  # in set order
+    assert all(rng is not None for _, rng in tasks)  # no file read whole
+    assert {i for i, _ in tasks} == {0, 1, 2}
+    assert len(tasks) >= 2 * PER_CORE
+    for i in range(3):  # each file's ranges follow each other and cover it
+        ranges = [rng for k, rng in tasks if k == i]
+        assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:], strict=False))
+        assert ranges[-1].stop == paths[i].stat().st_size
+    assert _tasks(paths[:2], [0, 1], 2, 1 << 20) == [(0, None), (1, None)]  # under 2 MiB
     assert _tasks(paths, [0, 1, 2], 1, 1 << 10) == [(0, None), (1, None), (2, None)]
+    assert [i for i, _ in _tasks(paths, [1, 2], 2, 1 << 10)] == sorted(  # only those to read
+        i for i, _ in _tasks(paths, [1, 2], 2, 1 << 10))
+
+
+def test_a_set_read_as_ranges_of_every_file_equals_one_core(caplog):
+    ring = sorted((PCAPS / "pilot" / "ring").glob("*.pcapng"))[:3]  # ~126 KiB each: all cut
+    one = stream_flows(ring, engine=EngineOptions(workers=1))
+    with caplog.at_level("INFO", logger="auditor.engine"):
+        two = stream_flows(ring, engine=EngineOptions(workers=2, range_bytes=1 << 12))
+    assert two.report.where == "processes" and two.report.ranges > len(ring)
+    pd.testing.assert_frame_equal(one.flows, two.flows)
+    assert np.array_equal(one.labels, two.labels)
+    pd.testing.assert_frame_equal(one.table.packets, two.table.packets)
+    assert one.table.files == two.table.files

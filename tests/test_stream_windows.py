@@ -49,7 +49,7 @@ def test_window_on_byte_ranges_equals_one_core():
     captures = CaptureSet((PCAPS / "pilot" / "pilot.pcapng",), FIRST[1], FIRST[3])
     one = stream_flows(captures, engine=EngineOptions(workers=1))
     two = stream_flows(captures, engine=EngineOptions(workers=2, range_bytes=16 << 10))
-    assert two.report.ranges == 2
+    assert two.report.ranges >= 2
     pd.testing.assert_frame_equal(one.flows, two.flows)
     pd.testing.assert_frame_equal(one.table.packets, two.table.packets)
     assert np.array_equal(one.labels, two.labels)

@@ -101,17 +101,24 @@ MAX_SEGMENTS = 32  # more, and the smaller half is combined into one
 class PartialStore:
     """Merged partials and candidates of one file, merged touching only what changes."""
 
-    def __init__(self, flow_options: FlowOptions, rpc_options: RpcOptions):
+    def __init__(self, flow_options: FlowOptions, rpc_options: RpcOptions, prune: bool = True):
         self.flow_options, self.rpc_options = flow_options, rpc_options
+        self.prune = prune  # False: candidates are only relabelled (a set's files, each pruned)
         self.segments: list[_Segment] = []
         self.pairs: dict = {}  # candidates._pair_firsts' per-pair facts of everything seen
         self.rows = 0  # live partials
 
-    def add(self, parts: pd.DataFrame, cands: pd.DataFrame) -> None:
-        """Merge new partials (and their candidates, labelled with their part) into the store."""
+    def add(self, parts: pd.DataFrame, cands: pd.DataFrame, merged: bool = False) -> None:
+        """Merge new partials (and their candidates, labelled with their part) into the store.
+
+        `merged=True` says the new partials are already merged among themselves (another
+        store's `finish`): then only those of conversations the store holds are merged again,
+        the others are stored as they are (merging merged partials changes nothing).
+        """
         if parts.empty:
             return
-        wanted = np.unique(key_hash(parts))
+        hashes = key_hash(parts)
+        wanted = np.unique(hashes)
         old_parts, old_cands = [], []
         for seg in self.segments:
             got = seg.take(wanted)
@@ -119,14 +126,28 @@ class PartialStore:
                 old_parts.append(got[0])
                 old_cands.append(got[1])
                 self.rows -= len(got[0])
-        frame = pd.concat([*old_parts, parts], ignore_index=True) if old_parts else parts
-        merged, old, new = merge_partials(frame, self.flow_options)
-        del frame
+        fresh = None
+        if merged and old_parts:  # only the conversations seen before need merging
+            seen = np.concatenate([key_hash(p) for p in old_parts])
+            hit = np.isin(hashes, seen)
+            if not hit.all():
+                fresh, parts = parts[~hit], parts[hit]
+        if merged and not old_parts:
+            merged_parts, old = parts, np.zeros(0, np.int64)
+            new = old
+        else:
+            frame = pd.concat([*old_parts, parts], ignore_index=True) if old_parts else parts
+            merged_parts, old, new = merge_partials(frame, self.flow_options)
+            del frame
+        if fresh is not None:
+            merged_parts = pd.concat([merged_parts, fresh], ignore_index=True)
+        merged = merged_parts
         cands = [c for c in (*old_cands, cands) if len(c)]
         if cands:
             cands = pd.concat(cands, ignore_index=True) if len(cands) > 1 else cands[0].copy()
             cands["part"] = _relabel(cands["part"].to_numpy(), old, new)
-            cands = keep_candidates(cands, merged, self.rpc_options, self.pairs)
+            if self.prune:
+                cands = keep_candidates(cands, merged, self.rpc_options, self.pairs)
         else:
             cands = empty_candidates()
         self.segments.append(_Segment(merged, cands))
@@ -147,8 +168,11 @@ class PartialStore:
             self.segments = [*rest, _Segment(pd.concat(parts, ignore_index=True),
                                              pd.concat(cands, ignore_index=True))]
 
-    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """All merged partials (sorted by conversation, then time) and their candidates (by pid)."""
+    def finish(self, sort: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """All merged partials (sorted by conversation, then time) and their candidates (by pid).
+
+        `sort=False` leaves both in store order (for another store's `add(..., merged=True)`).
+        """
         parts, cands = [], []
         while self.segments:
             p, c = self.segments.pop(0).compact()
@@ -160,6 +184,10 @@ class PartialStore:
             return empty_partials(), empty_candidates()
         frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         del parts
+        if not sort:
+            cand = (cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)) \
+                if cands else empty_candidates()
+            return frame.reset_index(drop=True), cand.reset_index(drop=True)
         order = np.lexsort([frame["pid"].to_numpy()] + [frame[k].to_numpy() for k in reversed(KEY)])
         if (order != np.arange(len(order))).any():
             frame = frame.take(order)

@@ -78,25 +78,90 @@ def read_range(path: str, byte_range: ByteRange, flow_options: FlowOptions,
     return fp, facts
 
 
-def exact(results: list[tuple[FilePartial, RangeFacts]]) -> bool:
-    """Whether joining these ranges (in file order) gives exactly what one read gives."""
-    frags_before, cl_before, last_ts = False, -BIG, -BIG
-    for k, (fp, facts) in enumerate(results):
+class RangeJoin:
+    """One file's ranges joined as they come (in file order) into what one read of it gives.
+
+    `add` checks each range against the ones before it (the edges `exact` describes) and merges
+    it into one store at once, so the ranges' partials never wait in a list; once a range shows
+    the join cannot be exact, the rest are dropped and `finish` says None (read it whole).
+    """
+
+    def __init__(self, path: str, pieces: int, flow_options: FlowOptions,
+                 rpc_options: RpcOptions):
+        self.path, self.pieces = str(path), pieces
+        self.store: PartialStore | None = PartialStore(flow_options, rpc_options)
+        self.infos: list[CaptureFile] = []
+        self.quotes: list[pd.DataFrame] = []
+        self.rows = self.records = 0
+        self.frags_before, self.cl_before, self.last_ts = False, -BIG, -BIG
+        self.first_kept, self.last_kept = BIG, -BIG
+
+    @property
+    def exact(self) -> bool:
+        """Whether the ranges added so far join exactly."""
+        return self.store is not None
+
+    def _fits(self, fp: FilePartial, facts: RangeFacts) -> bool:
+        k = len(self.infos)
         if fp.notes or fp.warnings or facts.untimed or not fp.ordered:
             return False
-        if k < len(results) - 1 and facts.state_changed:
+        if k < self.pieces - 1 and facts.state_changed:
             return False
-        if k and facts.later_frags and frags_before:
+        if k and facts.later_frags and self.frags_before:
             return False
-        if k and facts.cl_any and cl_before >= last_ts - _CL_WINDOW_NS:
+        if k and facts.cl_any and self.cl_before >= self.last_ts - _CL_WINDOW_NS:
+            return False
+        if kept_rows(fp) and fp.first_ts_ns < self.last_ts:  # a single read sorts: not ours
+            return False
+        return True
+
+    def add(self, fp: FilePartial, facts: RangeFacts) -> bool:
+        """Join the next range; False once the join cannot be exact (the store is dropped)."""
+        if self.store is None:
+            return False
+        if not self._fits(fp, facts):
+            self.store = None
             return False
         if kept_rows(fp):
-            if fp.first_ts_ns < last_ts:  # out of order across ranges: a single read sorts
-                return False
-            last_ts = fp.last_ts_ns
-        frags_before |= facts.first_frags
-        cl_before = max(cl_before, facts.cl_request_ns)
-    return True
+            self.last_ts = fp.last_ts_ns
+            self.first_kept = min(self.first_kept, fp.first_ts_ns)
+            self.last_kept = max(self.last_kept, fp.last_ts_ns)
+        self.frags_before |= facts.first_frags
+        self.cl_before = max(self.cl_before, facts.cl_request_ns)
+        fp = shift(fp, self.rows, self.records)
+        self.rows += kept_rows(fp)
+        self.records += fp.info.records
+        self.infos.append(fp.info)
+        if len(fp.quotes):
+            self.quotes.append(fp.quotes)
+        self.store.add(fp.parts, fp.candidates, merged=True)
+        fp.parts = fp.candidates = None
+        return True
+
+    def finish(self, sort: bool = True) -> FilePartial | None:
+        """The file's partial (pids from 0), or None when only one read is exact.
+
+        `sort=False` leaves the partials in store order (for a set's store to merge)."""
+        if self.store is None or len(self.infos) != self.pieces:
+            return None
+        merged, cand = self.store.finish(sort)
+        self.store = None
+        infos = self.infos
+        skipped: Counter[str] = Counter()
+        for info in infos:
+            skipped.update(info.skipped)
+        firsts = [i.first_ts_ns for i in infos if i.first_ts_ns is not None]
+        lasts = [i.last_ts_ns for i in infos if i.last_ts_ns is not None]
+        info = CaptureFile(path=self.path, name=infos[0].name, format=infos[0].format,
+                           records=sum(i.records for i in infos),
+                           ip_packets=sum(i.ip_packets for i in infos),
+                           outside_window=sum(i.outside_window for i in infos),
+                           non_ip=sum(i.non_ip for i in infos), skipped=dict(skipped),
+                           first_ts_ns=min(firsts) if firsts else None,
+                           last_ts_ns=max(lasts) if lasts else None)
+        quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
+        return FilePartial(info=info, parts=merged, candidates=cand[CANDIDATE_COLUMNS],
+                           quotes=quotes, first_ts_ns=self.first_kept, last_ts_ns=self.last_kept)
 
 
 def shift(fp: FilePartial, rows: int, records: int) -> FilePartial:
@@ -121,37 +186,11 @@ def shift(fp: FilePartial, rows: int, records: int) -> FilePartial:
 def join_ranges(results: list[tuple[FilePartial, RangeFacts]], path: str,
                 flow_options: FlowOptions, rpc_options: RpcOptions) -> FilePartial | None:
     """One file's partial from its ranges' (in file order); None when only one read is exact."""
-    if not exact(results):
-        return None
-    infos = [fp.info for fp, _ in results]
-    shifted, rows, records = [], 0, 0
-    for fp, _ in results:
-        shifted.append(shift(fp, rows, records))
-        rows += kept_rows(fp)
-        records += fp.info.records
-    store = PartialStore(flow_options, rpc_options)  # merged as one read merges its chunks
-    for fp in shifted:
-        store.add(fp.parts, fp.candidates)
-        fp.parts = fp.candidates = None
-    merged, cand = store.finish()
-    quotes = [fp.quotes for fp in shifted if len(fp.quotes)]
-    skipped: Counter[str] = Counter()
-    for info in infos:
-        skipped.update(info.skipped)
-    firsts = [i.first_ts_ns for i in infos if i.first_ts_ns is not None]
-    lasts = [i.last_ts_ns for i in infos if i.last_ts_ns is not None]
-    info = CaptureFile(path=str(path), name=infos[0].name, format=infos[0].format,
-                       records=sum(i.records for i in infos),
-                       ip_packets=sum(i.ip_packets for i in infos),
-                       outside_window=sum(i.outside_window for i in infos),
-                       non_ip=sum(i.non_ip for i in infos), skipped=dict(skipped),
-                       first_ts_ns=min(firsts) if firsts else None,
-                       last_ts_ns=max(lasts) if lasts else None)
-    timed = [fp for fp in shifted if kept_rows(fp)]
-    return FilePartial(info=info, parts=merged, candidates=cand[CANDIDATE_COLUMNS],
-                       quotes=pd.concat(quotes, ignore_index=True) if quotes else empty_quotes(),
-                       first_ts_ns=min((fp.first_ts_ns for fp in timed), default=BIG),
-                       last_ts_ns=max((fp.last_ts_ns for fp in timed), default=-BIG))
+    join = RangeJoin(path, len(results), flow_options, rpc_options)
+    for fp, facts in results:
+        if not join.add(fp, facts):
+            return None
+    return join.finish()
 
 
-__all__ = ["RangeFacts", "join_ranges", "read_range"]
+__all__ = ["RangeFacts", "RangeJoin", "join_ranges", "read_range"]

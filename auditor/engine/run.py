@@ -1,9 +1,11 @@
 """Captures to flows without a packet table: per file on one core, every core, or a Dask cluster.
 
 Each file is streamed into partial aggregates (`fileread`), possibly read from or stored in the
-cache (`cache`), in worker processes when there are several files and cores, or on a Dask
-cluster (`dask_run`); the files' partials are then merged in set order and finished into the
-flow table. Only candidate packets for discovery are kept, as a small `PacketTable`.
+cache (`cache`); on several cores as byte ranges of every file in worker processes, or on a Dask
+cluster (`dask_run`). As each range and file comes in, it is joined into its file
+(`ranges.RangeJoin`) and the file into the set's one store (`setmerge.SetMerger`), in set order;
+the set's partials are then finished into the flow table. Only candidate packets for discovery
+are kept, as a small `PacketTable`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.capture.split import plan_ranges
 from auditor.engine import cache as cache_mod
 from auditor.engine.dask_run import read_set_on_cluster
-from auditor.engine.fileread import FilePartial, read_file_partial, rebase
-from auditor.engine.ranges import join_ranges, read_range
+from auditor.engine.fileread import FilePartial, read_file_partial
+from auditor.engine.ranges import RangeJoin, read_range
 from auditor.engine.remote import is_url
+from auditor.engine.setmerge import SetMerger
 from auditor.engine.urlset import read_urls
 from auditor.engine.window import kept_rows, read_file
 from auditor.errors import CaptureError, CaptureWarning
@@ -118,54 +121,63 @@ def stream_flows(
     if engine.scheduler:  # read and merge on the cluster: the client gets one merged partial
         return _finish_elsewhere(*read_set_on_cluster(paths, partials, flow_options, rpc_options,
                                                       engine), "dask", cached, flow_options)
-    where, workers, ranges = _read(paths, todo, partials, flow_options, rpc_options, engine,
+
+    def keep(i: int, fp: FilePartial) -> None:  # each file read goes to the cache whole
+        if keys[i] is not None:
+            cache_mod.store(engine.cache_dir, keys[i], fp)
+
+    caching = engine.cache_dir is not None and window is None
+    merger = SetMerger(len(paths), flow_options, rpc_options, on_file=keep if caching else None)
+    for i, fp in enumerate(partials):
+        if fp is not None:
+            merger.add(i, fp, read=False)
+    del partials
+    where, workers, ranges = _read(paths, todo, merger, flow_options, rpc_options, engine,
                                    progress, window)
-    if engine.cache_dir is not None and window is None:
-        for i in todo:
-            cache_mod.store(engine.cache_dir, keys[i], partials[i])
     report = EngineReport(len(paths), workers, where, cached, True, ranges)
     if where != "local":  # on several cores, say who did the work (stdout stays the result)
         log.info(report.line())
     else:
         log.debug(report.line())
-    if not _in_time_order(partials):
+    heads = merger.heads
+    if not _in_time_order(heads):
         return _full_sort(captures if window else paths, flow_options, progress, report)
-    for fp in partials:
+    for fp in heads:
         _warn_skipped(fp.info, fp.notes, fp.info.path)
         for text in fp.warnings:
             warnings.warn(text, CaptureWarning, stacklevel=2)
-    rebased = [rebase(fp, i) for i, fp in enumerate(partials)]
-    del partials  # _finish drops each file's frames as it merges them: peak memory
-    return _finish(rebased, flow_options, report, left_out)
+    parts, cands, quotes = merger.finish()
+    del merger
+    return _finish_merged(parts, cands, quotes, heads, flow_options, report, left_out)
 
 
-def _read(paths, todo, partials, flow_options, rpc_options, engine, progress, window=None):
-    """Fill partials[i] for i in todo; return (where, workers, byte ranges)."""
+def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, window=None):
+    """Read the files of `todo` into `merger`; return (where, workers, byte ranges).
+
+    On several cores the files are cut into byte ranges (`_tasks`), read by worker processes in
+    set order a few ahead, and each range is joined into its file as it comes (`RangeJoin`),
+    each complete file into the set's store (`SetMerger`): what waits here is bounded by the
+    tasks in flight, and the merging overlaps the reading.
+    """
     args = (flow_options, rpc_options, engine.chunk_bytes, window)
     total = sum(p.stat().st_size for p in paths) or 1
     done = sum(paths[i].stat().st_size for i in range(len(paths)) if i not in set(todo))
-    if engine.scheduler:
-        from auditor.engine.dask_run import read_on_cluster
-
-        results, workers = read_on_cluster(engine.scheduler, [str(paths[i]) for i in todo],
-                                           *args[:3])
-        for i, fp in zip(todo, results, strict=True):
-            partials[i] = replace(fp, info=replace(fp.info, path=str(paths[i])))
-        return "dask", workers, 0
     cores = engine.workers or _cores()
     tasks = _tasks(paths, todo, cores, engine.range_bytes or RANGE_BYTES)
     workers = min(cores, len(tasks))
     if workers <= 1:
         for i in todo:
-            partials[i] = (read_file_partial(str(paths[i]), *args[:3]) if window is None
-                           else read_file(str(paths[i]), *args))
+            merger.add(i, read_file_partial(str(paths[i]), *args[:3]) if window is None
+                       else read_file(str(paths[i]), *args))
             done += paths[i].stat().st_size
             if progress is not None:
                 progress(done, total)
         return "local", 1, 0
     ctx = _context()
     pieces = Counter(i for i, rng in tasks if rng is not None)
-    got: dict[int, list] = {i: [] for i in pieces}
+    # a set of one file (or a file for the cache): its join sorts, as a single read does
+    one = len(paths) == 1 or merger.on_file is not None
+    joins = {i: RangeJoin(str(paths[i]), n, flow_options, rpc_options) for i, n in pieces.items()}
     redo = {}
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         def submit(i, rng):
@@ -175,35 +187,40 @@ def _read(paths, todo, partials, flow_options, rpc_options, engine, progress, wi
                 return pool.submit(read_file, str(paths[i]), *args)
             return pool.submit(read_range, str(paths[i]), rng, *args)
 
-        # in file order, at most two tasks per worker waiting: results do not pile up unmerged
+        # in set order, at most AHEAD tasks per worker in flight: results do not pile up here
         ahead = deque()
         todo_tasks = iter(tasks)
-        for task in islice(todo_tasks, 2 * workers):
+        for task in islice(todo_tasks, AHEAD * workers):
             ahead.append((task, submit(*task)))
         while ahead:
             (i, rng), future = ahead.popleft()
             result = future.result()
+            del future
             for task in islice(todo_tasks, 1):
                 ahead.append((task, submit(*task)))
             if rng is None:
-                partials[i] = result
+                merger.add(i, result)
                 done += paths[i].stat().st_size
             else:
-                got[i].append(result)
                 done += rng.stop - rng.start
-                if len(got[i]) == pieces[i]:
-                    partials[i] = join_ranges(got.pop(i), str(paths[i]), flow_options, rpc_options)
-                    if partials[i] is None:  # an edge a range cannot see: one read is exact
-                        log.info("%s: read again in one piece (its byte ranges are not "
-                                 "independent)", paths[i])
-                        redo[i] = submit(i, None)
+                join = joins[i]
+                if join.add(*result):
+                    if len(join.infos) == join.pieces:
+                        merger.add(i, join.finish(sort=one))
+                        del joins[i]
+                elif i not in redo:  # an edge a range cannot see: one read is exact
+                    log.info("%s: read again in one piece (its byte ranges are not "
+                             "independent)", paths[i])
+                    redo[i] = submit(i, None)
+            del result
             if progress is not None:
                 progress(min(done, total), total)
         for i, future in redo.items():
-            partials[i] = future.result()
+            merger.add(i, future.result())
     return "processes", workers, sum(pieces.values())
 
 
+AHEAD = 2  # tasks per worker submitted ahead of the one this process waits for
 RANGE_BYTES = 64 << 20  # smallest byte range of one file given to a worker
 
 
@@ -229,48 +246,28 @@ def _cores() -> int:
 def _tasks(paths, todo, cores, range_bytes):
     """(file index, ByteRange or None for the whole file) to read, in set and file order.
 
-    Files are read whole while that keeps the workers evenly busy; otherwise the last of the
-    largest files is cut into one byte range per worker (of at least range_bytes), until the busiest worker
-    has at most 10 % more than its share (five files on two workers: one file is cut in two).
-    Each cut file costs a join in this process, so no more are cut than that takes.
+    On several cores every file of at least two range_bytes is cut into byte ranges of about
+    1/PER_CORE of a worker's share of the set (and at least range_bytes): ranges of every file
+    on every worker, so the workers stay evenly busy to the end whatever the files' sizes, and
+    each range's partials (what a worker holds and sends here) stay a fraction of the set's.
     """
     if cores <= 1:
         return [(i, None) for i in todo]
     sizes = {i: paths[i].stat().st_size for i in todo}
-    share = sum(sizes.values()) / cores
-    cut: dict[int, list] = {}  # file -> its byte ranges
-    tried: set[int] = set()
-
-    def spans() -> list[int]:
-        return [x for i in todo for x in ([r.stop - r.start for r in cut[i]] if i in cut
-                                          else [sizes[i]])]
-
-    while _makespan(spans(), cores) > 1.1 * share:
-        whole = [i for i in todo if i not in tried and sizes[i] >= 2 * range_bytes]
-        if not whole:
-            break
-        # a big file late in the set: cutting the tail's file evens out the end best
-        top = max(sizes[i] for i in whole)
-        big = max(whole, key=lambda i: (sizes[i] >= 0.8 * top, i))
-        tried.add(big)
-        ranges = plan_ranges(str(paths[big]), cores, range_bytes)
-        if ranges and len(ranges) > 1:
-            cut[big] = ranges
+    target = max(range_bytes, sum(sizes.values()) / (cores * PER_CORE))
     tasks = []
     for i in todo:
-        if i in cut:
-            tasks.extend((i, rng) for rng in cut[i])
+        pieces = -(-sizes[i] // int(target))
+        ranges = (plan_ranges(str(paths[i]), pieces, range_bytes)
+                  if pieces > 1 and sizes[i] >= 2 * range_bytes else None)
+        if ranges and len(ranges) > 1:
+            tasks.extend((i, rng) for rng in ranges)
         else:
             tasks.append((i, None))
     return tasks
 
 
-def _makespan(sizes: list[int], workers: int) -> int:
-    """The busiest worker's bytes when tasks go, in order, to whichever worker is free first."""
-    load = [0] * workers
-    for size in sizes:
-        load[load.index(min(load))] += size
-    return max(load)
+PER_CORE = 3  # byte ranges per worker's share of the set
 
 
 def _in_time_order(partials: list[FilePartial]) -> bool:
@@ -296,18 +293,26 @@ def _full_sort(paths, flow_options, progress, report) -> Streamed:
 
 def _finish(partials: list[FilePartial], flow_options: FlowOptions,
             report: EngineReport, left_out: tuple[str, ...] = ()) -> Streamed:
+    """Finish partials of several files (rebased): concatenated, then merged by finish_flows."""
     def take(name: str) -> pd.DataFrame:  # one frame of every file's, dropping theirs
         frames = [getattr(fp, name) for fp in partials]
         for fp in partials:
             setattr(fp, name, None)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
-    files = tuple(fp.info for fp in partials)
-    one = len(partials) == 1  # a file's partials come merged from fileread
-    flows, flow_of = finish_flows(take("parts"), files, flow_options, take("quotes"), merged=one)
-    cands = take("candidates")
+    return _finish_merged(take("parts"), take("candidates"), take("quotes"), partials,
+                          flow_options, report, left_out, merged=len(partials) == 1)
+
+
+def _finish_merged(parts: pd.DataFrame, cands: pd.DataFrame, quotes: pd.DataFrame,
+                   heads: list[FilePartial], flow_options: FlowOptions, report: EngineReport,
+                   left_out: tuple[str, ...] = (), merged: bool = True) -> Streamed:
+    """The Streamed result of a set's partials (merged: as merge_partials gives them)."""
+    files = tuple(fp.info for fp in heads)
+    flows, flow_of = finish_flows(parts, files, flow_options, quotes, merged=merged)
+    del parts
     pid = cands["pid"].to_numpy()
-    if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # fileread gives them in pid order
+    if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # the stores give them in pid order
         cands = cands.sort_values("pid", kind="stable", ignore_index=True)
     labels = flow_of.reindex(cands["part"].to_numpy()).to_numpy()
     if len(labels) and np.isnan(labels.astype(float)).any():

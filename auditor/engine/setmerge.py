@@ -1,5 +1,8 @@
 """Merging the partials of a set's files wherever they were read (a Dask cluster, this process).
 
+`SetMerger` is this process's: files (or the joins of their byte ranges) are merged into one
+store as they arrive, in set order.
+
 A file's `head` (its facts without frames) is what the caller needs to put the set in time order
 and say what was skipped; `combine` merges two neighbouring (rebased) partials with
 `flows.partial.merge_partials` exactly as the client would, so a tree of combines gives the same
@@ -8,14 +11,16 @@ partial as one merge of them all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from auditor.engine.fileread import FilePartial
+from auditor.engine.fileread import FilePartial, empty_quotes, rebase
+from auditor.engine.partstore import PartialStore
 from auditor.flows.partial import merge_partials
-from auditor.options import FlowOptions
+from auditor.options import FlowOptions, RpcOptions
 
 _LAST = np.iinfo(np.int64).max
 
@@ -50,3 +55,56 @@ def tree(items: list, merge) -> object:
         pairs = [merge(level[k], level[k + 1]) for k in range(0, len(level) - 1, 2)]
         level = pairs + ([level[-1]] if len(level) % 2 else [])
     return level[0]
+
+
+class SetMerger:
+    """The partials of a set's files merged into one store as each file is complete.
+
+    Files come in any order (worker processes finish when they finish) and are merged in set
+    order, each as soon as the ones before it are in; a file's own partials are already merged
+    among themselves, so only the conversations an earlier file held are merged again. This
+    process keeps one store of the set's partials, the files waiting for their turn and each
+    file's head, never a list of every file's partials.
+    """
+
+    def __init__(self, files: int, flow_options: FlowOptions, rpc_options: RpcOptions,
+                 on_file: Callable[[int, FilePartial], None] | None = None):
+        self.heads: list[FilePartial | None] = [None] * files
+        # each file's candidates were chosen by its own read: merged, they are only relabelled
+        self.store = PartialStore(flow_options, rpc_options, prune=False)
+        self.quotes: list[pd.DataFrame] = []
+        self.on_file = on_file  # sees each file's partial (pids from 0) before it is merged
+        self._waiting: dict[int, FilePartial] = {}
+        self._next = 0
+        self._only: FilePartial | None = None  # a set of one file: its partial, unmerged
+
+    def add(self, i: int, fp: FilePartial, read: bool = True) -> None:
+        """File i's partial (pids from 0); `read=False` for one that came from the cache."""
+        if read and self.on_file is not None:
+            self.on_file(i, fp)
+        self.heads[i] = head(fp)
+        self._waiting[i] = fp
+        while self._next in self._waiting:
+            k = self._next
+            got = self._waiting.pop(k)
+            if len(self.heads) == 1:
+                self._only = got
+            else:
+                got = rebase(got, k)
+                self.store.add(got.parts, got.candidates, merged=True)
+                if len(got.quotes):
+                    self.quotes.append(got.quotes)
+            self._next += 1
+
+    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The set's merged partials (sorted by conversation, then time), candidates (by pid)
+        and ICMP quotes."""
+        if self._next != len(self.heads):
+            raise AssertionError("a file of the set was never merged")  # a bug, not input
+        if self._only is not None:
+            fp, self._only = self._only, None
+            return fp.parts, fp.candidates, fp.quotes
+        parts, cands = self.store.finish()
+        quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
+        self.quotes = []
+        return parts, cands, quotes
