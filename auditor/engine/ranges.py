@@ -2,12 +2,13 @@
 
 `capture.split` cuts the file at record boundaries; each range is read by `read_range` (in a
 worker) into a FilePartial whose packet numbers count from 0, plus the facts at its edges that
-a single read would carry from one chunk to the next. `join_ranges` shifts each range's packet
-numbers by the exact IP-packet counts of the ranges before it and merges the partials as the
-one-file read merges its chunks, so the result is identical to reading the file in one piece.
+a single read would carry from one chunk to the next. `RangeJoin` takes the ranges in file order
+as they come, shifts each range's packet numbers by the exact IP-packet counts of the ranges
+before it and merges it into one store at once (as the one-file read merges its chunks), so the
+result is identical to reading the file in one piece; `join_ranges` does it for a list.
 
 A single read carries three things across chunks; a range starts without them, so the join
-gives up (None: read the file whole) whenever one could matter:
+gives up (None: read the file whole) as soon as one could matter:
 - ports of IP fragments: a range with non-first fragments after a range with first fragments;
 - connectionless DCE/RPC requests of the last 30 s (answers from another port are tied to them):
   a client request within 30 s of a range's end, when a later range holds any CL RPC packet;
