@@ -26,9 +26,11 @@ _LAST = np.iinfo(np.int64).max
 
 
 def head(fp: FilePartial) -> FilePartial:
-    """The file's facts without its frames (what the client needs to order and warn)."""
-    return replace(fp, parts=fp.parts.iloc[:0], candidates=fp.candidates.iloc[:0],
-                   quotes=fp.quotes.iloc[:0])
+    """The file's facts without its frames (what the client needs to order and warn).
+
+    The empty frames are copies: a slice would be a view keeping the file's frames alive."""
+    return replace(fp, parts=fp.parts.iloc[:0].copy(), candidates=fp.candidates.iloc[:0].copy(),
+                   quotes=fp.quotes.iloc[:0].copy())
 
 
 def time_order(heads: list[FilePartial]) -> list[int]:
@@ -96,15 +98,17 @@ class SetMerger:
                     self.quotes.append(got.quotes)
             self._next += 1
 
-    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """The set's merged partials (sorted by conversation, then time), candidates (by pid)
-        and ICMP quotes."""
+    def finish(self) -> list[pd.DataFrame]:
+        """[the set's merged partials (each conversation's rows together, in time order: what
+        finish_flows needs), candidates (by pid), ICMP quotes]; this merger keeps none of them."""
         if self._next != len(self.heads):
             raise AssertionError("a file of the set was never merged")  # a bug, not input
         if self._only is not None:
             fp, self._only = self._only, None
-            return fp.parts, fp.candidates, fp.quotes
-        parts, cands = self.store.finish()
+            frames = [fp.parts, fp.candidates, fp.quotes]
+            fp.parts = fp.candidates = fp.quotes = None
+            return frames
+        parts, cands = self.store.finish(grouped=True)
         quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
         self.quotes = []
-        return parts, cands, quotes
+        return [parts, cands, quotes]
