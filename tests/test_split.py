@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from auditor.capture.packets import read_packets
 from auditor.capture.reader import RecordReader
 from auditor.capture.split import ByteRange, boundary_after, plan_ranges
 from auditor.engine.fileread import read_file_partial
 from auditor.engine.ranges import join_ranges, read_range
 from auditor.engine.run import stream_flows
+from auditor.flows.build import build_flows_labelled
 from auditor.options import EngineOptions, FlowOptions, RpcOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,6 +171,8 @@ def test_a_set_read_as_ranges_of_every_file_equals_one_core(caplog):
         two = stream_flows(ring, engine=EngineOptions(workers=2, range_bytes=1 << 12))
     assert two.report.where == "processes" and two.report.ranges > len(ring)
     pd.testing.assert_frame_equal(one.flows, two.flows)
+    table = read_packets(ring)  # and both equal the flows of the whole packet table
+    pd.testing.assert_frame_equal(build_flows_labelled(table, FLOWS)[0], two.flows)
     assert np.array_equal(one.labels, two.labels)
     pd.testing.assert_frame_equal(one.table.packets, two.table.packets)
     assert one.table.files == two.table.files
