@@ -38,9 +38,10 @@ def key_hash(parts: pd.DataFrame) -> np.ndarray:
 class _Segment:
     """Merged partials, their key hashes (sorted, with the row order) and their candidates."""
 
-    def __init__(self, parts: pd.DataFrame, cands: pd.DataFrame):
+    def __init__(self, parts: pd.DataFrame, cands: pd.DataFrame,
+                 hashes: np.ndarray | None = None):
         self.parts = parts.reset_index(drop=True)
-        h = key_hash(self.parts)
+        h = key_hash(self.parts) if hashes is None else hashes
         self.order = np.argsort(h, kind="stable")
         self.hashes = h[self.order]
         self.alive = np.ones(len(parts), bool)
@@ -126,6 +127,22 @@ class PartialStore:
                 old_parts.append(got[0])
                 old_cands.append(got[1])
                 self.rows -= len(got[0])
+        if merged and not (self.prune and self.rpc_options.candidates):
+            # stored as they are, in a segment of their own, out of which the rows of
+            # conversations seen before are taken to be merged with those (no copy of the rest)
+            seg = _Segment(parts, cands, hashes)
+            self.segments.append(seg)
+            self.rows += len(parts)
+            if old_parts:
+                seen = _unique(np.concatenate([key_hash(p) for p in old_parts]))
+                got = seg.take(seen)
+                if got is not None:
+                    old_parts.append(got[0])
+                    old_cands.append(got[1])
+                    self.rows -= len(got[0])
+                self._merge_in(old_parts, old_cands)
+            self._tidy()
+            return
         fresh = None
         if merged and old_parts:  # only the conversations seen before need merging
             seen = _unique(np.concatenate([key_hash(p) for p in old_parts]))
@@ -154,6 +171,20 @@ class PartialStore:
         self.segments.append(_Segment(merged, cands))
         self.rows += len(merged)
         self._tidy()
+
+    def _merge_in(self, parts: list[pd.DataFrame], cands: list[pd.DataFrame]) -> None:
+        """Merge partials taken out of the segments (candidates only relabelled) into a new one."""
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        merged, old, new = merge_partials(frame, self.flow_options)
+        del frame
+        cands = [c for c in cands if len(c)]
+        if cands:
+            cands = pd.concat(cands, ignore_index=True) if len(cands) > 1 else cands[0].copy()
+            cands["part"] = _relabel(cands["part"].to_numpy(), old, new)
+        else:
+            cands = empty_candidates()
+        self.segments.append(_Segment(merged, cands))
+        self.rows += len(merged)
 
     def _tidy(self) -> None:
         """Drop dead rows of segments at least half dead; bound the number of segments."""

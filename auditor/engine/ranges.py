@@ -165,21 +165,28 @@ class RangeJoin:
                            quotes=quotes, first_ts_ns=self.first_kept, last_ts_ns=self.last_kept)
 
 
-def shift(fp: FilePartial, rows: int, records: int) -> FilePartial:
+def shift(fp: FilePartial, rows: int, records: int, file_index: int | None = None
+          ) -> FilePartial:
     """The range's partials and candidates with packet numbers moved on by `rows` (IP packets)
-    and record numbers by `records` (all records) of the ranges before it."""
-    if rows == 0 and records == 0:
+    and record numbers by `records` (all records) of the ranges before it; `file_index` also
+    gives them that file's place in a set (`rows` then includes `file_index << FILE_SHIFT`, as
+    fileread.rebase). Only the moved columns are new: the others are shared, not copied."""
+    if rows == 0 and records == 0 and file_index is None:
         return fp
-    parts = fp.parts.copy()
+    parts = fp.parts.copy(deep=False)
     parts["pid"] = parts["pid"] + rows
     for c in ("syn_pos", "head_pos0", "head_pos1"):
         col = parts[c].to_numpy()
         parts[c] = np.where(col < BIG, col + rows, BIG)
-    cands = fp.candidates.copy()
+    cands = fp.candidates.copy(deep=False)
     cands["pid"] = cands["pid"] + rows
     cands["part"] = cands["part"] + rows
-    cands["record_index"] = (cands["record_index"].astype(np.int64) + records).astype(
-        fp.candidates["record_index"].dtype)
+    if records:
+        cands["record_index"] = (cands["record_index"].astype(np.int64) + records).astype(
+            fp.candidates["record_index"].dtype)
+    if file_index is not None:
+        parts["file_index"] = file_index
+        cands["file_index"] = np.full(len(cands), file_index, np.uint16)
     return FilePartial(info=fp.info, parts=parts, candidates=cands, quotes=fp.quotes,
                        first_ts_ns=fp.first_ts_ns, last_ts_ns=fp.last_ts_ns, ordered=fp.ordered)
 

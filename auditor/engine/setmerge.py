@@ -17,9 +17,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from auditor.engine.fileread import FilePartial, empty_quotes, rebase
+from auditor.engine.fileread import FilePartial, empty_quotes
 from auditor.engine.partstore import PartialStore
-from auditor.flows.partial import merge_partials
+from auditor.engine.ranges import shift
+from auditor.flows.partial import FILE_SHIFT, merge_partials
 from auditor.options import FlowOptions, RpcOptions
 
 _LAST = np.iinfo(np.int64).max
@@ -92,7 +93,7 @@ class SetMerger:
             if len(self.heads) == 1:
                 self._only = got
             else:
-                got = rebase(got, k)
+                got = shift(got, int(np.int64(k) << FILE_SHIFT), 0, file_index=k)  # rebase
                 self.store.add(got.parts, got.candidates, merged=True)
                 if len(got.quotes):
                     self.quotes.append(got.quotes)
