@@ -176,3 +176,20 @@ def test_a_set_read_as_ranges_of_every_file_equals_one_core(caplog):
     assert np.array_equal(one.labels, two.labels)
     pd.testing.assert_frame_equal(one.table.packets, two.table.packets)
     assert one.table.files == two.table.files
+
+
+def test_a_file_read_again_whole_keeps_its_place_in_the_set(caplog, monkeypatch):
+    # the fake capture's cut a third of the way, inside its fake chain: read again whole while
+    # the later file of the set comes in and waits for it
+    import auditor.engine.run as run
+
+    ring = [FAKE, sorted((PCAPS / "pilot" / "ring").glob("*.pcapng"))[0]]
+    one = stream_flows(ring, engine=EngineOptions(workers=1))
+    ranges = plan_ranges(str(FAKE), 9, 1 << 10)  # as the one-file test above: 3 of 9 inside
+    monkeypatch.setattr(run, "_tasks", lambda *_: [(0, r) for r in ranges] + [(1, None)])
+    with caplog.at_level("INFO", logger="auditor.engine"):
+        two = stream_flows(ring, engine=EngineOptions(workers=2))
+    assert "read again in one piece" in caplog.text
+    pd.testing.assert_frame_equal(one.flows, two.flows)
+    assert np.array_equal(one.labels, two.labels)
+    assert one.table.files == two.table.files

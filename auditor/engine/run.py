@@ -229,6 +229,8 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
                              "independent)", paths[i])
                     redo[i] = submit(i, None)
             del result
+            for k in [k for k, f in redo.items() if f.done()]:  # later files wait for these
+                merger.add(k, redo.pop(k).result())
             if progress is not None:
                 progress(min(done, total), total)
         for i, future in redo.items():
