@@ -1,6 +1,8 @@
 """Stage 1, capture files to packets: formats, compression and sets, read in chunks.
 
 - `bytesource`: Where a capture file's bytes come from: the file memory-mapped whole, or a stream.
+- `chain`: Follow a chain of records, each header saying where the next starts, with numpy and
+  exactly.
 - `compression`: Streamed decompression of gzip, zstd, lz4 (frame), bzip2 and xz, member after
   member.
 - `convert`: Formats only tshark's wiretap reads (snoop, ERF, NetMon 1.x, NetXRay, ...), via

@@ -4,8 +4,9 @@ Standard (us) and nanosecond pcap in either byte order; the "modified" pcap of A
 patches (magic a1b2cd34: 24-byte records, or SuSE 6.3's 28), Red Hat 6.1's 24-byte records under
 the standard magic, Nokia's 20-byte ones, AIX (nanoseconds, RFC 1573 interface types) and IXIA's
 longer file header. As Wireshark does, the layout is chosen by how well the first three records
-read under each candidate. The walk is the package's one per-record Python loop (each header says
-where the next starts); every field is then read with numpy over the chunk.
+read under each candidate. Each record header says where the next starts; `chain` follows them
+with numpy (the record-by-record loop is its reference and fallback), and every field is then
+read with numpy over the chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 import numpy as np
 
+from auditor.capture import chain
 from auditor.capture.formats import PCAP_MAGICS
 from auditor.capture.records import BAD, FULL, HEAD_BYTES, MAX_RECORD, MORE, RecordChunk, byte_rows
 from auditor.errors import CaptureError
@@ -29,6 +31,8 @@ _LAYOUTS = {
 }
 _AIX_LINKTYPES = {6: 1, 9: 6, 15: 10, 24: 0}  # RFC 1573 ifType -> LINKTYPE_
 _TRY_RECORDS = 3
+_GUESS_SECONDS = 7 * 86400  # a guessed record start's time is within this of the chunk's first
+_U32 = 0xFFFF_FFFF
 
 
 class PcapWalker:
@@ -44,6 +48,7 @@ class PcapWalker:
             raise CaptureError(f"{reader.path}: truncated pcap file header "
                                f"({len(head)} bytes at offset 0, {self.start} needed)")
         major, minor, _, _, snaplen, network = struct.unpack_from(order + "HHiIII", head, 4)
+        self.snaplen = snaplen
         self.linktype = network & 0x03FFFFFF  # upper bits may carry the FCS length
         # Before format 2.3 the two length fields came the other way round.
         self.len_at = 12 if (major, minor) < (2, 3) or major == 543 else 8
@@ -88,32 +93,13 @@ class PcapWalker:
     def walk(self, buf: np.ndarray, pos: int, budget: int):
         """Walk records from pos (in buf); return (chunk or None, status)."""
         r, rh, len_at = self._r, self.rec_hdr, self.len_at
-        offs: list[int] = []
-        append = offs.append
         size = len(buf)
         lim = min(size - rh, pos + budget)
-        with memoryview(buf) as mv:
-            if self.order == _NATIVE and not self.maybe_swapped:
-                # u32 views at the four alignments: indexing them beats struct.unpack_from
-                views = [mv[k : k + (size - k) // 4 * 4].cast("I") for k in range(4)]
-                while pos <= lim:
-                    append(pos)
-                    at = pos + len_at
-                    pos += rh + views[at & 3][at >> 2]
-                for view in views:
-                    view.release()
-            else:
-                unpack = struct.Struct(self.order + "II").unpack_from
-                swapped = self.maybe_swapped
-                while pos <= lim:
-                    append(pos)
-                    a, b = unpack(mv, pos + 8)
-                    pos += rh + (min(a, b) if swapped else (a if len_at == 8 else b))
+        off, pos = self._offsets(buf, pos, lim)
         r._need = rh  # a stream window must at least hold the next header...
-        if not offs:
+        if not len(off):
             r._pos = r._src.base + pos
             return None, MORE
-        off = np.array(offs, dtype=np.int64)
         rec = byte_rows(buf, off, rh + HEAD_BYTES)
         hdr = rec.view(self.order + "u4")[:, :4].astype(np.int64)  # every width is a multiple of 4
         if len_at == 12:
@@ -145,6 +131,45 @@ class PcapWalker:
             linktype=self.linktype, first_index=r.records, head=rec, head_start=rh,
         )
         return chunk, status
+
+    def _offsets(self, buf: np.ndarray, pos: int, lim: int) -> tuple[np.ndarray, int]:
+        """Offsets of the records from pos while <= lim, and where the next one starts."""
+        if pos > lim:
+            return np.zeros(0, np.int64), pos
+        u32 = chain.u32_everywhere(buf, self.order)
+        rh, len_at = self.rec_hdr, self.len_at
+        if self.maybe_swapped:
+            def step(at):
+                return at + rh + np.minimum(u32[at + 8], u32[at + 12])
+        else:
+            def step(at):
+                return at + rh + u32[at + len_at]
+        frac_max, snaplen = 1_000_000_000 // self.frac_ns, self.snaplen or MAX_RECORD
+        first_sec = int(u32[pos])
+
+        def plausible(at):
+            a, b = u32[at + 8], u32[at + 12]
+            incl, orig = (a, b) if len_at == 8 else (b, a)
+            if self.maybe_swapped:
+                incl, orig = np.minimum(a, b), np.maximum(a, b)
+            # a guess only: what it gets wrong costs time, never changes the walk
+            return ((u32[at + 4] < frac_max) & (incl <= orig) & (orig > 0)
+                    & (incl <= min(snaplen, MAX_RECORD))
+                    & (np.abs(u32[at].astype(np.int64) - first_sec) <= _GUESS_SECONDS))
+
+        # the top byte of the seconds, as in the first record's (plausible checks the rest)
+        top = 3 if self.order == "<" else 0
+        lo, hi = ((min(max(first_sec + d, 0), _U32) >> 24) for d in (-_GUESS_SECONDS, _GUESS_SECONDS))
+
+        def sieve(first, width):
+            return chain.byte_matches(buf, first, width, top, lo, hi)
+
+        def plain(at):
+            offs, end = _plain_walk(buf, at, lim, rh, len_at, self.order, self.maybe_swapped)
+            return offs, end, False
+
+        off, end, _ = chain.walk(step, pos, lim, plain, sieve, plausible)
+        return np.asarray(off, np.int64), end
 
     def last_ts(self, buf: np.ndarray) -> int | None:
         """Timestamp of the file's last record, found from the end without reading the rest.
@@ -180,3 +205,31 @@ class PcapWalker:
             return None
         k = chains[0]
         return int(hdr[k, 0]) * 1_000_000_000 + int(hdr[k, 1]) * self.frac_ns
+
+
+def _plain_walk(buf: np.ndarray, pos: int, lim: int, rh: int, len_at: int, order: str,
+                swapped: bool) -> tuple[list[int], int]:
+    """The record-by-record walk from pos while <= lim: what chain.follow must reproduce.
+
+    The fallback for input whose record starts cannot be guessed, and the tests' reference.
+    """
+    offs: list[int] = []
+    append = offs.append
+    size = len(buf)
+    with memoryview(buf) as mv:
+        if order == _NATIVE and not swapped:
+            # u32 views at the four alignments: indexing them beats struct.unpack_from
+            views = [mv[k : k + (size - k) // 4 * 4].cast("I") for k in range(4)]
+            while pos <= lim:
+                append(pos)
+                at = pos + len_at
+                pos += rh + views[at & 3][at >> 2]
+            for view in views:
+                view.release()
+        else:
+            unpack = struct.Struct(order + "II").unpack_from
+            while pos <= lim:
+                append(pos)
+                a, b = unpack(mv, pos + 8)
+                pos += rh + (min(a, b) if swapped else (a if len_at == 8 else b))
+    return offs, pos

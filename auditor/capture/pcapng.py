@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from auditor.capture import chain
 from auditor.capture.records import (
     BAD,
     BAD_INTERFACE,
@@ -50,30 +51,25 @@ class PcapngWalker:
     def walk(self, buf: np.ndarray, pos: int, budget: int):
         """Walk blocks from pos (in buf); return (chunk or None, status)."""
         r = self._r
-        offs: list[int] = []
-        append = offs.append
+        runs: list[np.ndarray] = []  # offsets of the packet blocks, run by run
+        found = 0
         size = len(buf)
         lim = min(size - 12, pos + budget)
         status = None
         r._need = 64
         with memoryview(buf) as mv:
-            # Blocks are 4-byte aligned, so in native byte order one u32 view reads them.
-            words = mv[: size // 4 * 4].cast("I") if self._sec_order == _NATIVE else None
             unpack = struct.Struct(self._sec_order + "II").unpack_from
             while pos <= lim:
-                if words is not None:  # fast path: a run of enhanced packet blocks
-                    while pos <= lim:
-                        at = pos >> 2
-                        blen = words[at + 1]
-                        if words[at] != _EPB or blen < 32 or blen & 3:
-                            break
-                        append(pos)
-                        pos += blen
-                    if pos > lim:
-                        break
+                # the blocks that need nothing but stepping over (most of them), with numpy
+                run, pos = self._run(buf, pos, lim)
+                if len(run):
+                    runs.append(run)
+                    found += len(run)
+                if pos > lim:
+                    break
                 btype, blen = unpack(mv, pos)
                 if btype == _SHB:
-                    if offs:  # a chunk never spans sections: the byte order may change
+                    if found:  # a chunk never spans sections: the byte order may change
                         status = SECTION
                         break
                     order = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(
@@ -85,14 +81,11 @@ class PcapngWalker:
                         break
                     if order != self._sec_order:
                         self._sec_order = order
-                        if words is not None:
-                            words.release()
-                        words = mv[: size // 4 * 4].cast("I") if order == _NATIVE else None
                         unpack = struct.Struct(order + "II").unpack_from
                     blen = unpack(mv, pos)[1]
                 if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                     r._stop("corrupt block", r._src.base + pos, f"block length {blen}",
-                               r.records + len(offs))
+                               r.records + found)
                     status = BAD
                     break
                 if pos + blen > size:
@@ -100,25 +93,75 @@ class PcapngWalker:
                     status = MORE
                     break
                 if btype == _EPB or btype == _SPB or btype == _OPB:
-                    append(pos)
+                    runs.append(np.array([pos], np.int64))
+                    found += 1
                 elif btype == _IDB:
                     self._interface(mv, pos, blen)
                 elif btype == _SHB:
                     self._sec_base = len(self._ifaces)
                 pos += blen
-            if words is not None:
-                words.release()
+        offs = np.concatenate(runs) if runs else np.zeros(0, np.int64)
         if status is None:
             status = FULL if pos <= size - 12 else MORE
-        if pos > size:  # the fast path's last block runs past the buffer
-            pos = offs.pop()
+        if pos > size:  # an enhanced packet block at the end runs past the buffer
+            pos, offs = int(offs[-1]), offs[:-1]
             # untrusted: a stream window is grown to it, so no more than a block can be
             r._need = min(int(buf[pos + 4 : pos + 8].view(self._sec_order + "u4")[0]), MAX_BLOCK)
             status = MORE
         r._pos = r._src.base + pos
-        if not offs:
+        if not len(offs):
             return None, status
-        return self._ng_chunk(buf, np.array(offs, dtype=np.int64), status)
+        return self._ng_chunk(buf, offs, status)
+
+    def _run(self, buf: np.ndarray, pos: int, lim: int) -> tuple[np.ndarray, int]:
+        """The packet blocks of the run of plain blocks from pos, and the offset after the run.
+
+        A plain block is one the walk only steps over (or takes as a packet): not a section
+        or interface block, its length sound and inside buf. In native byte order an enhanced
+        packet block of 32 bytes or more counts whatever its length (it is checked later,
+        with its trailing copy), as it always has.
+        """
+        order, size = self._sec_order, len(buf)
+        u32 = chain.u32_everywhere(buf, order)
+
+        def step(at):
+            return at + u32[at + 4]
+
+        def stop(at):
+            btype, blen = u32[at], u32[at + 4]
+            odd = (btype != _EPB) | (blen < 32) | ((blen & 3) != 0)  # all but the usual block
+            if order != _NATIVE:
+                odd |= (blen > MAX_BLOCK) | (at + blen > size)
+            if not odd.any():
+                return odd
+            at, btype, blen = at[odd], btype[odd], blen[odd].astype(np.int64)
+            plain = ((blen & 3) == 0) & (blen >= 12) & (blen <= MAX_BLOCK) & (at + blen <= size)
+            odd[odd] = ~(plain & (btype != _SHB) & (btype != _IDB))
+            return odd
+
+        def plausible(at):  # an enhanced packet block whose trailing length agrees
+            blen = u32[at + 4].astype(np.int64)
+            ok = (u32[at] == _EPB) & (blen >= 32) & ((blen & 3) == 0) & (at + blen <= size)
+            ok[ok] = u32[at[ok] + blen[ok] - 4] == blen[ok]
+            return ok
+
+        kind_at = 0 if order == "<" else 3
+
+        def sieve(first, width):
+            at = chain.byte_matches(buf, first, width, kind_at, _EPB, _EPB)
+            return at[(at - pos) & 3 == 0]
+
+        def plain(at):
+            return _plain_run(buf, at, lim, order)
+
+        blocks, end, _ = chain.walk(step, pos, lim, plain, sieve, plausible, stop)
+        blocks = np.asarray(blocks, np.int64)
+        if len(blocks):
+            kind = u32[blocks]
+            packet = (kind == _EPB) | (kind == _SPB) | (kind == _OPB)
+            if not packet.all():
+                blocks = blocks[packet]
+        return blocks, end
 
     def _interface(self, mv: memoryview, pos: int, blen: int) -> None:
         order = self._sec_order
@@ -201,6 +244,27 @@ class PcapngWalker:
         )
         return chunk, status
 
+
+
+def _plain_run(buf: np.ndarray, pos: int, lim: int, order: str):
+    """PcapngWalker._run block by block: (offsets of the plain blocks, end, stopped).
+
+    The fallback for input whose block starts cannot be guessed, and the tests' reference.
+    """
+    offs: list[int] = []
+    append = offs.append
+    size, native = len(buf), order == _NATIVE
+    with memoryview(buf) as mv:
+        unpack = struct.Struct(order + "II").unpack_from
+        while pos <= lim:
+            btype, blen = unpack(mv, pos)
+            if not (native and btype == _EPB and blen >= 32 and not blen & 3) and (
+                    btype == _SHB or btype == _IDB or blen < 12 or blen & 3
+                    or blen > MAX_BLOCK or pos + blen > size):
+                return offs, pos, True
+            append(pos)
+            pos += blen
+    return offs, pos, False
 
 
 def _resolution_ok(resol: int) -> bool:
