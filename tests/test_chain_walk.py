@@ -7,6 +7,7 @@ offsets, end, status and need of every chunk with the plain loop's, on every rep
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -158,3 +159,20 @@ def test_damaged_and_truncated_captures_read_as_record_by_record(tmp_path, tiny_
         path.write_bytes(blob)
         for budget in (1 << 30, 3000):
             same_as_plain(path, budget, monkeypatch)
+
+
+def test_netmon_without_its_frame_table_walks_as_frame_by_frame(tmp_path, tiny_segments,
+                                                                 monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "make_formats", ROOT / "fixtures" / "pcaps" / "formats" / "make_formats.py")
+    mf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mf)
+    rng = np.random.default_rng(9)
+    frames = [(k * 1000, mf.ETHERNET, mf.ether(mf.segment(50000 + k, 445, bytes(int(n)))))
+              for k, n in enumerate(rng.integers(0, 1400, 300))]
+    data = mf.netmon2(frames)
+    path = tmp_path / "n.cap"
+    path.write_bytes(data[: len(data) - 4 * len(frames) - 30])  # no table, last frame cut
+    same_as_plain(path, 1 << 30, monkeypatch)
+    with RecordReader(path) as reader:
+        assert sum(len(c.data_off) for c in reader.chunks()) == len(frames) - 1

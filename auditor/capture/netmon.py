@@ -21,6 +21,7 @@ import struct
 
 import numpy as np
 
+from auditor.capture import chain
 from auditor.capture.bytesource import StreamSource
 from auditor.capture.records import (
     BAD,
@@ -116,16 +117,29 @@ class NetmonWalker:
 
     def _walk_frames(self, buf: np.ndarray) -> np.ndarray:
         """Offsets of the complete frames laid end to end from byte 128 (no frame table)."""
-        offs, pos, size = [], HEADER_BYTES, len(buf)
-        with memoryview(buf) as mv:
-            while pos + 16 <= size:
-                orig, incl = struct.unpack_from("<II", mv, pos + 8)
-                nxt = pos + 16 + incl + self.trailer
-                if incl > MAX_RECORD or incl > orig or nxt > size:
-                    break
-                offs.append(pos)
-                pos = nxt
-        return np.array(offs, dtype=np.int64)
+        size, lim, trailer = len(buf), len(buf) - 16, self.trailer
+        if HEADER_BYTES > lim:
+            return np.zeros(0, np.int64)
+        u32 = chain.u32_everywhere(buf, "<")
+
+        def step(at):
+            return at + (16 + trailer) + u32[at + 12]
+
+        def stop(at):
+            orig, incl = u32[at + 8], u32[at + 12]
+            return (incl > MAX_RECORD) | (incl > orig) | (step(at) > size)
+
+        def plausible(at):  # a complete frame less than a few days after the capture's start
+            return ~stop(at) & (u32[at + 8] > 0) & (u32[at + 4] < 1 << 8)
+
+        def sieve(first, width):  # the top byte of the microsecond offset is zero
+            return chain.byte_matches(buf, first, width, 7, 0, 0)
+
+        def plain(at):
+            return _plain_frames(buf, at, trailer)
+
+        offs, _, _ = chain.walk(step, HEADER_BYTES, lim, plain, sieve, plausible, stop)
+        return np.asarray(offs, np.int64)
 
     def walk(self, buf: np.ndarray, pos: int, budget: int):
         """The next frames of the table (about budget // 256 of them); return (chunk, status)."""
@@ -202,3 +216,17 @@ class NetmonWalker:
             if _FILETIME_1970 <= ft < _FILETIME_1970 + (1 << 62) // 100:
                 ts = (ft - _FILETIME_1970) * 100
         return ts
+
+
+def _plain_frames(buf: np.ndarray, pos: int, trailer: int):
+    """NetmonWalker._walk_frames frame by frame: (offsets, end, stopped); the fallback."""
+    offs, size = [], len(buf)
+    with memoryview(buf) as mv:
+        while pos + 16 <= size:
+            orig, incl = struct.unpack_from("<II", mv, pos + 8)
+            nxt = pos + 16 + incl + trailer
+            if incl > MAX_RECORD or incl > orig or nxt > size:
+                return offs, pos, True
+            offs.append(pos)
+            pos = nxt
+    return offs, pos, False
