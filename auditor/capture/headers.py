@@ -35,16 +35,18 @@ _IP_COLUMNS = ("src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src
 PAYLOAD_KEPT = 28  # payload bytes kept per packet: enough for orientation evidence (flows/orient)
 
 
+# Big-endian fields at column `at` of an (n, k) byte array whose rows are contiguous: a view
+# of the field's bytes as one number each (no copy of the bytes), then one conversion.
 def _be16(h: np.ndarray, at: int) -> np.ndarray:
-    return (h[:, at].astype(np.uint16) << 8) | h[:, at + 1]
+    return h[:, at : at + 2].view(">u2")[:, 0].astype(np.uint16)
 
 
 def _be32(h: np.ndarray, at: int) -> np.ndarray:
-    return np.ascontiguousarray(h[:, at : at + 4]).view(">u4")[:, 0].astype(np.uint32)
+    return h[:, at : at + 4].view(">u4")[:, 0].astype(np.uint32)
 
 
 def _be64(h: np.ndarray, at: int) -> np.ndarray:
-    return np.ascontiguousarray(h[:, at : at + 8]).view(">u8")[:, 0].astype(np.uint64)
+    return h[:, at : at + 8].view(">u8")[:, 0].astype(np.uint64)
 
 
 def decode_chunk(ch: RecordChunk):
@@ -300,18 +302,16 @@ def _transport(buf, t, end, proto, plen, first):
     payload = np.maximum(plen - hdr, 0)
     start = t + hdr
     ncap = np.clip(np.minimum(end - start, payload), 0, PAYLOAD_KEPT)
-    kept = byte_rows(buf, start, PAYLOAD_KEPT) * (np.arange(PAYLOAD_KEPT) < ncap[:, None])
-    head = np.ascontiguousarray(kept.astype(np.uint8))  # bytes not captured are zero
+    # bytes not captured are zero (uint8 times bool: a new, contiguous uint8 array)
+    head = byte_rows(buf, start, PAYLOAD_KEPT) * (np.arange(PAYLOAD_KEPT) < ncap[:, None])
     return {
         "src_port": np.where(ports, _be16(h, 0), 0).astype(np.uint16),
         "dst_port": np.where(ports, _be16(h, 2), 0).astype(np.uint16),
         "tcp_flags": np.where(tcp & (avail >= 14), h[:, 13], 0).astype(np.uint8),
         "tcp_seq": np.where(tcp & (avail >= 8), _be32(h, 4), 0).astype(np.uint32),
         "payload_len": payload.astype(np.uint32),
-        "payload_head": head[:, :4].copy().view(">u4")[:, 0].astype(np.uint32),
-        "payload_b4": head[:, 4:12].copy().view(">u8")[:, 0].astype(np.uint64),
-        "payload_b12": head[:, 12:20].copy().view(">u8")[:, 0].astype(np.uint64),
-        "payload_b20": head[:, 20:28].copy().view(">u8")[:, 0].astype(np.uint64),
+        "payload_head": _be32(head, 0), "payload_b4": _be64(head, 4),
+        "payload_b12": _be64(head, 12), "payload_b20": _be64(head, 20),
         "icmp_type": np.where(icmp & (avail >= 1), h[:, 0], 0).astype(np.uint8),
         "icmp_code": np.where(icmp & (avail >= 2), h[:, 1], 0).astype(np.uint8),
         "_start": start,
