@@ -121,6 +121,24 @@ def _timeout_ns(proto: np.ndarray, options: FlowOptions) -> np.ndarray:
     return np.where(proto == TCP, options.tcp_idle_timeout_s * 1e9, options.udp_idle_timeout_s * 1e9)
 
 
+def _conversation_order(a_hi, a_lo, b_hi, b_lo, a_port, b_port, proto):
+    """Row order by KEY, stable (lexsort of the seven columns), and the keys that decide it.
+
+    Fewer sort passes give the same order: the ports and protocol make one 40-bit key, a
+    column that is the same in every row orders nothing, and when the upper halves of both
+    addresses' low words are constant (IPv4-mapped addresses, say) their lower halves make
+    one key.
+    """
+    ports = (a_port << 24) | (b_port << 8) | proto
+    hi_same = all(len(c) == 0 or bool((c == c[0]).all()) for c in (a_hi, b_hi))
+    top_a, top_b = a_lo >> np.uint64(32), b_lo >> np.uint64(32)
+    if hi_same and bool((top_a == top_a[0]).all()) and bool((top_b == top_b[0]).all()):
+        keys = [ports, (a_lo << np.uint64(32)) | (b_lo & np.uint64(0xFFFF_FFFF))]
+    else:
+        keys = [ports] + [c for c in (b_lo, b_hi, a_lo, a_hi) if not (c == c[0]).all()]
+    return np.lexsort(keys), keys
+
+
 def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
                options: FlowOptions) -> tuple[pd.DataFrame, np.ndarray]:
     """Fold packet columns (time order, fragment ports filled) into partials.
@@ -137,13 +155,12 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
         cols["src_ip_hi"], cols["src_ip_lo"], cols["dst_ip_hi"], cols["dst_ip_lo"],
         src_port, dst_port)
     proto = cols["proto"].astype(np.int64)
-    order = np.lexsort((np.arange(n), proto, b_port, a_port, b_lo, b_hi, a_lo, a_hi))
-    keys = [k[order] for k in (a_hi, a_lo, b_hi, b_lo, a_port, b_port, proto)]
-    change = _key_change(keys)
+    order, sort_keys = _conversation_order(a_hi, a_lo, b_hi, b_lo, a_port, b_port, proto)
+    change = _key_change([k[order] for k in sort_keys])
     conv = np.cumsum(change)
     ts = cols["ts_ns"][order]
     flags = cols["tcp_flags"].astype(np.int64)[order]
-    pr = keys[6]
+    pr = proto[order]
     seq = cols["tcp_seq"].astype(np.int64)[order]
     starts = _flow_starts(conv, ts, flags, pr, seq, options)
 
@@ -169,13 +186,17 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     d0 = 1 - d1
     frame_len = cols["frame_len"].astype(np.int64)[order]
     payload = cols["payload_len"].astype(np.int64)[order]
-    head = cols["payload_head"].astype(np.int64)[order]
     gpid = pid[order]
+    first_rows = order[bounds]
     syn_ack = (pr == TCP) & ((flags & (SYN | ACK)) == (SYN | ACK))
     fin_rst = ((pr == TCP) & ((flags & (FIN | RST)) != 0)).astype(np.int64)
 
     def total(values):
         return np.add.reduceat(values, bounds)
+
+    def split(values):  # (sum over direction 0, sum over direction 1) of each partial
+        one = total(values * d1)
+        return total(values) - one, one
 
     def first_at(mask):
         return np.minimum.reduceat(np.where(mask, pos, BIG), bounds)
@@ -188,40 +209,45 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     ls = np.maximum(last_syn, 0)
     tail = np.where(has_syn, closed_cum[ends] - (closed_cum[ls] - fin_rst[ls]), total(fin_rst))
     has_payload = payload > 0
+    counts = np.diff(np.r_[bounds, n])
+    packets1 = total(d1)
     out = {
         "pid": gpid[bounds], "kind": kind.astype(np.int64),
-        "file_index": cols["file_index"].astype(np.int64)[order][bounds],
-        "first_dir": d1[bounds], "icmp_type0": cols["icmp_type"].astype(np.int64)[order][bounds],
-        "icmp_code0": cols["icmp_code"].astype(np.int64)[order][bounds],
+        "file_index": cols["file_index"][first_rows].astype(np.int64),
+        "first_dir": d1[bounds], "icmp_type0": cols["icmp_type"][first_rows].astype(np.int64),
+        "icmp_code0": cols["icmp_code"][first_rows].astype(np.int64),
         "first_seq": seq[bounds],
-        **{name: k[bounds] for name, k in zip(KEY, keys, strict=True)},
-        "packets0": total(d0), "packets1": total(d1),
-        "bytes0": total(frame_len * d0), "bytes1": total(frame_len * d1),
-        "payload0": total(payload * d0), "payload1": total(payload * d1),
-        "synack0": total(syn_ack & (d0 == 1)), "synack1": total(syn_ack & (d1 == 1)),
-        "rst0": total(((flags & RST) != 0) & (d0 == 1) & (pr == TCP)),
-        "rst1": total(((flags & RST) != 0) & (d1 == 1) & (pr == TCP)),
+        **{name: k[first_rows] for name, k in zip(KEY, (a_hi, a_lo, b_hi, b_lo, a_port,
+                                                          b_port, proto), strict=True)},
+        "packets0": counts - packets1, "packets1": packets1,
+        **dict(zip(("bytes0", "bytes1"), split(frame_len), strict=True)),
+        **dict(zip(("payload0", "payload1"), split(payload), strict=True)),
+        **dict(zip(("synack0", "synack1"), split(syn_ack.astype(np.int64)), strict=True)),
+        **dict(zip(("rst0", "rst1"), split((((flags & RST) != 0) & (pr == TCP)).astype(np.int64)),
+                   strict=True)),
         "fin": total(((flags & FIN) != 0) & (pr == TCP)),
         "closed_total": total(fin_rst),
         "first_ns": ts[bounds], "last_ns": np.maximum.reduceat(ts, bounds),
         "first_ns0": np.minimum.reduceat(np.where(d0 == 1, ts, BIG), bounds),
         "first_ns1": np.minimum.reduceat(np.where(d1 == 1, ts, BIG), bounds),
     }
-    firsts = {"syn_pos": (syn_at, {"syn_dir": (d1, -1)})}
+    # (value column, unsorted) per first-of column: gathered at the few rows that are first
+    firsts = {"syn_pos": (syn_at, {"syn_dir": (swap.astype(np.int64), -1)})}
     for side, d in ((0, d0), (1, d1)):
         firsts[f"head_pos{side}"] = (first_at(has_payload & (d == 1)), {
-            f"{name}{side}": (cols[field][order], 0) for name, field in _HEAD_FIELDS.items()})
+            f"{name}{side}": (cols[field], 0) for name, field in _HEAD_FIELDS.items()})
     for where, (at, values) in firsts.items():
         seen = at < BIG
         at = np.minimum(at, n - 1)
         out[where] = np.where(seen, gpid[at], BIG)
+        row = order[at]
         for name, (value, missing) in values.items():
-            out[name] = np.where(seen, value[at], missing).astype(_DTYPES.get(name, np.int64))
+            out[name] = np.where(seen, value[row], missing).astype(_DTYPES.get(name, np.int64))
     out["has_syn"] = has_syn
     out["last_syn_seq"] = np.where(has_syn, seq[ls], -1)
     out["closed_tail"] = tail
-    out["has_bind"] = np.maximum.reduceat(
-        (bind_like(head) & has_payload & (pr == TCP)).astype(np.int64), bounds) > 0
+    bind = bind_like(cols["payload_head"]) & (cols["payload_len"] > 0) & (cols["proto"] == TCP)
+    out["has_bind"] = np.maximum.reduceat(bind[order].astype(np.int64), bounds) > 0
     frame = _frame(out)
     row_part = np.empty(n, np.int64)
     row_part[order] = gpid[bounds][part_of]
