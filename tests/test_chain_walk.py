@@ -80,6 +80,7 @@ def test_careless_guesses_change_nothing_but_time(path, tiny_segments, monkeypat
 
     monkeypatch.setattr(chain, "guess_starts", careless)
     monkeypatch.setattr(chain, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(chain, "MAX_WRONG", 1.0)
     same_as_plain(path, 1 << 30, monkeypatch)
 
 
@@ -176,3 +177,22 @@ def test_netmon_without_its_frame_table_walks_as_frame_by_frame(tmp_path, tiny_s
     same_as_plain(path, 1 << 30, monkeypatch)
     with RecordReader(path) as reader:
         assert sum(len(c.data_off) for c in reader.chunks()) == len(frames) - 1
+
+
+def test_small_segments_take_the_numpy_path_and_walk_wrong_guesses_again(tiny_segments,
+                                                                         monkeypatch):
+    calls = {"follow": 0, "lockstep": 0}
+    for name in calls:
+        real = getattr(chain, "_" + name if name == "lockstep" else name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(chain, "_" + name if name == "lockstep" else name, counted)
+    monkeypatch.setattr(chain, "MAX_WRONG", 1.0)  # however many are wrong: walk them again
+    monkeypatch.setattr(chain, "guess_starts", lambda sieve, plausible, step, pos, lim, seg,
+                        win, hops=3: sieve(np.arange(pos + seg, lim + 1 - win, seg), win))
+    same_as_plain(ROOT / "fixtures" / "pcaps" / "edge" / "fake_record_headers.pcap", 2048,
+                  monkeypatch)
+    assert calls["follow"] >= 5 and calls["lockstep"] > calls["follow"]

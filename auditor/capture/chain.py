@@ -24,6 +24,7 @@ Step = Callable[[np.ndarray], np.ndarray]  # int64 record offsets -> the offsets
 # follow()'s answer: the offsets walked, where the walk ended, whether stop() ended it
 Walk = tuple[np.ndarray, int, bool]
 MAX_ROUNDS = 6  # re-walks of mis-guessed segments before the plain loop takes over
+MAX_WRONG = 0.25  # a larger share of segments mis-guessed: the plain loop takes over at once
 MIN_GUESSED = 0.5  # fewer guessed segment starts than this share: the plain loop is cheaper
 MIN_SEGMENT = 4096  # bytes; spans too short for four segments this long take the plain loop
 SEGMENT_FLOOR = 64 << 10  # bytes of the shortest segment (fewer, longer ones for small records)
@@ -146,7 +147,7 @@ def follow(step: Step, pos: int, lim: int, starts: np.ndarray, plain: Callable[[
         if not len(bad):
             break
         j = int(bad[0])  # segments 0..j are verified: each chain landed on the next one's start
-        if stopped[j] or rnd > max_rounds:
+        if stopped[j] or rnd > max_rounds or len(bad) > MAX_WRONG * k:
             last, fallback = j, not stopped[j]
             break
         redo = bad[~stopped[bad]]  # from where each of these ended, walk the next again
@@ -166,14 +167,14 @@ def follow(step: Step, pos: int, lim: int, starts: np.ndarray, plain: Callable[[
     return offsets, int(end[last]), bool(stopped[last])
 
 
-def probe(step: Step, pos: int, lim: int, stop: Step | None = None, hops: int = PROBE_HOPS):
+def probe(step: Step, pos: int, lim: int, stop: Step | None = None, hops: int | None = None):
     """The first records from pos, one numpy step each: (offsets, end, stopped, finished).
 
     A few records say how long records are here (segment and window sizes); `finished` when
     the walk already ended (past lim, or stopped).
     """
     offs, at = [], np.array([pos], np.int64)
-    for _ in range(hops):
+    for _ in range(PROBE_HOPS if hops is None else hops):
         if at[0] > lim:
             return offs, int(at[0]), False, True
         if stop is not None and stop(at)[0]:
