@@ -6,6 +6,8 @@
 - `firewall_cmds`: The firewall command: requests from the catalogue or the capture.
 - `interrupts`: Ctrl-C and SIGTERM: unwind like an exception, so every `with` block cleans up.
 - `main`: The `auditor` command group: each command lives in the module of its concern.
+- `memo`: `auditor audit` run again on unchanged inputs prints its first output again
+  (engine.results).
 - `observe_cmds`: Commands that look at captures: flows, rpc, roles.
 - `options`: Option groups shared by the commands (sqlite-utils' output_options style).
 - `output`: Writing frames and text to stdout or a file.

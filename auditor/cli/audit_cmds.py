@@ -9,6 +9,7 @@ import click
 
 from auditor.cli.engine_opts import engine_options
 from auditor.cli.errors import ExitStatus, handle_errors
+from auditor.cli.memo import audit_memo
 from auditor.cli.options import (
     captures_argument,
     catalogue_options,
@@ -41,14 +42,22 @@ from auditor.cli.output import emit, table_text, write_frame
 def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_on, reports,
           show_all, no_rpc, legacy_rpc_range, engine):
     """Compare the traffic in CAPTURE... with the catalogue of documented Exchange paths."""
-    from auditor.audit.pipeline import audit_captures
     from auditor.inventory.roles import load_inventory
 
     kinds = fail_on_kinds(fail_on)
     cat = load_catalogues(catalogues, replace_catalogue)
     inv = load_inventory(inventory) if inventory is not None else None
     options = dataclasses.replace(pipeline_options(no_rpc, legacy_rpc_range), engine=engine)
-    result = audit_captures(captures, inv, cat, options, progress=progress_bar())
+    memo = audit_memo(captures, inv, cat, options, fmt=fmt, show_all=show_all, reports=reports)
+    if memo.hit is not None:  # the same command on unchanged inputs: its output again
+        emit(memo.replay(), output)
+        if kinds and memo.found(kinds):
+            click.get_current_context().exit(ExitStatus.FINDINGS)
+        return
+    from auditor.audit.pipeline import audit_captures
+
+    with memo.recording():
+        result = audit_captures(captures, inv, cat, options, progress=progress_bar())
     if inv is None:
         from auditor.audit.proposed import proposal_note
 
@@ -56,13 +65,13 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     if fmt == "json":
         from auditor.render.json_export import result_to_json
 
-        emit(result_to_json(result), output)
+        emit(memo.keep(result_to_json(result), result), output)
     elif fmt == "csv":
         write_frame(result.findings, "csv", output)
     else:
         from auditor.render.text import audit_text
 
-        emit(audit_text(result, limit=None if show_all else 40), output)
+        emit(memo.keep(audit_text(result, limit=None if show_all else 40), result), output)
     for path in reports:
         from auditor.render.report import write_report
 

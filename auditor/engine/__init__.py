@@ -15,6 +15,8 @@
   ...).
 - `ranges`: One capture file read as byte ranges on several cores, joined into what one read
   gives.
+- `results`: A memo of an audit's rendered output: the same command, run again on unchanged
+  inputs, gives what it gave the first time without auditing again.
 - `run`: Captures to flows without a packet table: per file on one core, every core, or a Dask
   cluster.
 - `setmerge`: Merging the partials of a set's files wherever they were read (a Dask cluster, this

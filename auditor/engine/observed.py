@@ -131,6 +131,11 @@ def _where(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / "observations"
 
 
+def stored(cache_dir: str | os.PathLike, key: str) -> bool:
+    """Whether an entry of this key is in the cache (not that it is undamaged)."""
+    return (_where(cache_dir) / key / "meta.json").is_file()
+
+
 def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed | None:
     """The cached observation of a set (its files named after `paths`), or None.
 

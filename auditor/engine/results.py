@@ -1,0 +1,132 @@
+"""A memo of an audit's rendered output: the same command, run again on unchanged inputs, gives
+what it gave the first time without auditing again.
+
+An entry is keyed by everything that output depends on:
+
+- the set's observation key (`observed.observation_key`): each capture file's content hash and
+  name, the reader, flow and RPC options, the tshark binary and auditor's own source;
+- the inventory and the catalogue as loaded: every field of their frozen dataclasses, so an
+  edited inventory, another bundled catalogue or an edited rule file misses, whatever its name;
+- the audit options and how the output is rendered (format, `--all`).
+
+An entry holds the rendered text, the warnings the run issued (category and message, in order)
+and the kinds of finding it found (for `--fail-on`). It is stored only when the set's observation
+is in the cache too (discovery that failed is never stored, so neither is its audit), names its
+key and the text's size and CRC-32: a damaged or foreign entry is removed and never used.
+Without a cache folder (`--no-cache`) there is no key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import warnings
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditor import atomic
+from auditor.engine import cache as cache_mod
+from auditor.engine import observed
+from auditor.errors import OutputError
+from auditor.options import PipelineOptions
+
+# Bump when what an entry holds changes shape (the code hash catches changes of behaviour).
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a memo entry gives back."""
+
+    text: str
+    warnings: tuple[tuple[str, str], ...]  # (category name, message), in the order issued
+    kinds: tuple[str, ...]  # distinct finding kinds of the result
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """The memo entry's name and the observation entry it stands on."""
+
+    name: str
+    observation: str
+
+
+def canonical(value: object) -> object:
+    """`value` as JSON-ready data that names every field of every dataclass in it.
+
+    Anything but dataclasses, tuples, lists, mappings, text, numbers, booleans and None raises
+    TypeError: an object this cannot see through is never keyed by a guess.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [type(value).__qualname__,
+                {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}]
+    if isinstance(value, tuple | list):
+        return [canonical(v) for v in value]
+    if isinstance(value, Mapping):
+        return [[canonical(k), canonical(v)] for k, v in value.items()]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise TypeError(f"cannot key a {type(value).__name__}")
+
+
+def result_key(captures: Sequence, inventory, catalogue, options: PipelineOptions,
+               render: Mapping[str, object]) -> ResultKey | None:
+    """The memo key of an audit of `captures` rendered as `render` says, or None (no cache)."""
+    seen = observed.observation_key(captures, options)
+    if seen is None:
+        return None
+    try:
+        text = json.dumps({"version": RESULT_VERSION, "observation": seen[0],
+                           "inventory": canonical(inventory), "catalogue": canonical(catalogue),
+                           "audit": canonical(options.audit), "render": canonical(dict(render))},
+                          sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return ResultKey(hashlib.sha256(text.encode()).hexdigest()[:40], seen[0])
+
+
+def _path(cache_dir: str | os.PathLike, key: ResultKey) -> Path:
+    return Path(cache_dir) / "results" / key.name
+
+
+def load(cache_dir: str | os.PathLike, key: ResultKey) -> Rendered | None:
+    """The memo entry of `key`, or None; a damaged or foreign entry is removed."""
+    path = _path(cache_dir, key)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        head, _, body = data.partition(b"\n")
+        meta = json.loads(head)
+        if (meta["key"], meta["version"]) != (key.name, RESULT_VERSION) or (
+                (meta["size"], meta["crc32"]) != (len(body), zlib.crc32(body))):
+            raise ValueError("damaged or foreign")
+        if not observed.stored(cache_dir, key.observation):
+            raise ValueError("its observation is gone")
+        return Rendered(body.decode(), tuple((c, m) for c, m in meta["warnings"]),
+                        tuple(meta["kinds"]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def store(cache_dir: str | os.PathLike, key: ResultKey, rendered: Rendered) -> None:
+    """Write the memo entry of `key` (only when its observation is stored); a failure warns."""
+    if not observed.stored(cache_dir, key.observation):
+        return
+    body = rendered.text.encode()
+    meta = {"key": key.name, "version": RESULT_VERSION, "size": len(body),
+            "crc32": zlib.crc32(body), "warnings": [list(w) for w in rendered.warnings],
+            "kinds": list(rendered.kinds)}
+    path = _path(cache_dir, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(path, json.dumps(meta).encode() + b"\n" + body)
+    except (OSError, OutputError) as exc:
+        warnings.warn(f"cache {cache_dir}: not written ({getattr(exc, 'strerror', None) or exc})",
+                      cache_mod.CacheWarning, stacklevel=2)
