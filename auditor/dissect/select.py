@@ -29,7 +29,8 @@ def select_name_rows(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray
                      options: RpcOptions | None = None) -> np.ndarray:
     """Return the packet rows tshark needs for host names (DNS, SMTP, NBNS, Kerberos)."""
     options = options or RpcOptions()
-    return _rows(table, flows, labels, _name_plan(flows, options), options.max_name_packets)[0]
+    return _rows(table, flows, labels, _name_plan(slim_flows(flows), options),
+                 options.max_name_packets)[0]
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,47 @@ class Selection:
 
 LIFT = "run with --rpc-packets all (or a larger number) to read them"
 
+def slim_flows(flows: pd.DataFrame) -> pd.DataFrame:
+    """The columns the plans read, with addresses, protocol and capture as integer codes.
+
+    The plans only group, sort and filter, so codes pick exactly the flows the text picks; and
+    filtering a few integer columns costs far less than copying the whole flow table (its text
+    columns) at every step. `proto` is 6 for tcp, 17 for udp (see _proto_codes).
+    """
+    if flows.attrs.get("slim"):
+        return flows
+    addr, _ = pd.factorize(pd.concat([flows["src_ip"], flows["dst_ip"]], ignore_index=True))
+    n = len(flows)
+    out = pd.DataFrame({
+        "flow_id": flows["flow_id"].to_numpy(),
+        "src_ip": addr[:n], "dst_ip": addr[n:],
+        "dst_port": flows["dst_port"].to_numpy(),
+        "proto": _proto_codes(flows["proto"]),
+        "first_seen": flows["first_seen"].array,
+        "capture": pd.factorize(flows["capture"])[0],
+        "dst_packets": flows["dst_packets"].to_numpy(),
+        "client_payload_head": flows["client_payload_head"].to_numpy(),
+    })
+    out.attrs["slim"] = True
+    return out
+
+
+_TCP, _UDP = 6, 17  # slim_flows' proto codes of tcp and udp
+
+
+def _proto_codes(proto: pd.Series) -> np.ndarray:
+    """tcp 6, udp 17, every other protocol name a code of its own above 255."""
+    codes, names = pd.factorize(proto)
+    fixed = np.array([{"tcp": _TCP, "udp": _UDP}.get(name, 256 + i)
+                      for i, name in enumerate(names)] + [-1], np.int64)
+    return fixed[codes]  # a missing name (code -1) takes the last entry, -1
+
 
 def rpc_selection(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
                   options: RpcOptions | None = None) -> Selection:
     """The RPC packet rows within the budget, with a note for every cap that was hit."""
     options = options or RpcOptions()
-    plan, notes = _rpc_plan_noted(table, flows, labels, options)
+    plan, notes = _rpc_plan_noted(table, slim_flows(flows), labels, options)
     rows, cut = _rows(table, flows, labels, plan, options.max_packets)
     if cut:
         notes.append(f"RPC discovery stopped at its budget of {options.max_packets} packets and "
@@ -108,14 +144,15 @@ def _bind_like(head: np.ndarray) -> np.ndarray:
 def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
               o: RpcOptions) -> list[_Pick]:
     """What to dissect for RPC, in priority order."""
-    return _rpc_plan_noted(table, flows, labels, o)[0]
+    return _rpc_plan_noted(table, slim_flows(flows), labels, o)[0]
 
 
 def _rpc_plan_noted(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
                     o: RpcOptions) -> tuple[list[_Pick], list[str]]:
-    """What to dissect for RPC, in priority order, and what the sampling caps left out."""
+    """What to dissect for RPC, in priority order, and what the sampling caps left out
+    (`flows` as slim_flows gives them)."""
     notes: list[str] = []
-    tcp, udp = flows["proto"] == "tcp", flows["proto"] == "udp"
+    tcp, udp = flows["proto"] == _TCP, flows["proto"] == _UDP
     # per capture file too: a service restart between files moves its port
     all_epm = flows[tcp & flows["dst_port"].isin(EPM_PORTS)]
     epm = _round_robin(all_epm, ["src_ip", "dst_ip", "capture"], o.epm_flows_per_client,
@@ -170,8 +207,9 @@ def _payload_counts(table: PacketTable, labels: np.ndarray, n_flows: int) -> np.
 
 def _name_plan(flows: pd.DataFrame, o: RpcOptions) -> list[_Pick]:
     """What to dissect for host names, in priority order (DNS last: it fills the rest)."""
+    flows = slim_flows(flows)
     port, proto = flows["dst_port"], flows["proto"]
-    tcp, udp = proto == "tcp", proto == "udp"
+    tcp, udp = proto == _TCP, proto == _UDP
 
     def per_client(frame: pd.DataFrame, n: int) -> np.ndarray:
         return _first_per(_first_per(frame, ["src_ip"], n), ["proto"], o.name_flows)["flow_id"]
