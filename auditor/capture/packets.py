@@ -57,6 +57,9 @@ class PacketTable:
     icmp_errors: pd.DataFrame
     files: tuple[CaptureFile, ...]
     left_out: tuple[str, ...] = ()  # captures not read: wholly outside --since/--until
+    # (file offset, captured length) of each packet row's record, when the streaming read knew
+    # them (capture.records_at): write_packets then reads those bytes instead of walking the file
+    spans: tuple[np.ndarray, np.ndarray] | None = None
 
 
 _MASK64 = (1 << 64) - 1
@@ -239,6 +242,11 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
     data: list[bytes | None] = [None] * len(sel)
     for f in np.unique(file_idx):
         mine = np.flatnonzero(file_idx == f)
+        known = _read_at(table, int(f), sel[mine], l3[mine])
+        if known is not None:
+            for i, raw in zip(mine.tolist(), known, strict=True):
+                data[i] = raw
+            continue
         wanted = np.unique(rec_idx[mine])
         found = _fetch_records(CaptureSource(table.files[f].path, table.files[f].member), wanted)
         for i in mine:
@@ -265,6 +273,29 @@ def write_packets(table: PacketTable, rows: np.ndarray, out_path: str | os.PathL
 
         write_bytes(out_path, b"".join(out))
     return len(sel)
+
+
+def _read_at(table: PacketTable, f: int, rows: np.ndarray, l3: np.ndarray) -> list | None:
+    """The rows' bytes from their IP header on, read at their records' known places in file f;
+    None when those are not known, or the bytes there are not the packets read (changed file)."""
+    from auditor.capture.records_at import read_at, same_source
+    from auditor.engine import remote
+
+    info = table.files[f]
+    if table.spans is None or info.member is not None or remote.is_url(info.path):
+        return None
+    off, length = table.spans[0][rows], table.spans[1][rows]
+    got = read_at(info.path, off, length) if (off >= 0).all() else None
+    if got is None:
+        return None
+    pk = table.packets
+    version = pk["ip_version"].to_numpy()[rows].tolist()
+    hi, lo = pk["src_ip_hi"].to_numpy()[rows].tolist(), pk["src_ip_lo"].to_numpy()[rows].tolist()
+    at = l3.tolist()
+    if not all(same_source(raw, a, v, h, w)
+               for raw, a, v, h, w in zip(got, at, version, hi, lo, strict=True)):
+        return None
+    return [raw[a:] for raw, a in zip(got, at, strict=True)]
 
 
 def _fetch_records(path: CaptureSource, wanted: np.ndarray) -> dict[int, tuple[bytes, int]]:

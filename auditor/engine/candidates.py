@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from auditor.capture.records_at import spans_known
 from auditor.dissect.select import (
     LOCAL_NAME_PACKETS,
     LOCAL_NAME_PORTS,
@@ -35,7 +36,7 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
     LDAP port, and of those the first `name_flows`. A flow whose start and SYN are in these
     partials (or that begins with its SYN) knows its direction: it is never picked when an
     earlier flow of its pair (same direction, same service group) exists, or when `name_flows`
-    pairs began before it. `seen` (service group -> {pair: earliest start}) carries what
+    pairs began before it. `seen` (service group -> (pairs, earliest start of each)) carries what
     partials no longer in `parts` showed, and is updated with these.
     """
     n = len(parts)
@@ -48,37 +49,59 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
     if not known.any():
         return keep
     a_side = syn_dir == 0  # side a sent the SYN: a is the client
-    cols = {c: parts[c].to_numpy() for c in ("a_hi", "a_lo", "b_hi", "b_lo")}
-    src_hi = np.where(a_side, cols["a_hi"], cols["b_hi"])
-    src_lo = np.where(a_side, cols["a_lo"], cols["b_lo"])
-    dst_hi = np.where(a_side, cols["b_hi"], cols["a_hi"])
-    dst_lo = np.where(a_side, cols["b_lo"], cols["a_lo"])
     dport = np.where(a_side, parts["b_port"].to_numpy(), parts["a_port"].to_numpy())
     first_ns = parts["first_ns"].to_numpy()
     for group, ports in enumerate((TLS_NAME_PORTS, (445,), (25, 587, 2525), (389, 3268))):
         sel = np.flatnonzero(known & np.isin(dport, ports))
         if not len(sel):
             continue
-        g = pd.DataFrame({"sh": src_hi[sel], "sl": src_lo[sel], "dh": dst_hi[sel],
-                          "dl": dst_lo[sel], "t": first_ns[sel]})
-        firsts = g.groupby(["sh", "sl", "dh", "dl"], sort=False)["t"].min()
+        side = a_side[sel]
+        cols = [parts[c].to_numpy()[sel] for c in ("a_hi", "a_lo", "b_hi", "b_lo")]
+        pair = np.empty(len(sel), _PAIR)  # (client, server) halves
+        pair["sh"] = np.where(side, cols[0], cols[2])
+        pair["sl"] = np.where(side, cols[1], cols[3])
+        pair["dh"] = np.where(side, cols[2], cols[0])
+        pair["dl"] = np.where(side, cols[3], cols[1])
+        t = first_ns[sel].astype(np.int64)
+        old = seen.get(group) if seen is not None else None
+        if old is not None:
+            pair_all, t_all = np.concatenate([old[0], pair]), np.concatenate([old[1], t])
+        else:
+            pair_all, t_all = pair, t
+        pairs, inverse = np.unique(pair_all, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        firsts = np.full(len(pairs), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(firsts, inverse, t_all)
         if seen is not None:
-            if group in seen:
-                firsts = pd.concat([seen[group], firsts]).groupby(level=[0, 1, 2, 3]).min()
-            seen[group] = firsts
-        pair_start = firsts.reindex(pd.MultiIndex.from_frame(g[["sh", "sl", "dh", "dl"]]))
-        later_in_pair = g["t"].to_numpy() > pair_start.to_numpy()
-        starts = np.unique(firsts.to_numpy())  # one per pair... or equal
-        before = np.searchsorted(starts, g["t"].to_numpy(), side="left")
+            seen[group] = (pairs, firsts)
+        later_in_pair = t > firsts[inverse[len(pair_all) - len(pair):]]
+        starts = np.unique(firsts)  # the distinct times a pair began
+        before = np.searchsorted(starts, t, side="left")
         keep[sel[later_in_pair | (before >= options.name_flows)]] = False
     return keep
-CANDIDATE_COLUMNS = column_names(PACKET_COLUMNS) + ["pid", "part"]
+
+
+_PAIR = np.dtype([("sh", np.uint64), ("sl", np.uint64), ("dh", np.uint64), ("dl", np.uint64)])
+
+
+# the packet columns, where the record lies in its file (engine.fileread), packet and partial
+CANDIDATE_COLUMNS = column_names(PACKET_COLUMNS) + ["rec_off", "rec_len", "pid", "part"]
 
 
 def empty_candidates() -> pd.DataFrame:
     """A candidate-packet frame with no rows."""
-    return empty_frame(PACKET_COLUMNS).assign(pid=np.zeros(0, np.int64),
-                                              part=np.zeros(0, np.int64))
+    return empty_frame(PACKET_COLUMNS).assign(
+        rec_off=np.zeros(0, np.int64), rec_len=np.zeros(0, np.int64),
+        pid=np.zeros(0, np.int64), part=np.zeros(0, np.int64))
+
+
+def record_spans(cands: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(file offset, captured length) of each candidate's record, None unless every one is known
+    (a cache entry written before they were kept has none)."""
+    if "rec_off" not in cands or cands["rec_off"].isna().any():
+        return None
+    off = cands["rec_off"].to_numpy(np.int64)
+    return (off, cands["rec_len"].to_numpy(np.int64)) if spans_known(off) else None
 
 
 def _cl_like(head: np.ndarray) -> np.ndarray:

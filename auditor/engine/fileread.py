@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from auditor.capture.bytesource import MappedSource
 from auditor.capture.headers import decode_chunk
 from auditor.capture.packets import CaptureFile
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import NO_TS
+from auditor.capture.records_at import UNKNOWN
 from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates, keep_candidates
 from auditor.engine.partstore import PartialStore
 from auditor.flows.build import _address_codes
@@ -33,6 +35,7 @@ from auditor.schema import PACKET_COLUMNS, column_names
 
 _FRAG_KEY = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "ip_id"]
 _PACKET_NAMES = column_names(PACKET_COLUMNS)
+_CAND_NAMES = [*_PACKET_NAMES, "rec_off", "rec_len"]  # and where each record lies in the file
 _CL_COLUMNS = ["ts_ns", "proto", "payload_head", "payload_len", "payload_b4", "src_ip_hi",
                "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "src_port", "dst_port"]
 _CL_WINDOW_NS = 30_000_000_000  # flows.orient.tie_connectionless_rpc's tolerance
@@ -105,7 +108,7 @@ class _Folder:
         pay = np.flatnonzero((cols["payload_len"] > 0) & np.isin(cols["proto"], (6, 17))
                              ) if self.rpc_options.candidates else ()
         if len(pay):
-            rows = pd.DataFrame({c: cols[c][pay] for c in _PACKET_NAMES})
+            rows = pd.DataFrame({c: cols[c][pay] for c in _CAND_NAMES})
             rows["pid"], rows["part"] = pid[pay], row_part[pay]
             self.cands.append(keep_candidates(rows, parts, self.rpc_options, self.store.pairs))
         self.rows += n
@@ -205,6 +208,7 @@ def read_file_partial(path: str, flow_options: FlowOptions | None = None,
         for chunk in reader.chunks(chunk_bytes):
             out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
             out["file_index"] = np.zeros(len(out["ts_ns"]), np.uint16)
+            _record_spans(out, chunk, reader)
             if keep is not None:
                 out, errs = keep(out, errs)
             if observe is not None:
@@ -225,6 +229,21 @@ def read_file_partial(path: str, flow_options: FlowOptions | None = None,
     return FilePartial(info=info, parts=parts, candidates=cands[CANDIDATE_COLUMNS],
                        quotes=quotes, first_ts_ns=folder.first_ts, last_ts_ns=folder.last_ts,
                        ordered=folder.ordered, notes=notes, warnings=texts)
+
+
+def _record_spans(out: dict[str, np.ndarray], chunk, reader: RecordReader) -> None:
+    """Where each row's captured bytes lie in the file (rec_off, rec_len), so the packets tshark
+    dissects are read from there instead of walking the file again; UNKNOWN where the bytes are
+    not the file's own (compressed, converted to pcapng, or a member of an archive)."""
+    n = len(out["ts_ns"])
+    src = reader._src
+    if isinstance(src, MappedSource) and not reader.converted_from and n:
+        k = out["record_index"].astype(np.int64) - chunk.first_index
+        out["rec_off"] = chunk.data_off[k] + src.base
+        out["rec_len"] = chunk.caplen[k].astype(np.int64)
+    else:
+        out["rec_off"] = np.full(n, UNKNOWN, np.int64)
+        out["rec_len"] = np.zeros(n, np.int64)
 
 
 def rebase(fp: FilePartial, file_index: int, path: str | None = None) -> FilePartial:

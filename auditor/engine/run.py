@@ -29,6 +29,7 @@ from auditor.capture.packets import PacketTable, _warn_skipped, read_packets
 from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.capture.split import plan_ranges
 from auditor.engine import cache as cache_mod
+from auditor.engine.candidates import record_spans
 from auditor.engine.dask_run import read_set_on_cluster
 from auditor.engine.fileread import FilePartial, read_file_partial
 from auditor.engine.ranges import RangeJoin, read_range
@@ -343,7 +344,7 @@ def _finish_merged(frames: list[pd.DataFrame], heads: list[FilePartial],
     if packets.empty:
         packets = empty_frame(PACKET_COLUMNS)
     table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files,
-                        left_out=left_out)
+                        left_out=left_out, spans=record_spans(cands))
     return Streamed(table, flows, labels.astype(np.int64), report)
 
 
