@@ -17,6 +17,7 @@
 - `reader`: Open one capture, tell its compression and format by magic bytes, and read it in chunks.
 - `records`: What every container reader hands on: chunks of packet records, and the limits they
   obey.
+- `records_at`: Fetch the records discovery needs at their known byte offsets, not by a walk.
 - `sets`: Capture sets as users send them, and the time window that restricts them.
 - `split`: Byte ranges of one large capture file that separate workers can read, each from a
   record start.
