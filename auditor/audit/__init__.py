@@ -2,6 +2,8 @@
 
 - `capture_end`: The capture's own limits: requests cut off by its end, and captures too short to
   miss things.
+- `classify`: The verdict of every flow: names, roles, rule, service and verdict, worked out per
+  distinct key.
 - `diff`: Compare two audit documents (`auditor audit --format json`): what changed between runs.
 - `filters`: Wireshark display filters that isolate a finding's packets (from a finding to its
   packets).
@@ -13,6 +15,7 @@
 - `proposed`: Zero-config audit: without an inventory, audit with one proposed from the capture
   itself.
 - `rpc_rules`: Interface- and protocol-aware rule matching.
+- `rule_match`: The port-and-role match: the best catalogue rule for each distinct match key.
 - `scope`: Multicast, broadcast and link-local destinations: local noise, never `internet` nor a
   network.
 - `verdicts`: Compare observed flows with the catalogue: verdict per flow, findings, rule status.

@@ -30,21 +30,26 @@ def _candidates(catalogue, proto: str, icmp_type: int | None) -> list:
     return sorted(rules, key=lambda r: not r.icmp_types)  # stable: file order within each
 
 
-def match_icmp(flows: pd.DataFrame, by_ip: pd.DataFrame, catalogue) -> pd.DataFrame:
-    """`flows` with rule, src_role and dst_role set on ICMP flows an ICMP rule allows.
+def match_icmp(flows: pd.DataFrame, match: dict[str, np.ndarray], by_ip: pd.DataFrame,
+               catalogue) -> dict[str, np.ndarray]:
+    """`match` (per flow object arrays rule, src_role, dst_role) with the ICMP flows an ICMP rule
+    allows given that rule and role pair.
 
     `by_ip` maps each address to its `roles` (tuple); flows that already have a rule, and
-    non-ICMP flows, are returned unchanged.
+    non-ICMP flows, keep theirs. `flows` is only read (src_ip, dst_ip, proto, icmp_type).
     """
     if flows.empty or not any(r.proto in ICMP_PROTOS for r in getattr(catalogue, "rules", ())):
-        return flows
-    todo = flows["proto"].isin(ICMP_PROTOS).to_numpy() & (flows["rule"].fillna("") == "").to_numpy()
+        return match
+    todo = flows["proto"].isin(ICMP_PROTOS).to_numpy() & (pd.Series(
+        match["rule"], dtype=object).fillna("") == "").to_numpy()
     if not todo.any():
-        return flows
-    out = flows.copy()
-    sub = out.loc[todo, ["src_ip", "dst_ip", "proto", "icmp_type"]]
-    keys = list(zip(sub["src_ip"], sub["dst_ip"], sub["proto"],
-                    [_type(t) for t in sub["icmp_type"]], strict=True))
+        return match
+    rows = np.flatnonzero(todo)
+    keys = list(zip(flows["src_ip"].to_numpy(dtype=object)[rows],
+                    flows["dst_ip"].to_numpy(dtype=object)[rows],
+                    flows["proto"].to_numpy(dtype=object)[rows],
+                    [_type(t) for t in flows["icmp_type"].to_numpy(dtype=object)[rows]],
+                    strict=True))
     decided: dict[tuple, tuple[str, str, str] | None] = {}
     for key in dict.fromkeys(keys):
         src, dst, proto, icmp_type = key
@@ -52,9 +57,9 @@ def match_icmp(flows: pd.DataFrame, by_ip: pd.DataFrame, catalogue) -> pd.DataFr
         decided[key] = next(((r.id, s, d) for r in _candidates(catalogue, proto, icmp_type)
                              for s in src_roles if s in r.source
                              for d in dst_roles if d in r.destination), None)
-    rows = np.flatnonzero(todo)
+    out = dict(match)
     for col, i in (("rule", 0), ("src_role", 1), ("dst_role", 2)):
-        values = out[col].to_numpy(dtype=object).copy()
+        values = np.asarray(match[col], dtype=object).copy()
         for row, key in zip(rows, keys, strict=True):
             if decided[key] is not None:
                 values[row] = decided[key][i]

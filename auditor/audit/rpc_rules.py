@@ -2,7 +2,7 @@
 
 A rule may list the DCE/RPC interfaces it documents (`interfaces`) and require an application
 protocol (`app_protocol`, for wide port ranges such as RTP's 1024-65535). Ports and roles still
-decide which rules are candidates (`verdicts._best_rule`); this module removes the candidates a
+decide which rules are candidates (`rule_match.best_rules`); this module removes the candidates a
 flow's evidence contradicts:
 
 * the flow's own binds (bind/alter_context on its 5-tuple) name exactly what it used; a rule with
@@ -20,10 +20,10 @@ signature (a handful), not once per flow.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
+
+from auditor.audit.rule_match import best_rules, distinct_rows, learned_servers
 
 EPM_UUID = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
 
@@ -63,26 +63,34 @@ def _both_ways(flows: pd.DataFrame) -> dict[str, np.ndarray]:
     out = app_protocols(flows["client_payload_head"].to_numpy())
     if "dst_payload_prefix" not in flows:
         return out
-    prefix = flows["dst_payload_prefix"].fillna("").astype(str).str.slice(0, 8)
-    head = np.array([int(p.ljust(8, "0"), 16) if p else 0 for p in prefix], dtype=np.int64)
-    back = app_protocols(head)
+    # the first four bytes of each distinct prefix, then back to the flows by code
+    codes, uniques = pd.factorize(flows["dst_payload_prefix"])
+    heads = [str(p)[:8] for p in uniques]
+    heads = np.array([int(p.ljust(8, "0"), 16) if p else 0 for p in heads] + [0], dtype=np.int64)
+    back = app_protocols(heads[codes])  # code -1 (missing) takes the last 0
     return {name: (out[name] & back[name]) if name == "unknown" else (out[name] | back[name])
             for name in out}
 
 
-def flow_interfaces(flows: pd.DataFrame, endpoints: pd.DataFrame | None,
-                    binds: pd.DataFrame | None) -> tuple[pd.Series, pd.Series]:
-    """Per flow: the interface UUIDs it bound itself, and those known at its server port."""
+def _frozen(values: pd.Series) -> frozenset:
+    return frozenset(values.str.lower())
+
+
+def flow_interfaces(flows: pd.DataFrame, paths: pd.DataFrame, endpoints: pd.DataFrame | None,
+                    binds: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """The interface UUIDs each flow bound itself (per flow), and those known at each path's
+    server port (per row of `paths`: dst_ip, dst_port, proto)."""
     empty = frozenset()
-    own = pd.Series([empty] * len(flows), index=flows.index, dtype=object)
-    at_port = own.copy()
+    own = np.full(len(flows), empty, dtype=object)
+    at_port = np.full(len(paths), empty, dtype=object)
     if binds is not None and len(binds):
         tcp = binds[(binds["transport"] == "tcp") & (binds["interface_uuid"] != "")]
         per_conn = tcp.groupby(["client_ip", "client_port", "server_ip", "server_port"])[
-            "interface_uuid"].agg(lambda s: frozenset(s.str.lower())).rename("own").reset_index()
-        key = flows[["src_ip", "src_port", "dst_ip", "dst_port"]].astype(
-            {"src_port": np.int64, "dst_port": np.int64}).set_axis(
-            ["client_ip", "client_port", "server_ip", "server_port"], axis=1)
+            "interface_uuid"].agg(_frozen).rename("own").reset_index()
+        key = pd.DataFrame({
+            "client_ip": flows["src_ip"].to_numpy(), "client_port": flows["src_port"].to_numpy(
+                dtype=np.int64), "server_ip": flows["dst_ip"].to_numpy(),
+            "server_port": flows["dst_port"].to_numpy(dtype=np.int64)})
         merged = key.merge(per_conn.astype({"client_port": np.int64, "server_port": np.int64}),
                            how="left", on=list(key.columns))
         found = merged["own"].notna().to_numpy()
@@ -93,9 +101,10 @@ def flow_interfaces(flows: pd.DataFrame, endpoints: pd.DataFrame | None,
         any_bound = ep.groupby(["server_ip", "port", "proto"])["bound"].transform("any")
         ep = ep[ep["bound"] | ~any_bound]
         per_port = ep.groupby(["server_ip", "port", "proto"])["interface_uuid"].agg(
-            lambda s: frozenset(s.str.lower())).rename("at_port").reset_index()
-        key = flows[["dst_ip", "dst_port", "proto"]].astype({"dst_port": np.int64}).set_axis(
-            ["server_ip", "port", "proto"], axis=1)
+            _frozen).rename("at_port").reset_index()
+        key = pd.DataFrame({"server_ip": paths["dst_ip"].to_numpy(),
+                            "port": paths["dst_port"].to_numpy(dtype=np.int64),
+                            "proto": paths["proto"].to_numpy()})
         merged = key.merge(per_port.astype({"port": np.int64}), how="left", on=list(key.columns))
         found = merged["at_port"].notna().to_numpy()
         at_port[found] = merged.loc[found, "at_port"].to_numpy()
@@ -119,63 +128,94 @@ def rule_accepts(rule, own: frozenset, at_port: frozenset, apps: frozenset) -> b
 def match_flows(flows: pd.DataFrame, path_id: np.ndarray, paths: pd.DataFrame,
                 by_ip: pd.DataFrame, match_table: pd.DataFrame, catalogue,
                 evidenced: np.ndarray | None, endpoints: pd.DataFrame | None,
-                binds: pd.DataFrame | None, best_rule: Callable) -> pd.DataFrame:
-    """Per flow (same index): rule ('' when none), src_role, dst_role and rpc_interface.
+                binds: pd.DataFrame | None, rpc_interface: np.ndarray) -> dict[str, np.ndarray]:
+    """Per flow (object arrays): rule ('' when none), src_role, dst_role and rpc_interface.
 
-    `best_rule(paths, roles, match_table, catalogue, evidenced)` is the port-and-role match;
-    it runs once per distinct evidence signature over that signature's paths, with the match
-    table cut to the rules that accept the signature. Without a rule, a flow's roles are its
-    ends' first roles (`by_ip`: roles and first_role per address).
+    `rule_match.best_rules` is the port-and-role match; it runs once per distinct evidence
+    signature over that signature's distinct match keys, with the match table cut to the rules
+    that accept the signature. Without a rule, a flow's roles are its ends' first roles
+    (`by_ip`: roles and first_role per address); `rpc_interface` is the annotated one per flow.
     """
-    out = _match(flows, np.asarray(path_id), paths, by_ip["roles"], match_table, catalogue,
-                 evidenced, endpoints, binds, best_rule)
-    out["rule"] = out["rule"].fillna("")
-    for side in ("src", "dst"):
-        default = paths[f"{side}_ip"].map(by_ip["first_role"]).to_numpy()[path_id]
-        role = out[f"{side}_role"]
-        out[f"{side}_role"] = np.where(role.isna().to_numpy(), default, role.to_numpy())
+    path_id = np.asarray(path_id, dtype=np.int64)
+    rule, src_role, dst_role, rpc_interface = _match(
+        flows, path_id, paths, by_ip["roles"], match_table, catalogue, evidenced, endpoints, binds,
+        np.asarray(rpc_interface, dtype=object))
+    out = {"rule": np.where(pd.isna(rule), "", rule).astype(object), "rpc_interface": rpc_interface}
+    for side, role in (("src", src_role), ("dst", dst_role)):
+        default = paths[f"{side}_ip"].map(by_ip["first_role"]).to_numpy(dtype=object)[path_id]
+        out[f"{side}_role"] = np.where(pd.isna(role), default, role).astype(object)
     return out
+
+
+def _signatures(flows, paths, path_id, endpoints, binds, constrained):
+    """Per flow, the number of its evidence signature; per signature (own binds, interfaces at
+    the port, application protocols); and per flow the code of its own binds into the distinct
+    sets of them (None without constrained rules: every flow has the same empty signature)."""
+    n = len(flows)
+    if not constrained:
+        return np.zeros(n, dtype=np.int64), [(frozenset(), frozenset(), frozenset())], None
+    own, at_port = flow_interfaces(flows, paths, endpoints, binds)
+    detected = _both_ways(flows)
+    names = sorted(detected)
+    bits = np.zeros(n, dtype=np.int64)
+    for i, name in enumerate(names):
+        bits |= detected[name].astype(np.int64) << i
+    own_codes, own_sets = pd.factorize(own)
+    port_codes, port_sets = pd.factorize(at_port)
+    codes, first = distinct_rows(own_codes, port_codes[path_id], bits)
+    uniques = [(own_sets[own_codes[i]], port_sets[port_codes[path_id[i]]],
+                frozenset(name for b, name in enumerate(names) if bits[i] >> b & 1))
+               for i in first]
+    return codes, uniques, (own_codes, own_sets)
 
 
 def _match(flows, path_id, paths, roles, match_table, catalogue, evidenced, endpoints, binds,
-           best_rule) -> pd.DataFrame:
-    out = pd.DataFrame(index=flows.index, columns=["rule", "src_role", "dst_role"], dtype=object)
-    out["rpc_interface"] = flows["rpc_interface"].to_numpy() if "rpc_interface" in flows else ""
-    if flows.empty:
-        return out
+           rpc_interface):
+    n = len(flows)
+    rule, src_role, dst_role = (np.full(n, None, dtype=object) for _ in range(3))
+    if n == 0:
+        return rule, src_role, dst_role, rpc_interface
     constrained = [r for r in catalogue.rules if r.interfaces or r.app_protocol]
-    if not constrained:
-        match = best_rule(paths, roles, match_table, catalogue, evidenced)
-        for col in ("rule", "src_role", "dst_role"):
-            out[col] = match[col].to_numpy()[path_id]
-        return out
-    own, at_port = flow_interfaces(flows, endpoints, binds)
-    detected = _both_ways(flows)
-    names = sorted(detected)
-    bits = np.zeros(len(flows), dtype=np.int64)
-    for i, name in enumerate(names):
-        bits |= detected[name].astype(np.int64) << i
-    signature = pd.DataFrame({"own": own.to_numpy(), "at_port": at_port.to_numpy(),
-                              "apps": bits}, index=flows.index)
-    codes, uniques = pd.factorize(pd.Series(list(zip(signature["own"], signature["at_port"],
-                                                     signature["apps"], strict=True))))
-    results = {}
-    for code, (own_s, port_s, app_bits) in enumerate(uniques):
-        apps = frozenset(n for i, n in enumerate(names) if app_bits >> i & 1)
+    sig, signatures, own = _signatures(flows, paths, path_id, endpoints, binds, constrained)
+    # the match key of each path: role sets of its ends, protocol, port, learned server, evidence
+    src_roles = paths["src_ip"].map(roles).to_numpy(dtype=object)
+    dst_roles = paths["dst_ip"].map(roles).to_numpy(dtype=object)
+    learned = learned_servers(match_table)
+    dst_ip = paths["dst_ip"].to_numpy(dtype=object)
+    server = np.where([ip in learned for ip in dst_ip], dst_ip, "").astype(object)
+    key, _ = distinct_rows(
+        pd.factorize(pd.Series(src_roles, dtype=object))[0],
+        pd.factorize(pd.Series(dst_roles, dtype=object))[0], pd.factorize(paths["proto"])[0],
+        paths["dst_port"].to_numpy(dtype=np.int64), pd.factorize(server)[0],
+        np.zeros(len(paths)) if evidenced is None else evidenced)
+    # one job per distinct (signature, key); flows take their job's answer
+    job, first = distinct_rows(sig, key[path_id])
+    job_sig, job_path = sig[first], path_id[first]
+    answers = {c: np.full(len(first), None, dtype=object) for c in ("rule", "src_role", "dst_role")}
+    for code, (own_s, port_s, apps) in enumerate(signatures):
+        rows = np.flatnonzero(job_sig == code)
+        if not len(rows):
+            continue
         refused = {r.id for r in constrained if not rule_accepts(r, own_s, port_s, apps)}
         table = match_table[~match_table["rule_id"].isin(refused)] if refused else match_table
-        rows = np.flatnonzero(codes == code)
-        sub_paths = paths.loc[np.unique(path_id[rows])]
-        match = best_rule(sub_paths, roles, table, catalogue, evidenced)
-        results[code] = (rows, match)
-    for rows, match in results.values():
-        picked = match.reindex(path_id[rows])
-        for col in ("rule", "src_role", "dst_role"):
-            out.iloc[rows, out.columns.get_loc(col)] = picked[col].to_numpy()
-    # a flow that bound its interfaces itself is named by them, not by everything at its port
-    from auditor.dissect.rpc import interface_name
+        reps = job_path[rows]
+        keys = pd.DataFrame({"src_roles": src_roles[reps], "dst_roles": dst_roles[reps],
+                             "proto": paths["proto"].to_numpy(dtype=object)[reps],
+                             "port": paths["dst_port"].to_numpy(dtype=np.int64)[reps],
+                             "dst_ip": server[reps]})
+        got = best_rules(keys, table, catalogue, None if evidenced is None else evidenced[reps])
+        for col, values in got.items():
+            answers[col][rows] = values
+    rule, src_role, dst_role = (answers[c][job] for c in ("rule", "src_role", "dst_role"))
+    if own is not None:
+        # a flow that bound its interfaces itself is named by them, not by everything at its port
+        from auditor.dissect.rpc import interface_name
 
-    mine = own.map(len).to_numpy() > 0
-    out.loc[mine, "rpc_interface"] = [
-        ", ".join(sorted(interface_name(u) or u for u in s)) for s in own[mine]]
-    return out
+        own_codes, own_sets = own
+        named = np.array([", ".join(sorted(interface_name(u) or u for u in s)) if s else None
+                          for s in own_sets], dtype=object)
+        mine = np.flatnonzero(pd.notna(named)[own_codes])
+        if len(mine):
+            rpc_interface = rpc_interface.copy()
+            rpc_interface[mine] = named[own_codes[mine]]
+    return rule, src_role, dst_role, rpc_interface

@@ -97,24 +97,37 @@ def with_scope_roles(hosts: pd.DataFrame, inventory) -> pd.DataFrame:
     return out
 
 
-def local_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
+def isin(values, allowed) -> np.ndarray:
+    """Per value, whether it is one of `allowed` (False for missing values), worked out once per
+    distinct value: a flow table holds few distinct roles or protocols."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object) if not isinstance(
+        values, pd.Series) else values)
+    allowed = set(allowed)
+    hit = np.array([u in allowed for u in uniques] + [False], dtype=bool)
+    return hit[codes]  # code -1 (missing) takes the last False
+
+
+def local_verdicts(flows, verdict: np.ndarray) -> np.ndarray:
     """Verdicts with local traffic settled: nothing answers a group; IGMP/MLD/ND and unicast
-    LLMNR/mDNS answers between internal hosts are expected."""
-    to_group = flows["dst_role"].isin(_GROUP_ROLES).to_numpy()
+    LLMNR/mDNS answers between internal hosts are expected.
+
+    `flows`: a frame or a mapping of per-flow arrays (src_role, dst_role, documented, proto,
+    icmp_type, dst_port).
+    """
+    src_role, dst_role, proto = flows["src_role"], flows["dst_role"], flows["proto"]
+    icmp_type = pd.Series(flows["icmp_type"]).to_numpy(dtype=float, na_value=np.nan)
+    to_group = isin(dst_role, _GROUP_ROLES)
     silent = to_group & (verdict == "unanswered")
-    out = np.where(silent, np.where(flows["documented"].to_numpy(), "expected", "unexpected"),
-                   verdict)
-    local = flows["src_role"].isin(LOCAL_ROLES) | flows["dst_role"].isin(LOCAL_ROLES)
-    control = ((flows["proto"] == _IGMP)
-               | ((flows["proto"] == "icmpv6")
-                  & flows["icmp_type"].isin(_LOCAL_ICMPV6).fillna(False).astype(bool)))
-    on_link = (flows["proto"] == "icmpv6") & flows["icmp_type"].isin(_ON_LINK_ICMPV6).fillna(
-        False).astype(bool)
-    names = ((flows["proto"] == "udp") & flows["dst_port"].isin(_LINK_NAME_PORTS)
-             & ~flows["src_role"].isin(_NOT_ON_A_LAN) & ~flows["dst_role"].isin(_NOT_ON_A_LAN)
+    out = np.where(silent, np.where(np.asarray(flows["documented"], dtype=bool), "expected",
+                                    "unexpected"), verdict)
+    local = isin(src_role, LOCAL_ROLES) | isin(dst_role, LOCAL_ROLES)
+    icmpv6 = isin(proto, ("icmpv6",))
+    control = isin(proto, (_IGMP,)) | (icmpv6 & np.isin(icmp_type, _LOCAL_ICMPV6))
+    on_link = icmpv6 & np.isin(icmp_type, _ON_LINK_ICMPV6)
+    names = (isin(proto, ("udp",)) & np.isin(np.asarray(flows["dst_port"]), _LINK_NAME_PORTS)
+             & ~isin(src_role, _NOT_ON_A_LAN) & ~isin(dst_role, _NOT_ON_A_LAN)
              & (out == "unexpected"))
-    return np.where(((local & control) | on_link | names).to_numpy(), "expected",
-                    out).astype(object)
+    return np.where((local & control) | on_link | names, "expected", out).astype(object)
 
 
 def cap_local_severity(findings: pd.DataFrame) -> pd.DataFrame:

@@ -8,19 +8,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from auditor.audit.capture_end import cut_off_verdicts, settle_findings, span_summary
+from auditor.audit.capture_end import settle_findings, span_summary
+from auditor.audit.classify import (  # noqa: F401  (control_messages: part of the API here)
+    classify,
+    control_messages,
+    without_control_messages,
+)
 from auditor.audit.filters import display_filter, display_filters
 from auditor.audit.hosts import host_view
-from auditor.audit.icmp_rules import match_icmp
-from auditor.audit.rpc_rules import match_flows
-from auditor.audit.scope import cap_local_severity, local_verdicts, with_scope_roles
-from auditor.audit.versions import finish, plan_versions, split_flow_roles
+from auditor.audit.rule_match import distinct_rows
+from auditor.audit.scope import cap_local_severity, with_scope_roles
+from auditor.audit.versions import finish, plan_versions
 from auditor.audit.why import rule_notes
 from auditor.flows.orient import orientation_note, orientation_rank
 from auditor.flows.protocols import service_place
 from auditor.options import AuditOptions
 from auditor.schema import (
-    AUDIT_FLOW_COLUMNS,
     FINDING_COLUMNS,
     FLOW_COLUMNS,
     ORIENTATIONS,
@@ -46,15 +49,6 @@ class AuditResult:
     summary: Mapping[str, object] = field(default_factory=dict)  # counts per finding kind etc.
 
 
-# ICMP messages that answer other traffic (unreachable, time exceeded, too big, ...), not flows
-ICMP_CONTROL = {"icmp": (3, 4, 5, 11, 12), "icmpv6": (1, 2, 3, 4)}
-PORT_SERVICES = {
-    25: "smtp", 587: "smtp", 53: "dns", 88: "kerberos", 464: "kerberos", 389: "ldap", 636: "ldap",
-    3268: "ldap", 3269: "ldap", 135: "rpc", 445: "smb", 139: "netbios", 137: "netbios",
-    138: "netbios", 80: "http", 443: "http", 123: "ntp", 5060: "sip", 5061: "sip",
-    64327: "replication", 3343: "cluster", 50636: "ldap", 3389: "management", 5985: "management",
-    5986: "management", 110: "pop3", 995: "pop3", 143: "imap", 993: "imap",
-}
 _ROLE_SEVERITY_HIGH = {"internet", "unknown", "edge_transport"}
 _ROLE_SEVERITY_MEDIUM = {"client", "voip_gateway", "admin", "ocs"}
 
@@ -81,7 +75,8 @@ def audit_flows(
     hosts = plan.qualify_hosts(_with_capture_names(prepared.hosts, names))
     rpc_ports = _rpc_ports(rpc_endpoints)
     match_table = rule_ports_frame(catalogue, rpc_ports, legacy_rpc_range=options.legacy_rpc_range)
-    audited = _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options, rpc_binds)
+    audited = classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options,
+                       rpc_binds)
     rules = _rule_status(audited, catalogue, inventory, hosts)
     findings = pd.concat(
         [_flow_findings(audited, catalogue), _missing_findings(audited, rules, catalogue,
@@ -132,7 +127,11 @@ def prepare_flows(flows: pd.DataFrame, inventory) -> PreparedFlows:
     hosts = assign_roles(inventory, list(uniques))
     hosts = hosts.assign(name=hosts["name"].fillna("").astype(object)).reset_index(drop=True)
     hosts = with_scope_roles(hosts, inventory)
-    path_id, paths = _factorize_rows(flows[["src_ip", "dst_ip", "proto", "dst_port"]])
+    # paths numbered from the address codes: no second pass over the address text
+    n = len(flows)
+    path_id, first = distinct_rows(codes[:n], codes[n:], pd.factorize(flows["proto"])[0],
+                                   pd.factorize(flows["dst_port"])[0])
+    paths = flows[["src_ip", "dst_ip", "proto", "dst_port"]].iloc[first].reset_index(drop=True)
     return PreparedFlows(hosts, codes, np.asarray(uniques, dtype=object), path_id, paths)
 
 
@@ -143,147 +142,16 @@ def _with_capture_names(hosts: pd.DataFrame, names: pd.DataFrame | None) -> pd.D
     return name_hosts(hosts, names)
 
 
-def _classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options, rpc_binds):
-    """Attach names, roles, the matching rule and a verdict to every flow.
-
-    Roles and rules depend only on the path (src_ip, dst_ip, proto, dst_port), so they are
-    worked out once per distinct path and broadcast back: 100k flows are ~10k paths.
-    """
-    out = flows.copy()
-    by_ip = hosts.assign(
-        roles_text=hosts["roles"].map(";".join), first_role=hosts["roles"].map(lambda r: r[0])
-    ).set_index("ip")
-    # one factorize of both address columns, then array lookups (Series.map per column is slow)
-    n = len(out)
-    codes, uniques = prepared.addr_codes, prepared.addr_uniques
-    row = by_ip.index.get_indexer(uniques)
-    names = by_ip["name"].to_numpy(dtype=object)[row][codes]
-    name_sources = by_ip["name_source"].to_numpy(dtype=object)[row][codes]
-    roles_text = by_ip["roles_text"].to_numpy(dtype=object)[row][codes]
-    for i, side in enumerate(("src", "dst")):
-        out[f"{side}_name"] = names[i * n:(i + 1) * n]
-        out[f"{side}_roles"] = roles_text[i * n:(i + 1) * n]
-        out[f"{side}_name_source"] = name_sources[i * n:(i + 1) * n]
-    if rpc_endpoints is not None:
-        from auditor.dissect.rpc import annotate_flows
-
-        annotated = annotate_flows(out, rpc_endpoints)
-        out["rpc_interface"] = annotated["rpc_interface"].astype(object)
-        out["rpc_evidence"] = annotated["rpc_evidence"].astype(object)
-    else:
-        out["rpc_interface"] = ""
-        out["rpc_evidence"] = ""
-
-    path_id, paths = prepared.path_id, prepared.paths
-    # Strict paths (client, Internet, Edge) accept the bare Windows range only with RPC evidence
-    # for the flow, once discovery ran: a client reaching a mailbox on 64327 is no RPC call.
-    evidenced = None
-    if rpc_endpoints is not None:
-        evidenced = np.zeros(len(paths), dtype=bool)
-        np.logical_or.at(evidenced, path_id, (out["rpc_evidence"] != "").to_numpy())
-    match = match_flows(out, path_id, paths, by_ip, match_table, catalogue, evidenced,  # rpc_rules
-                        rpc_endpoints, rpc_binds, _best_rule)
-    out[list(match.columns)] = match.to_numpy()  # rule, src_role, dst_role, rpc_interface
-    out = match_icmp(out, by_ip, catalogue)  # icmp/icmpv6 rules match by type, not port
-    services = {r.id: r.service for r in catalogue.rules}
-    by_port = out["dst_port"].astype(np.int64).map(PORT_SERVICES)
-    by_port = by_port.where(out["rpc_interface"] == "", "rpc")
-    out["service"] = out["rule"].map(services).fillna(by_port).fillna("").astype(object)
-    out["documented"] = (out["rule"] != "").to_numpy()
-
-    control = control_messages(out)
-    state = out["state"]
-    silent_udp = (state == "udp_unanswered") & out["documented"] & out["service"].isin(
-        options.udp_request_services
-    )
-    verdict = np.select(
-        [control, state == "rejected", state == "unanswered", silent_udp, out["documented"]],
-        ["expected", "rejected", "unanswered", "unanswered", "expected"],
-        default="unexpected",
-    )
-    out["verdict"] = cut_off_verdicts(out, local_verdicts(out, verdict))
-    out.loc[control, "service"] = "icmp"
-    return split_flow_roles(out, hosts)[column_names(AUDIT_FLOW_COLUMNS)]
-
-
-def _factorize_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Number the distinct rows of a frame; return each row's number and the distinct rows."""
-    codes = np.zeros(len(frame), dtype=np.int64)
-    for col in frame.columns:
-        col_codes, uniques = pd.factorize(frame[col])
-        # re-number after each column so the combined code never overflows
-        codes = pd.factorize(codes * (len(uniques) + 1) + col_codes)[0].astype(np.int64)
-    n = int(codes.max()) + 1 if len(codes) else 0
-    first = np.full(n, len(frame), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(frame)))
-    return codes, frame.iloc[first].reset_index(drop=True)
-
-
-def control_messages(flows: pd.DataFrame) -> pd.Series:
-    """True for ICMP errors: they answer other flows (whose refusal is reported there), so they are
-    no findings, and pictures and rule requests leave them out."""
-    control = pd.Series(False, index=flows.index)
-    for proto, types in ICMP_CONTROL.items():
-        control |= (flows["proto"] == proto) & flows["icmp_type"].isin(types).fillna(False)
-    return control.astype(bool)
-
-
-def without_control_messages(flows: pd.DataFrame) -> pd.DataFrame:
-    """Flows without ICMP errors: those answer other flows, which already show the refusal."""
-    if flows.empty or "icmp_type" not in flows:
-        return flows
-    return flows[~control_messages(flows).to_numpy()]
-
-
-def _best_rule(paths: pd.DataFrame, roles: pd.Series, match_table, catalogue,
-               evidenced: np.ndarray | None = None) -> pd.DataFrame:
-    """Per distinct path, the best matching rule and the role pair it matched (NaN when none).
-
-    Exact ports beat dynamic ranges, narrow ranges beat wide ones, then catalogue order.
-    `evidenced` (per path: some flow has RPC evidence) is given when discovery ran; then a
-    strict rule's default dynamic range only matches evidenced paths.
-    """
-    result = pd.DataFrame(index=paths.index, columns=["rule", "src_role", "dst_role"], dtype=object)
-    if paths.empty or match_table.empty:
-        return result
-    pairs = pd.DataFrame(
-        {"path": paths.index, "src_role": paths["src_ip"].map(roles).to_numpy(),
-         "dst_role": paths["dst_ip"].map(roles).to_numpy(), "proto": paths["proto"].to_numpy(),
-         "port": paths["dst_port"].astype(np.int64).to_numpy(), "dst_ip": paths["dst_ip"].to_numpy()}
-    ).explode("src_role").explode("dst_role")
-    cand = pairs.merge(match_table, on=["src_role", "dst_role", "proto"], how="inner")
-    cand = cand[(cand["port"] >= cand["port_lo"]) & (cand["port"] <= cand["port_hi"])]
-    learned = set(match_table.loc[match_table["server_ip"] != "", "server_ip"])
-    server_ip = cand["server_ip"].fillna("")
-    cand = cand[(server_ip == cand["dst_ip"]) | ((server_ip == "") & (
-        ~cand["dynamic"] | ~cand["dst_ip"].isin(learned)))]
-    if evidenced is not None:
-        strict = {r.id for r in catalogue.rules if r.scope == "strict"}
-        bare_range = cand["dynamic"] & (cand["server_ip"].fillna("") == "")
-        unproven = bare_range & cand["rule_id"].isin(strict) & ~evidenced[cand["path"].to_numpy()]
-        cand = cand[~unproven]
-    if cand.empty:
-        return result
-    order = {r.id: i for i, r in enumerate(catalogue.rules)}
-    cand = cand.assign(
-        dyn=cand["dynamic"].astype(int), width=cand["port_hi"] - cand["port_lo"],
-        order=cand["rule_id"].map(order),
-    ).sort_values(["path", "dyn", "width", "order"], kind="stable")
-    best = cand.drop_duplicates("path").set_index("path")
-    result.loc[best.index, "rule"] = best["rule_id"]
-    result.loc[best.index, "src_role"] = best["src_role"]
-    result.loc[best.index, "dst_role"] = best["dst_role"]
-    return result
-
-
 def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
     """Observed / missing / not_applicable per catalogue rule."""
-    matched = audited[audited["rule"] != ""]
+    cols = audited[["rule", "flow_id", "src_ip", "dst_ip", "src_bytes", "dst_bytes"]]
+    matched = cols[(cols["rule"] != "").to_numpy()]
     stats = matched.assign(
         bytes=matched["src_bytes"] + matched["dst_bytes"],
-        pair=_factorize_rows(matched[["src_ip", "dst_ip"]])[0],
+        pair=distinct_rows(pd.factorize(matched["src_ip"])[0], pd.factorize(matched["dst_ip"])[0])[0],
     ).groupby("rule").agg(flows=("flow_id", "size"), bytes=("bytes", "sum"),
                           host_pairs=("pair", "nunique"))
+    stats = {col: stats[col].to_dict() for col in stats.columns}
     rows = []
     for rule in catalogue.rules:
         flows_n = int(stats["flows"].get(rule.id, 0))
@@ -323,9 +191,18 @@ def _severity_for(src_role: pd.Series, dst_role: pd.Series) -> np.ndarray:
     return np.select([high, medium], ["high", "medium"], default="low")
 
 
+# what a flow finding is made of (the rest of the audited flows is not copied for it)
+_FINDING_INPUTS = (
+    "verdict", "src_ip", "dst_ip", "proto", "dst_port", "src_name", "dst_name", "src_name_source",
+    "dst_name_source", "src_role", "dst_role", "documented", "rule", "service", "flow_id",
+    "src_packets", "dst_packets", "src_bytes", "dst_bytes", "first_seen", "last_seen", "icmp_type",
+    "icmp_code", "rpc_interface", "orientation", "src_version", "dst_version",
+)
+
+
 def _flow_findings(audited: pd.DataFrame, catalogue) -> pd.DataFrame:
     """Aggregate unexpected, rejected and unanswered flows per (kind, src, dst, proto, port)."""
-    bad = audited[audited["verdict"] != "expected"]
+    bad = audited[list(_FINDING_INPUTS)][(audited["verdict"] != "expected").to_numpy()]
     if bad.empty:
         return empty_frame(FINDING_COLUMNS)
     bad = bad.assign(
@@ -401,8 +278,9 @@ def _missing_findings(audited, rules, catalogue, inventory, hosts, options) -> p
             detail=f"{rule.id} ({rule.service}) expected but never observed",
         ))
     seen_ips = set(pd.unique(pd.concat([audited["src_ip"], audited["dst_ip"]], ignore_index=True)))
-    ok = audited[(audited["rule"] != "") & (audited["verdict"] == "expected")]
-    users_of = ok[["rule", "src_ip"]].drop_duplicates().groupby("rule")["src_ip"].agg(set)
+    cols = audited[["rule", "src_ip"]]
+    ok = cols[((audited["rule"] != "") & (audited["verdict"] == "expected")).to_numpy()]
+    users_of = ok.drop_duplicates().groupby("rule")["src_ip"].agg(set)
     for rule_row in rules[rules["status"] == "observed"].itertuples(index=False):
         rule = by_id[rule_row.id]
         if not (rule.expected and set(rule.destination) & set(options.per_host_missing_roles)):

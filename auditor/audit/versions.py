@@ -169,11 +169,11 @@ def split_flow_roles(flows: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
         found = np.array([version.get(ip, "") for ip in uniques] + [""], dtype=object)
         out[f"{side}_version"] = found[codes]  # code -1 (missing address) takes the last ""
         for col in (f"{side}_role", f"{side}_roles"):
-            out[col] = _plain(out[col])
+            out[col] = plain_roles(out[col])
     return out
 
 
-def _plain(values: pd.Series) -> pd.Series:
+def plain_roles(values: pd.Series) -> pd.Series:
     """Qualified role text (also ';'/'|'-joined lists) without the versions."""
     codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=False)
     plain = np.array([_plain_text(u) for u in uniques], dtype=object)
@@ -201,7 +201,7 @@ def finish(result, plan: VersionPlan):
         source=result.rules["id"].map(lambda i: ";".join(by_id[i].source)).astype(object),
         destination=result.rules["id"].map(lambda i: ";".join(by_id[i].destination)).astype(object),
     ) if not result.rules.empty else result.rules
-    hosts = result.hosts.assign(roles=_plain(result.hosts["roles"])) if not result.hosts.empty \
+    hosts = result.hosts.assign(roles=plain_roles(result.hosts["roles"])) if not result.hosts.empty \
         else result.hosts
     summary = {**result.summary, "versions": list(plan.versions)}
     return dataclasses.replace(result, findings=findings, rules=rules, hosts=hosts,
@@ -219,7 +219,7 @@ def finish_findings(findings: pd.DataFrame, plan: VersionPlan) -> pd.DataFrame:
         out[f"{side}_version"] = [
             have or plan.by_ip.get(ip) or _version_of(role)
             for have, ip, role in zip(current, out[f"{side}_ip"], text, strict=True)]
-        out[f"{side}_role"] = _plain(text)
+        out[f"{side}_role"] = plain_roles(text)
     out["detail"] = [_versioned_detail(d, s, sv, t, tv, plan.mixed) for d, s, sv, t, tv in zip(
         out["detail"], out["src_role"], out["src_version"], out["dst_role"], out["dst_version"],
         strict=True)]

@@ -1,0 +1,171 @@
+"""The verdict of every flow: names, roles, rule, service and verdict, worked out per distinct key.
+
+Names and roles depend only on an address, rules on a path's match key (`rule_match`), services
+on the rule and the port: each is worked out once per distinct value and broadcast back to the
+flows with integer codes. The flow table is never copied under boolean masks; the audited frame
+(schema.AUDIT_FLOW_COLUMNS) is put together once, at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from auditor.audit.capture_end import cut_off_verdicts
+from auditor.audit.icmp_rules import match_icmp
+from auditor.audit.rpc_rules import match_flows
+from auditor.audit.scope import isin, local_verdicts
+from auditor.audit.versions import plain_roles
+from auditor.schema import AUDIT_FLOW_COLUMNS, FLOW_COLUMNS, column_names
+
+# ICMP messages that answer other traffic (unreachable, time exceeded, too big, ...), not flows
+ICMP_CONTROL = {"icmp": (3, 4, 5, 11, 12), "icmpv6": (1, 2, 3, 4)}
+PORT_SERVICES = {
+    25: "smtp", 587: "smtp", 53: "dns", 88: "kerberos", 464: "kerberos", 389: "ldap", 636: "ldap",
+    3268: "ldap", 3269: "ldap", 135: "rpc", 445: "smb", 139: "netbios", 137: "netbios",
+    138: "netbios", 80: "http", 443: "http", 123: "ntp", 5060: "sip", 5061: "sip",
+    64327: "replication", 3343: "cluster", 50636: "ldap", 3389: "management", 5985: "management",
+    5986: "management", 110: "pop3", 995: "pop3", 143: "imap", 993: "imap",
+}
+# what annotate_flows reads of a flow (the rest of the table need not be copied for it)
+_RPC_ANNOTATION_COLUMNS = ("flow_id", "src_ip", "src_port", "dst_ip", "dst_port", "proto",
+                           "first_seen", "last_seen", "client_payload_head")
+# audited columns that keep plain Python objects (the rest become text columns)
+_OBJECT_COLUMNS = ("src_roles", "dst_roles", "src_role", "dst_role", "service")
+
+
+def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options,
+             rpc_binds) -> pd.DataFrame:
+    """Attach names, roles, the matching rule and a verdict to every flow (AUDIT_FLOW_COLUMNS).
+
+    `prepared` (verdicts.PreparedFlows) numbers the flows' addresses and paths; `hosts` has one
+    row per address (ip, name, name_source, roles as qualified tuples, version).
+    """
+    n = len(flows)
+    by_ip = hosts.assign(
+        roles_text=hosts["roles"].map(";".join), first_role=hosts["roles"].map(lambda r: r[0])
+    ).set_index("ip")
+    codes, uniques = prepared.addr_codes, prepared.addr_uniques
+    row = by_ip.index.get_indexer(uniques)
+    new: dict[str, object] = {}
+    per_address = {
+        "name": by_ip["name"].to_numpy(dtype=object)[row],
+        "name_source": by_ip["name_source"].to_numpy(dtype=object)[row],
+        "roles": plain_roles(pd.Series(by_ip["roles_text"].to_numpy(dtype=object)[row],
+                                       dtype=object)).to_numpy(dtype=object),
+        "version": _address_versions(by_ip, row),
+    }
+    side_codes = {"src": codes[:n], "dst": codes[n:2 * n]}
+    for side, at in side_codes.items():
+        new[f"{side}_name"] = per_address["name"][at]  # code -1 takes the last, as it always did
+        new[f"{side}_roles"] = per_address["roles"][at]
+        new[f"{side}_name_source"] = per_address["name_source"][at]
+    rpc_interface, rpc_evidence = _rpc_annotation(flows, rpc_endpoints)
+
+    path_id, paths = prepared.path_id, prepared.paths
+    # Strict paths (client, Internet, Edge) accept the bare Windows range only with RPC evidence
+    # for the flow, once discovery ran: a client reaching a mailbox on 64327 is no RPC call.
+    evidenced = None
+    if rpc_endpoints is not None:
+        evidenced = np.zeros(len(paths), dtype=bool)
+        np.logical_or.at(evidenced, path_id, np.asarray(rpc_evidence != "", dtype=bool))
+    match = match_flows(flows, path_id, paths, by_ip, match_table, catalogue, evidenced,
+                        rpc_endpoints, rpc_binds, rpc_interface)
+    match = match_icmp(flows, match, by_ip, catalogue)  # icmp/icmpv6 rules match by type
+    rule = match["rule"]
+    documented = np.asarray(rule != "", dtype=bool)
+    proto = flows["proto"].to_numpy(dtype=object)
+    icmp_type = flows["icmp_type"]
+    service = _services(rule, flows["dst_port"].to_numpy(), match["rpc_interface"], catalogue)
+
+    control = control_mask(proto, icmp_type)
+    state = flows["state"].to_numpy(dtype=object)
+    silent_udp = (state == "udp_unanswered") & documented & isin(
+        service, options.udp_request_services)
+    verdict = np.select(
+        [control, state == "rejected", state == "unanswered", silent_udp, documented],
+        ["expected", "rejected", "unanswered", "unanswered", "expected"],
+        default="unexpected",
+    )
+    local = {"src_role": match["src_role"], "dst_role": match["dst_role"],
+             "documented": documented, "proto": proto, "icmp_type": icmp_type,
+             "dst_port": flows["dst_port"].to_numpy()}
+    verdict = cut_off_verdicts(flows, local_verdicts(local, verdict))
+    service = np.where(control, "icmp", service).astype(object)
+
+    for side in ("src", "dst"):
+        new[f"{side}_role"] = plain_roles(pd.Series(match[f"{side}_role"], dtype=object)).to_numpy(
+            dtype=object)
+        version = np.append(per_address["version"], "")  # code -1 (no address): no version
+        new[f"{side}_version"] = version[side_codes[side]]
+    new.update(rule=rule, service=service, rpc_interface=match["rpc_interface"],
+               rpc_evidence=rpc_evidence, documented=documented, verdict=verdict)
+    return _audited_frame(flows, new)
+
+
+def _address_versions(by_ip: pd.DataFrame, row: np.ndarray) -> np.ndarray:
+    """Per distinct address, its host's Exchange version ('' when none)."""
+    if "version" not in by_ip:
+        return np.full(len(row), "", dtype=object)
+    version = by_ip["version"].to_numpy(dtype=object)[row]
+    return np.where(row >= 0, version, "").astype(object)
+
+
+def _rpc_annotation(flows: pd.DataFrame, endpoints: pd.DataFrame | None):
+    """Per flow, the RPC interface and evidence discovery learned for its server port ('' and
+    the text column '' when discovery did not run)."""
+    if endpoints is None:
+        return np.full(len(flows), "", dtype=object), ""
+    from auditor.dissect.rpc import annotate_flows
+
+    narrow = flows[[c for c in _RPC_ANNOTATION_COLUMNS if c in flows.columns]]
+    annotated = annotate_flows(narrow, endpoints)
+    return (annotated["rpc_interface"].to_numpy(dtype=object),
+            annotated["rpc_evidence"].to_numpy(dtype=object))
+
+
+def _services(rule: np.ndarray, dst_port: np.ndarray, rpc_interface: np.ndarray,
+              catalogue) -> np.ndarray:
+    """Service family per flow: its rule's, else 'rpc' with an RPC interface, else the port's."""
+    services = {r.id: r.service for r in catalogue.rules}
+    rule_codes, rules = pd.factorize(pd.Series(rule, dtype=object))
+    by_rule = np.array([services.get(r) for r in rules] + [None], dtype=object)[rule_codes]
+    port_codes, ports = pd.factorize(np.asarray(dst_port, dtype=np.int64))
+    by_port = np.array([PORT_SERVICES.get(int(p)) for p in ports] + [None],
+                       dtype=object)[port_codes]
+    by_port = np.where(rpc_interface == "", by_port, "rpc")
+    out = np.where(pd.isna(by_rule), by_port, by_rule)
+    return np.where(pd.isna(out), "", out).astype(object)
+
+
+def control_mask(proto, icmp_type) -> np.ndarray:
+    """Per flow, whether it is an ICMP error (ICMP_CONTROL), from its proto and icmp_type."""
+    types = pd.Series(icmp_type).to_numpy(dtype=float, na_value=np.nan)
+    control = np.zeros(len(types), dtype=bool)
+    for name, errors in ICMP_CONTROL.items():
+        control |= isin(proto, (name,)) & np.isin(types, errors)
+    return control
+
+
+def control_messages(flows: pd.DataFrame) -> pd.Series:
+    """True for ICMP errors: they answer other flows (whose refusal is reported there), so they are
+    no findings, and pictures and rule requests leave them out."""
+    return pd.Series(control_mask(flows["proto"], flows["icmp_type"]), index=flows.index)
+
+
+def without_control_messages(flows: pd.DataFrame) -> pd.DataFrame:
+    """Flows without ICMP errors: those answer other flows, which already show the refusal."""
+    if flows.empty or "icmp_type" not in flows:
+        return flows
+    return flows[~control_messages(flows).to_numpy()]
+
+
+def _audited_frame(flows: pd.DataFrame, new: dict) -> pd.DataFrame:
+    """The flows' own columns and the audit's, in schema order, with the flows' index."""
+    data = {name: flows[name] for name in column_names(FLOW_COLUMNS)}
+    for name in column_names(AUDIT_FLOW_COLUMNS)[len(data):]:
+        values = new[name]
+        if name in _OBJECT_COLUMNS or (name == "rpc_evidence" and not isinstance(values, str)):
+            values = pd.Series(values, index=flows.index, dtype=object)
+        data[name] = values
+    return pd.DataFrame(data, index=flows.index, copy=False)
