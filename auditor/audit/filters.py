@@ -32,21 +32,42 @@ def display_filter(src_ip, dst_ip, proto, dst_port) -> str:
             field = _addr_field(ip)
             if field:
                 parts.append(field)
+    tail = _l4_part(proto, dst_port)
+    return " && ".join(parts + [tail] if tail else parts)
+
+
+def _l4_part(proto, dst_port) -> str:
+    """The protocol (and port) part of a display filter, '' when unknown."""
     proto = str(proto) if isinstance(proto, str) else ""
     port = None if dst_port is None or pd.isna(dst_port) else int(dst_port)
     if proto in ("tcp", "udp") and port:
-        parts.append(f"{proto}.port=={port}")
-    elif proto in _L4:
-        parts.append(_L4[proto])
-    elif proto.isdigit():
-        parts.append(f"ip.proto=={int(proto)}")
-    return " && ".join(parts)
+        return f"{proto}.port=={port}"
+    if proto in _L4:
+        return _L4[proto]
+    if proto.isdigit():
+        return f"ip.proto=={int(proto)}"
+    return ""
 
 
 def display_filters(frame: pd.DataFrame) -> list[str]:
-    """display_filter for every row of a frame with src_ip, dst_ip, proto and dst_port."""
-    return [display_filter(*row) for row in zip(frame["src_ip"], frame["dst_ip"], frame["proto"],
-                                                frame["dst_port"], strict=True)]
+    """display_filter for every row of a frame with src_ip, dst_ip, proto and dst_port (each
+    distinct address parsed once: a finding table names few)."""
+    fields: dict = {}
+
+    def field(ip):
+        if not (isinstance(ip, str) and ip):
+            return None
+        if ip not in fields:
+            fields[ip] = _addr_field(ip)
+        return fields[ip]
+
+    out = []
+    for src, dst, proto, port in zip(frame["src_ip"], frame["dst_ip"], frame["proto"],
+                                     frame["dst_port"], strict=True):
+        parts = [f for f in (field(src), field(dst)) if f]
+        tail = _l4_part(proto, port)
+        out.append(" && ".join(parts + [tail] if tail else parts))
+    return out
 
 
 def tshark_command(capture: str, filter_text: str) -> str:

@@ -70,6 +70,8 @@ def _values(series: pd.Series, col: Column) -> list:
     if col.sep:
         port = col.name.endswith("ports")
         return [_split(v, col.sep, port) for v in values]
+    if isinstance(series.dtype, pd.StringDtype):
+        return values.tolist()  # text or None already
     return [_plain(v) for v in values]
 
 
