@@ -56,10 +56,10 @@ def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opti
         "version": _address_versions(by_ip, row),
     }
     side_codes = {"src": codes[:n], "dst": codes[n:2 * n]}
-    for side, at in side_codes.items():
-        new[f"{side}_name"] = per_address["name"][at]  # code -1 takes the last, as it always did
+    for side, at in side_codes.items():  # (values, codes) pairs: code -1 takes the last value
+        new[f"{side}_name"] = (per_address["name"], at)
         new[f"{side}_roles"] = per_address["roles"][at]
-        new[f"{side}_name_source"] = per_address["name_source"][at]
+        new[f"{side}_name_source"] = (per_address["name_source"], at)
     rpc_interface, rpc_evidence = _rpc_annotation(flows, rpc_endpoints)
 
     path_id, paths = prepared.path_id, prepared.paths
@@ -69,14 +69,15 @@ def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opti
     if rpc_endpoints is not None:
         evidenced = np.zeros(len(paths), dtype=bool)
         np.logical_or.at(evidenced, path_id, np.asarray(rpc_evidence != "", dtype=bool))
-    match = match_flows(flows, path_id, paths, by_ip, match_table, catalogue, evidenced,
+    ends = _path_ends(prepared, by_ip, row, side_codes)
+    match = match_flows(flows, path_id, paths, ends, match_table, catalogue, evidenced,
                         rpc_endpoints, rpc_binds, rpc_interface)
     match = match_icmp(flows, match, by_ip, catalogue)  # icmp/icmpv6 rules match by type
-    rule = match["rule"]
-    documented = np.asarray(rule != "", dtype=bool)
+    rule, rpc_interface = coded_text(match["rule"]), coded_text(match["rpc_interface"])
+    documented = (rule[0] != "")[rule[1]]
     proto = flows["proto"].to_numpy(dtype=object)
     icmp_type = flows["icmp_type"]
-    service = _services(rule, flows["dst_port"].to_numpy(), match["rpc_interface"], catalogue)
+    service = _services(rule, flows["dst_port"].to_numpy(), rpc_interface, catalogue)
 
     control = control_mask(proto, icmp_type)
     state = flows["state"].to_numpy(dtype=object)
@@ -97,10 +98,26 @@ def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opti
         new[f"{side}_role"] = plain_roles(pd.Series(match[f"{side}_role"], dtype=object)).to_numpy(
             dtype=object)
         version = np.append(per_address["version"], "")  # code -1 (no address): no version
-        new[f"{side}_version"] = version[side_codes[side]]
-    new.update(rule=rule, service=service, rpc_interface=match["rpc_interface"],
-               rpc_evidence=rpc_evidence, documented=documented, verdict=verdict)
+        new[f"{side}_version"] = (version, side_codes[side])
+    new.update(rule=rule, service=service, rpc_interface=rpc_interface,
+               rpc_evidence=rpc_evidence, documented=documented, verdict=coded_text(verdict))
     return _audited_frame(flows, new)
+
+
+def _path_ends(prepared, by_ip: pd.DataFrame, row: np.ndarray, side_codes: dict) -> dict:
+    """Per path: the role sets of its two ends and their first roles (NaN for an address
+    without a host row), from the address codes of the path's first flow."""
+    first = prepared.path_first
+    if first is None:  # a PreparedFlows made by hand: the first flow of each path
+        first = np.full(len(prepared.paths), len(prepared.path_id), dtype=np.int64)
+        np.minimum.at(first, prepared.path_id, np.arange(len(prepared.path_id)))
+    ends = {}
+    for what, column in (("roles", "roles"), ("first", "first_role")):
+        per_address = np.where(row >= 0, by_ip[column].to_numpy(dtype=object)[row], np.nan)
+        per_address = np.append(per_address, np.nan)  # code -1 (no address) takes the NaN
+        for side, codes in side_codes.items():
+            ends[f"{side}_{what}"] = per_address[codes[first]]
+    return ends
 
 
 def _address_versions(by_ip: pd.DataFrame, row: np.ndarray) -> np.ndarray:
@@ -124,16 +141,17 @@ def _rpc_annotation(flows: pd.DataFrame, endpoints: pd.DataFrame | None):
             annotated["rpc_evidence"].to_numpy(dtype=object))
 
 
-def _services(rule: np.ndarray, dst_port: np.ndarray, rpc_interface: np.ndarray,
-              catalogue) -> np.ndarray:
-    """Service family per flow: its rule's, else 'rpc' with an RPC interface, else the port's."""
+def _services(rule: tuple, dst_port: np.ndarray, rpc_interface: tuple, catalogue) -> np.ndarray:
+    """Service family per flow: its rule's, else 'rpc' with an RPC interface, else the port's
+    (`rule` and `rpc_interface`: coded_text pairs)."""
     services = {r.id: r.service for r in catalogue.rules}
-    rule_codes, rules = pd.factorize(pd.Series(rule, dtype=object))
-    by_rule = np.array([services.get(r) for r in rules] + [None], dtype=object)[rule_codes]
+    rules, rule_codes = rule
+    by_rule = np.array([services.get(r) for r in rules], dtype=object)[rule_codes]
     port_codes, ports = pd.factorize(np.asarray(dst_port, dtype=np.int64))
     by_port = np.array([PORT_SERVICES.get(int(p)) for p in ports] + [None],
                        dtype=object)[port_codes]
-    by_port = np.where(rpc_interface == "", by_port, "rpc")
+    no_interface = (rpc_interface[0] == "")[rpc_interface[1]]
+    by_port = np.where(no_interface, by_port, "rpc")
     out = np.where(pd.isna(by_rule), by_port, by_rule)
     return np.where(pd.isna(out), "", out).astype(object)
 
@@ -165,7 +183,34 @@ def _audited_frame(flows: pd.DataFrame, new: dict) -> pd.DataFrame:
     data = {name: flows[name] for name in column_names(FLOW_COLUMNS)}
     for name in column_names(AUDIT_FLOW_COLUMNS)[len(data):]:
         values = new[name]
+        if isinstance(values, tuple):
+            values = text_column(*values)
         if name in _OBJECT_COLUMNS or (name == "rpc_evidence" and not isinstance(values, str)):
             values = pd.Series(values, index=flows.index, dtype=object)
         data[name] = values
     return pd.DataFrame(data, index=flows.index, copy=False)
+
+
+def coded_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An object array as (distinct values, then None; per value its code): codes index the
+    distinct values, missing values take the trailing None."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return np.append(np.asarray(uniques, dtype=object), None), codes
+
+
+def text_column(values: np.ndarray, codes: np.ndarray):
+    """values[codes] (code -1: the last value) as the text column pandas would infer from that
+    object array, built by one Arrow take instead of converting every value."""
+    import pyarrow as pa
+
+    values = np.asarray(values, dtype=object)
+    if not len(codes) or not all(v is None or isinstance(v, str) for v in values):
+        return values[codes]  # pandas infers what it always did
+    codes = np.where(codes < 0, codes + len(values), codes)
+    taken = pa.array(list(values), type=pa.large_string()).take(pa.array(codes))
+    return pd.array(taken, dtype=_text_dtype())
+
+
+def _text_dtype():
+    """The dtype pandas infers for text (pandas 3: str, backed by Arrow large strings)."""
+    return pd.Series(np.array(["text"], dtype=object)).dtype

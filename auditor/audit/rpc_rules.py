@@ -125,24 +125,25 @@ def rule_accepts(rule, own: frozenset, at_port: frozenset, apps: frozenset) -> b
     return True
 
 
-def match_flows(flows: pd.DataFrame, path_id: np.ndarray, paths: pd.DataFrame,
-                by_ip: pd.DataFrame, match_table: pd.DataFrame, catalogue,
-                evidenced: np.ndarray | None, endpoints: pd.DataFrame | None,
-                binds: pd.DataFrame | None, rpc_interface: np.ndarray) -> dict[str, np.ndarray]:
+def match_flows(flows: pd.DataFrame, path_id: np.ndarray, paths: pd.DataFrame, ends: dict,
+                match_table: pd.DataFrame, catalogue, evidenced: np.ndarray | None,
+                endpoints: pd.DataFrame | None, binds: pd.DataFrame | None,
+                rpc_interface: np.ndarray) -> dict[str, np.ndarray]:
     """Per flow (object arrays): rule ('' when none), src_role, dst_role and rpc_interface.
 
     `rule_match.best_rules` is the port-and-role match; it runs once per distinct evidence
     signature over that signature's distinct match keys, with the match table cut to the rules
-    that accept the signature. Without a rule, a flow's roles are its ends' first roles
-    (`by_ip`: roles and first_role per address); `rpc_interface` is the annotated one per flow.
+    that accept the signature. `ends` has per path (row of `paths`) src_roles and dst_roles
+    (tuples) and src_first and dst_first, the roles a flow without a rule gets;
+    `rpc_interface` is the annotated one per flow.
     """
     path_id = np.asarray(path_id, dtype=np.int64)
     rule, src_role, dst_role, rpc_interface = _match(
-        flows, path_id, paths, by_ip["roles"], match_table, catalogue, evidenced, endpoints, binds,
+        flows, path_id, paths, ends, match_table, catalogue, evidenced, endpoints, binds,
         np.asarray(rpc_interface, dtype=object))
     out = {"rule": np.where(pd.isna(rule), "", rule).astype(object), "rpc_interface": rpc_interface}
     for side, role in (("src", src_role), ("dst", dst_role)):
-        default = paths[f"{side}_ip"].map(by_ip["first_role"]).to_numpy(dtype=object)[path_id]
+        default = ends[f"{side}_first"][path_id]
         out[f"{side}_role"] = np.where(pd.isna(role), default, role).astype(object)
     return out
 
@@ -169,7 +170,7 @@ def _signatures(flows, paths, path_id, endpoints, binds, constrained):
     return codes, uniques, (own_codes, own_sets)
 
 
-def _match(flows, path_id, paths, roles, match_table, catalogue, evidenced, endpoints, binds,
+def _match(flows, path_id, paths, ends, match_table, catalogue, evidenced, endpoints, binds,
            rpc_interface):
     n = len(flows)
     rule, src_role, dst_role = (np.full(n, None, dtype=object) for _ in range(3))
@@ -178,8 +179,7 @@ def _match(flows, path_id, paths, roles, match_table, catalogue, evidenced, endp
     constrained = [r for r in catalogue.rules if r.interfaces or r.app_protocol]
     sig, signatures, own = _signatures(flows, paths, path_id, endpoints, binds, constrained)
     # the match key of each path: role sets of its ends, protocol, port, learned server, evidence
-    src_roles = paths["src_ip"].map(roles).to_numpy(dtype=object)
-    dst_roles = paths["dst_ip"].map(roles).to_numpy(dtype=object)
+    src_roles, dst_roles = ends["src_roles"], ends["dst_roles"]
     learned = learned_servers(match_table)
     dst_ip = paths["dst_ip"].to_numpy(dtype=object)
     server = np.where([ip in learned for ip in dst_ip], dst_ip, "").astype(object)
