@@ -43,11 +43,16 @@ def cut_off_verdicts(flows: pd.DataFrame, verdict: np.ndarray) -> np.ndarray:
     end, _ = capture_span(flows)
     if end is None:
         return verdict
-    window = flows["proto"].map(RETRY_WINDOW_S).fillna(0.0).to_numpy(dtype=float)
-    before_end = (end - flows["first_seen"]).dt.total_seconds().to_numpy(dtype=float)
-    tried = (flows["last_seen"] - flows["first_seen"]).dt.total_seconds().to_numpy(dtype=float)
-    late = (verdict == "unanswered") & (before_end <= window) & (tried < FIRST_RETRY_S)
-    return np.where(late, "cut_off", verdict).astype(object)
+    out = np.asarray(verdict).astype(object)
+    rows = np.flatnonzero(out == "unanswered")  # only these can be cut off: few of all flows
+    if not len(rows):
+        return out
+    sub = flows[["proto", "first_seen", "last_seen"]].iloc[rows]
+    window = sub["proto"].map(RETRY_WINDOW_S).fillna(0.0).to_numpy(dtype=float)
+    before_end = (end - sub["first_seen"]).dt.total_seconds().to_numpy(dtype=float)
+    tried = (sub["last_seen"] - sub["first_seen"]).dt.total_seconds().to_numpy(dtype=float)
+    out[rows[(before_end <= window) & (tried < FIRST_RETRY_S)]] = "cut_off"
+    return out
 
 
 def settle_findings(findings: pd.DataFrame, flows: pd.DataFrame, options=None) -> pd.DataFrame:

@@ -62,8 +62,9 @@ def display_filters(frame: pd.DataFrame) -> list[str]:
         return fields[ip]
 
     out = []
-    for src, dst, proto, port in zip(frame["src_ip"], frame["dst_ip"], frame["proto"],
-                                     frame["dst_port"], strict=True):
+    for src, dst, proto, port in zip(frame["src_ip"].tolist(), frame["dst_ip"].tolist(),
+                                     frame["proto"].tolist(), frame["dst_port"].tolist(),
+                                     strict=True):
         parts = [f for f in (field(src), field(dst)) if f]
         tail = _l4_part(proto, port)
         out.append(" && ".join(parts + [tail] if tail else parts))

@@ -72,7 +72,8 @@ def icmp_rule_notes(findings: pd.DataFrame, catalogue, shown: int = 3) -> dict[i
     allow its type for other roles, or saying that no rule does."""
     notes = {}
     for pos, (documented, proto, icmp) in enumerate(zip(
-            findings["documented"], findings["proto"], findings["icmp"], strict=True)):
+            findings["documented"].tolist(), findings["proto"].tolist(), findings["icmp"].tolist(),
+            strict=True)):
         if documented or proto not in ICMP_PROTOS:
             continue
         raw = str(icmp).split("/")[0]

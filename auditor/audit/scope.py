@@ -97,11 +97,18 @@ def with_scope_roles(hosts: pd.DataFrame, inventory) -> pd.DataFrame:
     return out
 
 
+def coded(values) -> tuple[np.ndarray, np.ndarray]:
+    """pd.factorize of a column (a Series or any array): per value its code, and the distinct
+    values; `isin` takes the pair to test several sets without factorizing again."""
+    return pd.factorize(values if isinstance(values, pd.Series) else np.asarray(values,
+                                                                                dtype=object))
+
+
 def isin(values, allowed) -> np.ndarray:
     """Per value, whether it is one of `allowed` (False for missing values), worked out once per
-    distinct value: a flow table holds few distinct roles or protocols."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object) if not isinstance(
-        values, pd.Series) else values)
+    distinct value: a flow table holds few distinct roles or protocols. `values`: a column, or
+    its `coded` pair."""
+    codes, uniques = values if isinstance(values, tuple) else coded(values)
     allowed = set(allowed)
     hit = np.array([u in allowed for u in uniques] + [False], dtype=bool)
     return hit[codes]  # code -1 (missing) takes the last False
@@ -114,7 +121,7 @@ def local_verdicts(flows, verdict: np.ndarray) -> np.ndarray:
     `flows`: a frame or a mapping of per-flow arrays (src_role, dst_role, documented, proto,
     icmp_type, dst_port).
     """
-    src_role, dst_role, proto = flows["src_role"], flows["dst_role"], flows["proto"]
+    src_role, dst_role, proto = (coded(flows[c]) for c in ("src_role", "dst_role", "proto"))
     icmp_type = pd.Series(flows["icmp_type"]).to_numpy(dtype=float, na_value=np.nan)
     to_group = isin(dst_role, _GROUP_ROLES)
     silent = to_group & (verdict == "unanswered")

@@ -21,7 +21,8 @@ def rule_notes(findings: pd.DataFrame, catalogue) -> list[str]:
     icmp = icmp_rule_notes(findings, catalogue, _SHOWN) if "icmp" in findings else {}
     notes = []
     for pos, (documented, proto, port) in enumerate(zip(
-            findings["documented"], findings["proto"], findings["dst_port"], strict=True)):
+            findings["documented"].tolist(), findings["proto"].tolist(),
+            findings["dst_port"].tolist(), strict=True)):
         if pos in icmp:  # ICMP has types, not ports (audit/icmp_rules.py)
             notes.append(icmp[pos])
             continue
