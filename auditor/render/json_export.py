@@ -6,7 +6,7 @@ import json
 from importlib import resources
 
 from auditor.audit.verdicts import AuditResult
-from auditor.render.json_tables import records
+from auditor.render.json_tables import records, records_json
 from auditor.schema import (
     FINDING_COLUMNS,
     RPC_ENDPOINT_COLUMNS,
@@ -30,6 +30,20 @@ RPC_FIELDS = ("server_ip", "port", "proto", "interface_uuid", "interface", "evid
 
 def result_to_dict(result: AuditResult) -> dict:
     """The JSON document of an audit (schema_version, captures, summary, findings, rules, rpc)."""
+    return _document(result, records(result.findings, FINDING_COLUMNS, FINDING_FIELDS))
+
+
+def result_to_json(result: AuditResult) -> str:
+    """The JSON document as text: json.dumps of result_to_dict, byte for byte, with the findings
+    made a chunk of rows at a time (json_tables.records_json) instead of a dict per finding."""
+    # no indent: only then does the json module use its C encoder (5x faster on big audits)
+    parts = [f"{json.dumps(key)}: " + (
+        records_json(result.findings, FINDING_COLUMNS, FINDING_FIELDS) if key == "findings"
+        else json.dumps(value, ensure_ascii=False)) for key, value in _document(result).items()]
+    return "{" + ", ".join(parts) + "}\n"
+
+
+def _document(result: AuditResult, findings: list | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "captures": [
@@ -42,17 +56,11 @@ def result_to_dict(result: AuditResult) -> dict:
         ],
         "summary": dict(result.summary),
         "warnings": list(result.warnings),
-        "findings": records(result.findings, FINDING_COLUMNS, FINDING_FIELDS),
+        "findings": findings,
         "rules": records(result.rules, RULE_STATUS_COLUMNS, RULE_FIELDS),
         "rpc": records(result.rpc, RPC_ENDPOINT_COLUMNS, RPC_FIELDS),
         "rpc_ranges": records(result.rpc_ranges, RPC_RANGE_COLUMNS),
     }
-
-
-def result_to_json(result: AuditResult) -> str:
-    """The JSON document as text."""
-    # no indent: only then does the json module use its C encoder (5x faster on big audits)
-    return json.dumps(result_to_dict(result), ensure_ascii=False) + "\n"
 
 
 def json_schema() -> dict:

@@ -51,6 +51,17 @@ def records(frame: pd.DataFrame | None, columns: Sequence[Column],
     return [dict(zip(names, row, strict=True)) for row in zip(*out.values(), strict=True)]
 
 
+def records_json(frame: pd.DataFrame | None, columns: Sequence[Column],
+                 fields: Sequence[str] | None = None, chunk_rows: int = 2048) -> str:
+    """`json.dumps(records(...), ensure_ascii=False)`, the same text, made a chunk of rows at a
+    time: a big finding table never exists as one Python dict per row."""
+    if frame is None or frame.empty:
+        return "[]"
+    parts = [json.dumps(records(frame.iloc[start:start + chunk_rows], columns, fields),
+                        ensure_ascii=False)[1:-1] for start in range(0, len(frame), chunk_rows)]
+    return "[" + ", ".join(parts) + "]"
+
+
 def _values(series: pd.Series, col: Column) -> list:
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         values = series.dt.tz_convert(None).to_numpy()
