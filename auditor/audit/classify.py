@@ -14,7 +14,7 @@ import pandas as pd
 from auditor.audit.capture_end import cut_off_verdicts
 from auditor.audit.icmp_rules import match_icmp
 from auditor.audit.rpc_rules import match_flows
-from auditor.audit.scope import isin, local_verdicts
+from auditor.audit.scope import coded, isin, local_verdicts
 from auditor.audit.versions import plain_roles
 from auditor.schema import AUDIT_FLOW_COLUMNS, FLOW_COLUMNS, column_names
 
@@ -75,16 +75,16 @@ def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opti
     match = match_icmp(flows, match, by_ip, catalogue)  # icmp/icmpv6 rules match by type
     rule, rpc_interface = coded_text(match["rule"]), coded_text(match["rpc_interface"])
     documented = (rule[0] != "")[rule[1]]
-    proto = flows["proto"].to_numpy(dtype=object)
+    proto = coded(flows["proto"])  # codes into the few distinct values: no text per flow
     icmp_type = flows["icmp_type"]
     service = _services(rule, flows["dst_port"].to_numpy(), rpc_interface, catalogue)
 
     control = control_mask(proto, icmp_type)
-    state = flows["state"].to_numpy(dtype=object)
-    silent_udp = (state == "udp_unanswered") & documented & isin(
+    state = coded(flows["state"])
+    silent_udp = isin(state, ("udp_unanswered",)) & documented & isin(
         service, options.udp_request_services)
     verdict = np.select(
-        [control, state == "rejected", state == "unanswered", silent_udp, documented],
+        [control, isin(state, ("rejected",)), isin(state, ("unanswered",)), silent_udp, documented],
         ["expected", "rejected", "unanswered", "unanswered", "expected"],
         default="unexpected",
     )

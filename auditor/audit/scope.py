@@ -99,7 +99,10 @@ def with_scope_roles(hosts: pd.DataFrame, inventory) -> pd.DataFrame:
 
 def coded(values) -> tuple[np.ndarray, np.ndarray]:
     """pd.factorize of a column (a Series or any array): per value its code, and the distinct
-    values; `isin` takes the pair to test several sets without factorizing again."""
+    values; `isin` takes the pair to test several sets without factorizing again (a pair is
+    returned as it is)."""
+    if isinstance(values, tuple):
+        return values
     return pd.factorize(values if isinstance(values, pd.Series) else np.asarray(values,
                                                                                 dtype=object))
 
@@ -108,7 +111,7 @@ def isin(values, allowed) -> np.ndarray:
     """Per value, whether it is one of `allowed` (False for missing values), worked out once per
     distinct value: a flow table holds few distinct roles or protocols. `values`: a column, or
     its `coded` pair."""
-    codes, uniques = values if isinstance(values, tuple) else coded(values)
+    codes, uniques = coded(values)
     allowed = set(allowed)
     hit = np.array([u in allowed for u in uniques] + [False], dtype=bool)
     return hit[codes]  # code -1 (missing) takes the last False

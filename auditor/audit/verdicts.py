@@ -146,14 +146,7 @@ def _with_capture_names(hosts: pd.DataFrame, names: pd.DataFrame | None) -> pd.D
 
 def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
     """Observed / missing / not_applicable per catalogue rule."""
-    cols = audited[["rule", "flow_id", "src_ip", "dst_ip", "src_bytes", "dst_bytes"]]
-    matched = cols[(cols["rule"] != "").to_numpy()]
-    stats = matched.assign(
-        bytes=matched["src_bytes"] + matched["dst_bytes"],
-        pair=distinct_rows(pd.factorize(matched["src_ip"])[0], pd.factorize(matched["dst_ip"])[0])[0],
-    ).groupby("rule").agg(flows=("flow_id", "size"), bytes=("bytes", "sum"),
-                          host_pairs=("pair", "nunique"))
-    stats = {col: stats[col].to_dict() for col in stats.columns}
+    stats = _rule_stats(audited)
     rows = []
     for rule in catalogue.rules:
         flows_n = int(stats["flows"].get(rule.id, 0))
@@ -168,6 +161,24 @@ def _rule_status(audited, catalogue, inventory, hosts) -> pd.DataFrame:
             "host_pairs": int(stats["host_pairs"].get(rule.id, 0)),
         })
     return typed_frame(rows, RULE_STATUS_COLUMNS)
+
+
+def _rule_stats(audited: pd.DataFrame) -> dict[str, dict]:
+    """flows, bytes and host_pairs (distinct src_ip, dst_ip) per rule id the flows matched."""
+    codes, rules = pd.factorize(audited["rule"])
+    rules = np.asarray(rules, dtype=object)
+    keep = np.flatnonzero((codes >= 0) & np.append(rules != "", False)[codes])
+    codes = codes[keep]
+    flows = np.bincount(codes, minlength=len(rules))
+    volume = np.zeros(len(rules), dtype=np.int64)
+    np.add.at(volume, codes, (audited["src_bytes"].to_numpy(dtype=np.int64)
+                              + audited["dst_bytes"].to_numpy(dtype=np.int64))[keep])
+    _, first = distinct_rows(codes, pd.factorize(audited["src_ip"])[0][keep],
+                             pd.factorize(audited["dst_ip"])[0][keep])
+    pairs = np.bincount(codes[first], minlength=len(rules))
+    seen = np.flatnonzero(flows)
+    return {name: {rules[i]: int(values[i]) for i in seen}
+            for name, values in (("flows", flows), ("bytes", volume), ("host_pairs", pairs))}
 
 
 def _applicable(rule, inventory) -> bool:
@@ -281,13 +292,12 @@ def _missing_findings(audited, rules, catalogue, inventory, hosts, options) -> p
             detail=f"{rule.id} ({rule.service}) expected but never observed",
         ))
     seen_ips = set(pd.unique(pd.concat([audited["src_ip"], audited["dst_ip"]], ignore_index=True)))
-    cols = audited[["rule", "src_ip"]]
-    ok = cols[((audited["rule"] != "") & (audited["verdict"] == "expected")).to_numpy()]
-    users_of = ok.drop_duplicates().groupby("rule")["src_ip"].agg(set)
+    users_of = None
     for rule_row in rules[rules["status"] == "observed"].itertuples(index=False):
         rule = by_id[rule_row.id]
         if not (rule.expected and set(rule.destination) & set(options.per_host_missing_roles)):
             continue
+        users_of = _rule_users(audited) if users_of is None else users_of
         users = users_of.get(rule.id, set())
         for host in inventory.hosts:
             role = next((r for r in host.roles if r in rule.source), None)
@@ -304,6 +314,13 @@ def _missing_findings(audited, rules, catalogue, inventory, hosts, options) -> p
     if not rows:
         return empty_frame(FINDING_COLUMNS)
     return pd.DataFrame(rows)[column_names(FINDING_COLUMNS)]
+
+
+def _rule_users(audited: pd.DataFrame) -> dict[str, set]:
+    """Per rule id, the source addresses of its expected flows."""
+    cols = audited[["rule", "src_ip"]]
+    ok = cols[((audited["rule"] != "") & (audited["verdict"] == "expected")).to_numpy()]
+    return ok.drop_duplicates().groupby("rule")["src_ip"].agg(set).to_dict()
 
 
 def _hosts_with(inventory, roles: Sequence[str]) -> list:
