@@ -139,13 +139,14 @@ class RangeJoin:
         fp.parts = fp.candidates = None
         return True
 
-    def finish(self, sort: bool = True) -> FilePartial | None:
+    def finish(self, sort: bool = True, grouped: bool = False) -> FilePartial | None:
         """The file's partial (pids from 0), or None when only one read is exact.
 
-        `sort=False` leaves the partials in store order (for a set's store to merge)."""
+        `sort=False` leaves the partials in store order (for a set's store to merge);
+        `grouped=True` only keeps each conversation's together (`PartialStore.finish`)."""
         if self.store is None or len(self.infos) != self.pieces:
             return None
-        merged, cand = self.store.finish(sort)
+        merged, cand = self.store.finish(sort, grouped)
         self.store = None
         infos = self.infos
         skipped: Counter[str] = Counter()

@@ -193,6 +193,7 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
     ctx = _context()
     pieces = Counter(i for i, rng in tasks if rng is not None)
     # a set of one file (or a file for the cache): its join sorts, as a single read does
+    # (enough for finish_flows when not for the cache: each conversation's rows together)
     one = len(paths) == 1 or merger.on_file is not None
     joins = {i: RangeJoin(str(paths[i]), n, flow_options, rpc_options) for i, n in pieces.items()}
     redo = {}
@@ -223,7 +224,7 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
                 join = joins[i]
                 if join.add(*result):
                     if len(join.infos) == join.pieces:
-                        merger.add(i, join.finish(sort=one))
+                        merger.add(i, join.finish(sort=one, grouped=merger.on_file is None))
                         del joins[i]
                 elif i not in redo:  # an edge a range cannot see: one read is exact
                     log.info("%s: read again in one piece (its byte ranges are not "
