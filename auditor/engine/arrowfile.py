@@ -4,8 +4,8 @@ Parquet suits the per-file entries (small, written once per file); a cache hit o
 observation wants its frames back at once, and Parquet costs a decode of every page plus, on the
 first read of a process, some 0.3 s of CPU to set pyarrow's Parquet reader up. An Arrow file holds
 the columns as they lie in memory: reading it maps the file, checks its CRC and wraps the buffers,
-with no per-row work; text columns stay in the mapped file (pandas' Arrow-backed `str` dtype wraps
-them as they are), numbers are copied once into pandas' blocks. pandas' metadata in the file
+with no per-row work: every column stays in the mapped file (pandas' Arrow-backed `str` dtype wraps
+text as it is; numbers become one read-only block per column). pandas' metadata in the file
 restores every dtype, so the frame read back equals the frame written.
 
 Text is not dictionary-encoded although flows repeat a few addresses and states: decoding it back
@@ -52,4 +52,6 @@ def read_frame(path: str | os.PathLike, check: dict[str, int]) -> pd.DataFrame:
         table.validate()
     except pa.ArrowException as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return table.to_pandas(use_threads=False)
+    # one block per column, each over the mapped file: no copy, and pages nobody reads stay
+    # unread (pandas' copy-on-write never writes into them)
+    return table.to_pandas(use_threads=False, split_blocks=True)

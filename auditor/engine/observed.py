@@ -161,7 +161,7 @@ def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed 
         return None
     files = tuple(CaptureFile(**{**info, "path": str(p), "name": p.name})
                   for info, p in zip(meta["files"], paths, strict=True))
-    labels = packets.pop(_LABEL).to_numpy(np.int64)
+    labels = np.array(packets.pop(_LABEL), np.int64)  # a writable copy, as a fresh read gives
     rpc = None
     if meta["rpc"] is not None:
         facts = RpcFacts(**{t: frames[t] for t in _FACTS})
