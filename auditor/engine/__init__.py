@@ -7,6 +7,8 @@
   streams.
 - `dask_run`: Read and merge capture files on a Dask cluster (the optional `auditor[dask]` extra).
 - `fileread`: Read one capture file into partial flow aggregates, candidate packets and ICMP quotes.
+- `interleave`: Capture files that overlap in time, folded as one stream merged by timestamp (as
+  mergecap).
 - `observed`: A cache of a whole capture set's observation: its finished flows and its RPC
   discovery.
 - `partstore`: One file's merged partials and candidates, kept so that a merge touches only what

@@ -32,6 +32,7 @@ from auditor.engine import cache as cache_mod
 from auditor.engine.candidates import record_spans
 from auditor.engine.dask_run import read_set_on_cluster
 from auditor.engine.fileread import FilePartial, read_file_partial
+from auditor.engine.interleave import NotStreamable, fold_interleaved, overlapping
 from auditor.engine.ranges import RangeJoin, read_range
 from auditor.engine.remote import is_url
 from auditor.engine.setmerge import SetMerger
@@ -104,12 +105,16 @@ def stream_flows(
     with warnings.catch_warnings():  # "no capture in the window" is read_packets' to say
         warnings.simplefilter("ignore")
         read, left = plan(found, *(window or (None, None)))  # time order, as read_packets
-    if any(s.member for s in found) or not read or (window and engine.scheduler):
-        # archives (and a window on a cluster): read_packets knows them; exact, one row a packet
+    if not read:  # read_packets says what is wrong, or gives the empty table
         return _full_sort(captures, flow_options, progress,
                           EngineReport(len(found), 1, "local", 0, False))
-    paths = [Path(s.path) for s in read]
     left_out = tuple(s.label for s in left)
+    if any(s.member for s in found) or (window and engine.scheduler) or overlapping(read):
+        # archive members, a window on a cluster, files recorded at the same time (several
+        # servers): one process folds them merged by time (engine/interleave.py)
+        return _interleaved(captures, read, left_out, flow_options, rpc_options, engine, window,
+                            progress, EngineReport(len(found), 1, "local", 0, True))
+    paths = [Path(s.path) for s in read]
     partials: list[FilePartial | None] = [None] * len(paths)
     keys: list[str | None] = [None] * len(paths)
     if engine.cache_dir is not None and window is None:  # entries hold whole files
@@ -142,7 +147,8 @@ def stream_flows(
         log.debug(report.line())
     heads = merger.heads
     if not _in_time_order(heads):
-        return _full_sort(captures if window else paths, flow_options, progress, report)
+        return _interleaved(captures, read, left_out, flow_options, rpc_options, engine, window,
+                            progress, report)
     for fp in heads:
         _warn_skipped(fp.info, fp.notes, fp.info.path)
         for text in fp.warnings:
@@ -301,6 +307,31 @@ def _in_time_order(partials: list[FilePartial]) -> bool:
                 return False
             last = fp.last_ts_ns
     return True
+
+
+def _interleaved(captures, sources, left_out, flow_options, rpc_options, engine, window,
+                 progress, report) -> Streamed:
+    """The set folded merged by time; one sorted table of all packets where that is not exact."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            partials = fold_interleaved(sources, flow_options, rpc_options, engine.chunk_bytes,
+                                        window)
+        except NotStreamable as why:
+            log.debug("reading the set as one sorted table: %s", why)
+            partials = None
+    if partials is None:  # the readers' warnings come again from the full read
+        return _full_sort(captures, flow_options, progress, report)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if len(sources) > 1:  # say why one process did the work
+        log.info("read %d files in this process, merged by time (they overlap in time or are "
+                 "archive members)", len(sources))
+    first = partials[0]  # it holds the whole set's merged partials (fold_interleaved)
+    frames = [first.parts, first.candidates, first.quotes]
+    first.parts = first.candidates = first.quotes = None
+    return _finish_merged(frames, partials, flow_options,
+                          replace(report, workers=1, where="local", ranges=0), left_out)
 
 
 def _full_sort(paths, flow_options, progress, report) -> Streamed:
