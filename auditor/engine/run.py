@@ -324,8 +324,8 @@ def _interleaved(captures, sources, left_out, flow_options, rpc_options, engine,
         return _full_sort(captures, flow_options, progress, report)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if len(sources) > 1:  # say why one process did the work
-        log.info("read %d files in this process, merged by time (they overlap in time or are "
+    if len(sources) > 1:  # in this process: debug, as every one-process read
+        log.debug("read %d files in this process, merged by time (they overlap in time or are "
                  "archive members)", len(sources))
     first = partials[0]  # it holds the whole set's merged partials (fold_interleaved)
     frames = [first.parts, first.candidates, first.quotes]
