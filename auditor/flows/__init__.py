@@ -5,4 +5,5 @@
 - `partial`: Per-flow partial aggregates: fold chunks of packets, merge them associatively, finish
   the flows.
 - `protocols`: Names of IP protocols and ICMP types, and which destinations are one-to-many.
+- `text`: Text columns of the flow table as Arrow arrays, never a Python string per flow.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from auditor.capture.packets import PacketTable, format_ip
 from auditor.flows.orient import (
@@ -19,8 +20,9 @@ from auditor.flows.orient import (
     tie_connectionless_rpc,
 )
 from auditor.flows.protocols import one_to_many, protocol_names
+from auditor.flows.text import taken
 from auditor.options import FlowOptions
-from auditor.schema import FLOW_COLUMNS, column_names, empty_frame
+from auditor.schema import FLOW_COLUMNS, FLOW_STATES, column_names, empty_frame
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
@@ -241,9 +243,14 @@ def _initiator_dir(f: pd.DataFrame, heads, group) -> tuple[np.ndarray, np.ndarra
 
 
 def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.DataFrame:
-    """Turn canonical (a, b) aggregates into initiator/responder columns and a state."""
-    a_group = one_to_many(addr_hi, addr_lo)[f["a_code"].to_numpy()]
-    b_group = one_to_many(addr_hi, addr_lo)[f["b_code"].to_numpy()]
+    """Turn canonical (a, b) aggregates into initiator/responder columns and a state.
+
+    Text columns are Arrow arrays taken from small vocabularies (addresses, protocol names,
+    states, capture names) by integer codes: no Python string per flow.
+    """
+    a_code, b_code = f["a_code"].to_numpy(), f["b_code"].to_numpy()
+    group = one_to_many(addr_hi, addr_lo)
+    a_group, b_group = group[a_code], group[b_code]
     init, orientation = _initiator_dir(f, heads, (a_group, b_group))
     a_init = init == 0
     (m0, len0), (m1, len1) = heads
@@ -255,48 +262,53 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
         a_val, b_val = f[f"{col}0"].to_numpy(), f[f"{col}1"].to_numpy()
         return np.where(a_init == initiator, a_val, b_val)
 
-    addr_text = format_ip(addr_hi, addr_lo)
-    a_ip, b_ip = addr_text[f["a_code"].to_numpy()], addr_text[f["b_code"].to_numpy()]
+    addresses = pa.array(format_ip(addr_hi, addr_lo), pa.string())
+    a_port, b_port = f["a_port"].to_numpy(), f["b_port"].to_numpy()
     proto_num = f["proto_num"].to_numpy()
-    names = protocol_names()
     is_icmp = np.isin(proto_num, (ICMP, ICMPV6))
-    file_names = np.array([cf.name for cf in table.files] or [""], dtype=object)
-    flows = pd.DataFrame(
-        {
-            "flow_id": np.arange(len(f), dtype=np.int64),
-            "src_ip": np.where(a_init, a_ip, b_ip),
-            "src_port": np.where(a_init, f["a_port"], f["b_port"]).astype(np.uint16),
-            "dst_ip": np.where(a_init, b_ip, a_ip),
-            "dst_port": np.where(a_init, f["b_port"], f["a_port"]).astype(np.uint16),
-            "proto": names[proto_num],
-            "first_seen": pd.to_datetime(f["first_ns"].to_numpy(), unit="ns", utc=True),
-            "last_seen": pd.to_datetime(f["last_ns"].to_numpy(), unit="ns", utc=True),
-            "src_packets": pick("packets", True),
-            "src_bytes": pick("bytes", True),
-            "dst_packets": pick("packets", False),
-            "dst_bytes": pick("bytes", False),
-            "src_payload_bytes": pick("payload", True),
-            "dst_payload_bytes": pick("payload", False),
-            "state": _state(f, proto_num, pick, np.where(a_init, b_group, a_group)),
-            "end": np.where(
-                (f["rst0"] + f["rst1"]).to_numpy() > 0, "rst", np.where(f["fin"] > 0, "fin", "")
-            ).astype(object),
-            "icmp_type": pd.array(np.where(is_icmp, f["icmp_type0"], 0), dtype="Int64"),
-            "icmp_code": pd.array(np.where(is_icmp, f["icmp_code0"], 0), dtype="Int64"),
-            "client_payload_head": pick("head", True).astype(np.uint32),
-            "capture": file_names[f["file_index"].to_numpy().astype(np.int64)],
-            "orientation": orientation,
-            "src_payload_prefix": src_hex,
-            "dst_payload_prefix": dst_hex,
-        }
-    )
-    # ICMP type/code on non-ICMP flows is only set when an unreachable rejects the flow.
-    flows.loc[~is_icmp, ["icmp_type", "icmp_code"]] = pd.NA
-    return flows[column_names(FLOW_COLUMNS)]
+    rst = (f["rst0"].to_numpy() + f["rst1"].to_numpy()) > 0
+    end = np.where(rst, 2, np.where(f["fin"].to_numpy() > 0, 1, 0))
+    file_names = [cf.name for cf in table.files] or [""]
+    columns = {
+        "flow_id": np.arange(len(f), dtype=np.int64),
+        "src_ip": taken(addresses, np.where(a_init, a_code, b_code)),
+        "src_port": np.where(a_init, a_port, b_port).astype(np.uint16),
+        "dst_ip": taken(addresses, np.where(a_init, b_code, a_code)),
+        "dst_port": np.where(a_init, b_port, a_port).astype(np.uint16),
+        "proto": taken(protocol_names(), proto_num),
+        "first_seen": pd.to_datetime(f["first_ns"].to_numpy(), unit="ns", utc=True),
+        "last_seen": pd.to_datetime(f["last_ns"].to_numpy(), unit="ns", utc=True),
+        "src_packets": pick("packets", True),
+        "src_bytes": pick("bytes", True),
+        "dst_packets": pick("packets", False),
+        "dst_bytes": pick("bytes", False),
+        "src_payload_bytes": pick("payload", True),
+        "dst_payload_bytes": pick("payload", False),
+        "state": taken(FLOW_STATES, _state(f, proto_num, pick, np.where(a_init, b_group, a_group))),
+        "end": taken(("", "fin", "rst"), end),
+        # ICMP type/code on non-ICMP flows is only set when an unreachable rejects the flow.
+        "icmp_type": _icmp_only(f["icmp_type0"].to_numpy(), is_icmp),
+        "icmp_code": _icmp_only(f["icmp_code0"].to_numpy(), is_icmp),
+        "client_payload_head": pick("head", True).astype(np.uint32),
+        "capture": taken(file_names, f["file_index"].to_numpy()),
+        "orientation": orientation,
+        "src_payload_prefix": src_hex,
+        "dst_payload_prefix": dst_hex,
+    }
+    return pd.DataFrame({name: columns[name] for name in column_names(FLOW_COLUMNS)}, copy=False)
+
+
+def _icmp_only(values: np.ndarray, is_icmp: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """An Int64 column holding `values` on ICMP flows and <NA> elsewhere."""
+    return pd.arrays.IntegerArray(np.where(is_icmp, values, 0).astype(np.int64), ~is_icmp)
+
+
+_STATE_CODE = {name: i for i, name in enumerate(FLOW_STATES)}
 
 
 def _state(f: pd.DataFrame, proto_num: np.ndarray, pick, to_group) -> np.ndarray:
-    """Classify each flow's outcome (before ICMP errors are applied)."""
+    """Classify each flow's outcome (before ICMP errors are applied): codes into FLOW_STATES."""
+    s = _STATE_CODE
     tcp = proto_num == TCP
     syn_seen = f["syn_dir"].to_numpy() >= 0
     synack_back = pick("synack", False) > 0
@@ -304,13 +316,13 @@ def _state(f: pd.DataFrame, proto_num: np.ndarray, pick, to_group) -> np.ndarray
     answered = pick("packets", False) > 0
     tcp_state = np.select(
         [synack_back, syn_seen & rst_back, syn_seen & ~answered, syn_seen],
-        ["established", "rejected", "unanswered", "established"],
-        default="midstream",
+        [s["established"], s["rejected"], s["unanswered"], s["established"]],
+        default=s["midstream"],
     )
-    udp = np.where(answered, "udp_answered", "udp_unanswered")
-    other = np.where(answered, "answered", "one_way")
+    udp = np.where(answered, s["udp_answered"], s["udp_unanswered"])
+    other = np.where(answered, s["answered"], s["one_way"])
     state = np.where(tcp, tcp_state, np.where(proto_num == UDP, udp, other))
-    return np.where(to_group & ~tcp, "multicast", state).astype(object)
+    return np.where(to_group & ~tcp, s["multicast"], state)
 
 
 def _apply_icmp_errors(flows, table, labels, src_port, dst_port) -> pd.DataFrame:

@@ -12,9 +12,12 @@ and DCOM bindings advertised (learned after the flows are built).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
+from auditor.flows.text import hex_prefix, taken
 from auditor.schema import ORIENTATIONS
 
 __all__ = ["ORIENTATIONS", "decide_initiator", "sender_role"]
@@ -67,15 +70,15 @@ def sender_role(b: np.ndarray, length: np.ndarray, proto: np.ndarray, sport: np.
     tcp, udp = proto == TCP, proto == UDP
     u32 = ((b[:, 0].astype(np.int64) << 24) | (b[:, 1].astype(np.int64) << 16)
            | (b[:, 2].astype(np.int64) << 8) | b[:, 3])
-    either = lambda ports: np.isin(sport, ports) | np.isin(dport, ports)  # noqa: E731
+    sport, dport = _as_u16(sport), _as_u16(dport)
+    either = lambda ports: _member(sport, ports) | _member(dport, ports)  # noqa: E731
 
     def mark(cond, client):
         nonlocal role
         take = cond & (role == 0)
         role = np.where(take & client, CLIENT, np.where(take & ~client, SERVER, role)).astype(np.int8)
 
-    def member(values, choices):
-        return np.isin(values, choices)
+    member = _member
 
     drep_ok = (b[:, 4] & 0xEE) == 0  # data representation: integer and character formats
     # DCE/RPC connection-oriented (ncacn_ip_tcp, ncacn_http): version 5.0, PDU type in byte 2
@@ -122,6 +125,41 @@ def sender_role(b: np.ndarray, length: np.ndarray, proto: np.ndarray, sport: np.
     dhcp = udp & either((67, 68)) & (length >= 240) & (b[:, 1] == 1) & (b[:, 2] == 6)
     mark(dhcp & member(b[:, 0], (1, 2)), b[:, 0] == 1)
     return role
+
+
+def _as_u16(values) -> np.ndarray:
+    """Values as uint16 when they all fit (ports do), so that _member can look them up."""
+    values = np.asarray(values)
+    if values.dtype.kind in "ui" and values.dtype.itemsize > 2 and len(values) and (
+            values.min() >= 0 and values.max() <= 0xFFFF):
+        return values.astype(np.uint16)
+    return values
+
+
+def _member(values: np.ndarray, choices) -> np.ndarray:
+    """np.isin(values, choices), by a 65536-entry table for 8- and 16-bit values (a byte of the
+    payload, a port): one lookup per row instead of a comparison per choice."""
+    if values.dtype.kind not in "ui" or values.dtype.itemsize > 2:
+        return np.isin(values, choices)
+    signed = values.dtype.kind == "i"
+    table = _member_table(tuple(int(c) for c in choices), signed)
+    if signed:  # an int16 value sits at its uint16 bit pattern
+        return table[values.astype(np.int16, copy=False).view(np.uint16)]
+    return table[values.astype(np.uint16, copy=False)]
+
+
+@functools.lru_cache(maxsize=64)
+def _member_table(choices: tuple[int, ...], signed: bool) -> np.ndarray:
+    """The lookup table of _member: True at each choice's 16-bit pattern (read-only)."""
+    table = np.zeros(1 << 16, bool)
+    want = np.asarray(choices, np.int64)
+    if signed:
+        want = want[(want >= -(1 << 15)) & (want < (1 << 15))].astype(np.int16).view(np.uint16)
+    else:
+        want = want[(want >= 0) & (want <= 0xFFFF)]
+    table[want] = True
+    table.flags.writeable = False
+    return table
 
 
 def _ldap_op(b: np.ndarray) -> np.ndarray:
@@ -184,20 +222,7 @@ def payload_hex(b: np.ndarray, length: np.ndarray) -> pd.api.extensions.Extensio
     Built as one Arrow string array from the hex digits (no Python string per row): the flow
     table of a big capture holds two of these columns.
     """
-    import pyarrow as pa
-
-    n = len(b)
-    width = np.clip(np.asarray(length, np.int64), 0, KEPT) * 2
-    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
-    b = np.asarray(b, np.uint8)
-    text = np.empty((n, KEPT * 2), np.uint8)
-    text[:, 0::2] = digits[b >> 4]
-    text[:, 1::2] = digits[b & 15]
-    data = text[np.arange(KEPT * 2) < width[:, None]]  # row by row, each cut to its width
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(width, out=offsets[1:])
-    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-    return pd.array(arr.cast(pa.string()) if len(data) < 1 << 31 else arr, dtype="str")
+    return hex_prefix(b, length, KEPT)
 
 
 def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
@@ -227,10 +252,15 @@ def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
     a_group, b_group = group if group is not None else (np.zeros(len(f), bool),) * 2
     to_group = np.where(b_group & ~a_group, 0, np.where(a_group & ~b_group, 1, -1))
     choices = [handshake, to_group, evidence, listener, by_port]
-    labels = ["handshake", "multicast", "payload", "listener", "port"]
-    out = np.select([c >= 0 for c in choices], choices, default=first_dir)
-    orientation = np.select([c >= 0 for c in choices], labels, default="first_packet")
-    return out.astype(np.int64), orientation.astype(object)
+    decides = [c >= 0 for c in choices]
+    out = np.select(decides, choices, default=first_dir)
+    # the orientation as codes into _DECIDED: one Arrow take, no string per flow
+    code = np.select(decides, list(range(len(choices))), default=len(choices))
+    return out.astype(np.int64), taken(_DECIDED, code)
+
+
+# what decided the initiator, in decide_initiator's order of choices (ORIENTATIONS' words)
+_DECIDED = ("handshake", "multicast", "payload", "listener", "port", "first_packet")
 
 
 def orientation_rank(orientation: pd.Series) -> np.ndarray:

@@ -362,6 +362,10 @@ def finish_flows(parts: pd.DataFrame, files, options: FlowOptions,
     flows = _orient(f, addr_hi, addr_lo, SimpleNamespace(files=tuple(files)), heads)
     if quotes is not None and len(quotes):
         flows = _apply_quotes(flows, merged, quotes)
+    if new is old:  # the partials were merged already: the flow of row i is where i went
+        flow_ids = np.empty(len(order), np.int64)
+        flow_ids[order] = np.arange(len(order), dtype=np.int64)
+        return flows, pd.Series(flow_ids, index=old)
     flow_of = pd.Series(np.arange(len(merged), dtype=np.int64), index=merged["pid"].to_numpy())
     mapping = pd.Series(flow_of.reindex(new).to_numpy(), index=old)
     return flows, mapping
