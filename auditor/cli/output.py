@@ -31,69 +31,21 @@ def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None, columns=None
 
         emit(to_json(records(frame, columns)), output)
         return
-    emit(_iso_times(frame).to_json(orient="records", indent=1) + "\n", output)
+    from auditor.render.csv_file import iso_times
+
+    emit(iso_times(frame).to_json(orient="records", indent=1) + "\n", output)
 
 
 def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:
-    """CSV through pyarrow's writer (about ten times faster than DataFrame.to_csv)."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
+    """CSV through pyarrow's writer (render/csv_file.py), text cells made inert."""
+    from auditor.render import csv_file
 
-    table = pa.Table.from_pandas(formula_safe(_iso_times(frame)), preserve_index=False)
     if output is None:
-        sink = pa.BufferOutputStream()
-        pa_csv.write_csv(table, sink)
-        click.echo(sink.getvalue().to_pybytes().decode("utf-8"), nl=False)
+        click.echo(csv_file.csv_bytes(frame), nl=False)  # bytes: no decode and re-encode
     else:
         with atomic_path(output) as tmp:
-            pa_csv.write_csv(table, str(tmp))
+            csv_file.write_csv(frame, tmp)
         click.echo(f"wrote {output}", err=True)
-
-
-def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells made inert for spreadsheets and terminals (a new frame if any changed).
-
-    A cell a spreadsheet would run as a formula gets a quote in front (as the reports do), and
-    control characters (terminal escape sequences) are shown as \\xNN.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from auditor.render.cells import CONTROL, FORMULA_START
-    from auditor.render.text import controls_escaped
-
-    out = None
-    for col in frame.columns:
-        values = frame[col]
-        if values.dtype != object and not isinstance(values.dtype, pd.StringDtype):
-            continue
-        text = values.astype("string")
-        risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(bool)
-        controls = text.str.contains(CONTROL, regex=True).fillna(False).to_numpy(bool)
-        if risky.any() or controls.any():
-            out = frame.copy() if out is None else out
-            fixed = values.astype(object).copy()
-            for i in np.flatnonzero(risky | controls):
-                cell = controls_escaped(str(fixed.iat[i]))
-                fixed.iat[i] = "'" + cell if risky[i] else cell
-            out[col] = fixed.astype(values.dtype)
-    return frame if out is None else out
-
-
-def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
-    """Datetime columns as ISO-8601 UTC text (numpy's formatter is ~50x faster than pandas')."""
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    out = frame.copy(deep=False)  # new columns replace, never write into, the caller's
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
-            values = out[col].dt.tz_convert(None).to_numpy()
-            # straight to Arrow text: no Python string per cell
-            text = pa.array(np.datetime_as_string(values, unit="us", timezone="UTC"))
-            out[col] = pd.array(text, dtype="str")
-    return out
 
 
 def emit(text: str, output: Path | None) -> None:

@@ -2,6 +2,7 @@
 
 - `cells`: Text cells made inert for spreadsheets and terminals (CSV, xlsx and reports share this).
 - `common`: Values every report writer shares: plain cells, times, summary and capture rows.
+- `csv_file`: Frames as CSV: ISO-8601 UTC times, inert text cells, one pass of pyarrow's writer.
 - `diagram`: The role diagram: Exchange roles as boxes, documented and observed paths as labelled
   arrows.
 - `diagram_layout`: Geometry of the role diagram: the fixed box layout, arrow routes and label
