@@ -96,15 +96,9 @@ def read_packets(
     n_rows = 0
     with ArchiveCache() as archives:
         for file_index, source in enumerate(todo):
-            try:
-                reader = RecordReader(source, archives)
-            except CaptureError as exc:
-                if source.member is None:
-                    raise
-                # one unreadable member (a README, a damaged file) does not sink the archive
-                warnings.warn(f"{exc}; skipped that member", CaptureWarning, stacklevel=2)
-                files.append(CaptureFile(source.path, source.name, "not a capture", 0, 0, 0,
-                                         {"not a capture": 1}, None, None, member=source.member))
+            reader, skipped_member = open_or_skip(source, archives)
+            if reader is None:
+                files.append(skipped_member)
                 continue
             with reader:
                 info = _read_file(reader, file_index, n_rows, cols, icmp,
@@ -120,6 +114,20 @@ def read_packets(
         packets, icmp_errors, files = _window(packets, icmp_errors, files, since_ns, until_ns)
     return PacketTable(packets=packets, icmp_errors=icmp_errors, files=tuple(files),
                        left_out=tuple(s.label for s in left_out))
+
+
+def open_or_skip(source, archives) -> tuple[RecordReader | None, CaptureFile | None]:
+    """(a reader of the source, None); for an archive member that is no capture (a README, a
+    damaged file), a warning and (None, its CaptureFile): one such member does not sink the
+    archive. A plain file that cannot be read raises its CaptureError."""
+    try:
+        return RecordReader(source, archives), None
+    except CaptureError as exc:
+        if source.member is None:
+            raise
+        warnings.warn(f"{exc}; skipped that member", CaptureWarning, stacklevel=3)
+        return None, CaptureFile(source.path, source.name, "not a capture", 0, 0, 0,
+                                 {"not a capture": 1}, None, None, member=source.member)
 
 
 def _read_file(reader: RecordReader, file_index: int, n_rows: int, cols, icmp, progress

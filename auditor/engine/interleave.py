@@ -24,7 +24,7 @@ import numpy as np
 
 from auditor.capture.bytesource import ArchiveCache, CaptureSource
 from auditor.capture.headers import decode_chunk
-from auditor.capture.packets import CaptureFile, _warn_skipped
+from auditor.capture.packets import CaptureFile, _warn_skipped, open_or_skip
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import NO_TS
 from auditor.capture.sets import probe
@@ -265,14 +265,9 @@ def _open_next(sources, nxt, archives, window, chunk_bytes, emitted, opened, inf
     An archive member that is no capture is skipped with a warning, as read_packets does.
     """
     source = sources[nxt]
-    try:
-        reader = RecordReader(source, archives)
-    except CaptureError as exc:
-        if source.member is None:
-            raise
-        warnings.warn(f"{exc}; skipped that member", CaptureWarning, stacklevel=3)
-        infos[nxt] = CaptureFile(source.path, source.name, "not a capture", 0, 0, 0,
-                                 {"not a capture": 1}, None, None, member=source.member)
+    reader, skipped_member = open_or_skip(source, archives)
+    if reader is None:
+        infos[nxt] = skipped_member
         return nxt + 1, emitted
     stream = _Stream(nxt, source, reader, reader.chunks(chunk_bytes),
                      Window(*window) if window is not None else None)
