@@ -179,6 +179,21 @@ def parse_powershell_line(line: str) -> dict[str, list[str]]:
     return params
 
 
+def test_cisco_icmp_rows_open_their_types_or_every_type():
+    """`permit icmp S D 8` per type; a row naming no type still gets its one permit."""
+    from auditor.firewall.cisco import cisco_text
+    from auditor.firewall.export_common import ExportRule
+
+    base = dict(source=ipaddress.ip_network("198.18.10.0/24"), source_name="clients",
+                destination=ipaddress.ip_network("198.18.1.10/32"), destination_name="DC1",
+                proto="icmp", ports=(), rules="X01", justified=True, justification="x")
+    text = cisco_text([ExportRule(**base, icmp_types=(0, 8)), ExportRule(**base)], "design")
+    _, _, aces = parse_cisco(text)
+    permits = [words for words in aces if words[0] == "permit"]
+    assert [w[-1] for w in permits] == ["0", "8", "DC1"]
+    assert all(w[:2] == ["permit", "icmp"] for w in permits)
+
+
 def test_windows_icmp_rule_names_its_types():
     """An inbound ICMP rule naming echo opens -IcmpType 8, and one naming none every type."""
     from auditor.firewall.export_common import ExportRule

@@ -57,7 +57,8 @@ def cisco_text(rows: list[ExportRule], mode: str) -> str:
             proto = rule.proto if rule.proto in ("tcp", "udp", "icmp") or rule.proto.isdigit() else "ip"
             ace = f"permit {proto} {src} {dst}"
         # an ICMP row naming types: one ACE per type (`permit icmp SRC DST 8`)
-        for one in [f"{ace} {t}" for t in rule.icmp_types] if rule.proto == "icmp" else [ace]:
+        typed = rule.proto == "icmp" and rule.icmp_types
+        for one in [f"{ace} {t}" for t in rule.icmp_types] if typed else [ace]:
             if rule.justified:
                 aces.append(f" {one}")
             else:
