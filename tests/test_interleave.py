@@ -16,9 +16,8 @@ import pytest
 from auditor import audit_captures
 from auditor.capture.packets import read_packets
 from auditor.capture.reader import RecordReader
-from auditor.capture.sets import CaptureSet, expand_sources, plan
+from auditor.capture.sets import CaptureSet, Span, expand_sources, plan, spans_of
 from auditor.catalogue.loader import load_catalogue
-from auditor.engine import interleave
 from auditor.engine.interleave import NotStreamable, fold_interleaved, overlapping
 from auditor.engine.run import stream_flows
 from auditor.flows.build import build_flows_labelled
@@ -72,7 +71,7 @@ def assert_same_as_sorted_table(captures, got) -> None:
 @pytest.mark.parametrize("chunk_bytes", [None, 4096])
 def test_overlapping_server_captures_stream_to_the_sorted_tables_flows(servers, chunk_bytes):
     sources, _ = plan(expand_sources(servers), None, None)
-    assert overlapping(sources)  # they do overlap: otherwise this tests nothing
+    assert overlapping(sources, spans_of(sources))  # they do: otherwise this tests nothing
     got = stream_flows(servers, engine=EngineOptions(workers=1, chunk_bytes=chunk_bytes))
     assert got.report.streamed
     assert_same_as_sorted_table(servers, got)
@@ -180,5 +179,7 @@ def test_a_member_that_is_no_capture_is_skipped_with_a_warning(tmp_path):
 
 def test_overlap_is_told_from_the_files_first_and_last_timestamps():
     ring, _ = plan(expand_sources(RING), None, None)
-    assert not overlapping(ring)
-    assert interleave.overlapping(ring[:1]) is False
+    spans = spans_of(ring)
+    assert not overlapping(ring, spans)
+    late = {**spans, ring[1]: Span(spans[ring[0]].last_ns - 1, spans[ring[1]].last_ns)}
+    assert overlapping(ring, late)  # the second starts before the first ends

@@ -151,19 +151,31 @@ def probe(source: CaptureSource) -> Span:
     return Span(first, last)
 
 
-def plan(sources: list[CaptureSource], since_ns: int | None, until_ns: int | None
+def span_of(source: CaptureSource) -> Span:
+    """probe(source), as a set's planning uses it: members of a compressed tar are not probed
+    (each probe would inflate the archive again up to the member), and a capture that cannot be
+    read has no span (reading it will say what is wrong, in one line)."""
+    try:
+        return Span(None, None) if _in_compressed_tar(source) else probe(source)
+    except CaptureError:
+        return Span(None, None)
+
+
+def spans_of(sources: list[CaptureSource]) -> dict[CaptureSource, Span]:
+    """Each capture's span (span_of), probed once."""
+    return {s: span_of(s) for s in sources}
+
+
+def plan(sources: list[CaptureSource], since_ns: int | None, until_ns: int | None,
+         spans: dict[CaptureSource, Span] | None = None
          ) -> tuple[list[CaptureSource], list[CaptureSource]]:
-    """(captures to read in time order, captures left out by the window) of a set."""
+    """(captures to read in time order, captures left out by the window) of a set.
+
+    `spans` (spans_of) saves probing the captures again when the caller has them.
+    """
     if len(sources) < 2 and since_ns is None and until_ns is None:
         return sources, []
-    spans = {}
-    for s in sources:
-        try:
-            # members of a compressed tar are not probed: each probe would inflate the archive
-            # again up to the member; they keep archive order and are filtered row by row
-            spans[s] = Span(None, None) if _in_compressed_tar(s) else probe(s)
-        except CaptureError:
-            spans[s] = Span(None, None)  # reading it will say what is wrong, in one line
+    spans = spans if spans is not None else spans_of(sources)
     # time order; captures whose first timestamp is unknown keep their place after the others
     order = sorted(range(len(sources)), key=lambda i: (
         spans[sources[i]].first_ns is None, spans[sources[i]].first_ns or 0, i))

@@ -21,17 +21,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from auditor.capture.bytesource import ArchiveCache, CaptureSource
 from auditor.capture.headers import decode_chunk
 from auditor.capture.packets import CaptureFile, _warn_skipped, open_or_skip
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import NO_TS
-from auditor.capture.sets import probe
+from auditor.capture.sets import Span, spans_of
 from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates
 from auditor.engine.fileread import FilePartial, _Folder, _record_spans, empty_quotes
 from auditor.engine.window import Window
-from auditor.errors import CaptureError, CaptureWarning
+from auditor.errors import CaptureWarning
 from auditor.flows.partial import BIG, empty_partials
 from auditor.options import FlowOptions, RpcOptions
 
@@ -163,19 +164,17 @@ def _concat(parts: list[tuple[dict, dict]]) -> tuple[dict, dict]:
 
 def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | None = None,
                      rpc_options: RpcOptions | None = None, chunk_bytes: int | None = None,
-                     window: tuple[int | None, int | None] | None = None) -> list[FilePartial]:
+                     window: tuple[int | None, int | None] | None = None,
+                     spans: dict[CaptureSource, Span] | None = None) -> list[FilePartial]:
     """One FilePartial per source (set order, as `plan` orders them): the first holds the
     merged partials, candidates and quotes of the whole set; the others their file's facts.
+    `spans` (capture.sets.spans_of) gives each file's first timestamp without probing again.
 
     Raises NotStreamable when only a sorted table of all packets is exact.
     """
     folder = _Folder(flow_options or FlowOptions(), rpc_options or RpcOptions())
-    starts = []
-    for s in sources:
-        try:
-            starts.append(probe(s).first_ns)
-        except CaptureError:
-            starts.append(None)  # opening it says what is wrong, in one line
+    spans = spans if spans is not None else spans_of(sources)
+    starts = [spans[s].first_ns for s in sources]
     opened: list[_Stream] = []
     infos: list[CaptureFile | None] = [None] * len(sources)
     emitted = -BIG  # the newest timestamp handed to the fold
@@ -190,8 +189,9 @@ def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | N
                 if not live:
                     if nxt == len(sources):
                         break
-                    nxt, emitted = _open_next(sources, nxt, archives, window, chunk_bytes,
-                                              emitted, opened, infos)
+                    _open_next(sources, nxt, archives, window, chunk_bytes, emitted, opened,
+                               infos)
+                    nxt += 1
                     continue
                 for st in live:  # every open file has rows buffered, or has ended
                     if not st.done and not st.buffered():
@@ -209,8 +209,9 @@ def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | N
                     emitted = max(emitted, int(cols["ts_ns"][-1]))
                     folder.add(cols, errs)
                 elif nxt < len(sources) and (not waiting or (start is not None and start <= limit)):
-                    nxt, emitted = _open_next(sources, nxt, archives, window, chunk_bytes,
-                                              emitted, opened, infos)
+                    _open_next(sources, nxt, archives, window, chunk_bytes, emitted, opened,
+                               infos)
+                    nxt += 1
                 elif not waiting:  # every open file has ended: fold the rest, all of it
                     cols, errs = _concat([st.take(BIG) for st in live if st.buffered()])
                     emitted = max(emitted, int(cols["ts_ns"][-1]))
@@ -224,11 +225,7 @@ def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | N
                 st.reader.close()
     folder.merge()
     parts, cands = folder.store.finish()
-    quotes = empty_quotes()
-    if folder.quotes:
-        import pandas as pd
-
-        quotes = pd.concat(folder.quotes, ignore_index=True)
+    quotes = pd.concat(folder.quotes, ignore_index=True) if folder.quotes else empty_quotes()
     out = []
     for i, info in enumerate(infos):
         first = i == 0
@@ -241,17 +238,12 @@ def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | N
     return out
 
 
-def overlapping(sources: list[CaptureSource]) -> bool:
-    """Whether a file of the set (in plan order) starts before the one before it ends, as far
-    as the files' first and last timestamps tell cheaply (`capture.sets.probe`)."""
-    if len(sources) < 2:
-        return False
+def overlapping(sources: list[CaptureSource], spans: dict[CaptureSource, Span]) -> bool:
+    """Whether a file of the set (in plan order) starts before the ones before it end, as far
+    as the files' first and last timestamps tell (`capture.sets.spans_of`)."""
     last = None
     for source in sources:
-        try:
-            span = probe(source)
-        except CaptureError:
-            return False  # reading it will say what is wrong
+        span = spans[source]
         if last is not None and span.first_ns is not None and span.first_ns < last:
             return True
         if span.last_ns is not None:
@@ -259,8 +251,9 @@ def overlapping(sources: list[CaptureSource]) -> bool:
     return False
 
 
-def _open_next(sources, nxt, archives, window, chunk_bytes, emitted, opened, infos):
-    """Open sources[nxt] and buffer its first rows; return (next index, emitted).
+def _open_next(sources, nxt, archives, window, chunk_bytes, emitted, opened, infos) -> None:
+    """Open sources[nxt] and buffer its first rows (into `opened`, or its CaptureFile into
+    `infos` when it is skipped); raise NotStreamable when it starts before `emitted`.
 
     An archive member that is no capture is skipped with a warning, as read_packets does.
     """
@@ -268,14 +261,13 @@ def _open_next(sources, nxt, archives, window, chunk_bytes, emitted, opened, inf
     reader, skipped_member = open_or_skip(source, archives)
     if reader is None:
         infos[nxt] = skipped_member
-        return nxt + 1, emitted
+        return
     stream = _Stream(nxt, source, reader, reader.chunks(chunk_bytes),
                      Window(*window) if window is not None else None)
     opened.append(stream)
     stream.pull()
     if stream.buffered() and int(stream.cols["ts_ns"][0]) < emitted:
         raise NotStreamable(f"{source.label} starts before packets already folded")
-    return nxt + 1, emitted
 
 
 def _close(s: _Stream) -> CaptureFile:
@@ -294,4 +286,5 @@ def _close(s: _Stream) -> CaptureFile:
     reader.close()
     return info
 
-__all__ = ["NotStreamable", "fold_interleaved"]
+
+__all__ = ["NotStreamable", "fold_interleaved", "overlapping"]

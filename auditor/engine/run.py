@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.capture.packets import PacketTable, _warn_skipped, read_packets
-from auditor.capture.sets import CaptureSet, expand_sources, plan
+from auditor.capture.sets import CaptureSet, expand_sources, plan, spans_of
 from auditor.capture.split import plan_ranges
 from auditor.engine import cache as cache_mod
 from auditor.engine.candidates import record_spans
@@ -104,16 +104,18 @@ def stream_flows(
         raise CaptureError(f"too many capture files ({len(found)})")
     with warnings.catch_warnings():  # "no capture in the window" is read_packets' to say
         warnings.simplefilter("ignore")
-        read, left = plan(found, *(window or (None, None)))  # time order, as read_packets
+        spans = spans_of(found) if len(found) > 1 or window else None  # each probed once
+        read, left = plan(found, *(window or (None, None)), spans=spans)  # as read_packets
     if not read:  # read_packets says what is wrong, or gives the empty table
         return _full_sort(captures, flow_options, progress,
                           EngineReport(len(found), 1, "local", 0, False))
     left_out = tuple(s.label for s in left)
-    if any(s.member for s in found) or (window and engine.scheduler) or overlapping(read):
+    if (any(s.member for s in found) or (window and engine.scheduler)
+            or (spans is not None and overlapping(read, spans))):
         # archive members, a window on a cluster, files recorded at the same time (several
         # servers): one process folds them merged by time (engine/interleave.py)
-        return _interleaved(captures, read, left_out, flow_options, rpc_options, engine, window,
-                            progress, EngineReport(len(found), 1, "local", 0, True))
+        return _interleaved(captures, read, spans, left_out, flow_options, rpc_options, engine,
+                            window, progress, EngineReport(len(found), 1, "local", 0, True))
     paths = [Path(s.path) for s in read]
     partials: list[FilePartial | None] = [None] * len(paths)
     keys: list[str | None] = [None] * len(paths)
@@ -147,8 +149,8 @@ def stream_flows(
         log.debug(report.line())
     heads = merger.heads
     if not _in_time_order(heads):
-        return _interleaved(captures, read, left_out, flow_options, rpc_options, engine, window,
-                            progress, report)
+        return _interleaved(captures, read, spans, left_out, flow_options, rpc_options, engine,
+                            window, progress, report)
     for fp in heads:
         _warn_skipped(fp.info, fp.notes, fp.info.path)
         for text in fp.warnings:
@@ -309,14 +311,14 @@ def _in_time_order(partials: list[FilePartial]) -> bool:
     return True
 
 
-def _interleaved(captures, sources, left_out, flow_options, rpc_options, engine, window,
+def _interleaved(captures, sources, spans, left_out, flow_options, rpc_options, engine, window,
                  progress, report) -> Streamed:
     """The set folded merged by time; one sorted table of all packets where that is not exact."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             partials = fold_interleaved(sources, flow_options, rpc_options, engine.chunk_bytes,
-                                        window)
+                                        window, spans)
         except NotStreamable as why:
             log.debug("reading the set as one sorted table: %s", why)
             partials = None
