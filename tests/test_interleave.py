@@ -183,3 +183,32 @@ def test_overlap_is_told_from_the_files_first_and_last_timestamps():
     assert not overlapping(ring, spans)
     late = {**spans, ring[1]: Span(spans[ring[0]].last_ns - 1, spans[ring[1]].last_ns)}
     assert overlapping(ring, late)  # the second starts before the first ends
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 256])
+def test_untimed_records_borrow_their_own_files_time_when_files_overlap(tmp_path, chunk_bytes):
+    """pcapng simple packet blocks carry no time: in a merged stream each takes the time of the
+    record before it in its own file, as the sorted table gives it, however the chunks fall."""
+    from test_capture import ACK, T0, epb, ether, idb, ipv4, shb, spb, tcp
+
+    def frame(sport, body):
+        return ether(ipv4("198.18.0.10", "198.19.0.25", 6, tcp(sport, 25, ACK, body)))
+
+    def capture(name, sport, times):  # None: a simple packet block
+        data = shb() + idb(1)
+        for k, us in enumerate(times):
+            f = frame(sport, b"DATA%03d" % k)
+            data += spb(f, len(f)) if us is None else epb(0, T0 * 1_000_000 + us, f)
+        path = tmp_path / name
+        path.write_bytes(data)
+        return path
+
+    files = [capture("a.pcapng", 50000, [10, None, None, 30, None, 60]),
+             capture("b.pcapng", 50001, [15, None, 25, None, None, 40, None])]
+    sources, _ = plan(expand_sources(files), None, None)
+    assert overlapping(sources, spans_of(sources))
+    got = stream_flows(files, engine=EngineOptions(workers=1, chunk_bytes=chunk_bytes))
+    assert got.report.streamed
+    assert_same_as_sorted_table(files, got)
+    table = read_packets(files)
+    assert len(table.packets) == 13 and got.flows["src_packets"].sum() == 13

@@ -45,6 +45,20 @@ class RecordChunk:
     head_start: int | np.ndarray  # column of head where the captured bytes start
 
 
+def fill_untimed(ts: np.ndarray, before: int | None) -> np.ndarray:
+    """A chunk's timestamps with each NO_TS (pcapng simple packet blocks) replaced by the one of
+    the record before it; those ahead of the chunk's first timed record take `before` (the
+    stream's previous timestamp), or with None the chunk's first timestamp (0 if it has none).
+    `ts` itself when none is missing."""
+    missing = ts == NO_TS
+    if not missing.any():
+        return ts
+    have = np.flatnonzero(~missing)
+    lead = before if before is not None else (int(ts[have[0]]) if len(have) else 0)
+    last = np.maximum.accumulate(np.where(missing, -1, np.arange(len(ts))))
+    return np.where(last >= 0, ts[np.maximum(last, 0)], lead)
+
+
 def byte_rows(buf: np.ndarray, off: np.ndarray, width: int) -> np.ndarray:
     """Return the `width` bytes at each offset as an (n, width) array, zero past the buffer end."""
     if not len(off):  # (and a buffer shorter than width would make the window below negative)

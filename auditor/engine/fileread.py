@@ -18,7 +18,7 @@ from auditor.capture.bytesource import MappedSource
 from auditor.capture.headers import decode_chunk
 from auditor.capture.packets import CaptureFile
 from auditor.capture.reader import RecordReader
-from auditor.capture.records import NO_TS
+from auditor.capture.records import fill_untimed
 from auditor.capture.records_at import UNKNOWN
 from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates, keep_candidates
 from auditor.engine.partstore import PartialStore
@@ -84,14 +84,8 @@ class _Folder:
         n = len(out["ts_ns"])
         if n == 0:
             return
-        ts = out["ts_ns"]
-        missing = ts == NO_TS
-        if missing.any():  # pcapng simple packet blocks: the time of the record before
-            have = np.flatnonzero(~missing)
-            lead = self.last_ts if self.last_ts > -BIG else (ts[have[0]] if len(have) else 0)
-            last = np.maximum.accumulate(np.where(missing, -1, np.arange(n)))
-            ts = np.where(last >= 0, ts[np.maximum(last, 0)], lead)
-            out["ts_ns"] = ts
+        ts = out["ts_ns"] = fill_untimed(out["ts_ns"],
+                                         self.last_ts if self.last_ts > -BIG else None)
         if ts.min() < self.last_ts:
             self.ordered = False
         order = None

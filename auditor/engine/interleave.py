@@ -27,7 +27,7 @@ from auditor.capture.bytesource import ArchiveCache, CaptureSource
 from auditor.capture.headers import decode_chunk
 from auditor.capture.packets import CaptureFile, _warn_skipped, open_or_skip
 from auditor.capture.reader import RecordReader
-from auditor.capture.records import NO_TS
+from auditor.capture.records import NO_TS, fill_untimed
 from auditor.capture.sets import Span, spans_of
 from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates
 from auditor.engine.fileread import FilePartial, _Folder, _record_spans, empty_quotes
@@ -97,16 +97,9 @@ class _Stream:
     def _fill_ts(self, out: dict[str, np.ndarray]) -> None:
         """Records without a timestamp (pcapng SPB) take the one of the record before them in
         the file; leading ones the file's first timestamp (as read_packets fills them)."""
-        ts = out["ts_ns"]
-        missing = ts == NO_TS
-        if missing.any():
-            have = np.flatnonzero(~missing)
-            if self.prev_ts is None and not len(have):  # the one they borrow is further on
-                raise NotStreamable("untimed records before any timestamp")
-            lead = self.prev_ts if self.prev_ts is not None else int(ts[have[0]])
-            last = np.maximum.accumulate(np.where(missing, -1, np.arange(len(ts))))
-            ts = np.where(last >= 0, ts[np.maximum(last, 0)], lead)
-            out["ts_ns"] = ts
+        if self.prev_ts is None and (out["ts_ns"] == NO_TS).all():  # the one they borrow is
+            raise NotStreamable("untimed records before any timestamp")  # further on
+        ts = out["ts_ns"] = fill_untimed(out["ts_ns"], self.prev_ts)
         self.prev_ts = int(ts[-1])
 
     def _append(self, out, errs) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from auditor.capture.records import NO_TS
+from auditor.capture.records import NO_TS, fill_untimed
 from auditor.engine.fileread import FilePartial, read_file_partial
 from auditor.options import FlowOptions, RpcOptions
 
@@ -35,16 +35,9 @@ class Window:
         n = len(ts)
         if not n:
             return out, errs
-        missing = ts == NO_TS
-        if missing.any():
-            have = np.flatnonzero(~missing)
-            if self._last_ts is None and (not len(have) or have[0] > 0):
-                self.unsure = True
-            lead = self._last_ts if self._last_ts is not None else (
-                int(ts[have[0]]) if len(have) else 0)
-            last = np.maximum.accumulate(np.where(missing, -1, np.arange(n)))
-            ts = np.where(last >= 0, ts[np.maximum(last, 0)], lead)
-            out["ts_ns"] = ts
+        if self._last_ts is None and ts[0] == NO_TS:  # which one they borrow is not known
+            self.unsure = True
+        ts = out["ts_ns"] = fill_untimed(ts, self._last_ts)
         self._last_ts = int(ts[-1])
         mask = np.ones(n, bool)
         if self.since_ns is not None:
