@@ -25,7 +25,7 @@ import pandas as pd
 from auditor.capture.bytesource import ArchiveCache, CaptureSource
 from auditor.capture.headers import ICMP_DTYPES, decode_chunk
 from auditor.capture.reader import RecordReader
-from auditor.capture.records import NO_TS
+from auditor.capture.records import fill_untimed
 from auditor.capture.sets import CaptureSet, expand_sources, plan, source_sizes
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
@@ -191,19 +191,10 @@ def _warn_skipped(info: CaptureFile, notes: Mapping[str, str], label: str) -> No
 
 
 def _fill_missing_ts(parts: list[np.ndarray]) -> list[np.ndarray]:
-    """Give records without a timestamp (pcapng SPB) the one of the record before them."""
-    if not parts:
-        return parts
-    ts = np.concatenate(parts)
-    missing = ts == NO_TS
-    if missing.any():
-        have = np.flatnonzero(~missing)
-        if not len(have):
-            return [np.zeros(len(ts), np.int64)]
-        last = np.maximum.accumulate(np.where(missing, 0, np.arange(len(ts))))
-        last[: have[0]] = have[0]  # leading ones borrow the first real timestamp
-        ts = ts[last]
-    return [ts]
+    """Give records without a timestamp (pcapng SPB) the one of the record before them in the
+    file; leading ones the file's first timestamp (all 0 when it has none)."""
+    return [fill_untimed(np.concatenate(parts), None).astype(np.int64, copy=False)] if parts \
+        else parts
 
 
 def _assemble(cols: dict[str, list[np.ndarray]], icmp: dict[str, list[np.ndarray]]):
