@@ -161,19 +161,6 @@ def _qualify(roles: Iterable[str], versions: list[str]) -> tuple[str, ...]:
 # ---- back to plain roles ----
 
 
-def split_flow_roles(flows: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
-    """Audited flows with plain roles and src_version/dst_version (the Exchange host's version)."""
-    out = flows.copy()
-    version = dict(zip(hosts["ip"], hosts["version"], strict=True)) if "version" in hosts else {}
-    for side in ("src", "dst"):
-        codes, uniques = pd.factorize(out[f"{side}_ip"])
-        found = np.array([version.get(ip, "") for ip in uniques] + [""], dtype=object)
-        out[f"{side}_version"] = found[codes]  # code -1 (missing address) takes the last ""
-        for col in (f"{side}_role", f"{side}_roles"):
-            out[col] = plain_roles(out[col])
-    return out
-
-
 def plain_roles(values: pd.Series) -> pd.Series:
     """Qualified role text (also ';'/'|'-joined lists) without the versions."""
     codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=False)
