@@ -414,6 +414,8 @@ VERIFY_PATH_COLUMNS = _table(
     ("breaks", "str", "", "for a blocked documented path: the catalogue rule and its description"),
     ("ruleset_line", "Int64", "", "line of the ruleset row that decided (NA: the implicit deny)"),
     ("first_seen", "datetime64[ns, UTC]", "", "first packet of those flows"),
+    ("icmp_type", "str", "", "icmp/icmpv6 paths: the flows' ICMP type as the flow table names it "
+                             "(ICMP paths are tested per type), else empty"),
 )
 
 # firewall.verify_flows: ruleset rows that no observed flow matched first.
@@ -424,6 +426,7 @@ VERIFY_UNUSED_COLUMNS = _table(
     ("proto", "str", "", "proto (tcp, udp, icmp, icmpv6, a number or any)"),
     ("ports", "str", "", "ports as written (empty: every port)"),
     ("action", "str", "", "allow or deny"),
+    ("icmp_types", "str", "", "icmp_types as written (empty: every ICMP type)"),
 )
 
 # audit.diff_findings: one row per finding that is new, resolved or changed between two audits.

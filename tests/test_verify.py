@@ -206,6 +206,12 @@ BAD = [
     ("source,destination,proto\nHUB1,EDGE1,tcp\n", 1, "missing column ports"),
     ("source,destination,proto,ports,action\nHUB1,EDGE1,tcp,25,maybe\n", 2, "unknown action"),
     ("source,destination,proto,ports\nHUB1,EDGE1,tcp,99999\n", 2, "port .99999. is out of range"),
+    ("source,destination,proto,ports,icmp_types\nHUB1,EDGE1,tcp,25,echo\n", 2,
+     "icmp_types given for proto tcp"),
+    ("source,destination,proto,ports,icmp_types\nHUB1,EDGE1,icmp,,echo;pong\n", 2,
+     "'pong' is not an icmp type"),
+    ("source,destination,proto,ports,icmp_types\nHUB1,EDGE1,icmpv6,,256\n", 2,
+     "'256' is not an icmpv6 type"),
 ]
 
 
@@ -220,3 +226,57 @@ def test_bad_ruleset_is_one_line_naming_file_and_line(text, line, message, tmp_p
                                    "--inventory", str(PILOT / "inventory.yaml")])
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and f"{path}:{line}: " in res.output
+
+
+MIDSTREAM = PILOT.parent / "midstream"
+CLIENT1 = "198.18.10.101"  # pings DC1 in the mid-stream recording (iputils ping, type 8)
+
+
+@pytest.fixture(scope="module")
+def ping_flows(catalogue):
+    inv = load_inventory(MIDSTREAM / "inventory.yaml")
+    return audit_captures([MIDSTREAM / "midstream.pcap"], inv, catalogue).flows
+
+
+def _icmp_verdict(ruleset_text, flows, tmp_path):
+    path = tmp_path / "icmp.csv"
+    path.write_text("source,destination,proto,ports,icmp_types,action\n" + ruleset_text)
+    result = verify_flows(load_ruleset(path), flows)
+    return result, result.paths.set_index(["src_ip", "dst_ip", "proto", "icmp_type"])
+
+
+@pytest.mark.parametrize(("types", "verdict"), [
+    ("echo", "permitted"), ("8", "permitted"), ("echo-reply", "would_block"),
+    ("timestamp;unreachable", "would_block"), ("", "permitted"), ("any", "permitted"),
+])
+def test_a_rulesets_icmp_types_decide_an_icmp_path_by_its_type(ping_flows, types, verdict,
+                                                               tmp_path):
+    echo = ping_flows[(ping_flows["proto"] == "icmp") & (ping_flows["src_ip"] == CLIENT1)]
+    assert list(echo["icmp_type"]) == [8]  # the recording's one ping
+    _, paths = _icmp_verdict(f"{CLIENT1},{DC1},icmp,,{types},allow\n", ping_flows, tmp_path)
+    assert paths.loc[(CLIENT1, DC1, "icmp", "echo"), "verdict"] == verdict
+
+
+def test_an_echo_rule_covers_a_ping_caught_at_its_reply(ping_flows, tmp_path):
+    # the same ping seen from the other end first: a flow of type 0 (echo-reply)
+    reply = ping_flows[(ping_flows["proto"] == "icmp") & (ping_flows["src_ip"] == CLIENT1)]
+    reply = reply.assign(icmp_type=reply["icmp_type"] * 0)
+    result, paths = _icmp_verdict(f"{CLIENT1},{DC1},icmp,,echo,allow\n", reply, tmp_path)
+    assert paths.loc[(CLIENT1, DC1, "icmp", "echo-reply"), "verdict"] == "permitted"
+    assert result.unused.empty
+
+
+def test_the_design_ruleset_opens_echo_only_and_round_trips_through_verify(design_csv,
+                                                                           ping_flows):
+    rules = load_ruleset(design_csv)
+    echo_rows = [r for r in rules.rows if r.proto == "icmp"]
+    assert echo_rows and all(r.icmp_types == frozenset({8}) for r in echo_rows)
+    ping = ping_flows[(ping_flows["proto"] == "icmp") & (ping_flows["src_ip"] == CLIENT1)]
+    permitted = verify_flows(rules, ping)
+    assert list(permitted.paths["verdict"]) == ["permitted"]
+    other = verify_flows(rules, ping.assign(icmp_type=ping["icmp_type"] * 0 + 13))  # timestamp
+    assert list(other.paths["verdict"]) == ["would_block"]
+    assert list(other.paths["icmp_type"]) == ["timestamp"]
+    doc = verify_to_dict(other)
+    jsonschema.validate(doc, verify_json_schema())
+    assert doc["would_block"][0]["icmp_type"] == "timestamp"

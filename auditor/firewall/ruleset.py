@@ -4,8 +4,12 @@ A ruleset is a CSV with at least `source, destination, proto, ports` and optiona
 (allow/permit/accept or deny/drop/block/reject; empty means allow). Rows are read in order and
 the first row that matches a flow decides, as on a firewall. Sources and destinations are
 addresses, CIDRs, `any`, or names of inventory hosts and networks; several may be joined with
-`;`. Ports are lists and ranges (`25,5060-5061`); empty or `any` means every port.
-Every mistake raises RulesetError naming file and line.
+`;`. Ports are lists and ranges (`25,5060-5061`); empty or `any` means every port. An optional
+`icmp_types` column narrows an icmp/icmpv6 row to ICMP types, by the names the flow table and
+`auditor firewall` use (`echo`, `unreachable`, ...) or numbers 0-255, joined with `;` or `,`;
+empty or `any` means every type. A query type stands for its exchange, as in the catalogue
+(`echo` also covers an `echo-reply` caught first). Every mistake raises RulesetError naming file
+and line.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditor.catalogue.icmp import ICMP_PROTOS, TYPES
 from auditor.errors import RulesetError
 
 REQUIRED = ("source", "destination", "proto", "ports")
@@ -41,6 +46,8 @@ class RulesetRow:
     source_text: str
     destination_text: str
     ports_text: str
+    icmp_types: frozenset[int] = frozenset()  # icmp/icmpv6 rows: type numbers; empty: every type
+    icmp_types_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,34 @@ def _proto(text: str, where: str) -> str:
     raise RulesetError(f"{where}: unknown proto {text!r} (tcp, udp, icmp, icmpv6, any or a number)")
 
 
+_ICMP_NUMBERS = {"1": "icmp", "58": "icmpv6"}  # a row's proto as a number
+
+
+def _icmp_types(text: str, proto: str, where: str) -> frozenset[int]:
+    """The ICMP type numbers a row's `icmp_types` cell names (empty: every type)."""
+    text = text.strip()
+    if text.lower() in ("", ANY, "*"):
+        return frozenset()
+    family = _ICMP_NUMBERS.get(proto, proto)
+    if family not in ICMP_PROTOS:
+        raise RulesetError(f"{where}: icmp_types given for proto {proto} (only icmp and icmpv6 "
+                           "rows have ICMP types)")
+    numbers = {name: number for number, name in TYPES[family].items()}
+    out = set()
+    for part in text.replace(";", ",").split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part.isdigit() and int(part) <= 255:
+            out.add(int(part))
+        elif part in numbers:
+            out.add(numbers[part])
+        else:
+            raise RulesetError(f"{where}: {part!r} is not an {family} type (a number 0-255 or one "
+                               f"of {', '.join(sorted(numbers))})")
+    return frozenset(out)
+
+
 def _action(text: str, where: str) -> str:
     value = text.strip().lower()
     if value in ALLOW_WORDS or value == "":
@@ -141,7 +176,8 @@ def parse_ruleset(text: str, path: str = "<ruleset>", inventory=None) -> Ruleset
     if missing:
         raise RulesetError(f"{path}:1: missing column{'s' if len(missing) > 1 else ''} "
                            f"{', '.join(missing)} (a ruleset needs {','.join(REQUIRED)}[,action])")
-    index = {c: columns.index(c) for c in (*REQUIRED, "action") if c in columns}
+    optional = ("action", "icmp_types")
+    index = {c: columns.index(c) for c in (*REQUIRED, *optional) if c in columns}
     names = _names(inventory)
     rows = []
     line = reader.line_num + 1
@@ -158,7 +194,7 @@ def parse_ruleset(text: str, path: str = "<ruleset>", inventory=None) -> Ruleset
             continue
         if len(cells) < len(columns):
             cells = cells + [""] * (len(columns) - len(cells))
-        cell = {c: cells[index[c]] if c in index else "" for c in (*REQUIRED, "action")}
+        cell = {c: cells[index[c]] if c in index else "" for c in (*REQUIRED, *optional)}
         proto = _proto(cell["proto"], where)
         ports = _ports(cell["ports"], where)
         if ports and proto not in ("tcp", "udp", ANY):
@@ -168,6 +204,8 @@ def parse_ruleset(text: str, path: str = "<ruleset>", inventory=None) -> Ruleset
             destinations=_endpoint(cell["destination"], names, where), proto=proto, ports=ports,
             action=_action(cell["action"], where), source_text=cell["source"].strip(),
             destination_text=cell["destination"].strip(), ports_text=cell["ports"].strip(),
+            icmp_types=_icmp_types(cell["icmp_types"], proto, where),
+            icmp_types_text=cell["icmp_types"].strip(),
         ))
         line = reader.line_num + 1
     return Ruleset(rows=tuple(rows), path=path)

@@ -4,7 +4,8 @@ Every audited flow is tested against the ruleset's rows in order (first match de
 implicit deny). A flow is `permitted`, `would_block` (the ruleset covers one of its ends but no
 row allows it), `outside_scope` (no row names either end), or `related` (an ICMP error answering
 another flow, which a stateful firewall passes with that flow). Tests run once per path
-(src_ip, dst_ip, proto, dst_port), so a million flows cost no more than their distinct paths.
+(src_ip, dst_ip, proto, dst_port, and the ICMP type), so a million flows cost no more than their
+distinct paths.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from importlib import resources
 
 import pandas as pd
 
+from auditor.catalogue.icmp import ICMP_PROTOS, QUERY_OF
 from auditor.firewall.requests import _SUCCESS
 from auditor.firewall.ruleset import ANY, Ruleset, RulesetRow
+from auditor.flows.protocols import icmp_type_name
 from auditor.schema import VERIFY_PATH_COLUMNS, VERIFY_UNUSED_COLUMNS, empty_frame, typed_frame
 
 VERIFY_SCHEMA_VERSION = "1.0"
@@ -67,11 +70,21 @@ def _port_matches(row: RulesetRow, proto: str, port: int) -> bool:
     return any(lo <= port <= hi for lo, hi in row.ports)
 
 
-def first_match(ruleset: Ruleset, src_ip: str, dst_ip: str, proto: str, dst_port: int):
-    """The first ruleset row matching one path, or None."""
+def _type_matches(row: RulesetRow, proto: str, icmp_type: int | None) -> bool:
+    """A row naming ICMP types takes an ICMP path of one of them, or of a reply to one."""
+    if not row.icmp_types or proto not in ICMP_PROTOS or icmp_type is None:
+        return True
+    query = QUERY_OF[proto].get(icmp_type, icmp_type)
+    return icmp_type in row.icmp_types or query in row.icmp_types
+
+
+def first_match(ruleset: Ruleset, src_ip: str, dst_ip: str, proto: str, dst_port: int,
+                icmp_type: int | None = None):
+    """The first ruleset row matching one path (for ICMP, of one type), or None."""
     src, dst = _address(src_ip), _address(dst_ip)
     for row in ruleset.rows:
         if (_proto_matches(row, proto) and _port_matches(row, proto, int(dst_port))
+                and _type_matches(row, proto, icmp_type)
                 and _contains(row.sources, src) and _contains(row.destinations, dst)):
             return row
     return None
@@ -105,12 +118,15 @@ def verify_flows(ruleset: Ruleset, flows: pd.DataFrame, catalogue=None) -> Verif
         _related=_related(flows).to_numpy(),
         _success=flows["state"].isin(_SUCCESS).to_numpy(),
         _port=flows["dst_port"].astype(int).to_numpy(),
+        _type=pd.to_numeric(flows["icmp_type"]).fillna(-1).astype(int)
+        .where(flows["proto"].isin(ICMP_PROTOS), -1).to_numpy(),
     )
-    keys = ["src_ip", "dst_ip", "proto", "_port"]
+    keys = ["src_ip", "dst_ip", "proto", "_port", "_type"]
     rows, used = [], {}
-    for (src_ip, dst_ip, proto, port), grp in work.groupby(keys, sort=False):
+    for (src_ip, dst_ip, proto, port, icmp_type), grp in work.groupby(keys, sort=False):
         related = bool(grp["_related"].all())
-        row = None if related else first_match(ruleset, src_ip, dst_ip, proto, port)
+        icmp_type = int(icmp_type) if icmp_type >= 0 else None
+        row = None if related else first_match(ruleset, src_ip, dst_ip, proto, port, icmp_type)
         if related:
             verdict = "related"
         elif row is not None:
@@ -132,6 +148,7 @@ def verify_flows(ruleset: Ruleset, flows: pd.DataFrame, catalogue=None) -> Verif
             "breaks": _breaks(rule_id, rules) if verdict == "would_block" and documented else "",
             "ruleset_line": row.line if row is not None else pd.NA,
             "first_seen": grp["first_seen"].min(),
+            "icmp_type": "" if icmp_type is None else icmp_type_name(proto, icmp_type),
         })
     paths = _order(typed_frame(rows, VERIFY_PATH_COLUMNS))
     judged = paths[(paths["verdict"] != "related") & paths["documented"]]
@@ -163,7 +180,7 @@ def _order(paths: pd.DataFrame) -> pd.DataFrame:
     keys = list(zip(
         [0 if v == "would_block" else 1 + rank[v] for v in paths["verdict"]],
         ~paths["documented"], paths["src_ip"].map(_address_key), paths["dst_ip"].map(_address_key),
-        paths["proto"], paths["dst_port"], strict=True,
+        paths["proto"], paths["dst_port"], paths["icmp_type"], strict=True,
     ))
     order = sorted(range(len(paths)), key=keys.__getitem__)
     return paths.iloc[order].reset_index(drop=True)
@@ -171,7 +188,8 @@ def _order(paths: pd.DataFrame) -> pd.DataFrame:
 
 def _result(ruleset, paths, used, coverage, permitted, denominator) -> VerifyResult:
     unused = [{"ruleset_line": r.line, "source": r.source_text, "destination": r.destination_text,
-               "proto": r.proto, "ports": r.ports_text, "action": r.action}
+               "proto": r.proto, "ports": r.ports_text, "action": r.action,
+               "icmp_types": r.icmp_types_text}
               for r in ruleset.rows if r.line not in used]
     unused_frame = typed_frame(unused, VERIFY_UNUSED_COLUMNS) if unused else empty_frame(
         VERIFY_UNUSED_COLUMNS)
@@ -200,8 +218,8 @@ def verify_to_dict(result: VerifyResult, captures=()) -> dict:
     from auditor.render.json_tables import records
     from auditor.schema import VERIFY_PATH_COLUMNS, VERIFY_UNUSED_COLUMNS
 
-    fields = ("src_ip", "src_name", "dst_ip", "dst_name", "proto", "dst_port", "flows",
-              "documented", "rule", "breaks", "ruleset_line", "first_seen")
+    fields = ("src_ip", "src_name", "dst_ip", "dst_name", "proto", "dst_port", "icmp_type",
+              "flows", "documented", "rule", "breaks", "ruleset_line", "first_seen")
     blocked = result.would_block
     blocked = blocked.assign(ruleset_line=pd.Series(
         [None if pd.isna(v) else int(v) for v in blocked["ruleset_line"]], dtype=object))
@@ -213,7 +231,7 @@ def verify_to_dict(result: VerifyResult, captures=()) -> dict:
         "summary": result.summary,
         "would_block": records(blocked, VERIFY_PATH_COLUMNS, fields),
         "outside_scope": records(result.paths[result.paths["verdict"] == "outside_scope"],
-                                 VERIFY_PATH_COLUMNS, fields[:8]),
+                                 VERIFY_PATH_COLUMNS, fields[:9]),
         "unused": records(result.unused, VERIFY_UNUSED_COLUMNS, tuple(result.unused.columns)),
     }
 

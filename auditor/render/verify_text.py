@@ -12,8 +12,10 @@ def _host(name: str, ip: str) -> str:
     return f"{printable(name)} ({ip})" if name else str(ip)
 
 
-def _port(proto: str, port: int) -> str:
-    return f"{proto}/{port}" if proto in ("tcp", "udp") else str(proto)
+def _port(proto: str, port: int, icmp_type: str = "") -> str:
+    if proto in ("tcp", "udp"):
+        return f"{proto}/{port}"
+    return f"{proto} {printable(icmp_type)}" if icmp_type else str(proto)
 
 
 def _flows(n: int) -> str:
@@ -40,8 +42,9 @@ def verify_text(result, limit: int | None = 40) -> str:
     shown = blocked if limit is None else blocked.head(limit)
     for row in shown.itertuples(index=False):
         tag = "BLOCKS " if row.documented else "blocks "
+        where = _port(row.proto, row.dst_port, row.icmp_type)
         lines.append(f"{tag}{_host(row.src_name, row.src_ip)} -> {_host(row.dst_name, row.dst_ip)} "
-                     f"{_port(row.proto, row.dst_port)} {_flows(row.flows)} ({_line(row.ruleset_line)})")
+                     f"{where} {_flows(row.flows)} ({_line(row.ruleset_line)})")
         if row.documented:
             lines.append(f"{'':7}breaks documented rule {printable(row.breaks or row.rule)}")
         else:
@@ -74,7 +77,7 @@ def verify_markdown(result, title: str = "Firewall ruleset verification") -> str
         for r in blocked.itertuples(index=False):
             rows.append([
                 md_code(r.src_name) + " " + md_code(r.src_ip), md_code(r.dst_name) + " "
-                + md_code(r.dst_ip), md_text(_port(r.proto, r.dst_port)), str(r.flows),
+                + md_code(r.dst_ip), md_text(_port(r.proto, r.dst_port, r.icmp_type)), str(r.flows),
                 "yes" if r.documented else "no", md_text(r.breaks), md_text(_line(r.ruleset_line)),
             ])
         out += _md_table(["source", "destination", "port", "flows", "documented", "breaks",
@@ -83,7 +86,9 @@ def verify_markdown(result, title: str = "Firewall ruleset verification") -> str
     if result.unused.empty:
         out.append("Every row was used.")
     else:
-        out += _md_table(["line", "source", "destination", "proto", "ports", "action"], [
+        out += _md_table(["line", "source", "destination", "proto", "ports", "icmp types",
+                          "action"], [
             [str(r.ruleset_line), md_code(r.source), md_code(r.destination), md_text(r.proto),
-             md_text(r.ports), md_text(r.action)] for r in result.unused.itertuples(index=False)])
+             md_text(r.ports), md_text(r.icmp_types), md_text(r.action)]
+            for r in result.unused.itertuples(index=False)])
     return "\n".join(out) + "\n"
