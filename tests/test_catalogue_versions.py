@@ -58,7 +58,7 @@ def test_every_newer_rule_has_a_source_status_and_known_roles(name):
         keys = re.findall(r"\[(S\d+[a-z]?)\]", rule.reference.source)
         # a docs/ports.md row id (T08, M01, ...) or section 4 item (4.5), and a cited source
         # unless the row is UNCONFIRMED (then the row id alone says where it comes from)
-        assert re.search(r"\b([TCUMAG]\d\d|4\.\d+)\b", rule.reference.source), rule.id
+        assert re.search(r"\b([TCUMAGLN]\d\d|4\.\d+)\b", rule.reference.source), rule.id
         assert keys or rule.reference.status == "UNCONFIRMED", f"{rule.id} cites no source"
         for key in keys:
             assert key in citations, f"{rule.id} cites unknown [{key}]"
@@ -159,3 +159,37 @@ def test_unknown_catalogue_name_is_a_one_line_error():
     result = CliRunner().invoke(cli, ["catalogue", "--catalogue", "exchange2099"])
     assert result.exit_code == 2 and "exchange2099" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+MIDSTREAM = ROOT / "fixtures" / "pcaps" / "midstream"
+
+
+@pytest.fixture(scope="module")
+def midstream_by_catalogue():
+    """The mid-stream recording (two Samba DCs replicating, a DC forwarding DNS and polling an
+    outside NTP server, a client's NBNS/SSDP/mDNS/LLMNR) judged by each version's catalogue."""
+    from auditor import audit_captures, load_inventory
+
+    inventory = load_inventory(MIDSTREAM / "inventory.yaml")
+    return {name: audit_captures([MIDSTREAM / "midstream.pcap"], inventory,
+                                 load_catalogue([name])).flows
+            for name in ("exchange2010", "exchange2013", "exchange2016")}
+
+
+@pytest.mark.parametrize(("name", "prefix"), [("exchange2013", "E13-"), ("exchange2016", "E16-")])
+def test_domain_controllers_and_link_local_noise_read_the_same_under_every_version(
+        midstream_by_catalogue, name, prefix):
+    # Active Directory and Windows' own link-local traffic do not depend on the Exchange version
+    # (docs/ports.md 4.11): what 2010 calls expected, 2013 and 2016 call expected by the same rule
+    def windows_side(flows):
+        keep = (flows["src_role"] == "domain_controller") | (
+            (flows["src_role"] == "client") & flows["dst_role"].isin(["broadcast", "multicast"]))
+        cols = ["src_ip", "dst_ip", "proto", "dst_port", "verdict", "rule"]
+        return sorted(map(tuple, flows.loc[keep, cols].astype(str).to_numpy()))
+
+    old = windows_side(midstream_by_catalogue["exchange2010"])
+    new = windows_side(midstream_by_catalogue[name])
+    rules = {r[5] for r in old}
+    assert {"A08-dc-dc-replication-rpc", "A11-dc-external-ntp", "A07-dc-dns-forwarder-udp",
+            "L01-netbios-name-broadcast", "L05-ssdp-wsd"} <= rules
+    assert new == [(*r[:5], prefix + r[5] if r[5] else "") for r in old]
