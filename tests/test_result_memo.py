@@ -165,3 +165,117 @@ def test_the_key_sees_every_field_and_refuses_what_it_cannot_see():
     assert "198.18.1.21" in str(data) and "mailbox" in str(data)
     with pytest.raises(TypeError):
         results.canonical({"x": object()})
+
+
+def test_a_memo_hit_loads_neither_pandas_nor_the_engine(tmp_path):
+    """The quick index answers from the command line: nothing but the standard library loads."""
+    import subprocess
+    import sys
+
+    first = audit(tmp_path, "--format", "json")
+    args = ["audit", str(PILOT / "pilot.pcapng"), "--inventory", str(PILOT / "inventory.yaml"),
+            "--workers", "1", "--cache", str(tmp_path), "--format", "json"]
+    script = ("import sys\nfrom auditor.cli import cli\n"
+              "try:\n    cli(sys.argv[1:], standalone_mode=False)\n"
+              "finally:\n    print(' '.join(sorted(sys.modules)), file=sys.stderr)\n")
+    got = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    assert got.stdout == first.stdout
+    loaded = set(got.stderr.split())
+    heavy = {m for m in loaded if m.split(".")[0] in ("numpy", "pandas", "pyarrow", "yaml")}
+    assert not heavy
+    assert not {m for m in loaded if m.startswith(("auditor.engine.run", "auditor.audit",
+                                                   "auditor.engine.observed"))}
+
+
+def _count_audits(monkeypatch) -> list:
+    import auditor.audit.pipeline as pipeline
+
+    calls, real = [], pipeline.audit_captures
+    monkeypatch.setattr(pipeline, "audit_captures",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    """Rewrite a file in place (same path, same inode), its mtime set back as `cp -p` would."""
+    import os
+
+    st = path.stat()
+    text = path.read_text()
+    assert old in text
+    with open(path, "r+") as fh:
+        fh.write(text.replace(old, new, 1))
+        fh.truncate()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("change", ["inventory", "catalogue", "tool", "tshark", "libraries"])
+def test_an_input_changed_in_place_audits_again(tmp_path, monkeypatch, change):
+    """Each input the output depends on, changed under the same name, misses both the quick
+    index and the full key; the output equals a run without any cache."""
+    from auditor.engine import cachebase, observed
+
+    inventory = tmp_path / "inventory.yaml"
+    shutil.copy(PILOT / "inventory.yaml", inventory)
+    catalogue = tmp_path / "rules.yaml"
+    shutil.copy(ROOT / "rules" / "exchange2010.yaml", catalogue)
+    more = ("--format", "json", "--no-rpc", "--replace-catalogue", "--catalogue", catalogue)
+    if change == "tshark":
+        more = more[:2] + more[3:]
+    cache = tmp_path / "cache"
+    first = audit(cache, *more, inventory=inventory)
+    assert first.exit_code == 0 and len(memo_entries(cache)) == 1
+    calls = _count_audits(monkeypatch)
+    same_run(audit(cache, *more, inventory=inventory), first)
+    assert calls == []  # unchanged: memoised
+    if change == "inventory":
+        _edit(inventory, "roles: [unified_messaging]", "roles: [mailbox]")
+    elif change == "catalogue":
+        _edit(catalogue, "expected: false", "expected: true")
+    elif change == "tool":
+        for module in (cachebase, observed):
+            monkeypatch.setattr(module, "code_version", lambda: "another auditor")
+    elif change == "tshark":
+        for module in (cachebase, observed):
+            monkeypatch.setattr(module, "tshark_identity", lambda: "another tshark")
+    else:
+        for module in (cachebase, observed, results):
+            monkeypatch.setattr(module, "libraries_stamp", lambda: "another pandas")
+    again = audit(cache, *more, inventory=inventory)
+    assert calls == [1]
+    plain = run("audit", PILOT / "pilot.pcapng", "--inventory", inventory, "--workers", "1",
+                "--no-cache", *more)
+    assert (again.stdout, again.stderr) == (plain.stdout, plain.stderr)
+    if change in ("inventory", "catalogue"):
+        assert again.stdout != first.stdout
+
+
+def test_a_capture_rewritten_in_place_with_its_old_mtime_audits_again(tmp_path, monkeypatch):
+    import os
+
+    capture = tmp_path / "a.pcapng"
+    shutil.copy(PILOT / "ring" / "pilot_00.pcapng", capture)
+    more = ("--format", "json", "--no-rpc")
+    first = audit(tmp_path / "cache", *more, capture=capture)
+    st = capture.stat()
+    capture.write_bytes((PILOT / "ring" / "pilot_01.pcapng").read_bytes())
+    os.utime(capture, ns=(st.st_atime_ns, st.st_mtime_ns))
+    calls = _count_audits(monkeypatch)
+    again = audit(tmp_path / "cache", *more, capture=capture)
+    assert calls == [1] and again.stdout != first.stdout
+
+
+def test_the_quick_index_names_only_entries_that_exist(tmp_path, monkeypatch):
+    """An index file whose entry was evicted, or that names something odd, is a miss."""
+    first = audit(tmp_path, "--format", "json", "--no-rpc")
+    (index,) = sorted((tmp_path / "quick").iterdir())
+    for entry in memo_entries(tmp_path):
+        entry.unlink()
+    calls = _count_audits(monkeypatch)
+    same_run(audit(tmp_path, "--format", "json", "--no-rpc"), first)
+    assert calls == [1]
+    index.write_text('{"result": "../../etc/passwd", "observation": "x"}')
+    same_run(audit(tmp_path, "--format", "json", "--no-rpc"), first)
+    assert calls == [1]  # the full key found the entry again, and the index was rewritten
+    assert "../" not in index.read_text()

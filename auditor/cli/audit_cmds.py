@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from auditor.cli.engine_opts import engine_options
+from auditor.cli.engine_opts import engine_options, imports_without_gc
 from auditor.cli.errors import ExitStatus, handle_errors
 from auditor.cli.memo import audit_memo
 from auditor.cli.options import (
@@ -37,25 +37,28 @@ from auditor.cli.output import emit, table_text, write_frame
 @click.option("--all", "show_all", is_flag=True,
               help="Table format: list every finding (default: the 40 most important).")
 @rpc_options
-@engine_options
+@engine_options(preload=False)
 @handle_errors
 def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_on, reports,
           show_all, no_rpc, legacy_rpc_range, engine):
     """Compare the traffic in CAPTURE... with the catalogue of documented Exchange paths."""
-    from auditor.inventory.roles import load_inventory
-
     kinds = fail_on_kinds(fail_on)
-    cat = load_catalogues(catalogues, replace_catalogue)
-    inv = load_inventory(inventory) if inventory is not None else None
     options = dataclasses.replace(pipeline_options(no_rpc, legacy_rpc_range), engine=engine)
-    memo = audit_memo(captures, inv, cat, options, fmt=fmt, show_all=show_all, reports=reports)
+    memo = audit_memo(captures, inventory, catalogues, replace_catalogue, options, fmt=fmt,
+                      show_all=show_all, reports=reports)
+    if memo.hit is None:  # the command line names no entry: parse, and ask by the full key
+        with imports_without_gc():  # the engine brings numpy, pandas and pyarrow
+            from auditor.audit.pipeline import audit_captures
+            from auditor.inventory.roles import load_inventory
+
+        cat = load_catalogues(catalogues, replace_catalogue)
+        inv = load_inventory(inventory) if inventory is not None else None
+        memo.parsed(captures, inv, cat, options)
     if memo.hit is not None:  # the same command on unchanged inputs: its output again
         emit(memo.replay(), output)
         if kinds and memo.found(kinds):
             click.get_current_context().exit(ExitStatus.FINDINGS)
         return
-    from auditor.audit.pipeline import audit_captures
-
     with memo.recording():
         result = audit_captures(captures, inv, cat, options, progress=progress_bar())
     if inv is None:

@@ -6,21 +6,28 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 from pathlib import Path
 
 import click
 
 
-def engine_options(func):
-    """Add the engine options; the command receives one `engine` (options.EngineOptions)."""
+def engine_options(func=None, *, preload: bool = True):
+    """Add the engine options; the command receives one `engine` (options.EngineOptions).
+
+    With `preload` the engine is imported before the command runs (with the collector paused);
+    `audit` imports it itself, only when its memo has no entry (cli/memo.py).
+    """
+    if func is None:
+        return functools.partial(engine_options, preload=preload)
 
     @functools.wraps(func)
     def wrapper(*args, cache_dir, no_cache, workers, scheduler, **kwargs):
-        with _imports_without_gc():  # the engine brings numpy, pandas and pyarrow
-            from auditor.engine.run import default_engine
-
-        cache = False if no_cache else (cache_dir or True)
-        kwargs["engine"] = default_engine(cache=cache, workers=workers, scheduler=scheduler)
+        if preload:
+            with imports_without_gc():  # the engine brings numpy, pandas and pyarrow
+                import auditor.engine.run  # noqa: F401
+        kwargs["engine"] = engine_settings(None if no_cache else (cache_dir or True), workers,
+                                           scheduler)
         with _report_on_stderr():
             return func(*args, **kwargs)
 
@@ -41,8 +48,19 @@ def engine_options(func):
     )(wrapper)
 
 
+def engine_settings(cache, workers: int, scheduler: str | None):
+    """EngineOptions from the command line: cache True (the XDG folder), a folder, or None (off);
+    the scheduler defaults to $DASK_SCHEDULER_ADDRESS (as engine.run.default_engine)."""
+    from auditor.engine.cachebase import default_cache_dir
+    from auditor.options import EngineOptions
+
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    cache_dir = str(default_cache_dir()) if cache is True else str(Path(cache)) if cache else None
+    return EngineOptions(workers=workers, cache_dir=cache_dir, scheduler=scheduler)
+
+
 @contextlib.contextmanager
-def _imports_without_gc():
+def imports_without_gc():
     """Import with the cyclic garbage collector paused: the hundreds of collections that module
     loading triggers find nothing to free (modules live on) and cost a tenth of the imports."""
     was = gc.isenabled()

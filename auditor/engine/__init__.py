@@ -3,6 +3,9 @@
 - `arrowfile`: One data frame as one Arrow IPC file, read back whole in O(columns): the observation
   cache's tables.
 - `cache`: A cache of each capture file's partial aggregates and candidate packets, as Parquet.
+- `cachebase`: The caches' standard-library half: what they are keyed by, where entries lie, and
+  replaying their warnings, so that a memo hit (cli/memo.py) decides and answers before numpy,
+  pandas or the engine load.
 - `candidates`: The few packets per flow that discovery may hand to tshark, kept while the capture
   streams.
 - `dask_run`: Read and merge capture files on a Dask cluster (the optional `auditor[dask]` extra).

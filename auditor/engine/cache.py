@@ -19,52 +19,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from auditor import atomic
 from auditor.atomic import atomic_dir
 from auditor.capture.packets import CaptureFile
+from auditor.engine.cachebase import CacheWarning, content_hash, default_cache_dir
 from auditor.engine.fileread import FilePartial
-from auditor.errors import OutputError
 from auditor.options import FlowOptions, RpcOptions
 
 # Bump when decoding, folding or candidate selection changes what an entry holds.
 READER_VERSION = 1
 FLOW_VERSION = 1
 _TABLES = ("parts", "candidates", "quotes")
-
-
-class CacheWarning(UserWarning):
-    """The cache could not be written; the run goes on without it."""
-
-
-def default_cache_dir() -> Path:
-    """The user's cache folder for auditor: $XDG_CACHE_HOME/auditor, else ~/.cache/auditor."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "auditor"
-
-
-def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
-    """SHA-256 of the file's bytes, remembered per (path, size, mtime, ctime, inode) under cache_dir.
-
-    ctime counts because mtime can be set back (cp -p, rsync -t, touch -r onto a file rewritten
-    in place with its old size): any write moves ctime, and nothing sets it back.
-    """
-    st = os.stat(path)
-    stamp = (f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
-             f"\0{st.st_ino}")
-    memo = Path(cache_dir) / "stat" / hashlib.sha256(stamp.encode()).hexdigest()
-    try:
-        return memo.read_text().strip()
-    except OSError:
-        pass
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(memo, digest)
-    except (OSError, OutputError) as exc:
-        warnings.warn(f"cache {cache_dir}: not written ({getattr(exc, 'strerror', None) or exc})",
-                      CacheWarning, stacklevel=2)
-    return digest
+__all__ = ["CacheWarning", "content_hash", "default_cache_dir", "entry_key", "load", "store"]
 
 
 def entry_key(digest: str, flow_options: FlowOptions, rpc_options: RpcOptions) -> str:

@@ -9,6 +9,7 @@ reuse it and run neither the flow merge nor tshark. An entry is keyed by:
   versions and every flow and RPC option;
 - whether discovery ran, and which tshark did it (its binary's path, size, mtime and inode:
   an upgraded tshark misses);
+- the Python and the libraries that read and merge (`libraries_stamp`: numpy, pandas, pyarrow);
 - a hash of auditor's own source (`code_version`): any change to the code that reads,
   merges or dissects misses, even between releases.
 
@@ -26,7 +27,6 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,14 @@ from auditor.dissect.dcerpc import RpcFacts
 from auditor.dissect.rpc import RpcDiscovery
 from auditor.engine import arrowfile
 from auditor.engine import cache as cache_mod
+from auditor.engine.cachebase import (
+    code_version,
+    libraries_stamp,
+    replay,
+    stored,
+    tshark_identity,
+)
+from auditor.engine.cachebase import observations_dir as _where
 from auditor.engine.remote import is_url
 from auditor.errors import AuditorError
 from auditor.options import PipelineOptions
@@ -49,6 +57,9 @@ OBSERVATION_VERSION = 2  # 2: Arrow files checked by size and CRC (1: Parquet)
 _SUFFIX = ".arrow"
 _LABEL = "__flow_id"  # the packets' flow labels travel as one more Parquet column
 _FACTS = ("epm", "binds", "dcom", "cl_rpc")
+# the standard-library half (engine/cachebase.py), re-exported
+__all__ = ["Observed", "code_version", "load", "observation_key", "replay", "store", "stored",
+           "tshark_identity"]
 
 
 @dataclass(frozen=True)
@@ -60,31 +71,6 @@ class Observed:
     labels: np.ndarray
     rpc: RpcDiscovery | None
     warnings: tuple[tuple[str, str], ...]  # (category name, message), to issue again
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """A hash of auditor's Python source and data files: a changed auditor never reuses an entry."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".py", ".csv", ".yaml", ".json") and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def tshark_identity() -> str:
-    """Which tshark would dissect: its binary's real path, size, mtime and inode ('' if none).
-
-    A package upgrade replaces the binary (new inode and mtime), so it misses; asking tshark
-    for its version instead would cost a start of tshark (~0.3 s) on every run.
-    """
-    found = shutil.which("tshark")
-    if found is None:
-        return ""
-    real = os.path.realpath(found)
-    st = os.stat(real)
-    return f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
 
 
 def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]] | None:
@@ -111,29 +97,10 @@ def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]
         return None  # reading the set says what is wrong, in one line
     text = json.dumps({"version": OBSERVATION_VERSION, "code": code_version(), "files": files,
                        "rpc": options.rpc,
-                       "tshark": tshark_identity() if options.rpc else ""},
+                       "tshark": tshark_identity() if options.rpc else "",
+                       "libraries": libraries_stamp()},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:40], paths
-
-
-def replay(notes: tuple[tuple[str, str], ...]) -> None:
-    """Issue a cached observation's warnings again, each in its own category."""
-    from auditor import errors
-
-    kinds = {c.__name__: c for c in vars(errors).values()
-             if isinstance(c, type) and issubclass(c, Warning)}
-    kinds[cache_mod.CacheWarning.__name__] = cache_mod.CacheWarning
-    for category, message in notes:
-        warnings.warn(message, kinds.get(category, UserWarning), stacklevel=3)
-
-
-def _where(cache_dir: str | os.PathLike) -> Path:
-    return Path(cache_dir) / "observations"
-
-
-def stored(cache_dir: str | os.PathLike, key: str) -> bool:
-    """Whether an entry of this key is in the cache (not that it is undamaged)."""
-    return (_where(cache_dir) / key / "meta.json").is_file()
 
 
 def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed | None:
