@@ -22,7 +22,7 @@ from auditor.dissect.rpc import RpcDiscovery, build_endpoints, discover_endpoint
 from auditor.dissect.rpc_ranges import dynamic_ranges
 from auditor.dissect.tshark import PrestartedTshark
 from auditor.engine import observed as observed_cache
-from auditor.engine.run import EngineReport, stream_flows
+from auditor.engine.run import EngineReport, _give_back_memory, stream_flows
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows.orient import apply_endpoints
 from auditor.options import PipelineOptions
@@ -164,6 +164,7 @@ def audit_captures(
     kinds: list[tuple[str, str]] = []
     with _passed_on_warnings(kinds), _prestarted_tshark(options) as tshark:
         seen = _observe(captures, dataclasses.replace(options, rpc=False), progress)
+        _give_back_memory()  # the read's and finish's freed heap, before discovery and audit
         with _passed_on_warnings() as notes, ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(_discover, seen.table, seen.flows, seen.labels, options, tshark)
             try:
@@ -179,7 +180,17 @@ def audit_captures(
     seen = dataclasses.replace(seen, flows=flows, rpc=discovery,
                                warnings=seen.warnings + tuple(notes))
     _remember(key, seen, kinds, options)
+    seen = _without_packets(seen)
+    _give_back_memory()  # before the audit's own peak
     return audit_observation(seen, inventory, catalogue, options, prepared=prepared)
+
+
+def _without_packets(seen: Observation) -> Observation:
+    """The observation without its candidate packets: once discovery has dissected them the
+    audit reads only the table's files, and on a big capture the candidates (hundreds of
+    thousands of rows) would stay in memory through the audit's own peak."""
+    table = dataclasses.replace(seen.table, packets=seen.table.packets.iloc[0:0], spans=None)
+    return dataclasses.replace(seen, table=table, labels=seen.labels[0:0])
 
 
 def audit_observation(seen: Observation, inventory, catalogue,

@@ -1,0 +1,39 @@
+"""The audit lets go of what it no longer needs before its own peak, and finds the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditor import audit_captures
+from auditor.audit import pipeline
+from auditor.catalogue.loader import load_catalogue
+from auditor.inventory.roles import load_inventory
+from auditor.render.json_export import result_to_dict
+
+PILOT = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "pilot"
+
+
+@pytest.mark.tshark
+def test_audit_drops_candidate_packets_after_discovery_and_finds_the_same(monkeypatch):
+    inventory, catalogue = load_inventory(PILOT / "inventory.yaml"), load_catalogue()
+    captures = [PILOT / "pilot.pcapng"]
+    # the observation kept whole (observe, then audit), as `auditor rpc` and proposals use it
+    seen = pipeline.observe(captures)
+    assert len(seen.table.packets) > 0 and seen.rpc is not None
+    whole = pipeline.audit_observation(seen, inventory, catalogue)
+    audited = []
+    real = pipeline.audit_observation
+
+    def spy(observation, *args, **kwargs):
+        audited.append(observation)
+        return real(observation, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "audit_observation", spy)
+    result = audit_captures(captures, inventory, catalogue)
+    (given,) = audited
+    assert len(given.table.packets) == 0 and len(given.labels) == 0
+    assert list(given.table.packets.columns) == list(seen.table.packets.columns)
+    assert given.table.files == seen.table.files
+    assert result_to_dict(result) == result_to_dict(whole)
