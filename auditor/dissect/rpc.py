@@ -30,7 +30,15 @@ from auditor.dissect.dcerpc import (
     empty_rpc_facts,
 )
 from auditor.dissect.rpc_use import endpoint_use
-from auditor.dissect.select import EPM_PORTS, LIFT, _bind_like, _name_plan, _rows, rpc_selection
+from auditor.dissect.select import (
+    EPM_PORTS,
+    LIFT,
+    _bind_like,
+    _name_plan,
+    _rows,
+    rpc_selection,
+    slim_flows,
+)
 from auditor.dissect.tshark import TsharkFile, understood, watchdog_s
 from auditor.errors import DissectWarning
 from auditor.flows.build import REGISTERED_SERVICE_PORTS
@@ -106,17 +114,18 @@ def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarr
     fatal (the audit turns it into a DissectWarning and goes on).
     """
     options = options or RpcOptions()
-    selection = rpc_selection(table, flows, labels, options)
+    slim = slim_flows(flows)  # once for both plans
+    selection = rpc_selection(table, slim, labels, options)
     rows, notes = selection.rows, list(selection.notes)
     if options.names:
-        name_rows, name_cut = _rows(table, flows, labels, _name_plan(flows, options),
+        name_rows, name_cut = _rows(table, slim, labels, _name_plan(slim, options),
                                     options.max_name_packets)
         if name_cut:
             notes.append(f"host naming stopped at its budget of {options.max_name_packets} "
                          f"packets and left {sum(name_cut.values())} DNS, SMTP, NetBIOS or "
                          f"Kerberos flows unread; {LIFT}")
         rows = np.union1d(rows, name_rows)
-    facts, names = empty_rpc_facts(), empty_frame(HOST_NAME_COLUMNS)
+    facts = names = None
     timeout_s = watchdog_s(len(rows), options.tshark_timeout_s,
                            options.tshark_timeout_per_packet_s)
     if len(rows) and tshark is not None:
@@ -130,6 +139,8 @@ def discover_endpoints(table: PacketTable, flows: pd.DataFrame, labels: np.ndarr
             run = TsharkFile(path, display_filter_for(options.names), tshark_path=tshark_path,
                              timeout_s=timeout_s)
             facts, names = understood(dissect_capture, run, names=options.names)
+    if facts is None:  # nothing to dissect
+        facts, names = empty_rpc_facts(), empty_frame(HOST_NAME_COLUMNS)
     endpoints = build_endpoints(facts, flows, infer_window_s=options.infer_window_s)
     notes += _notes(facts, flows)
     for note in notes:

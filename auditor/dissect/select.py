@@ -107,16 +107,56 @@ def _cut_words(cut: dict[str, int]) -> str:
 
 def _first_per(frame: pd.DataFrame, keys: list[str], n: int | None,
                last: bool = False) -> pd.DataFrame:
-    """The first n flows (by first_seen) of each group; with last=True, n-1 first plus the last."""
+    """The first n flows (by first_seen) of each group; with last=True, n-1 first plus the last.
+
+    `frame` as slim_flows gives it (integer key columns): ranks come from one stable argsort of
+    the group codes instead of a pandas groupby per call.
+    """
+    frame = _by_first_seen(frame)
     if frame.empty or n is None:
-        return frame.sort_values("first_seen", kind="stable")
-    frame = frame.sort_values("first_seen", kind="stable")
-    grouped = frame.groupby(keys, sort=False, observed=True)
-    rank = grouped.cumcount()
+        return frame
+    code = _group_codes(frame, keys)
+    rank = _cumcount(code)
     if not last:
         return frame[rank < n]
-    from_end = grouped.cumcount(ascending=False)
+    from_end = _cumcount(code[::-1])[::-1]
     return frame[(rank < max(n - 1, 0)) | (from_end == 0)]
+
+
+def _by_first_seen(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame in first_seen order, ties in their order (a stable sort), as sort_values."""
+    if len(frame) < 2:
+        return frame.sort_values("first_seen", kind="stable")
+    seen = frame["first_seen"].array
+    if not hasattr(seen, "asi8") or seen.isna().any():
+        return frame.sort_values("first_seen", kind="stable")
+    order = np.argsort(seen.asi8, kind="stable")
+    return frame.take(order)
+
+
+def _group_codes(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """One integer per row naming its group of `keys` (equal keys, equal codes)."""
+    code = np.zeros(len(frame), np.int64)
+    for key in keys:
+        codes, uniques = pd.factorize(frame[key].to_numpy(), use_na_sentinel=False)
+        code = code * (len(uniques) + 1) + codes
+        if len(uniques) and code.max() > (1 << 40):  # keep room: renumber densely
+            code = pd.factorize(code)[0].astype(np.int64)
+    return code
+
+
+def _cumcount(code: np.ndarray) -> np.ndarray:
+    """Per row, how many rows before it have the same code (groupby(...).cumcount())."""
+    n = len(code)
+    if not n:
+        return np.zeros(0, np.int64)
+    order = np.argsort(code, kind="stable")
+    ordered = code[order]
+    idx = np.arange(n)
+    start = np.maximum.accumulate(np.where(np.r_[True, ordered[1:] != ordered[:-1]], idx, 0))
+    rank = np.empty(n, np.int64)
+    rank[order] = idx - start
+    return rank
 
 
 def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int | None,
@@ -125,20 +165,21 @@ def _round_robin(frame: pd.DataFrame, client_keys: list[str], per_client: int | 
     frame = _first_per(frame, client_keys, per_client, last)
     if frame.empty:
         return frame
-    turn = frame.groupby(client_keys, sort=False, observed=True).cumcount()
-    frame = frame.assign(_turn=turn.to_numpy()).sort_values(["_turn", "first_seen"],
-                                                            kind="stable")
+    turn = _cumcount(_group_codes(frame, client_keys))
+    # frame is in first_seen order: a stable sort by turn gives (turn, first_seen) order
+    frame = frame.take(np.argsort(turn, kind="stable"))
     if cap is None:
-        return frame.drop(columns="_turn")
-    keep = frame.groupby(cap_keys, sort=False, observed=True).cumcount() < cap
-    return frame[keep.to_numpy()].drop(columns="_turn")
+        return frame
+    keep = _cumcount(_group_codes(frame, cap_keys)) < cap
+    return frame[keep]
 
 
 def _bind_like(head: np.ndarray) -> np.ndarray:
     """A CO DCE/RPC bind or alter_context header (05 00|01 0b|0e): where an interface is named."""
-    head = head.astype(np.int64)
-    ptype = (head >> 8) & 0xFF
-    return ((head >> 24) == 5) & (((head >> 16) & 0xFF) <= 1) & ((ptype == 11) | (ptype == 14))
+    head = np.asarray(head).astype(np.uint32, copy=False)
+    # version 5 and minor 0|1 in the top bytes, then the PDU type: one compare each
+    top, ptype = head >> 16, (head >> 8) & 0xFF
+    return ((top == 0x500) | (top == 0x501)) & ((ptype == 11) | (ptype == 14))
 
 
 def _rpc_plan(table: PacketTable, flows: pd.DataFrame, labels: np.ndarray,
