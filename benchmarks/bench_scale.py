@@ -185,6 +185,8 @@ def cache(data: Path, rounds: int) -> None:
         firsts.append(run(cmd(INVENTORY)))
         agains.append(run(cmd(INVENTORY)))
         others.append(run(cmd(other)))
+        sizes = {p.name: sum(f.stat().st_blocks * 512 for f in p.rglob("*") if f.is_file())
+                 for p in sorted(Path(where).iterdir())}
         shutil.rmtree(where)
     first = (min(w for w, _ in firsts), max(r for _, r in firsts))
     row("`auditor audit --cache DIR`, first run", *first)
@@ -194,9 +196,14 @@ def cache(data: Path, rounds: int) -> None:
         row(name, *again, f"{again[0] / first[0]:.2f} of the first "
                           f"(target <= 0.10: {verdict(again[0] / first[0] <= 0.10)})")
     imports = [sys.executable, "-c", "import auditor.cli.audit_cmds, auditor.audit.pipeline"]
-    floor = alternate({"import": imports}, rounds)["import"]
-    row("start-up and imports only (the floor)", *floor,
-        f"{floor[0] / first[0]:.2f} of the first")
+    start = [sys.executable, "-c", "import auditor.cli.audit_cmds"]
+    floors = alternate({"import": imports, "start": start}, rounds)
+    row("start-up and imports only (the floor of another inventory)", *floors["import"],
+        f"{floors['import'][0] / first[0]:.2f} of the first")
+    row("start-up of the command line only (the floor of a hit)", *floors["start"],
+        f"{floors['start'][0] / first[0]:.2f} of the first")
+    print("\ncache folder after the three runs: "
+          + ", ".join(f"{name}/ {size / MIB:.1f} MiB" for name, size in sizes.items()))
 
 
 def main() -> int:

@@ -62,3 +62,36 @@ def test_a_truncated_or_foreign_file_is_refused(tmp_path, damage):
     # a file that matches its record but is not Arrow at all
     with pytest.raises(ValueError):
         arrowfile.read_frame(path, {"size": len(damage), "crc32": zlib.crc32(damage)})
+
+
+def test_a_frame_read_back_does_not_depend_on_its_file(tmp_path):
+    """Read into memory, not mapped: truncating or removing the file under a frame in use (an
+    eviction, an outside tool) cannot crash the run (a cut-off mapped page is a SIGBUS)."""
+    frame = pd.DataFrame({"n": np.arange(200_000, dtype=np.int64),
+                          "ip": pd.array([f"198.18.{i % 250}.{i % 7}" for i in range(200_000)],
+                                         dtype="str")})
+    path = tmp_path / "t.arrow"
+    check = arrowfile.write_frame(frame, path)
+    got = arrowfile.read_frame(path, check)
+    with open(path, "r+b") as fh:
+        fh.truncate(0)
+    path.unlink()
+    assert int(got["n"].sum()) == int(frame["n"].sum())
+    assert got["ip"].iloc[-1] == frame["ip"].iloc[-1]
+
+
+def test_tables_are_stored_compressed(tmp_path):
+    frame = pd.DataFrame({"src_ip": pd.array(["198.18.1.21"] * 50_000, dtype="str"),
+                          "dst_port": np.full(50_000, 135, np.uint16)})
+    check = arrowfile.write_frame(frame, tmp_path / "t.arrow")
+    assert check["size"] < frame.memory_usage(deep=True).sum() / 10
+    pd.testing.assert_frame_equal(arrowfile.read_frame(tmp_path / "t.arrow", check), frame)
+
+
+def test_a_file_grown_since_it_was_written_is_refused(tmp_path):
+    path = tmp_path / "t.arrow"
+    check = arrowfile.write_frame(mixed_frame(), path)
+    with open(path, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ValueError, match="size or CRC"):
+        arrowfile.read_frame(path, check)

@@ -1,7 +1,8 @@
 """The command line: parses options, calls the library, renders (`auditor --help`).
 
 - `audit_cmds`: Commands that compare with the catalogue: audit, catalogue, plot.
-- `engine_opts`: --cache/--no-cache, --workers and --scheduler: where the capture files are read.
+- `engine_opts`: --cache/--no-cache/--cache-size, --workers and --scheduler: where the capture files
+  are read.
 - `errors`: Exit codes and the one place library errors become one-line messages.
 - `firewall_cmds`: The firewall command: requests from the catalogue or the capture.
 - `interrupts`: Ctrl-C and SIGTERM: unwind like an exception, so every `with` block cleans up.

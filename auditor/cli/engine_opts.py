@@ -1,4 +1,4 @@
-"""--cache/--no-cache, --workers and --scheduler: where the capture files are read."""
+"""--cache/--no-cache/--cache-size, --workers and --scheduler: where the capture files are read."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 import gc
 import logging
 import os
+import time
 from pathlib import Path
 
 import click
@@ -22,14 +23,19 @@ def engine_options(func=None, *, preload: bool = True):
         return functools.partial(engine_options, preload=preload)
 
     @functools.wraps(func)
-    def wrapper(*args, cache_dir, no_cache, workers, scheduler, **kwargs):
+    def wrapper(*args, cache_dir, no_cache, workers, scheduler, cache_size, **kwargs):
         if preload:
             with imports_without_gc():  # the engine brings numpy, pandas and pyarrow
                 import auditor.engine.run  # noqa: F401
-        kwargs["engine"] = engine_settings(None if no_cache else (cache_dir or True), workers,
-                                           scheduler)
-        with _report_on_stderr():
-            return func(*args, **kwargs)
+        engine = engine_settings(None if no_cache else (cache_dir or True), workers, scheduler)
+        kwargs["engine"] = engine
+        started = time.time()
+        try:
+            with _report_on_stderr():
+                return func(*args, **kwargs)
+        finally:
+            if engine.cache_dir is not None:
+                _trim(engine.cache_dir, cache_size, started)
 
     wrapper = click.option(
         "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
@@ -40,12 +46,36 @@ def engine_options(func=None, *, preload: bool = True):
         help="Worker processes reading the files of a set and byte ranges of large files "
              "(0: one per core).")(wrapper)
     wrapper = click.option(
+        "--cache-size", metavar="SIZE", default="4G", show_default=True, callback=_size,
+        help="Trim the cache folder to this size after the command, least recently used "
+             "entries first (K, M, G, T: powers of 1024).")(wrapper)
+    wrapper = click.option(
         "--no-cache", is_flag=True,
         help="Neither read nor store the per-file cache of flow aggregates.")(wrapper)
     return click.option(
         "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
         help="Cache folder for per-file flow aggregates (default: $XDG_CACHE_HOME/auditor).",
     )(wrapper)
+
+
+def _size(ctx, param, value) -> int:
+    from auditor.engine.eviction import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size (4G, 500M, 0)") from None
+
+
+def _trim(cache_dir: str, max_bytes: int, started: float) -> None:
+    """Trim the cache folder (engine/eviction.py), keeping what this command used; a folder
+    that cannot be trimmed is left as it is."""
+    from auditor.engine.eviction import evict
+
+    try:
+        evict(cache_dir, max_bytes, keep_since=started - 1.0)  # mtimes tick coarser than time()
+    except OSError:
+        pass
 
 
 def engine_settings(cache, workers: int, scheduler: str | None):

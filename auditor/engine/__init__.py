@@ -1,6 +1,6 @@
 """Running stages 1-2 at scale: per-file partial aggregates, worker processes, cache, Dask.
 
-- `arrowfile`: One data frame as one Arrow IPC file, read back whole in O(columns): the observation
+- `arrowfile`: One data frame as one Arrow IPC file, its buffers zstd-compressed: the observation
   cache's tables.
 - `cache`: A cache of each capture file's partial aggregates and candidate packets, as Parquet.
 - `cachebase`: The caches' standard-library half: what they are keyed by, where entries lie, and
@@ -9,6 +9,7 @@
 - `candidates`: The few packets per flow that discovery may hand to tshark, kept while the capture
   streams.
 - `dask_run`: Read and merge capture files on a Dask cluster (the optional `auditor[dask]` extra).
+- `eviction`: Keeping the cache folder under a size: least recently used entries go first.
 - `fileread`: Read one capture file into partial flow aggregates, candidate packets and ICMP quotes.
 - `interleave`: Capture files that overlap in time, folded as one stream merged by timestamp (as
   mergecap).

@@ -21,6 +21,7 @@ import pandas as pd
 
 from auditor.atomic import atomic_dir
 from auditor.capture.packets import CaptureFile
+from auditor.engine import eviction
 from auditor.engine.cachebase import CacheWarning, content_hash, default_cache_dir
 from auditor.engine.fileread import FilePartial
 from auditor.options import FlowOptions, RpcOptions
@@ -54,6 +55,7 @@ def load(cache_dir: str | os.PathLike, key: str, path: str) -> FilePartial | Non
         shutil.rmtree(where, ignore_errors=True)  # damaged: the next store replaces it
         return None
     info = CaptureFile(**{**meta["info"], "path": str(path), "name": Path(path).name})
+    eviction.touch(where)  # its last use (engine/eviction.py)
     return FilePartial(info=info, **tables, first_ts_ns=meta["first_ts_ns"],
                        last_ts_ns=meta["last_ts_ns"], ordered=meta["ordered"],
                        notes=meta["notes"], warnings=meta.get("warnings", []))

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from auditor import atomic
+from auditor.engine.eviction import touch
 from auditor.errors import OutputError
 
 
@@ -51,9 +52,11 @@ def remembered_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> st
     """The content hash `content_hash` remembered for the file as it is now, or None."""
     memo = Path(cache_dir) / "stat" / hashlib.sha256(file_stamp(path).encode()).hexdigest()
     try:
-        return memo.read_text().strip() or None
+        known = memo.read_text().strip() or None
     except OSError:
         return None
+    touch(memo)
+    return known
 
 
 def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
@@ -62,6 +65,7 @@ def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
     try:
         known = memo.read_text().strip()
         if known:
+            touch(memo)
             return known
     except OSError:
         pass

@@ -15,7 +15,8 @@ reuse it and run neither the flow merge nor tshark. An entry is keyed by:
 
 Discovery that failed (tshark missing or broken) is never stored. Entries are written to a
 temp folder and renamed into place, so a reader never sees half an entry. Each table is an Arrow
-file (`arrowfile`: read back in O(columns), checked by size and CRC), so a hit costs a few reads.
+file (`arrowfile`: zstd-compressed, read into memory, checked by size and CRC), so a hit costs a
+few reads; a hit touches the entry (its last use, for `eviction`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from auditor.capture.packets import CaptureFile, PacketTable
 from auditor.capture.sets import CaptureSet, expand_sources, plan
 from auditor.dissect.dcerpc import RpcFacts
 from auditor.dissect.rpc import RpcDiscovery
-from auditor.engine import arrowfile
+from auditor.engine import arrowfile, eviction
 from auditor.engine import cache as cache_mod
 from auditor.engine.cachebase import (
     code_version,
@@ -53,7 +54,7 @@ from auditor.options import PipelineOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, empty_frame
 
 # Bump when what an entry holds changes shape (the code hash catches changes of behaviour).
-OBSERVATION_VERSION = 2  # 2: Arrow files checked by size and CRC (1: Parquet)
+OBSERVATION_VERSION = 3  # 3: zstd-compressed Arrow files (2: mapped Arrow; 1: Parquet)
 _SUFFIX = ".arrow"
 _LABEL = "__flow_id"  # the packets' flow labels travel as one more Parquet column
 _FACTS = ("epm", "binds", "dcom", "cl_rpc")
@@ -137,6 +138,7 @@ def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed 
                            warnings=tuple(meta["rpc"]["warnings"]))
     table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
     notes = tuple((c, m) for c, m in meta["warnings"])
+    eviction.touch(where)
     return Observed(table, flows, labels, rpc, notes)
 
 

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditor import atomic
-from auditor.engine.cachebase import CacheWarning, libraries_stamp, stored
+from auditor.engine import eviction
+from auditor.engine.cachebase import CacheWarning, libraries_stamp, observations_dir, stored
 from auditor.errors import OutputError
 from auditor.options import PipelineOptions
 
@@ -128,7 +129,12 @@ def load_quick(cache_dir: str | os.PathLike, name: str) -> Rendered | None:
         key = ResultKey(meta["result"], meta["observation"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return load(cache_dir, key) if _hex(key.name) and _hex(key.observation) else None
+    if not (_hex(key.name) and _hex(key.observation)):
+        return None
+    found = load(cache_dir, key)
+    if found is not None:
+        eviction.touch(_quick_path(cache_dir, name))
+    return found
 
 
 def _hex(name: object) -> bool:
@@ -162,11 +168,14 @@ def load(cache_dir: str | os.PathLike, key: ResultKey) -> Rendered | None:
             raise ValueError("damaged or foreign")
         if not stored(cache_dir, key.observation):
             raise ValueError("its observation is gone")
-        return Rendered(body.decode(), tuple((c, m) for c, m in meta["warnings"]),
-                        tuple(meta["kinds"]))
+        rendered = Rendered(body.decode(), tuple((c, m) for c, m in meta["warnings"]),
+                            tuple(meta["kinds"]))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         path.unlink(missing_ok=True)
         return None
+    eviction.touch(path)  # its last use (engine/eviction.py), and its observation's
+    eviction.touch(observations_dir(cache_dir) / key.observation)
+    return rendered
 
 
 def store(cache_dir: str | os.PathLike, key: ResultKey, rendered: Rendered) -> None:

@@ -1,0 +1,97 @@
+"""The cache folder stays under --cache-size (engine/eviction.py): least recently used units go
+first, a unit a run uses is marked used, and what the command itself used is kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import cli
+from auditor.engine import eviction
+
+ROOT = Path(__file__).resolve().parents[1]
+PILOT = ROOT / "fixtures" / "pcaps" / "pilot"
+
+
+def unit(cache: Path, kind: str, name: str, size: int, used: float, folder: bool) -> Path:
+    path = cache / kind / name
+    if folder:
+        path.mkdir(parents=True)
+        (path / "meta.json").write_bytes(b"x" * size)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    os.utime(path, (used, used))
+    return path
+
+
+def test_least_recently_used_units_go_first_until_the_folder_fits(tmp_path):
+    old = unit(tmp_path, "observations", "a" * 40, 64 * 1024, 1_000, folder=True)
+    newer = unit(tmp_path, "results", "b" * 40, 64 * 1024, 2_000, folder=False)
+    newest = unit(tmp_path, "entries", "c-d", 64 * 1024, 3_000, folder=True)
+    busy = tmp_path / "observations" / ".tmp-abc"  # a store in progress: not counted nor removed
+    busy.mkdir()
+    (busy / "flows.arrow").write_bytes(b"x" * 1024 * 1024)
+    sizes = {p: s for _, s, p in eviction.units(tmp_path)}
+    assert list(sizes) == [old, newer, newest]
+    total = sum(sizes.values())
+    removed = eviction.evict(tmp_path, total - sizes[old])
+    assert removed == [old] and not old.exists() and newer.exists() and newest.exists()
+    assert eviction.evict(tmp_path, 10**12) == []
+    assert eviction.evict(tmp_path, 0, keep_since=2_500) == [newer]
+    assert newest.exists() and busy.exists()
+
+
+def test_sizes_read_as_du_would_say_them():
+    assert eviction.parse_size("4G") == 4 * 1024**3
+    assert eviction.parse_size("500M") == eviction.parse_size("500MiB") == 500 * 1024**2
+    assert eviction.parse_size("1.5k") == 1536 and eviction.parse_size("0") == 0
+    for bad in ("", "-1G", "lots", "nan"):
+        with pytest.raises(ValueError):
+            eviction.parse_size(bad)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def audit(cache, capture, *more):
+    return run("audit", capture, "--inventory", PILOT / "inventory.yaml", "--workers", "1",
+               "--no-rpc", "--format", "json", "--cache", cache, *more)
+
+
+def test_a_command_trims_the_cache_but_keeps_what_it_used(tmp_path):
+    cache = tmp_path / "cache"
+    first = audit(cache, PILOT / "ring" / "pilot_00.pcapng")
+    assert first.exit_code == 0
+    before = {p for _, _, p in eviction.units(cache)}
+    for path in before:  # all used long ago
+        os.utime(path, (1_000, 1_000))
+    got = audit(cache, PILOT / "ring" / "pilot_01.pcapng", "--cache-size", "0")
+    assert got.exit_code == 0
+    after = {p for _, _, p in eviction.units(cache)}
+    assert not before & after  # the first capture's entries went
+    assert {p.parent.name for p in after} >= {"entries", "observations", "results", "quick",
+                                             "stat"}
+    # the second command's own entries stayed, and its memo still answers
+    again = audit(cache, PILOT / "ring" / "pilot_01.pcapng", "--cache-size", "0")
+    assert again.stdout == got.stdout
+    assert {p for _, _, p in eviction.units(cache)} == after
+
+
+def test_a_memo_hit_marks_its_entries_used(tmp_path):
+    cache = tmp_path / "cache"
+    audit(cache, PILOT / "ring" / "pilot_00.pcapng")
+    for _, _, path in eviction.units(cache):
+        os.utime(path, (1_000, 1_000))
+    audit(cache, PILOT / "ring" / "pilot_00.pcapng")
+    used = {p.parent.name for t, _, p in eviction.units(cache) if t > 1_000}
+    assert used >= {"observations", "results", "quick", "stat"}
+
+
+def test_a_bad_cache_size_is_a_usage_error(tmp_path):
+    got = audit(tmp_path, PILOT / "ring" / "pilot_00.pcapng", "--cache-size", "lots")
+    assert got.exit_code == 2 and "--cache-size" in got.stderr
