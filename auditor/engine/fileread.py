@@ -20,8 +20,8 @@ from auditor.capture.packets import CaptureFile
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import fill_untimed
 from auditor.capture.records_at import UNKNOWN
-from auditor.engine.candidates import CANDIDATE_COLUMNS, empty_candidates, keep_candidates
-from auditor.engine.partstore import PartialStore
+from auditor.engine.candidates import CANDIDATE_COLUMNS, keep_candidates
+from auditor.engine.partstore import PartialStore, empty_candidates
 from auditor.flows.build import _address_codes
 from auditor.flows.orient import _DCE_CL_CLIENT, tie_connectionless_rpc
 from auditor.flows.partial import (

@@ -36,6 +36,7 @@ from auditor.engine.interleave import NotStreamable, fold_interleaved, overlappi
 from auditor.engine.ranges import RangeJoin, read_range
 from auditor.engine.remote import is_url
 from auditor.engine.setmerge import SetMerger
+from auditor.engine.shipping import discard, ship, unship
 from auditor.engine.urlset import read_urls
 from auditor.engine.window import kept_rows, read_file
 from auditor.errors import CaptureError, CaptureWarning
@@ -205,47 +206,70 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
     one = len(paths) == 1 or merger.on_file is not None
     joins = {i: RangeJoin(str(paths[i]), n, flow_options, rpc_options) for i, n in pieces.items()}
     redo = {}
+    ahead = deque()
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        def submit(i, rng):
+        def submit(i, rng):  # results come back through shared memory (engine/shipping.py)
             if rng is None:
                 if window is None:
-                    return pool.submit(read_file_partial, str(paths[i]), *args[:3])
-                return pool.submit(read_file, str(paths[i]), *args)
-            return pool.submit(read_range, str(paths[i]), rng, *args)
+                    return pool.submit(ship, read_file_partial, str(paths[i]), *args[:3])
+                return pool.submit(ship, read_file, str(paths[i]), *args)
+            return pool.submit(ship, read_range, str(paths[i]), rng, *args)
 
-        # in set order, at most AHEAD tasks per worker in flight: results do not pile up here
-        ahead = deque()
-        todo_tasks = iter(tasks)
-        for task in islice(todo_tasks, AHEAD * workers):
-            ahead.append((task, submit(*task)))
-        while ahead:
-            (i, rng), future = ahead.popleft()
-            result = future.result()
-            del future
-            for task in islice(todo_tasks, 1):
-                ahead.append((task, submit(*task)))
-            if rng is None:
-                merger.add(i, result)
-                done += paths[i].stat().st_size
-            else:
-                done += rng.stop - rng.start
-                join = joins[i]
-                if join.add(*result):
-                    if len(join.infos) == join.pieces:
-                        merger.add(i, join.finish(sort=one, grouped=merger.on_file is None))
-                        del joins[i]
-                elif i not in redo:  # an edge a range cannot see: one read is exact
-                    log.info("%s: read again in one piece (its byte ranges are not "
-                             "independent)", paths[i])
-                    redo[i] = submit(i, None)
-            del result
-            for k in [k for k, f in redo.items() if f.done()]:  # later files wait for these
-                merger.add(k, redo.pop(k).result())
-            if progress is not None:
-                progress(min(done, total), total)
-        for i, future in redo.items():
-            merger.add(i, future.result())
+        try:
+            _drain(tasks, submit, workers, ahead, redo, merger, joins, one, paths, progress,
+                   done, total)
+        finally:  # an error on the way: no result file of a task in flight is left behind
+            _discard([f for _, f in ahead] + list(redo.values()))
     return "processes", workers, sum(pieces.values())
+
+
+def _drain(tasks, submit, workers, ahead, redo, merger, joins, one, paths, progress, done,
+           total):
+    """_read's loop: tasks submitted a few ahead, their results joined in set order."""
+    # in set order, at most AHEAD tasks per worker in flight: results do not pile up here
+    todo_tasks = iter(tasks)
+    for task in islice(todo_tasks, AHEAD * workers):
+        ahead.append((task, submit(*task)))
+    while ahead:
+        (i, rng), future = ahead[0]
+        result = unship(future.result())
+        ahead.popleft()
+        del future
+        for task in islice(todo_tasks, 1):
+            ahead.append((task, submit(*task)))
+        if rng is None:
+            merger.add(i, result)
+            done += paths[i].stat().st_size
+        else:
+            done += rng.stop - rng.start
+            join = joins[i]
+            if join.add(*result):
+                if len(join.infos) == join.pieces:
+                    merger.add(i, join.finish(sort=one, grouped=merger.on_file is None))
+                    del joins[i]
+            elif i not in redo:  # an edge a range cannot see: one read is exact
+                log.info("%s: read again in one piece (its byte ranges are not "
+                         "independent)", paths[i])
+                redo[i] = submit(i, None)
+        del result
+        for k in [k for k, f in redo.items() if f.done()]:  # later files wait for these
+            merger.add(k, unship(redo[k].result()))
+            del redo[k]
+        if progress is not None:
+            progress(min(done, total), total)
+    for i in list(redo):
+        merger.add(i, unship(redo[i].result()))
+        del redo[i]
+
+
+def _discard(futures) -> None:
+    """Remove the result files of tasks whose results will not be taken."""
+    for future in futures:
+        if not future.cancel():
+            try:
+                discard(future.result())
+            except Exception:  # noqa: BLE001 - the task failed: it left no file
+                pass
 
 
 AHEAD = 2  # tasks per worker submitted ahead of the one this process waits for
