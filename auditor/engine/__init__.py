@@ -27,6 +27,8 @@
   cluster.
 - `setmerge`: Merging the partials of a set's files wherever they were read (a Dask cluster, this
   process).
+- `shipping`: A worker's result handed to this process through a shared-memory file, not a pipe
+  copy.
 - `urlread`: Read a capture file named by an fsspec URL into its partial aggregates.
 - `urlset`: A capture set that names fsspec URLs: read where each file is opened, merged in time
   order.
