@@ -42,8 +42,11 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
         frame, labels = build_flows_labelled(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
         emit(conn_log_text(table, frame, labels), output)
         return
-    got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout),
-                       RpcOptions(candidates=False), engine=engine, progress=progress_bar())
+    from auditor.flows.pieces import deferred
+
+    with deferred(fmt in ("csv", "json")):  # then written a piece at a time
+        got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout),
+                           RpcOptions(candidates=False), engine=engine, progress=progress_bar())
     table, frame = got.table, got.flows
     if fmt != "table":
         write_frame(frame, fmt, output, FLOW_COLUMNS)

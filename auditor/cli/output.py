@@ -16,7 +16,15 @@ if TYPE_CHECKING:  # pandas loads with the first frame written, not with the com
 def write_frame(frame: pd.DataFrame, fmt: str, output: Path | None, columns=None) -> None:
     """Write a frame as csv, json or parquet to a file or standard output.
 
-    JSON follows `columns` (a schema table) when given: list columns become arrays."""
+    JSON follows `columns` (a schema table) when given: list columns become arrays. A table
+    in pieces (flows/pieces.py FlowPieces) is written a piece at a time as csv or json."""
+    from auditor.flows.pieces import FlowPieces
+
+    if isinstance(frame, FlowPieces):
+        if fmt == "csv" or (fmt == "json" and columns is not None):
+            _write_pieces(frame, fmt, output, columns)
+            return
+        frame = frame.frame()
     if fmt == "parquet":
         if output is None:
             raise click.UsageError("--format parquet needs -o FILE")
@@ -46,6 +54,41 @@ def _write_csv(frame: pd.DataFrame, output: Path | None) -> None:
         with atomic_path(output) as tmp:
             csv_file.write_csv(frame, tmp)
         click.echo(f"wrote {output}", err=True)
+
+
+def _write_pieces(table, fmt: str, output: Path | None, columns) -> None:
+    """A FlowPieces table as CSV (render/csv_file.py) or JSON records, a piece at a time: the
+    same bytes as the whole frame's."""
+    if output is None:
+        _pieces_to(table, fmt, _Echo(), columns)
+        return
+    with atomic_path(output) as tmp, open(tmp, "wb") as out:
+        _pieces_to(table, fmt, out, columns)
+    click.echo(f"wrote {output}", err=True)
+
+
+class _Echo:
+    """Bytes to standard output through click (as the whole-frame CSV goes)."""
+
+    def write(self, data: bytes) -> None:
+        click.echo(data, nl=False)
+
+
+def _pieces_to(table, fmt: str, out, columns) -> None:
+    if fmt == "csv":
+        from auditor.render.csv_file import write_csv_pieces
+
+        write_csv_pieces(table.pieces(), out)
+        return
+    from auditor.render.json_tables import records, to_json
+
+    # to_json of the whole list is '[\n' + the records joined by ',\n' + '\n]\n'
+    first = True
+    for piece in table.pieces():
+        text = to_json(records(piece, columns))
+        out.write((("[\n" if first else ",\n") + text[2:-3]).encode())
+        first = False
+    out.write(b"[]\n" if first else b"\n]\n")
 
 
 def emit(text: str, output: Path | None) -> None:

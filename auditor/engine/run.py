@@ -41,7 +41,8 @@ from auditor.engine.urlset import read_urls
 from auditor.engine.window import kept_rows, read_file
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.flows.build import build_flows_labelled
-from auditor.flows.partial import finish_flows
+from auditor.flows.partial import finish_pieces
+from auditor.flows.pieces import deferring
 from auditor.options import EngineOptions, FlowOptions, RpcOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
@@ -389,8 +390,10 @@ def _finish_merged(frames: list[pd.DataFrame], heads: list[FilePartial],
     the partials, and drops them once it has read them (the set's biggest frame: peak memory)."""
     files = tuple(fp.info for fp in heads)
     quotes, cands = frames.pop(), frames.pop()
-    flows, flow_of = finish_flows(frames.pop(), files, flow_options, quotes, merged=merged)
+    pieces, flow_of = finish_pieces(frames.pop(), files, flow_options, quotes, merged=merged)
     del quotes
+    # a caller that writes the table piece by piece (flows/pieces.py deferred) takes the pieces
+    flows = pieces if deferring() else pieces.frame()
     pid = cands["pid"].to_numpy()
     if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # the stores give them in pid order
         cands = cands.sort_values("pid", kind="stable", ignore_index=True)

@@ -7,13 +7,17 @@ then a contiguous slice that numpy's `reduceat` aggregates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from auditor.capture.packets import PacketTable, format_ip
 from auditor.flows.orient import (
-    decide_initiator,
+    choose_initiator,
+    known_initiator,
+    listener_keys,
     payload_hex,
     payload_matrix,
     sender_role,
@@ -232,52 +236,78 @@ def _service_rank(port: np.ndarray) -> np.ndarray:
     return np.where(port == 0, 0, rank)
 
 
-def _initiator_dir(f: pd.DataFrame, heads, group) -> tuple[np.ndarray, np.ndarray]:
-    """Which canonical side (0 = a, 1 = b) started each flow, and what decided it."""
-    proto = f["proto_num"].to_numpy()
-    a_port, b_port = f["a_port"].to_numpy(), f["b_port"].to_numpy()
+def initiator_facts(f, heads) -> tuple[np.ndarray, np.ndarray]:
+    """`orient.known_initiator` of flows (a frame or a dict of columns) and their first payloads."""
+    proto = np.asarray(f["proto_num"])
+    a_port, b_port = np.asarray(f["a_port"]), np.asarray(f["b_port"])
     (m0, len0), (m1, len1) = heads
     role0 = sender_role(m0, len0, proto, a_port, b_port)
     role1 = sender_role(m1, len1, proto, b_port, a_port)
-    return decide_initiator(f, _service_rank(a_port), _service_rank(b_port), role0, role1, group)
+    return known_initiator(f, role0, role1)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every piece of one flow table shares: each address code's text and whether it is
+    one-to-many, the capture names, and the listener endpoints (`orient.listener_keys`)."""
+
+    addresses: pa.Array
+    group: np.ndarray
+    files: tuple[str, ...]
+    known: np.ndarray
+
+
+def shared_of(addr_hi, addr_lo, files, known) -> Shared:
+    """The Shared of a flow table whose address codes index addr_hi/addr_lo."""
+    return Shared(pa.array(format_ip(addr_hi, addr_lo), pa.string()),
+                  one_to_many(addr_hi, addr_lo), tuple(cf.name for cf in files) or ("",), known)
 
 
 def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.DataFrame:
-    """Turn canonical (a, b) aggregates into initiator/responder columns and a state.
+    """Turn canonical (a, b) aggregates of a whole flow table into initiator/responder columns."""
+    facts = initiator_facts(f, heads)
+    shared = shared_of(addr_hi, addr_lo, table.files, listener_keys(f, *facts))
+    return orient_rows(f, heads, facts, shared)
+
+
+def orient_rows(f, heads, facts, shared: Shared, first_id: int = 0) -> pd.DataFrame:
+    """Flow table rows (flow_id from `first_id`) of canonical (a, b) aggregates: initiator and
+    responder columns and a state. `f` is a frame or a dict of columns, `facts` its
+    `initiator_facts`; `shared` what the whole table shares.
 
     Text columns are Arrow arrays taken from small vocabularies (addresses, protocol names,
     states, capture names) by integer codes: no Python string per flow.
     """
-    a_code, b_code = f["a_code"].to_numpy(), f["b_code"].to_numpy()
-    group = one_to_many(addr_hi, addr_lo)
-    a_group, b_group = group[a_code], group[b_code]
-    init, orientation = _initiator_dir(f, heads, (a_group, b_group))
+    def col(name: str) -> np.ndarray:
+        return np.asarray(f[name])
+
+    a_code, b_code = col("a_code"), col("b_code")
+    a_group, b_group = shared.group[a_code], shared.group[b_code]
+    a_port, b_port = col("a_port"), col("b_port")
+    init, orientation = choose_initiator(f, *facts, shared.known, _service_rank(a_port),
+                                         _service_rank(b_port), (a_group, b_group))
     a_init = init == 0
     (m0, len0), (m1, len1) = heads
     pick_a = a_init[:, None]
     src_hex = payload_hex(np.where(pick_a, m0, m1), np.where(a_init, len0, len1))
     dst_hex = payload_hex(np.where(pick_a, m1, m0), np.where(a_init, len1, len0))
 
-    def pick(col: str, initiator: bool) -> np.ndarray:
-        a_val, b_val = f[f"{col}0"].to_numpy(), f[f"{col}1"].to_numpy()
-        return np.where(a_init == initiator, a_val, b_val)
+    def pick(name: str, initiator: bool) -> np.ndarray:
+        return np.where(a_init == initiator, col(f"{name}0"), col(f"{name}1"))
 
-    addresses = pa.array(format_ip(addr_hi, addr_lo), pa.string())
-    a_port, b_port = f["a_port"].to_numpy(), f["b_port"].to_numpy()
-    proto_num = f["proto_num"].to_numpy()
+    proto_num = col("proto_num")
     is_icmp = np.isin(proto_num, (ICMP, ICMPV6))
-    rst = (f["rst0"].to_numpy() + f["rst1"].to_numpy()) > 0
-    end = np.where(rst, 2, np.where(f["fin"].to_numpy() > 0, 1, 0))
-    file_names = [cf.name for cf in table.files] or [""]
+    rst = (col("rst0") + col("rst1")) > 0
+    end = np.where(rst, 2, np.where(col("fin") > 0, 1, 0))
     columns = {
-        "flow_id": np.arange(len(f), dtype=np.int64),
-        "src_ip": taken(addresses, np.where(a_init, a_code, b_code)),
+        "flow_id": np.arange(first_id, first_id + len(a_code), dtype=np.int64),
+        "src_ip": taken(shared.addresses, np.where(a_init, a_code, b_code)),
         "src_port": np.where(a_init, a_port, b_port).astype(np.uint16),
-        "dst_ip": taken(addresses, np.where(a_init, b_code, a_code)),
+        "dst_ip": taken(shared.addresses, np.where(a_init, b_code, a_code)),
         "dst_port": np.where(a_init, b_port, a_port).astype(np.uint16),
-        "proto": taken(protocol_names(), proto_num),
-        "first_seen": pd.to_datetime(f["first_ns"].to_numpy(), unit="ns", utc=True),
-        "last_seen": pd.to_datetime(f["last_ns"].to_numpy(), unit="ns", utc=True),
+        "proto": taken(_PROTOCOL_NAMES, proto_num),
+        "first_seen": pd.to_datetime(col("first_ns"), unit="ns", utc=True),
+        "last_seen": pd.to_datetime(col("last_ns"), unit="ns", utc=True),
         "src_packets": pick("packets", True),
         "src_bytes": pick("bytes", True),
         "dst_packets": pick("packets", False),
@@ -287,15 +317,18 @@ def _orient(f: pd.DataFrame, addr_hi, addr_lo, table: PacketTable, heads) -> pd.
         "state": taken(FLOW_STATES, _state(f, proto_num, pick, np.where(a_init, b_group, a_group))),
         "end": taken(("", "fin", "rst"), end),
         # ICMP type/code on non-ICMP flows is only set when an unreachable rejects the flow.
-        "icmp_type": _icmp_only(f["icmp_type0"].to_numpy(), is_icmp),
-        "icmp_code": _icmp_only(f["icmp_code0"].to_numpy(), is_icmp),
+        "icmp_type": _icmp_only(col("icmp_type0"), is_icmp),
+        "icmp_code": _icmp_only(col("icmp_code0"), is_icmp),
         "client_payload_head": pick("head", True).astype(np.uint32),
-        "capture": taken(file_names, f["file_index"].to_numpy()),
+        "capture": taken(shared.files, col("file_index")),
         "orientation": orientation,
         "src_payload_prefix": src_hex,
         "dst_payload_prefix": dst_hex,
     }
     return pd.DataFrame({name: columns[name] for name in column_names(FLOW_COLUMNS)}, copy=False)
+
+
+_PROTOCOL_NAMES = pa.array(list(protocol_names()), pa.string())
 
 
 def _icmp_only(values: np.ndarray, is_icmp: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -310,7 +343,7 @@ def _state(f: pd.DataFrame, proto_num: np.ndarray, pick, to_group) -> np.ndarray
     """Classify each flow's outcome (before ICMP errors are applied): codes into FLOW_STATES."""
     s = _STATE_CODE
     tcp = proto_num == TCP
-    syn_seen = f["syn_dir"].to_numpy() >= 0
+    syn_seen = np.asarray(f["syn_dir"]) >= 0
     synack_back = pick("synack", False) > 0
     rst_back = pick("rst", False) > 0
     answered = pick("packets", False) > 0

@@ -20,7 +20,8 @@ import pandas as pd
 from auditor.flows.text import hex_prefix, taken
 from auditor.schema import ORIENTATIONS
 
-__all__ = ["ORIENTATIONS", "decide_initiator", "sender_role"]
+__all__ = ["ORIENTATIONS", "choose_initiator", "decide_initiator", "known_initiator",
+           "listener_keys", "sender_role"]
 
 
 KEPT = 28  # first payload bytes kept per packet and per flow direction
@@ -193,23 +194,42 @@ def icmp_initiator(proto: np.ndarray, icmp_type: np.ndarray, first_dir: np.ndarr
     return np.where(is_icmp & query, first_dir, np.where(is_icmp & reply, 1 - first_dir, -1))
 
 
-def listener_initiator(f: pd.DataFrame, decided: np.ndarray, init: np.ndarray) -> np.ndarray:
-    """0/1 where exactly one side is an endpoint some decided TCP/UDP flow answered on, else -1.
+def listener_keys(f, handshake: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    """The endpoints (address code, port, protocol) some decided TCP/UDP flow answered on.
 
-    `decided` marks flows whose initiator `init` is known from a handshake or evidence; their
-    responder (address code, port, protocol) is a listener for every other flow.
+    `handshake`/`evidence` are `known_initiator`'s: a flow they decide names its responder a
+    listener for every other flow. Sorted and unique, so that pieces of a flow table can share it.
     """
-    proto = f["proto_num"].to_numpy().astype(np.int64)
-    a = _endpoint_key(f["a_code"].to_numpy(), f["a_port"].to_numpy(), proto)
-    b = _endpoint_key(f["b_code"].to_numpy(), f["b_port"].to_numpy(), proto)
+    proto = _col(f, "proto_num").astype(np.int64)
+    init = np.where(handshake >= 0, handshake, evidence)
+    take = ((handshake >= 0) | (evidence >= 0)) & ((proto == TCP) | (proto == UDP))
+    a = _endpoint_key(_col(f, "a_code")[take], _col(f, "a_port")[take], proto[take])
+    b = _endpoint_key(_col(f, "b_code")[take], _col(f, "b_port")[take], proto[take])
+    return np.unique(np.where(init[take] == 0, b, a))
+
+
+def listener_initiator(f, known: np.ndarray) -> np.ndarray:
+    """0/1 where exactly one side is a `listener_keys` endpoint (`known`), else -1."""
+    proto = _col(f, "proto_num").astype(np.int64)
+    if not len(known):
+        return np.full(len(proto), -1)
+    a = _endpoint_key(_col(f, "a_code"), _col(f, "a_port"), proto)
+    b = _endpoint_key(_col(f, "b_code"), _col(f, "b_port"), proto)
     ported = (proto == TCP) | (proto == UDP)
-    responder = np.where(init == 0, b, a)[decided & ported]
-    if not len(responder):
-        return np.full(len(f), -1)
-    known = np.unique(responder)
-    a_listens, b_listens = np.isin(a, known), np.isin(b, known)
+    a_listens, b_listens = _sorted_isin(a, known), _sorted_isin(b, known)
     return np.where(ported & b_listens & ~a_listens, 0,
                     np.where(ported & a_listens & ~b_listens, 1, -1))
+
+
+def _sorted_isin(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """np.isin(values, known) for a sorted, unique `known`: a binary search per value."""
+    at = np.minimum(np.searchsorted(known, values), len(known) - 1)
+    return known[at] == values
+
+
+def _col(f, name: str) -> np.ndarray:
+    """A column of a frame or of a dict of arrays, as a numpy array."""
+    return np.asarray(f[name])
 
 
 def _endpoint_key(code: np.ndarray, port: np.ndarray, proto: np.ndarray) -> np.ndarray:
@@ -225,7 +245,43 @@ def payload_hex(b: np.ndarray, length: np.ndarray) -> pd.api.extensions.Extensio
     return hex_prefix(b, length, KEPT)
 
 
-def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
+def known_initiator(f, role0: np.ndarray, role1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per flow, the initiator side (0 = a, 1 = b) its handshake names and the one its payload
+    evidence (or ICMP query) names, -1 where they say nothing: the facts every other flow's
+    `listener_initiator` needs, as two int8 arrays."""
+    proto = _col(f, "proto_num").astype(np.int64)
+    first_dir = _col(f, "first_dir").astype(np.int64)
+    syn_dir = _col(f, "syn_dir")
+    # a SYN/ACK without its SYN in the capture still names the server
+    synack = np.where(_col(f, "synack1") > 0, 0, np.where(_col(f, "synack0") > 0, 1, -1))
+    handshake = np.where(syn_dir >= 0, syn_dir, synack)
+    evidence = evidence_initiator(role0, role1)
+    evidence = np.where(evidence >= 0, evidence,
+                        icmp_initiator(proto, _col(f, "icmp_type0"), first_dir))
+    return handshake.astype(np.int8), evidence.astype(np.int8)
+
+
+def choose_initiator(f, handshake: np.ndarray, evidence: np.ndarray, known: np.ndarray,
+                     a_rank: np.ndarray, b_rank: np.ndarray,
+                     group: tuple[np.ndarray, np.ndarray] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Initiator side (0 = a, 1 = b) and the `orientation` that decided it, per flow, from
+    `known_initiator`'s facts and the table's `listener_keys` (`known`)."""
+    proto = _col(f, "proto_num").astype(np.int64)
+    listener = listener_initiator(f, known)
+    by_port = np.where(a_rank > b_rank, 1, np.where(b_rank > a_rank, 0, -1))
+    by_port = np.where((proto == ICMP) | (proto == ICMPV6), -1, by_port)
+    a_group, b_group = group if group is not None else (np.zeros(len(proto), bool),) * 2
+    to_group = np.where(b_group & ~a_group, 0, np.where(a_group & ~b_group, 1, -1))
+    choices = [handshake, to_group, evidence, listener, by_port]
+    decides = [c >= 0 for c in choices]
+    out = np.select(decides, choices, default=_col(f, "first_dir").astype(np.int64))
+    # the orientation as codes into _DECIDED: one Arrow take, no string per flow
+    code = np.select(decides, list(range(len(choices))), default=len(choices))
+    return out.astype(np.int64), taken(_DECIDED, code)
+
+
+def decide_initiator(f, a_rank: np.ndarray, b_rank: np.ndarray,
                      role0: np.ndarray, role1: np.ndarray,
                      group: tuple[np.ndarray, np.ndarray] | None = None,
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -233,30 +289,12 @@ def decide_initiator(f: pd.DataFrame, a_rank: np.ndarray, b_rank: np.ndarray,
 
     `a_rank`/`b_rank` rank each side's port as a service port (higher = more likely the server);
     `role0`/`role1` are `sender_role` of each side's first payload bytes; `group` marks the sides
-    that are multicast or broadcast addresses (they never start anything).
+    that are multicast or broadcast addresses (they never start anything). The flows are the
+    whole table: their decided responders are the listeners (`listener_keys`).
     """
-    proto = f["proto_num"].to_numpy().astype(np.int64)
-    first_dir = f["first_dir"].to_numpy().astype(np.int64)
-    syn_dir = f["syn_dir"].to_numpy()
-    # a SYN/ACK without its SYN in the capture still names the server
-    synack = np.where(f["synack1"].to_numpy() > 0, 0, np.where(f["synack0"].to_numpy() > 0, 1, -1))
-    handshake = np.where(syn_dir >= 0, syn_dir, synack)
-    evidence = evidence_initiator(role0, role1)
-    evidence = np.where(evidence >= 0, evidence,
-                        icmp_initiator(proto, f["icmp_type0"].to_numpy(), first_dir))
-    decided = (handshake >= 0) | (evidence >= 0)
-    init = np.where(handshake >= 0, handshake, evidence)
-    listener = listener_initiator(f, decided, init)
-    by_port = np.where(a_rank > b_rank, 1, np.where(b_rank > a_rank, 0, -1))
-    by_port = np.where((proto == ICMP) | (proto == ICMPV6), -1, by_port)
-    a_group, b_group = group if group is not None else (np.zeros(len(f), bool),) * 2
-    to_group = np.where(b_group & ~a_group, 0, np.where(a_group & ~b_group, 1, -1))
-    choices = [handshake, to_group, evidence, listener, by_port]
-    decides = [c >= 0 for c in choices]
-    out = np.select(decides, choices, default=first_dir)
-    # the orientation as codes into _DECIDED: one Arrow take, no string per flow
-    code = np.select(decides, list(range(len(choices))), default=len(choices))
-    return out.astype(np.int64), taken(_DECIDED, code)
+    handshake, evidence = known_initiator(f, role0, role1)
+    known = listener_keys(f, handshake, evidence)
+    return choose_initiator(f, handshake, evidence, known, a_rank, b_rank, group)
 
 
 # what decided the initiator, in decide_initiator's order of choices (ORIENTATIONS' words)

@@ -15,24 +15,19 @@ FIN/RST since its last SYN (and the SYN is not a retry of that SYN's sequence nu
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 
 from auditor.flows.build import (
-    _NOT_A_REFUSAL_V4,
     ACK,
     FIN,
     RST,
     SYN,
     TCP,
     _flow_starts,
-    _orient,
 )
-from auditor.flows.orient import payload_matrix
+from auditor.flows.pieces import FlowPieces
 from auditor.options import FlowOptions
-from auditor.schema import FLOW_COLUMNS, empty_frame
 
 KEY = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto_num"]
 BIG = np.iinfo(np.int64).max
@@ -64,14 +59,6 @@ _DTYPES = {"a_hi": np.uint64, "a_lo": np.uint64, "b_hi": np.uint64, "b_lo": np.u
            "closed_tail": np.int32,
            **{f"{name}{side}": np.uint64 for side in (0, 1) for name in ("b4_", "b12_", "b20_")},
            **{f"{name}{side}": np.uint32 for side in (0, 1) for name in ("head", "hlen")}}
-
-
-# the partials' columns finish_flows hands on to orientation (build._orient), quotes and mapping
-_FINISH_COLUMNS = [*KEY, "pid", "file_index", "first_dir", "icmp_type0", "icmp_code0", "fin",
-                   "packets0", "packets1", "bytes0", "bytes1", "payload0", "payload1", "synack0",
-                   "synack1", "rst0", "rst1", "first_ns", "last_ns", "first_ns0", "first_ns1",
-                   "syn_pos", "head_pos0", "head_pos1", "syn_dir", "head0", "head1", "has_syn",
-                   "has_bind"]
 
 
 def _frame(columns: dict) -> pd.DataFrame:
@@ -328,82 +315,21 @@ def finish_flows(parts: pd.DataFrame, files, options: FlowOptions,
     unreachables (ICMP_QUOTE_COLUMNS) that may refuse a flow. `merged=True` says `parts` is
     already the output of merge_partials (one file's partials), which saves a copy.
     """
+    pieces, mapping = finish_pieces(parts, files, options, quotes, merged)
+    return pieces.frame(), mapping
+
+
+def finish_pieces(parts: pd.DataFrame, files, options: FlowOptions,
+                  quotes: pd.DataFrame | None = None, merged: bool = False,
+                  piece_rows: int | None = None) -> tuple[FlowPieces, pd.Series]:
+    """finish_flows' table as `pieces.FlowPieces` (made a piece at a time), and the mapping."""
     if merged:
         old = new = parts["pid"].to_numpy()
     else:
         parts, old, new = merge_partials(parts, options)
-    merged = parts
-    del parts
-    if merged.empty:
-        return empty_frame(FLOW_COLUMNS), pd.Series([], dtype=np.int64)
-    # flows in order of their conversation's first packet, then by time (as build_flows)
-    change = _key_change([merged[k].to_numpy() for k in KEY])
-    pid = merged["pid"].to_numpy()
-    conv_first = pid[np.maximum.accumulate(np.where(change, np.arange(len(pid)), 0))]
-    order = np.lexsort((pid, conv_first))
-    heads = []
-    for side in (0, 1):  # before the reorder, so the byte columns need not be carried along
-        mat = payload_matrix(*(merged[f"{name}{side}"].to_numpy()[order] for name in
-                               ("head", "b4_", "b12_", "b20_")))
-        heads.append((mat, merged[f"hlen{side}"].to_numpy()[order].astype(np.int64)))
-    # only what orientation, the ICMP quotes and the mapping read: the partials' other columns
-    # (a third of their bytes) are not copied
-    merged = pd.DataFrame({c: merged[c].to_numpy()[order] for c in _FINISH_COLUMNS}, copy=False)
-    hi = np.concatenate([merged["a_hi"].to_numpy(), merged["b_hi"].to_numpy()]).astype(np.uint64)
-    lo = np.concatenate([merged["a_lo"].to_numpy(), merged["b_lo"].to_numpy()]).astype(np.uint64)
-    hi_codes, hi_uniq = pd.factorize(hi)
-    lo_codes, lo_uniq = pd.factorize(lo)
-    codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniq) + lo_codes)
-    pairs = np.asarray(pairs, np.int64)
-    addr_hi = np.asarray(hi_uniq, np.uint64)[pairs // len(lo_uniq)]
-    addr_lo = np.asarray(lo_uniq, np.uint64)[pairs % len(lo_uniq)]
-    f = merged  # a fresh frame (reordered above): the codes go in place, no copy
-    f["a_code"], f["b_code"] = codes[: len(merged)], codes[len(merged):]
-    flows = _orient(f, addr_hi, addr_lo, SimpleNamespace(files=tuple(files)), heads)
-    if quotes is not None and len(quotes):
-        flows = _apply_quotes(flows, merged, quotes)
+    pieces = FlowPieces(parts, files, quotes, **({} if piece_rows is None else
+                                                {"piece_rows": piece_rows}))
     if new is old:  # the partials were merged already: the flow of row i is where i went
-        flow_ids = np.empty(len(order), np.int64)
-        flow_ids[order] = np.arange(len(order), dtype=np.int64)
-        return flows, pd.Series(flow_ids, index=old)
-    flow_of = pd.Series(np.arange(len(merged), dtype=np.int64), index=merged["pid"].to_numpy())
-    mapping = pd.Series(flow_of.reindex(new).to_numpy(), index=old)
-    return flows, mapping
-
-
-def _apply_quotes(flows: pd.DataFrame, merged: pd.DataFrame, quotes: pd.DataFrame) -> pd.DataFrame:
-    """Mark flows refused by an ICMP unreachable quoting a packet they sent (as build_flows)."""
-    q = quotes.sort_values("ts_ns", kind="stable")
-    q = q[~((~q["err_v6"].astype(bool)) & q["err_code"].isin(_NOT_A_REFUSAL_V4))]
-    if q.empty:
-        return flows
-    a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
-        q["src_ip_hi"].to_numpy(), q["src_ip_lo"].to_numpy(), q["dst_ip_hi"].to_numpy(),
-        q["dst_ip_lo"].to_numpy(), q["src_port"].to_numpy().astype(np.int64),
-        q["dst_port"].to_numpy().astype(np.int64))
-    errs = pd.DataFrame({"a_hi": a_hi, "a_lo": a_lo, "b_hi": b_hi, "b_lo": b_lo,
-                         "a_port": a_port, "b_port": b_port,
-                         "proto_num": q["proto"].to_numpy().astype(np.int64), "dir": swap,
-                         "ts_ns": q["ts_ns"].to_numpy(), "err_type": q["err_type"].to_numpy(),
-                         "err_code": q["err_code"].to_numpy(), "err": np.arange(len(q))})
-    cand = merged[KEY + ["first_ns0", "first_ns1"]].assign(flow_id=np.arange(len(merged)))
-    for c in KEY:
-        errs[c] = errs[c].astype(cand[c].dtype)
-    joined = errs.merge(cand, on=KEY, how="inner")
-    if joined.empty:
-        return flows
-    sent_at = np.where(joined["dir"].to_numpy(), joined["first_ns1"], joined["first_ns0"])
-    joined = joined[sent_at <= joined["ts_ns"].to_numpy()]
-    # the latest flow of the conversation that had sent that way before the error
-    matched = joined.sort_values(["err", "flow_id"]).drop_duplicates("err", keep="last")
-    matched = matched.sort_values("err").drop_duplicates("flow_id", keep="first")
-    if matched.empty:
-        return flows
-    flows = flows.copy()
-    ids = matched["flow_id"].to_numpy().astype(np.int64)
-    refusable = flows["state"].isin(["unanswered", "udp_unanswered", "rejected"]).to_numpy()[ids]
-    ids, matched = ids[refusable], matched[refusable]
-    flows.loc[ids, "state"] = "rejected"
-    flows.loc[ids, "icmp_type"] = matched["err_type"].to_numpy()
-    flows.loc[ids, "icmp_code"] = matched["err_code"].to_numpy()
-    return flows
+        return pieces, pd.Series(pieces.flow_ids, index=old)
+    flow_of = pd.Series(pieces.flow_ids, index=parts["pid"].to_numpy())
+    return pieces, pd.Series(flow_of.reindex(new).to_numpy(), index=old)

@@ -29,6 +29,20 @@ def write_csv(frame: pd.DataFrame, path) -> None:
     pa_csv.write_csv(csv_table(frame), str(path))
 
 
+def piece_csv(frame: pd.DataFrame, header: bool) -> bytes:
+    """One piece of a table as CSV bytes, with the header line or without: the pieces of a
+    table written one after the other are the bytes `write_csv` gives for the whole table."""
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(csv_table(frame), sink, pa_csv.WriteOptions(include_header=header))
+    return sink.getvalue().to_pybytes()
+
+
+def write_csv_pieces(pieces, out) -> None:
+    """Frames (pieces of one table, the same columns) as one CSV into a binary file object."""
+    for i, frame in enumerate(pieces):
+        out.write(piece_csv(frame, header=i == 0))
+
+
 def iso_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Datetime columns as ISO-8601 UTC text with microseconds ('2024-01-31T09:30:00.000000Z')."""
     out = frame.copy(deep=False)  # new columns replace, never write into, the caller's

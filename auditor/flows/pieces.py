@@ -1,0 +1,217 @@
+"""Merged partials finished into the flow table a piece at a time.
+
+Only `orient.listener_keys` needs every flow at once: it is computed first, in one pass over
+the partials that keeps two int8 facts per flow. Every other column of a flow depends on that
+flow alone, so the table is made in pieces of consecutive flows (`FlowPieces.pieces`), each
+gathered from the partials, and written piece by piece (`render.csv_file.write_csv_pieces`):
+peak memory is the partials plus one piece, not the partials plus the whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import numpy as np
+import pandas as pd
+
+from auditor.flows.build import (
+    _NOT_A_REFUSAL_V4,
+    initiator_facts,
+    orient_rows,
+    shared_of,
+)
+from auditor.flows.orient import listener_keys, payload_matrix
+from auditor.schema import FLOW_COLUMNS, empty_frame
+
+PIECE_ROWS = 1 << 15  # flows per piece: a piece's temporaries are tens of MiB
+
+KEY = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto_num"]
+# the partials' columns a piece reads (besides the address codes made here)
+_PIECE_COLUMNS = ["a_port", "b_port", "proto_num", "file_index", "first_dir", "icmp_type0",
+                  "icmp_code0", "fin", "packets0", "packets1", "bytes0", "bytes1", "payload0",
+                  "payload1", "synack0", "synack1", "rst0", "rst1", "first_ns", "last_ns",
+                  "syn_dir", "head0", "head1"]
+_HEADS = [[f"{name}{side}" for name in ("head", "b4_", "b12_", "b20_", "hlen")] for side in (0, 1)]
+_REFUSABLE = ("unanswered", "udp_unanswered", "rejected")
+
+
+class FlowPieces:
+    """The flow table of merged partials, made a piece of consecutive flows at a time.
+
+    `parts` are merge_partials' rows (each conversation's rows together, in time order); the
+    flows come in order of their conversation's first packet, then by time (as build_flows).
+    `flow_ids[i]` is the flow of partial row i. The partials are read, never changed.
+    """
+
+    def __init__(self, parts: pd.DataFrame, files, quotes: pd.DataFrame | None = None,
+                 piece_rows: int = PIECE_ROWS):
+        self.piece_rows = max(1, int(piece_rows))
+        self.columns = {c: parts[c].to_numpy() for c in
+                        dict.fromkeys(_PIECE_COLUMNS + KEY + sum(_HEADS, []) + ["pid", "first_ns0",
+                                                                      "first_ns1"])}
+        cols = self.columns
+        n = self.rows = len(parts)
+        change = np.zeros(n, bool)
+        if n:
+            change[0] = True
+            for k in KEY:
+                change[1:] |= cols[k][1:] != cols[k][:-1]
+        pid = cols["pid"]
+        conv_first = pid[np.maximum.accumulate(np.where(change, np.arange(n), 0))]
+        self.order = np.lexsort((pid, conv_first))  # flow i is partial row order[i]
+        del change, conv_first
+        self.flow_ids = np.empty(n, np.int64)
+        self.flow_ids[self.order] = np.arange(n, dtype=np.int64)
+        # every distinct address numbered (the same codes in every piece)
+        hi = np.concatenate([cols["a_hi"], cols["b_hi"]]).astype(np.uint64, copy=False)
+        lo = np.concatenate([cols["a_lo"], cols["b_lo"]]).astype(np.uint64, copy=False)
+        hi_codes, hi_uniq = pd.factorize(hi)
+        lo_codes, lo_uniq = pd.factorize(lo)
+        del hi, lo
+        codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniq) + lo_codes)
+        del hi_codes, lo_codes
+        pairs = np.asarray(pairs, np.int64)
+        addr_hi = np.asarray(hi_uniq, np.uint64)[pairs // len(lo_uniq)]
+        addr_lo = np.asarray(lo_uniq, np.uint64)[pairs % len(lo_uniq)]
+        width = np.int32 if len(pairs) < 1 << 31 else np.int64
+        cols["a_code"], cols["b_code"] = codes[:n].astype(width), codes[n:].astype(width)
+        del codes
+        self.refused = self._refusals(quotes)
+        # the one fact that needs every flow: who listens where (in partial row order, in
+        # slices of rows, so that its temporaries stay a piece's)
+        self.handshake = np.empty(n, np.int8)
+        self.evidence = np.empty(n, np.int8)
+        keys = []
+        for lo_row in range(0, n, self.piece_rows):
+            rows = slice(lo_row, lo_row + self.piece_rows)
+            f = {c: cols[c][rows] for c in ("proto_num", "a_port", "b_port", "a_code", "b_code",
+                                             "first_dir", "syn_dir", "synack0", "synack1",
+                                             "icmp_type0")}
+            hs, ev = initiator_facts(f, self._heads(rows))
+            self.handshake[rows], self.evidence[rows] = hs, ev
+            keys.append(listener_keys(f, hs, ev))
+        known = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        self.shared = shared_of(addr_hi, addr_lo, files, known)
+        for k in ("a_hi", "a_lo", "b_hi", "b_lo"):  # the codes stand for them now
+            del cols[k]
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def _heads(self, rows) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per canonical side: the (rows, 28) first payload bytes and that packet's length."""
+        cols = self.columns
+        return [(payload_matrix(*(cols[c][rows] for c in names[:4])),
+                 cols[names[4]][rows].astype(np.int64)) for names in _HEADS]
+
+    def piece(self, start: int, stop: int) -> pd.DataFrame:
+        """Flows start .. stop - 1 of the table (schema.FLOW_COLUMNS)."""
+        rows = self.order[start:stop]
+        f = {c: self.columns[c][rows] for c in _PIECE_COLUMNS + ["a_code", "b_code"]}
+        facts = self.handshake[rows], self.evidence[rows]
+        flows = orient_rows(f, self._heads(rows), facts, self.shared, first_id=start)
+        return self._refuse(flows, start, stop)
+
+    def pieces(self) -> Iterator[pd.DataFrame]:
+        """The table as consecutive pieces of at most piece_rows flows (none when empty)."""
+        for start in range(0, self.rows, self.piece_rows):
+            yield self.piece(start, min(start + self.piece_rows, self.rows))
+
+    def bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) of each piece."""
+        return [(s, min(s + self.piece_rows, self.rows)) for s in range(0, self.rows,
+                                                                         self.piece_rows)]
+
+    def frame(self) -> pd.DataFrame:
+        """The whole flow table as one frame (one piece of every flow)."""
+        if not self.rows:
+            return empty_frame(FLOW_COLUMNS)
+        return self.piece(0, self.rows)
+
+    def _refusals(self, quotes: pd.DataFrame | None) -> pd.DataFrame | None:
+        """The ICMP unreachables that refuse a flow: flow_id, err_type, err_code (by flow_id).
+
+        An error refuses the latest flow of the conversation it quotes that had sent that way
+        before it, if that flow is refusable (`_refuse` checks its state, piece by piece).
+        """
+        if quotes is None or not len(quotes) or not self.rows:
+            return None
+        from auditor.flows.partial import canonical
+
+        q = quotes.sort_values("ts_ns", kind="stable")
+        q = q[~((~q["err_v6"].astype(bool)) & q["err_code"].isin(_NOT_A_REFUSAL_V4))]
+        if q.empty:
+            return None
+        a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
+            q["src_ip_hi"].to_numpy(), q["src_ip_lo"].to_numpy(), q["dst_ip_hi"].to_numpy(),
+            q["dst_ip_lo"].to_numpy(), q["src_port"].to_numpy().astype(np.int64),
+            q["dst_port"].to_numpy().astype(np.int64))
+        errs = pd.DataFrame({"a_hi": a_hi, "a_lo": a_lo, "b_hi": b_hi, "b_lo": b_lo,
+                             "a_port": a_port, "b_port": b_port,
+                             "proto_num": q["proto"].to_numpy().astype(np.int64), "dir": swap,
+                             "ts_ns": q["ts_ns"].to_numpy(), "err_type": q["err_type"].to_numpy(),
+                             "err_code": q["err_code"].to_numpy(), "err": np.arange(len(q))})
+        cols = self.columns
+        # only the partials of a quoted conversation's ports: a few rows, not the table
+        near = np.flatnonzero(np.isin(cols["a_port"], np.unique(a_port))
+                              & np.isin(cols["b_port"], np.unique(b_port)))
+        cand = pd.DataFrame({**{c: cols[c][near] for c in KEY},
+                             "first_ns0": cols["first_ns0"][near],
+                             "first_ns1": cols["first_ns1"][near],
+                             "flow_id": self.flow_ids[near]})
+        for c in KEY:
+            errs[c] = errs[c].astype(cand[c].dtype)
+        joined = errs.merge(cand, on=KEY, how="inner")
+        if joined.empty:
+            return None
+        sent_at = np.where(joined["dir"].to_numpy(), joined["first_ns1"], joined["first_ns0"])
+        joined = joined[sent_at <= joined["ts_ns"].to_numpy()]
+        # the latest flow of the conversation that had sent that way before the error
+        matched = joined.sort_values(["err", "flow_id"]).drop_duplicates("err", keep="last")
+        matched = matched.sort_values("err").drop_duplicates("flow_id", keep="first")
+        if matched.empty:
+            return None
+        return matched[["flow_id", "err_type", "err_code"]].sort_values("flow_id",
+                                                                        ignore_index=True)
+
+    def _refuse(self, flows: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+        """Mark the piece's flows an ICMP unreachable refuses (as build_flows)."""
+        r = self.refused
+        if r is None:
+            return flows
+        ids = r["flow_id"].to_numpy()
+        lo, hi = np.searchsorted(ids, [start, stop])
+        if lo == hi:
+            return flows
+        mine = r.iloc[lo:hi]
+        at = mine["flow_id"].to_numpy().astype(np.int64) - start
+        refusable = flows["state"].isin(_REFUSABLE).to_numpy()[at]
+        at, mine = at[refusable], mine[refusable]
+        if not len(at):
+            return flows
+        flows = flows.copy()
+        flows.loc[at, "state"] = "rejected"
+        flows.loc[at, "icmp_type"] = mine["err_type"].to_numpy()
+        flows.loc[at, "icmp_code"] = mine["err_code"].to_numpy()
+        return flows
+
+
+_DEFERRED: ContextVar[bool] = ContextVar("auditor_flow_pieces", default=False)
+
+
+@contextmanager
+def deferred(on: bool = True):
+    """Within this block (when `on`), the engine may give the flows as FlowPieces instead of
+    one frame (`auditor flows` writes them piece by piece)."""
+    token = _DEFERRED.set(on)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def deferring() -> bool:
+    """True inside `deferred()`."""
+    return _DEFERRED.get()
