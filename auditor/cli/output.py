@@ -78,17 +78,24 @@ def _pieces_to(table, fmt: str, out, columns) -> None:
     if fmt == "csv":
         from auditor.render.csv_file import write_csv_pieces
 
-        write_csv_pieces(table.pieces(), out)
+        write_csv_pieces(table, out)
         return
+    from functools import partial
+
+    empty = True
+    for data in table.mapped(partial(_json_piece, columns=columns)):
+        out.write(data)
+        empty = False
+    out.write(b"[]\n" if empty else b"\n]\n")
+
+
+def _json_piece(piece, first: bool, columns) -> bytes:
+    """A piece's records as the lines `to_json` of the whole list has for them: that text is
+    '[\n' + the records joined by ',\n' + '\n]\n'."""
     from auditor.render.json_tables import records, to_json
 
-    # to_json of the whole list is '[\n' + the records joined by ',\n' + '\n]\n'
-    first = True
-    for piece in table.pieces():
-        text = to_json(records(piece, columns))
-        out.write((("[\n" if first else ",\n") + text[2:-3]).encode())
-        first = False
-    out.write(b"[]\n" if first else b"\n]\n")
+    text = to_json(records(piece, columns))
+    return (("[\n" if first else ",\n") + text[2:-3]).encode()
 
 
 def emit(text: str, output: Path | None) -> None:

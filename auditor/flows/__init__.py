@@ -4,6 +4,7 @@
 - `orient`: Which side of a flow is the client: the handshake, else evidence, else ports, else time.
 - `partial`: Per-flow partial aggregates: fold chunks of packets, merge them associatively, finish
   the flows.
+- `pieces`: Merged partials finished into the flow table a piece at a time.
 - `protocols`: Names of IP protocols and ICMP types, and which destinations are one-to-many.
 - `text`: Text columns of the flow table as Arrow arrays, never a Python string per flow.
 """

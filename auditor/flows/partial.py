@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.flows.build import (
+    _NOT_A_REFUSAL_V4,
     ACK,
     FIN,
     RST,
@@ -327,9 +328,29 @@ def finish_pieces(parts: pd.DataFrame, files, options: FlowOptions,
         old = new = parts["pid"].to_numpy()
     else:
         parts, old, new = merge_partials(parts, options)
-    pieces = FlowPieces(parts, files, quotes, **({} if piece_rows is None else
-                                                {"piece_rows": piece_rows}))
+    pieces = FlowPieces(parts, files, quoted_errors(quotes),
+                        **({} if piece_rows is None else {"piece_rows": piece_rows}))
     if new is old:  # the partials were merged already: the flow of row i is where i went
         return pieces, pd.Series(pieces.flow_ids, index=old)
     flow_of = pd.Series(pieces.flow_ids, index=parts["pid"].to_numpy())
     return pieces, pd.Series(flow_of.reindex(new).to_numpy(), index=old)
+
+
+def quoted_errors(quotes: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The ICMP unreachables (ICMP_QUOTE_COLUMNS) that may refuse a flow, keyed as partials
+    are (KEY, and dir: the quoted packet's direction), in time order; None when there are none."""
+    if quotes is None or not len(quotes):
+        return None
+    q = quotes.sort_values("ts_ns", kind="stable")
+    q = q[~((~q["err_v6"].astype(bool)) & q["err_code"].isin(_NOT_A_REFUSAL_V4))]
+    if q.empty:
+        return None
+    a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
+        q["src_ip_hi"].to_numpy(), q["src_ip_lo"].to_numpy(), q["dst_ip_hi"].to_numpy(),
+        q["dst_ip_lo"].to_numpy(), q["src_port"].to_numpy().astype(np.int64),
+        q["dst_port"].to_numpy().astype(np.int64))
+    return pd.DataFrame({"a_hi": a_hi, "a_lo": a_lo, "b_hi": b_hi, "b_lo": b_lo,
+                         "a_port": a_port, "b_port": b_port,
+                         "proto_num": q["proto"].to_numpy().astype(np.int64), "dir": swap,
+                         "ts_ns": q["ts_ns"].to_numpy(), "err_type": q["err_type"].to_numpy(),
+                         "err_code": q["err_code"].to_numpy(), "err": np.arange(len(q))})

@@ -9,15 +9,20 @@ peak memory is the partials plus one piece, not the partials plus the whole tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
+from itertools import islice
+from multiprocessing import get_all_start_methods, get_context
 
 import numpy as np
 import pandas as pd
 
 from auditor.flows.build import (
-    _NOT_A_REFUSAL_V4,
     initiator_facts,
     orient_rows,
     shared_of,
@@ -45,9 +50,10 @@ class FlowPieces:
     `flow_ids[i]` is the flow of partial row i. The partials are read, never changed.
     """
 
-    def __init__(self, parts: pd.DataFrame, files, quotes: pd.DataFrame | None = None,
+    def __init__(self, parts: pd.DataFrame, files, errs: pd.DataFrame | None = None,
                  piece_rows: int = PIECE_ROWS):
         self.piece_rows = max(1, int(piece_rows))
+        self.workers: int | None = None  # processes `mapped` makes pieces in (None: the cores)
         self.columns = {c: parts[c].to_numpy() for c in
                         dict.fromkeys(_PIECE_COLUMNS + KEY + sum(_HEADS, []) + ["pid", "first_ns0",
                                                                       "first_ns1"])}
@@ -64,21 +70,8 @@ class FlowPieces:
         del change, conv_first
         self.flow_ids = np.empty(n, np.int64)
         self.flow_ids[self.order] = np.arange(n, dtype=np.int64)
-        # every distinct address numbered (the same codes in every piece)
-        hi = np.concatenate([cols["a_hi"], cols["b_hi"]]).astype(np.uint64, copy=False)
-        lo = np.concatenate([cols["a_lo"], cols["b_lo"]]).astype(np.uint64, copy=False)
-        hi_codes, hi_uniq = pd.factorize(hi)
-        lo_codes, lo_uniq = pd.factorize(lo)
-        del hi, lo
-        codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniq) + lo_codes)
-        del hi_codes, lo_codes
-        pairs = np.asarray(pairs, np.int64)
-        addr_hi = np.asarray(hi_uniq, np.uint64)[pairs // len(lo_uniq)]
-        addr_lo = np.asarray(lo_uniq, np.uint64)[pairs % len(lo_uniq)]
-        width = np.int32 if len(pairs) < 1 << 31 else np.int64
-        cols["a_code"], cols["b_code"] = codes[:n].astype(width), codes[n:].astype(width)
-        del codes
-        self.refused = self._refusals(quotes)
+        addr_hi, addr_lo = self._number_addresses()
+        self.refused = self._refusals(errs)
         # the one fact that needs every flow: who listens where (in partial row order, in
         # slices of rows, so that its temporaries stay a piece's)
         self.handshake = np.empty(n, np.int8)
@@ -96,6 +89,30 @@ class FlowPieces:
         self.shared = shared_of(addr_hi, addr_lo, files, known)
         for k in ("a_hi", "a_lo", "b_hi", "b_lo"):  # the codes stand for them now
             del cols[k]
+
+    def _number_addresses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Number every distinct address (a_code, b_code: the same codes in every piece);
+        return each code's address halves."""
+        cols = self.columns
+        n = self.rows
+        hi = np.concatenate([cols["a_hi"], cols["b_hi"]]).astype(np.uint64, copy=False)
+        if n and hi.min() == hi.max():  # one upper half (IPv4 only, say): the lower ones say it
+            del hi
+            codes, lo_uniq = pd.factorize(np.concatenate([cols["a_lo"], cols["b_lo"]]))
+            addr_lo = np.asarray(lo_uniq, np.uint64)
+            addr_hi = np.full(len(addr_lo), cols["a_hi"][0], np.uint64)
+        else:
+            hi_codes, hi_uniq = pd.factorize(hi)
+            del hi
+            lo_codes, lo_uniq = pd.factorize(np.concatenate([cols["a_lo"], cols["b_lo"]]))
+            codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniq) + lo_codes)
+            del hi_codes, lo_codes
+            pairs = np.asarray(pairs, np.int64)
+            addr_hi = np.asarray(hi_uniq, np.uint64)[pairs // len(lo_uniq)]
+            addr_lo = np.asarray(lo_uniq, np.uint64)[pairs % len(lo_uniq)]
+        width = np.int32 if len(addr_lo) < 1 << 31 else np.int64
+        cols["a_code"], cols["b_code"] = codes[:n].astype(width), codes[n:].astype(width)
+        return addr_hi, addr_lo
 
     def __len__(self) -> int:
         return self.rows
@@ -119,6 +136,36 @@ class FlowPieces:
         for start in range(0, self.rows, self.piece_rows):
             yield self.piece(start, min(start + self.piece_rows, self.rows))
 
+    def mapped(self, fn: Callable[[pd.DataFrame, bool], object],
+               workers: int | None = None) -> Iterator:
+        """fn(piece, first) of each piece in order (first: True for the first piece).
+
+        On several cores (`workers`, else self.workers, else the cores this process may use) the pieces are
+        made in worker processes forked from this one, which read the partials where they are
+        (copy-on-write, no copy sent); `fn` (a module-level function) turns each piece into
+        what comes back here, e.g. its CSV bytes. One process where forking is not safe.
+        """
+        bounds = self.bounds()
+        workers = workers or self.workers or _cores()
+        workers = min(workers, len(bounds))
+        if workers <= 1 or not _may_fork():
+            for start, stop in bounds:
+                yield fn(self.piece(start, stop), start == 0)
+            return
+        global _FORKED
+        _FORKED = self  # what the forked workers find (fork copies it)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+                todo = iter(bounds)
+                ahead = deque(pool.submit(_forked_piece, fn, *b) for b in islice(todo, 2 * workers))
+                while ahead:
+                    result = ahead.popleft().result()
+                    ahead.extend(pool.submit(_forked_piece, fn, *b) for b in islice(todo, 1))
+                    yield result
+                    del result
+        finally:
+            _FORKED = None
+
     def bounds(self) -> list[tuple[int, int]]:
         """(start, stop) of each piece."""
         return [(s, min(s + self.piece_rows, self.rows)) for s in range(0, self.rows,
@@ -130,33 +177,20 @@ class FlowPieces:
             return empty_frame(FLOW_COLUMNS)
         return self.piece(0, self.rows)
 
-    def _refusals(self, quotes: pd.DataFrame | None) -> pd.DataFrame | None:
+    def _refusals(self, errs: pd.DataFrame | None) -> pd.DataFrame | None:
         """The ICMP unreachables that refuse a flow: flow_id, err_type, err_code (by flow_id).
+
+        `errs` are partial.quoted_errors' (KEY, dir, ts_ns, err_type, err_code, err).
 
         An error refuses the latest flow of the conversation it quotes that had sent that way
         before it, if that flow is refusable (`_refuse` checks its state, piece by piece).
         """
-        if quotes is None or not len(quotes) or not self.rows:
+        if errs is None or errs.empty or not self.rows:
             return None
-        from auditor.flows.partial import canonical
-
-        q = quotes.sort_values("ts_ns", kind="stable")
-        q = q[~((~q["err_v6"].astype(bool)) & q["err_code"].isin(_NOT_A_REFUSAL_V4))]
-        if q.empty:
-            return None
-        a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
-            q["src_ip_hi"].to_numpy(), q["src_ip_lo"].to_numpy(), q["dst_ip_hi"].to_numpy(),
-            q["dst_ip_lo"].to_numpy(), q["src_port"].to_numpy().astype(np.int64),
-            q["dst_port"].to_numpy().astype(np.int64))
-        errs = pd.DataFrame({"a_hi": a_hi, "a_lo": a_lo, "b_hi": b_hi, "b_lo": b_lo,
-                             "a_port": a_port, "b_port": b_port,
-                             "proto_num": q["proto"].to_numpy().astype(np.int64), "dir": swap,
-                             "ts_ns": q["ts_ns"].to_numpy(), "err_type": q["err_type"].to_numpy(),
-                             "err_code": q["err_code"].to_numpy(), "err": np.arange(len(q))})
         cols = self.columns
         # only the partials of a quoted conversation's ports: a few rows, not the table
-        near = np.flatnonzero(np.isin(cols["a_port"], np.unique(a_port))
-                              & np.isin(cols["b_port"], np.unique(b_port)))
+        near = np.flatnonzero(np.isin(cols["a_port"], errs["a_port"].unique())
+                              & np.isin(cols["b_port"], errs["b_port"].unique()))
         cand = pd.DataFrame({**{c: cols[c][near] for c in KEY},
                              "first_ns0": cols["first_ns0"][near],
                              "first_ns1": cols["first_ns1"][near],
@@ -196,6 +230,26 @@ class FlowPieces:
         flows.loc[at, "icmp_type"] = mine["err_type"].to_numpy()
         flows.loc[at, "icmp_code"] = mine["err_code"].to_numpy()
         return flows
+
+
+# the FlowPieces a forked worker of FlowPieces.mapped makes pieces of (set only around the pool)
+_FORKED: FlowPieces | None = None
+
+
+def _forked_piece(fn, start: int, stop: int):
+    return fn(_FORKED.piece(start, stop), start == 0)
+
+
+def _may_fork() -> bool:
+    """Fork only while this process runs one thread: a fork may copy a lock a thread holds."""
+    return threading.active_count() == 1 and "fork" in get_all_start_methods()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 _DEFERRED: ContextVar[bool] = ContextVar("auditor_flow_pieces", default=False)

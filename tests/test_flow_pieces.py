@@ -1,0 +1,95 @@
+"""The flow table made a piece at a time (flows/pieces.py) equals the one made whole, and its
+CSV and JSON written piece by piece, on one core or forked workers, are the whole table's bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from packet_factory import pkt, table
+
+from auditor import build_flows, read_packets
+from auditor.cli.output import _pieces_to
+from auditor.engine.run import stream_flows
+from auditor.flows.partial import finish_pieces, fold_chunk
+from auditor.flows.pieces import deferred
+from auditor.options import EngineOptions, FlowOptions
+from auditor.render.csv_file import csv_bytes
+from auditor.render.json_tables import records, to_json
+from auditor.schema import FLOW_COLUMNS, PACKET_COLUMNS, column_names
+
+PCAPS = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps"
+CAPTURES = sorted(p for p in PCAPS.rglob("*") if p.is_file()
+                  and p.suffix in (".pcap", ".pcapng", ".cap") and "truncated" not in p.name)
+SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
+
+
+def _in_pieces(pieces, rows: int) -> pd.DataFrame:
+    pieces.piece_rows = rows
+    return pd.concat(list(pieces.pieces()), ignore_index=True)
+
+
+def _written(pieces, fmt: str, workers: int | None = None) -> bytes:
+    out = io.BytesIO()
+    pieces.workers = workers
+    _pieces_to(pieces, fmt, out, FLOW_COLUMNS)
+    return out.getvalue()
+
+
+def test_flows_in_pieces_of_a_few_rows_equal_the_whole_table_though_listeners_span_pieces():
+    rng = np.random.default_rng(5)
+    options = FlowOptions(tcp_idle_timeout_s=5, udp_idle_timeout_s=3)
+    listened = 0
+    for _ in range(10):
+        rows, t = [], 0.0
+        for _ in range(200):
+            t += float(rng.exponential(0.8))
+            a, b = rng.integers(1, 5, size=2)
+            sport, dport = (int(x) for x in rng.choice([50001, 50002, 50003, 135], size=2))
+            proto = int(rng.choice([6, 6, 17]))
+            fl = int(rng.choice([SYN, SYN | ACK, ACK, FIN | ACK, RST, 0])) if proto == 6 else 0
+            rows.append(pkt(t, f"198.18.0.{a}", sport, f"198.18.0.{b}", dport, proto=proto,
+                            flags=fl, payload=int(rng.integers(0, 2))))
+        tab = table(rows)
+        expected = build_flows(tab, options)
+        pk = tab.packets[column_names(PACKET_COLUMNS)]
+        parts, _ = fold_chunk({c: pk[c].to_numpy() for c in pk.columns},
+                              np.arange(len(pk), dtype=np.int64), options)
+        pieces, _ = finish_pieces(parts, tab.files, options)
+        listened += int((expected["orientation"] == "listener").sum())
+        for size in (1, 3, 7, len(expected)):
+            pd.testing.assert_frame_equal(_in_pieces(pieces, size), expected)
+    assert listened > 10  # flows whose listener another piece's flow showed
+
+
+@pytest.mark.filterwarnings("ignore::auditor.CaptureWarning")
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(PCAPS)))
+def test_pieces_of_every_fixture_write_the_whole_tables_csv_and_json(path):
+    expected = build_flows(read_packets([path]))
+    with deferred():
+        pieces = stream_flows([path], engine=EngineOptions(workers=1)).flows
+    pd.testing.assert_frame_equal(_in_pieces(pieces, 2), expected)
+    assert _written(pieces, "csv", 1) == csv_bytes(expected)
+    assert _written(pieces, "json", 1).decode() == to_json(records(expected, FLOW_COLUMNS))
+
+
+def test_forked_workers_write_the_same_csv_and_json_as_one_process():
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    with deferred():
+        pieces = stream_flows([path], engine=EngineOptions(workers=1)).flows
+    pieces.piece_rows = 5
+    assert len(pieces.bounds()) > 4
+    whole = pieces.frame()
+    assert _written(pieces, "csv", 2) == _written(pieces, "csv", 1) == csv_bytes(whole)
+    text = _written(pieces, "json", 2).decode()
+    assert text == to_json(records(whole, FLOW_COLUMNS))
+    assert len(json.loads(text)) == len(whole)
+
+
+def test_outside_deferred_the_engine_gives_one_frame():
+    got = stream_flows([PCAPS / "pilot" / "pilot.pcapng"], engine=EngineOptions(workers=1))
+    assert isinstance(got.flows, pd.DataFrame)
