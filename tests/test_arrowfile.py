@@ -95,3 +95,12 @@ def test_a_file_grown_since_it_was_written_is_refused(tmp_path):
         fh.write(b"\0")
     with pytest.raises(ValueError, match="size or CRC"):
         arrowfile.read_frame(path, check)
+
+
+def test_an_empty_frame_of_a_file_has_its_columns_and_dtypes(tmp_path):
+    frame = mixed_frame().drop(columns="kind")  # (a categorical's categories are not kept)
+    arrowfile.write_frame(frame, tmp_path / "t.arrow")
+    pd.testing.assert_frame_equal(arrowfile.read_empty(tmp_path / "t.arrow"), frame.iloc[:0])
+    (tmp_path / "t.arrow").write_bytes(b"not an arrow file")
+    with pytest.raises(ValueError):
+        arrowfile.read_empty(tmp_path / "t.arrow")

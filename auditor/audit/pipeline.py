@@ -65,10 +65,11 @@ def _observe(captures, options: PipelineOptions, progress, key=None) -> Observat
     return seen
 
 
-def _from_cache(captures, options: PipelineOptions):
-    """(the cache key of these captures and options, their cached Observation or None)."""
+def _from_cache(captures, options: PipelineOptions, packets: bool = True):
+    """(the cache key of these captures and options, their cached Observation or None; without
+    its candidate packets unless `packets`)."""
     key = observed_cache.observation_key(captures, options)
-    hit = key and observed_cache.load(options.engine.cache_dir, *key)
+    hit = key and observed_cache.load(options.engine.cache_dir, *key, packets=packets)
     if not hit:
         return key, None
     observed_cache.replay(hit.warnings)
@@ -157,7 +158,7 @@ def audit_captures(
         names = seen.rpc.names if seen.rpc is not None else None
         return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory,
                              names)
-    key, hit = _from_cache(captures, options)
+    key, hit = _from_cache(captures, options, packets=False)  # the audit reads only its files
     if hit is not None or not options.rpc:
         seen = hit or _observe(captures, options, progress, key)
         return audit_observation(seen, inventory, catalogue, options)

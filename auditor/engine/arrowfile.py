@@ -56,3 +56,15 @@ def read_frame(path: str | os.PathLike, check: dict[str, int]) -> pd.DataFrame:
     except pa.ArrowException as exc:
         raise ValueError(f"{path}: {exc}") from exc
     return table.to_pandas(use_threads=False, split_blocks=True)
+
+
+def read_empty(path: str | os.PathLike) -> pd.DataFrame:
+    """No rows of the frame `write_frame` wrote to `path`, with its columns and dtypes: only the
+    file's schema is read (its CRC is not checked, and a categorical comes back without its
+    categories; a file Arrow cannot open raises ValueError)."""
+    try:
+        with pa.OSFile(os.fspath(path)) as fh:
+            schema = pa.ipc.open_file(fh).schema
+    except pa.ArrowException as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return schema.empty_table().to_pandas(use_threads=False)

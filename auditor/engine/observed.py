@@ -104,8 +104,13 @@ def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]
     return hashlib.sha256(text.encode()).hexdigest()[:40], paths
 
 
-def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed | None:
+def load(cache_dir: str | os.PathLike, key: str, paths: list[Path], *,
+         packets: bool = True) -> Observed | None:
     """The cached observation of a set (its files named after `paths`), or None.
+
+    `packets=False` leaves the candidate packets unread (an empty table of their columns, no
+    labels): an audit with an inventory reads only the table's files (audit/pipeline.py), and the
+    packets are the larger half of an entry once inflated.
 
     An entry that is damaged (a table's size or CRC differs from what was written), foreign (it
     names another key) or of another shape is removed, and the run stores a fresh one.
@@ -116,8 +121,9 @@ def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed 
         if meta.get("key") != key or meta.get("version") != OBSERVATION_VERSION:
             raise ValueError("another entry")
         frames = {t: arrowfile.read_frame(where / f"{t}{_SUFFIX}", check)
+                  if packets or t != "packets" else arrowfile.read_empty(where / f"{t}{_SUFFIX}")
                   for t, check in meta["tables"].items()}
-        flows, packets = frames["flows"], frames["packets"]
+        flows, candidates = frames["flows"], frames["packets"]
     except FileNotFoundError:
         if where.exists():  # entries appear whole (a rename): this one was damaged since
             shutil.rmtree(where, ignore_errors=True)
@@ -129,14 +135,14 @@ def load(cache_dir: str | os.PathLike, key: str, paths: list[Path]) -> Observed 
         return None
     files = tuple(CaptureFile(**{**info, "path": str(p), "name": p.name})
                   for info, p in zip(meta["files"], paths, strict=True))
-    labels = np.array(packets.pop(_LABEL), np.int64)  # a writable copy, as a fresh read gives
+    labels = np.array(candidates.pop(_LABEL), np.int64)  # a writable copy, as a fresh read gives
     rpc = None
     if meta["rpc"] is not None:
         facts = RpcFacts(**{t: frames[t] for t in _FACTS})
         rpc = RpcDiscovery(endpoints=frames["endpoints"], facts=facts, names=frames["names"],
                            packets=meta["rpc"]["packets"],
                            warnings=tuple(meta["rpc"]["warnings"]))
-    table = PacketTable(packets=packets, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
+    table = PacketTable(packets=candidates, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
     notes = tuple((c, m) for c, m in meta["warnings"])
     eviction.touch(where)
     return Observed(table, flows, labels, rpc, notes)
