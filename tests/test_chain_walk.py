@@ -196,3 +196,20 @@ def test_small_segments_take_the_numpy_path_and_walk_wrong_guesses_again(tiny_se
     same_as_plain(ROOT / "fixtures" / "pcaps" / "edge" / "fake_record_headers.pcap", 2048,
                   monkeypatch)
     assert calls["follow"] >= 5 and calls["lockstep"] > calls["follow"]
+
+
+def test_a_chunk_holds_a_bounded_number_of_records_however_small_they_are(tmp_path):
+    # hand-made (no real tool writes these): 700k records with no data, 16 bytes each. Per-record
+    # arrays, not file bytes, take the memory: a 32 MiB chunk would be two million rows of them
+    from auditor.capture import records
+
+    n = 700_000
+    hdr = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    recs = np.zeros((n, 4), "<u4")
+    recs[:, 0] = 1_700_000_000 + np.arange(n) // 1000
+    path = tmp_path / "empty_records.pcap"
+    path.write_bytes(hdr + recs.tobytes())
+    with RecordReader(path) as reader:
+        sizes = [len(c.data_off) for c in reader.chunks()]
+    assert sum(sizes) == n
+    assert len(sizes) > 2 and max(sizes) <= records.MAX_CHUNK_RECORDS

@@ -181,12 +181,22 @@ class RecordReader:
     def chunks(self, max_bytes: int | None = None) -> Iterator[RecordChunk]:
         """Yield the file's packet records, walking about max_bytes of the file per chunk."""
         budget = max_bytes or records.CHUNK_BYTES
+        # Memory follows records, not bytes: tiny records (16-byte empty pcap records of a
+        # hostile file) would make a 32 MiB chunk two million rows of per-record arrays. The
+        # first chunk walks at most what MAX_CHUNK_RECORDS of the smallest records take; each
+        # next one what MAX_CHUNK_RECORDS of the last chunk's mean record take, up to budget.
+        # (a walk takes the record that starts at its limit too: hence the - 1)
+        step = min(budget, records.MAX_CHUNK_RECORDS * records.MIN_RECORD_BYTES - 1)
         walk = self._walker.walk
         self._pos = self._walker.start
         src = self._src
         while True:
-            chunk, status = walk(src.buf, self._pos - src.base, budget)
+            start = self._pos
+            chunk, status = walk(src.buf, self._pos - src.base, step)
             if chunk is not None:
+                n = len(chunk.data_off)
+                walked = (self._pos - start) * records.MAX_CHUNK_RECORDS // max(n, 1)
+                step = int(min(budget, max(records.MIN_RECORD_BYTES * 64, walked - 1)))
                 self._account(chunk)
                 yield chunk
                 del chunk

@@ -15,6 +15,8 @@ from numpy.lib.stride_tricks import as_strided
 MAX_RECORD = 262_144  # Wireshark's limit for ordinary link types; more means a corrupt header
 MAX_BLOCK = 128 << 20  # largest pcapng block accepted (Wireshark allows about this much)
 CHUNK_BYTES = 32 << 20  # file bytes walked per chunk: bounds memory whatever the file size
+MAX_CHUNK_RECORDS = 1 << 18  # ...and records per chunk, about: per-record arrays bound memory
+MIN_RECORD_BYTES = 16  # the smallest record: a pcap record header with no data
 HEAD_BYTES = 112  # leading bytes of each record copied out once; enough for almost all headers
 NO_TS = np.iinfo(np.int64).min  # timestamp of a record that has none (pcapng simple packet block)
 MAX_TSOFFSET = 1 << 32  # if_tsoffset seconds beyond this cannot be added to int64 ns timestamps
