@@ -10,6 +10,7 @@ shows up as one).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import resource
@@ -121,7 +122,8 @@ DEEP_EVERY = 50  # one case in this many runs the whole audit, tshark included
 def run_case(kind: str, seed: int, mutate, tmp: Path, limit_s: float, deep: bool = False) -> Result:
     """Build case (kind, seed), run `auditor flows` (deep: `audit`) on it in-process, judge it."""
     rng = random.Random(f"{kind}:{seed}")
-    data, suffix = mutate(rng)
+    with _uncapped():  # the case itself (an archive bomb is big) is the harness's, not auditor's
+        data, suffix = mutate(rng)
     path = tmp / f"case_{seed}{suffix}"
     path.write_bytes(data)
     args = ["flows", str(path), "--format", "csv" if seed % 2 else "json"]
@@ -144,6 +146,17 @@ def run_case(kind: str, seed: int, mutate, tmp: Path, limit_s: float, deep: bool
     seconds = time.perf_counter() - t0
     path.unlink()
     return Result(kind, seed, outcome, seconds, detail, deep)
+
+
+@contextlib.contextmanager
+def _uncapped():
+    """Lift cap_memory's address-space cap (the soft limit) for a while, then restore it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def cap_memory(limit_mb: int) -> None:
