@@ -64,8 +64,11 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
         pair["dl"] = np.where(side, cols[3], cols[1])
         t = first_ns[sel].astype(np.int64)
         old = seen.get(group) if seen is not None else None
+        pair = _compact_pairs(pair, None if old is None else old[0])
         if old is not None:
-            pair_all, t_all = np.concatenate([old[0], pair]), np.concatenate([old[1], t])
+            pair_all = np.concatenate([_wide_pairs(old[0]) if pair.dtype == _PAIR else old[0],
+                                       pair])
+            t_all = np.concatenate([old[1], t])
         else:
             pair_all, t_all = pair, t
         pairs, inverse = np.unique(pair_all, return_inverse=True)
@@ -82,6 +85,32 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
 
 
 _PAIR = np.dtype([("sh", np.uint64), ("sl", np.uint64), ("dh", np.uint64), ("dl", np.uint64)])
+_V4 = np.uint64(0xFFFF << 32)  # the upper half of an IPv4-mapped address's low 64 bits
+
+
+def _compact_pairs(pair: np.ndarray, old: np.ndarray | None) -> np.ndarray:
+    """(client, server) pairs of IPv4 addresses as one uint64 each (client << 32 | server),
+    which np.unique sorts far faster than 32-byte records; the records themselves when an
+    address is IPv6 or the pairs seen before are records. Only equality matters to the
+    caller, and the two forms are never mixed (`_wide_pairs` turns keys back into records)."""
+    if old is not None and old.dtype == _PAIR:
+        return pair
+    v4 = ((pair["sh"] == 0) & (pair["dh"] == 0) & ((pair["sl"] >> np.uint64(32)) == 0xFFFF)
+          & ((pair["dl"] >> np.uint64(32)) == 0xFFFF))
+    if not v4.all():
+        return pair
+    low = np.uint64(0xFFFFFFFF)
+    return ((pair["sl"] & low) << np.uint64(32)) | (pair["dl"] & low)
+
+
+def _wide_pairs(keys: np.ndarray) -> np.ndarray:
+    """`_compact_pairs` keys as the records they stand for (records stay as they are)."""
+    if keys.dtype == _PAIR:
+        return keys
+    out = np.zeros(len(keys), _PAIR)
+    out["sl"] = _V4 | (keys >> np.uint64(32))
+    out["dl"] = _V4 | (keys & np.uint64(0xFFFFFFFF))
+    return out
 
 
 # the packet columns, where the record lies in its file (engine.fileread), packet and partial
@@ -145,25 +174,46 @@ def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions
     """Of payload rows labelled with their partial (`part`), those a later selection may need.
 
     Returns them sorted by (part, pid). `seen` carries the per-pair facts of partials that are
-    not in `parts` (see `_pair_firsts`).
+    not in `parts` (see `_pair_firsts`). The rules read a few columns in (part, pid) order; only
+    the rows kept are copied (a store re-pruning a big file's candidates would otherwise hold a
+    sorted copy of all of them besides the frame and the kept rows).
     """
     if rows.empty or parts.empty:
         return empty_candidates()
-    rows = rows.sort_values(["part", "pid"], kind="stable", ignore_index=True)
-    facts = _flow_facts(parts, options, seen).reindex(rows["part"].to_numpy())
-    first = facts["first"].to_numpy(dtype=np.int64, na_value=0)
-    cl = facts["cl"].to_numpy(dtype=bool, na_value=False)
-    tcp = facts["tcp"].to_numpy(dtype=bool, na_value=False)
-    part = rows["part"].to_numpy()
+    part, pid = rows["part"].to_numpy(), rows["pid"].to_numpy()
+    order = None if _in_part_order(part, pid) else np.lexsort((pid, part))
+    if order is not None:
+        part = part[order]
+    facts = _flow_facts(parts, options, seen)
+    at = pd.Index(facts.index).get_indexer(part)  # -1: a row whose partial is not in `parts`
+    known = at >= 0
+
+    def per_row(column: str, missing):
+        values = facts[column].to_numpy()[np.maximum(at, 0)]
+        return np.where(known, values, missing)
+
+    first, cl, tcp = per_row("first", 0), per_row("cl", False), per_row("tcp", False)
     idx = np.arange(len(rows))
     new = np.r_[True, part[1:] != part[:-1]]
     start = np.maximum.accumulate(np.where(new, idx, 0))
     rank = idx - start
     bp = options.bind_packets
-    binds = bind_like(rows["payload_head"].to_numpy()) & (rows["proto"].to_numpy() == 6)
+    head, proto = rows["payload_head"].to_numpy(), rows["proto"].to_numpy()
+    if order is not None:
+        head, proto = head[order], proto[order]
+    binds = bind_like(head) & (proto == 6)
     last_bind = np.maximum.accumulate(np.where(binds, idx, -1))
     in_run = tcp & (last_bind >= start) & (idx - last_bind < bp)
     run_n = np.cumsum(in_run)
     run_rank = run_n - 1 - (run_n[start] - in_run[start])
     keep = (rank < first) | (cl & (rank < 2)) | (in_run & (run_rank < 4 * bp))
-    return rows[keep].reset_index(drop=True)
+    taken = np.flatnonzero(keep) if order is None else order[keep]
+    return rows.take(taken).reset_index(drop=True)
+
+
+def _in_part_order(part: np.ndarray, pid: np.ndarray) -> bool:
+    """The rows are sorted by (part, pid) already."""
+    if len(part) < 2:
+        return True
+    up = part[1:] > part[:-1]
+    return bool((up | ((part[1:] == part[:-1]) & (pid[1:] >= pid[:-1]))).all())
