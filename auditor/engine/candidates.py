@@ -9,6 +9,8 @@ bounded per flow, so memory is O(candidate flows), never O(packets).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -143,23 +145,15 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> 
     proto = parts["proto_num"].to_numpy()
     a, b = parts["a_port"].to_numpy(), parts["b_port"].to_numpy()
     tcp, udp = proto == 6, proto == 17
-
-    def on(ports):
-        return np.isin(a, ports) | np.isin(b, ports)
-
-    names, two = options.name_packets, 2
-    # (protocol, ports, payload packets): what dissect.select's plans take per flow; the
+    # what dissect.select's plans take per flow, as per-port tables (_port_tables); the
     # per-pair name sources (SMTP, LDAP, TLS, SMB) only from flows `_pair_firsts` may pick
     pair = _pair_firsts(parts, options, seen)
     every = np.iinfo(np.int64).max  # epm_packets None: every payload packet of the conversation
     epm = every if options.epm_packets is None else options.epm_packets
-    wants = [(tcp, EPM_PORTS, epm), (tcp & pair, TLS_NAME_PORTS, TLS_NAME_PACKETS),
-             (tcp & pair, (445,), SMB_NAME_PACKETS), (tcp & pair, PAIR_PORTS, names),
-             (tcp, (88,), names), (tcp, (53,), two), (udp, (137, 88), names),
-             (udp, LOCAL_NAME_PORTS, LOCAL_NAME_PACKETS), (udp, (135, 389, 138, 53), two)]
-    port = np.zeros(len(parts), np.int64)
-    for mask, ports, n in wants:
-        port = np.where(mask & on(ports), np.maximum(port, n), port)
+    on_tcp, on_pair, on_udp = _port_tables(options.name_packets, epm)
+    port = np.where(tcp, np.maximum(on_tcp[a], on_tcp[b]), 0)
+    port = np.where(tcp & pair, np.maximum(port, np.maximum(on_pair[a], on_pair[b])), port)
+    port = np.where(udp, np.maximum(on_udp[a], on_udp[b]), port)
     # a piece that may continue an earlier one may continue a bind's run of packets too
     port = np.where(tcp & (parts["kind"].to_numpy() != CERTAIN),
                     np.maximum(port, options.bind_packets - 1), port)
@@ -167,6 +161,27 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> 
                | (parts["head_pos1"].to_numpy() == BIG))
     cl = udp & (unknown | _cl_like(parts["head0"].to_numpy()) | _cl_like(parts["head1"].to_numpy()))
     return pd.DataFrame({"first": port, "cl": cl, "tcp": tcp}, index=parts["pid"].to_numpy())
+
+
+@functools.lru_cache(maxsize=8)
+def _port_tables(names: int, epm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per port number, the payload packets a flow with that port at either end may need:
+    (TCP, TCP from flows `_pair_firsts` may pick, UDP); 0 where no plan looks."""
+    two = 2
+    wants = {0: [(EPM_PORTS, epm), ((88,), names), ((53,), two)],
+             1: [(TLS_NAME_PORTS, TLS_NAME_PACKETS), ((445,), SMB_NAME_PACKETS),
+                 (PAIR_PORTS, names)],
+             2: [((137, 88), names), (LOCAL_NAME_PORTS, LOCAL_NAME_PACKETS),
+                 ((135, 389, 138, 53), two)]}
+    tables = []
+    for kind in range(3):
+        table = np.zeros(1 << 16, np.int64)
+        for ports, n in wants[kind]:
+            at = np.asarray(ports)
+            table[at] = np.maximum(table[at], n)
+        table.flags.writeable = False
+        tables.append(table)
+    return tuple(tables)
 
 
 def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions,
