@@ -140,8 +140,10 @@ def _cl_like(head: np.ndarray) -> np.ndarray:
     return ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
 
 
-def _flow_facts(parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> pd.DataFrame:
-    """Per partial: how many first payload packets it may need, and whether it may be CL RPC."""
+def _flow_facts(parts: pd.DataFrame, options: RpcOptions,
+                seen: dict | None) -> tuple[np.ndarray, ...]:
+    """Per partial (pid, then arrays in its order): how many first payload packets it may need,
+    whether it may be CL RPC, and whether it is TCP."""
     proto = parts["proto_num"].to_numpy()
     a, b = parts["a_port"].to_numpy(), parts["b_port"].to_numpy()
     tcp, udp = proto == 6, proto == 17
@@ -160,7 +162,7 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> 
     unknown = ((parts["kind"].to_numpy() != CERTAIN) | (parts["head_pos0"].to_numpy() == BIG)
                | (parts["head_pos1"].to_numpy() == BIG))
     cl = udp & (unknown | _cl_like(parts["head0"].to_numpy()) | _cl_like(parts["head1"].to_numpy()))
-    return pd.DataFrame({"first": port, "cl": cl, "tcp": tcp}, index=parts["pid"].to_numpy())
+    return parts["pid"].to_numpy(), port, cl, tcp
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,15 +201,12 @@ def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions
     order = None if _in_part_order(part, pid) else np.lexsort((pid, part))
     if order is not None:
         part = part[order]
-    facts = _flow_facts(parts, options, seen)
-    at = pd.Index(facts.index).get_indexer(part)  # -1: a row whose partial is not in `parts`
+    pids, first, cl, tcp = _flow_facts(parts, options, seen)
+    at = pd.Index(pids).get_indexer(part)  # -1: a row whose partial is not in `parts`
     known = at >= 0
-
-    def per_row(column: str, missing):
-        values = facts[column].to_numpy()[np.maximum(at, 0)]
-        return np.where(known, values, missing)
-
-    first, cl, tcp = per_row("first", 0), per_row("cl", False), per_row("tcp", False)
+    at = np.maximum(at, 0)
+    first = np.where(known, first[at], 0)
+    cl, tcp = known & cl[at], known & tcp[at]
     idx = np.arange(len(rows))
     new = np.r_[True, part[1:] != part[:-1]]
     start = np.maximum.accumulate(np.where(new, idx, 0))
