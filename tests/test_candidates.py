@@ -18,24 +18,31 @@ V4 = 0xFFFF << 32
 
 
 @pytest.mark.filterwarnings("ignore::auditor.CaptureWarning")
-def test_kept_candidates_do_not_depend_on_the_order_of_the_rows(monkeypatch):
+def test_kept_candidates_do_not_depend_on_how_the_rows_come(monkeypatch):
     calls = []
-    real = candidates.keep_candidates
+    real = candidates.chunk_candidates
 
-    def spy(rows, parts, options, seen=None):
-        calls.append((rows.copy(), parts, options))
-        return real(rows, parts, options, seen)
+    def spy(cols, pay, pid, part, parts, options, seen, names):
+        rows = pd.DataFrame({c: cols[c][pay] for c in names})
+        rows["pid"], rows["part"] = pid[pay], part[pay]
+        calls.append((rows, parts, options))
+        got = real(cols, pay, pid, part, parts, options, None, names)
+        # a chunk's arrays give what its frame of every payload row gives
+        pd.testing.assert_frame_equal(got, candidates.keep_candidates(rows, parts, options))
+        return real(cols, pay, pid, part, parts, options, seen, names)
 
-    monkeypatch.setattr(fileread, "keep_candidates", spy)
+    monkeypatch.setattr(fileread, "chunk_candidates", spy)
     stream_flows([PILOT], engine=EngineOptions(workers=1, chunk_bytes=1 << 16))
     assert len(calls) > 3
     for i, (rows, parts, options) in enumerate(calls):
-        want = real(rows, parts, options)
+        want = candidates.keep_candidates(rows, parts, options)
         shuffled = rows.sample(frac=1, random_state=i).reset_index(drop=True)
-        got = real(shuffled, parts, options)
+        got = candidates.keep_candidates(shuffled, parts, options)
         pd.testing.assert_frame_equal(got, want)
         key = want[["part", "pid"]].to_numpy()
         assert (np.diff(key[:, 0]) >= 0).all()  # sorted by (part, pid)
+    assert sum(len(candidates.keep_candidates(r, p, o)) for r, p, o in calls) < sum(
+        len(r) for r, _, _ in calls)  # the rules do drop rows
 
 
 def _tls_syns(pairs: list[tuple[tuple[int, int], tuple[int, int], int]]) -> pd.DataFrame:

@@ -197,32 +197,49 @@ def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions
     """
     if rows.empty or parts.empty:
         return empty_candidates()
-    part, pid = rows["part"].to_numpy(), rows["pid"].to_numpy()
+    taken = _kept(rows["part"].to_numpy(), rows["pid"].to_numpy(),
+                  rows["payload_head"].to_numpy(), rows["proto"].to_numpy(), parts, options, seen)
+    return rows.take(taken).reset_index(drop=True)
+
+
+def chunk_candidates(cols: dict[str, np.ndarray], pay: np.ndarray, pid: np.ndarray,
+                     part: np.ndarray, parts: pd.DataFrame, options: RpcOptions,
+                     seen: dict | None, names: list[str]) -> pd.DataFrame:
+    """keep_candidates of a folded chunk's payload rows `pay` (`names` of its columns `cols`,
+    then pid and part), without a frame of them all: only the rows kept are gathered."""
+    if not len(pay) or parts.empty:
+        return empty_candidates()
+    taken = pay[_kept(part[pay], pid[pay], cols["payload_head"][pay], cols["proto"][pay], parts,
+                      options, seen)]
+    frame = pd.DataFrame({c: cols[c][taken] for c in names})
+    frame["pid"], frame["part"] = pid[taken], part[taken]
+    return frame
+
+
+def _kept(part: np.ndarray, pid: np.ndarray, head: np.ndarray, proto: np.ndarray,
+          parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> np.ndarray:
+    """Positions of the rows keep_candidates keeps, in (part, pid) order."""
     order = None if _in_part_order(part, pid) else np.lexsort((pid, part))
     if order is not None:
-        part = part[order]
+        part, head, proto = part[order], head[order], proto[order]
     pids, first, cl, tcp = _flow_facts(parts, options, seen)
     at = pd.Index(pids).get_indexer(part)  # -1: a row whose partial is not in `parts`
     known = at >= 0
     at = np.maximum(at, 0)
     first = np.where(known, first[at], 0)
     cl, tcp = known & cl[at], known & tcp[at]
-    idx = np.arange(len(rows))
+    idx = np.arange(len(part))
     new = np.r_[True, part[1:] != part[:-1]]
     start = np.maximum.accumulate(np.where(new, idx, 0))
     rank = idx - start
     bp = options.bind_packets
-    head, proto = rows["payload_head"].to_numpy(), rows["proto"].to_numpy()
-    if order is not None:
-        head, proto = head[order], proto[order]
     binds = bind_like(head) & (proto == 6)
     last_bind = np.maximum.accumulate(np.where(binds, idx, -1))
     in_run = tcp & (last_bind >= start) & (idx - last_bind < bp)
     run_n = np.cumsum(in_run)
     run_rank = run_n - 1 - (run_n[start] - in_run[start])
     keep = (rank < first) | (cl & (rank < 2)) | (in_run & (run_rank < 4 * bp))
-    taken = np.flatnonzero(keep) if order is None else order[keep]
-    return rows.take(taken).reset_index(drop=True)
+    return np.flatnonzero(keep) if order is None else order[keep]
 
 
 def _in_part_order(part: np.ndarray, pid: np.ndarray) -> bool:

@@ -20,7 +20,7 @@ from auditor.capture.packets import CaptureFile
 from auditor.capture.reader import RecordReader
 from auditor.capture.records import fill_untimed
 from auditor.capture.records_at import UNKNOWN
-from auditor.engine.candidates import CANDIDATE_COLUMNS, keep_candidates
+from auditor.engine.candidates import CANDIDATE_COLUMNS, chunk_candidates
 from auditor.engine.partstore import PartialStore, empty_candidates
 from auditor.flows.build import _address_codes
 from auditor.flows.orient import _DCE_CL_CLIENT, tie_connectionless_rpc
@@ -102,9 +102,8 @@ class _Folder:
         pay = np.flatnonzero((cols["payload_len"] > 0) & np.isin(cols["proto"], (6, 17))
                              ) if self.rpc_options.candidates else ()
         if len(pay):
-            rows = pd.DataFrame({c: cols[c][pay] for c in _CAND_NAMES})
-            rows["pid"], rows["part"] = pid[pay], row_part[pay]
-            self.cands.append(keep_candidates(rows, parts, self.rpc_options, self.store.pairs))
+            self.cands.append(chunk_candidates(cols, pay, pid, row_part, parts, self.rpc_options,
+                                               self.store.pairs, _CAND_NAMES))
         self.rows += n
         self.pending.append(parts)
         self.pending_rows += len(parts)
