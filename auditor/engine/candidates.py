@@ -211,9 +211,10 @@ def chunk_candidates(cols: dict[str, np.ndarray], pay: np.ndarray, pid: np.ndarr
         return empty_candidates()
     taken = pay[_kept(part[pay], pid[pay], cols["payload_head"][pay], cols["proto"][pay], parts,
                       options, seen)]
-    frame = pd.DataFrame({c: cols[c][taken] for c in names})
-    frame["pid"], frame["part"] = pid[taken], part[taken]
-    return frame
+    columns = {c: cols[c][taken] for c in names} | {"pid": pid[taken], "part": part[taken]}
+    # fresh arrays: copy=False keeps one block per column (no stacking them into 2-D blocks,
+    # a copy of every row)
+    return pd.DataFrame(columns, copy=False)
 
 
 def _kept(part: np.ndarray, pid: np.ndarray, head: np.ndarray, proto: np.ndarray,
