@@ -80,6 +80,8 @@ class EngineOptions:
     scheduler: str | None = None  # Dask scheduler address: read the files on that cluster
     chunk_bytes: int | None = None  # file bytes per chunk (None: the reader's default)
     range_bytes: int | None = None  # smallest byte range of one file a worker reads (None: 64 MiB)
+    flow_pieces: bool = False  # give the flows as flows.pieces.FlowPieces where the engine
+    # finishes them itself (a caller writing them piece by piece: `auditor flows` csv/json)
 
 
 @dataclass(frozen=True)

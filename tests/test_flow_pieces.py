@@ -16,7 +16,6 @@ from auditor import build_flows, read_packets
 from auditor.cli.output import _pieces_to
 from auditor.engine.run import stream_flows
 from auditor.flows.partial import finish_pieces, fold_chunk
-from auditor.flows.pieces import deferred
 from auditor.options import EngineOptions, FlowOptions
 from auditor.render.csv_file import csv_bytes
 from auditor.render.json_tables import records, to_json
@@ -70,8 +69,7 @@ def test_flows_in_pieces_of_a_few_rows_equal_the_whole_table_though_listeners_sp
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(PCAPS)))
 def test_pieces_of_every_fixture_write_the_whole_tables_csv_and_json(path):
     expected = build_flows(read_packets([path]))
-    with deferred():
-        pieces = stream_flows([path], engine=EngineOptions(workers=1)).flows
+    pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
     pd.testing.assert_frame_equal(_in_pieces(pieces, 2), expected)
     assert _written(pieces, "csv", 1) == csv_bytes(expected)
     assert _written(pieces, "json", 1).decode() == to_json(records(expected, FLOW_COLUMNS))
@@ -79,8 +77,7 @@ def test_pieces_of_every_fixture_write_the_whole_tables_csv_and_json(path):
 
 def test_forked_workers_write_the_same_csv_and_json_as_one_process():
     path = PCAPS / "pilot" / "pilot.pcapng"
-    with deferred():
-        pieces = stream_flows([path], engine=EngineOptions(workers=1)).flows
+    pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
     pieces.piece_rows = 5
     assert len(pieces.bounds()) > 4
     whole = pieces.frame()
@@ -90,6 +87,6 @@ def test_forked_workers_write_the_same_csv_and_json_as_one_process():
     assert len(json.loads(text)) == len(whole)
 
 
-def test_outside_deferred_the_engine_gives_one_frame():
+def test_without_flow_pieces_the_engine_gives_one_frame():
     got = stream_flows([PCAPS / "pilot" / "pilot.pcapng"], engine=EngineOptions(workers=1))
     assert isinstance(got.flows, pd.DataFrame)

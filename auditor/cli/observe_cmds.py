@@ -42,11 +42,11 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
         frame, labels = build_flows_labelled(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
         emit(conn_log_text(table, frame, labels), output)
         return
-    from auditor.flows.pieces import deferred
+    from dataclasses import replace
 
-    with deferred(fmt in ("csv", "json")):  # then written a piece at a time
-        got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout),
-                           RpcOptions(candidates=False), engine=engine, progress=progress_bar())
+    engine = replace(engine, flow_pieces=fmt in ("csv", "json"))  # written a piece at a time
+    got = stream_flows(captures, FlowOptions(tcp_idle_timeout, udp_idle_timeout),
+                       RpcOptions(candidates=False), engine=engine, progress=progress_bar())
     table, frame = got.table, got.flows
     if fmt != "table":
         write_frame(frame, fmt, output, FLOW_COLUMNS)

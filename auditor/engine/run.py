@@ -42,7 +42,6 @@ from auditor.engine.window import kept_rows, read_file
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.flows.build import build_flows_labelled
 from auditor.flows.partial import finish_pieces
-from auditor.flows.pieces import deferring
 from auditor.options import EngineOptions, FlowOptions, RpcOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
@@ -160,7 +159,8 @@ def stream_flows(
     frames = merger.finish()
     del merger
     _give_back_memory()
-    return _finish_merged(frames, heads, flow_options, report, left_out)
+    return _finish_merged(frames, heads, flow_options, report, left_out,
+                          pieces=engine.flow_pieces)
 
 
 def _give_back_memory() -> None:
@@ -358,7 +358,8 @@ def _interleaved(captures, sources, spans, left_out, flow_options, rpc_options, 
     frames = [first.parts, first.candidates, first.quotes]
     first.parts = first.candidates = first.quotes = None
     return _finish_merged(frames, partials, flow_options,
-                          replace(report, workers=1, where="local", ranges=0), left_out)
+                          replace(report, workers=1, where="local", ranges=0), left_out,
+                          pieces=engine.flow_pieces)
 
 
 def _full_sort(paths, flow_options, progress, report) -> Streamed:
@@ -384,16 +385,18 @@ def _finish(partials: list[FilePartial], flow_options: FlowOptions,
 
 def _finish_merged(frames: list[pd.DataFrame], heads: list[FilePartial],
                    flow_options: FlowOptions, report: EngineReport,
-                   left_out: tuple[str, ...] = (), merged: bool = True) -> Streamed:
+                   left_out: tuple[str, ...] = (), merged: bool = True,
+                   pieces: bool = False) -> Streamed:
     """The Streamed result of a set's [partials, candidates, quotes] (merged: as
-    merge_partials gives them). The list is emptied: finish_flows holds the only reference to
+    merge_partials gives them); its flows as FlowPieces when `pieces` (EngineOptions.flow_pieces),
+    else one frame. The list is emptied: finish_flows holds the only reference to
     the partials, and drops them once it has read them (the set's biggest frame: peak memory)."""
     files = tuple(fp.info for fp in heads)
     quotes, cands = frames.pop(), frames.pop()
-    pieces, flow_of = finish_pieces(frames.pop(), files, flow_options, quotes, merged=merged)
+    finished, flow_of = finish_pieces(frames.pop(), files, flow_options, quotes, merged=merged)
     del quotes
-    # a caller that writes the table piece by piece (flows/pieces.py deferred) takes the pieces
-    flows = pieces if deferring() else pieces.frame()
+    flows = finished if pieces else finished.frame()  # pieces: a caller writes them in turn
+    del finished
     pid = cands["pid"].to_numpy()
     if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # the stores give them in pid order
         cands = cands.sort_values("pid", kind="stable", ignore_index=True)

@@ -14,8 +14,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from itertools import islice
 from multiprocessing import get_all_start_methods, get_context
 
@@ -250,22 +248,3 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
-
-
-_DEFERRED: ContextVar[bool] = ContextVar("auditor_flow_pieces", default=False)
-
-
-@contextmanager
-def deferred(on: bool = True):
-    """Within this block (when `on`), the engine may give the flows as FlowPieces instead of
-    one frame (`auditor flows` writes them piece by piece)."""
-    token = _DEFERRED.set(on)
-    try:
-        yield
-    finally:
-        _DEFERRED.reset(token)
-
-
-def deferring() -> bool:
-    """True inside `deferred()`."""
-    return _DEFERRED.get()
