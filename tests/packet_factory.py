@@ -37,6 +37,22 @@ def pkt(t, src, sport, dst, dport, proto=6, flags=0, length=60, payload=0, head=
     return row
 
 
+def random_traffic(rng, packets, hosts, ports, protos, flags, seq=False) -> list[dict]:
+    """Seeded random packets among 198.18.0.1..hosts: exponential gaps (mean 0.8 s), ports and
+    protocol numbers drawn from the lists, TCP flags from `flags`, a 0-2 tcp_seq when `seq`."""
+    rows, t = [], 0.0
+    for _ in range(packets):
+        t += float(rng.exponential(0.8))
+        a, b = rng.integers(1, hosts + 1, size=2)
+        sport, dport = (int(x) for x in rng.choice(ports, size=2))
+        proto = int(rng.choice(protos))
+        fl = int(rng.choice(flags)) if proto == 6 else 0
+        extra = {"tcp_seq": int(rng.integers(0, 3))} if seq else {}
+        rows.append(pkt(t, f"198.18.0.{a}", sport, f"198.18.0.{b}", dport, proto=proto,
+                        flags=fl, **extra, payload=int(rng.integers(0, 2))))
+    return rows
+
+
 def table(rows, icmp_errors=None, name="test.pcap") -> PacketTable:
     """A PacketTable from packet dicts (and optional ICMP error dicts)."""
     frame = empty_frame(PACKET_COLUMNS)

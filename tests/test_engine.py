@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from packet_factory import pkt, table
+from packet_factory import pkt, random_traffic, table
 
 from auditor import build_flows, build_flows_labelled, read_packets
 from auditor.dissect.select import select_name_rows, select_rpc_rows
@@ -57,15 +57,7 @@ def test_partials_merge_associatively_into_the_flows_of_random_traffic():
     options = FlowOptions(tcp_idle_timeout_s=5, udp_idle_timeout_s=3)
     flags = [SYN, SYN | ACK, ACK, FIN | ACK, RST, RST | ACK, 0]
     for _ in range(20):
-        rows, t = [], 0.0
-        for _ in range(300):
-            t += float(rng.exponential(0.8))
-            a, b = rng.integers(1, 4, size=2)
-            sport, dport = (int(x) for x in rng.choice([1025, 1026, 135, 80], size=2))
-            proto = int(rng.choice([6, 6, 6, 17]))
-            fl = int(rng.choice(flags)) if proto == 6 else 0
-            rows.append(pkt(t, f"198.18.0.{a}", sport, f"198.18.0.{b}", dport, proto=proto,
-                            flags=fl, tcp_seq=int(rng.integers(0, 3)), payload=int(rng.integers(0, 2))))
+        rows = random_traffic(rng, 300, 3, [1025, 1026, 135, 80], [6, 6, 6, 17], flags, seq=True)
         tab = table(rows)
         expected = build_flows(tab, options)
         pk = tab.packets[column_names(PACKET_COLUMNS)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from packet_factory import pkt, table
+from packet_factory import random_traffic, table
 
 from auditor import build_flows, read_packets
 from auditor.cli.output import _pieces_to
@@ -44,15 +44,8 @@ def test_flows_in_pieces_of_a_few_rows_equal_the_whole_table_though_listeners_sp
     options = FlowOptions(tcp_idle_timeout_s=5, udp_idle_timeout_s=3)
     listened = 0
     for _ in range(10):
-        rows, t = [], 0.0
-        for _ in range(200):
-            t += float(rng.exponential(0.8))
-            a, b = rng.integers(1, 5, size=2)
-            sport, dport = (int(x) for x in rng.choice([50001, 50002, 50003, 135], size=2))
-            proto = int(rng.choice([6, 6, 17]))
-            fl = int(rng.choice([SYN, SYN | ACK, ACK, FIN | ACK, RST, 0])) if proto == 6 else 0
-            rows.append(pkt(t, f"198.18.0.{a}", sport, f"198.18.0.{b}", dport, proto=proto,
-                            flags=fl, payload=int(rng.integers(0, 2))))
+        rows = random_traffic(rng, 200, 4, [50001, 50002, 50003, 135], [6, 6, 17],
+                              [SYN, SYN | ACK, ACK, FIN | ACK, RST, 0])
         tab = table(rows)
         expected = build_flows(tab, options)
         pk = tab.packets[column_names(PACKET_COLUMNS)]
