@@ -11,13 +11,14 @@ of seconds, peak RSS and the ratio to tshark, and checks the targets:
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_common import capture_parser, ensure_capture
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,16 +46,11 @@ def best_of(cmd: list[str], repeat: int) -> tuple[float, int]:
 
 def main() -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--capture", type=Path, default=HERE / "data" / "bench_1m.pcap")
-    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap = capture_parser(__doc__)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    if not args.capture.exists():
-        args.capture.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(HERE / "make_capture.py"), str(args.capture),
-                        "--packets", str(args.packets)], check=True)
+    ensure_capture(args.capture, args.packets)
     cap = str(args.capture)
     auditor = [sys.executable, "-m", "auditor"]
     inventory = ROOT / "benchmarks" / "bench_inventory.yaml"

@@ -13,14 +13,14 @@ pcap within 1.2x pcap, zstd and lz4 within 1.5x. Not a test: timings depend on t
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from bench_common import capture_parser, ensure_capture
+
 MIB = 1024 * 1024
 EDITCAP = {"pcapng": ("pcapng", "pcapng"), "modified pcap": ("modpcap", "mod.pcap"),
            "NetMon 2.x": ("netmon2", "cap")}
@@ -74,16 +74,11 @@ def tshark_read(path: Path) -> float:
 
 def main() -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--capture", type=Path, default=HERE / "data" / "bench_1m.pcap")
-    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap = capture_parser(__doc__)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-tshark", action="store_true", help="Skip the tshark column (slow).")
     args = ap.parse_args()
-    if not args.capture.exists():
-        args.capture.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(HERE / "make_capture.py"), str(args.capture),
-                        "--packets", str(args.packets)], check=True)
+    ensure_capture(args.capture, args.packets)
     files = prepare(args.capture)
     print(f"capture: {args.capture} ({args.capture.stat().st_size / MIB:.0f} MiB), "
           f"best of {args.repeat}")

@@ -10,16 +10,12 @@ for the page cache or the first touch of the memory map.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
+from bench_common import capture_parser, ensure_capture
 
 
 def walkers(path: str):
@@ -59,15 +55,10 @@ def walkers(path: str):
 
 def main() -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--capture", type=Path, default=HERE / "data" / "bench_1m.pcap")
-    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap = capture_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    if not args.capture.exists():
-        args.capture.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(HERE / "make_capture.py"), str(args.capture),
-                        "--packets", str(args.packets)], check=True)
+    ensure_capture(args.capture, args.packets)
     reader, contenders = walkers(str(args.capture))
     times: dict[str, list[float]] = {name: [] for name, _ in contenders}
     first = None
