@@ -15,23 +15,26 @@ import pyarrow as pa
 _HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), np.uint16)
 
 
-def utf8_text(word: str) -> str:
-    """word, or, when it cannot be UTF-8 (a file or archive member name with bytes that are not,
-    which Python keeps as surrogates), the same with each such byte written as an escape."""
+def _utf8_text(word: str) -> str:
+    """word, with each byte that is not UTF-8 (a file or archive member name's, which Python
+    keeps as a surrogate) written as an escape."""
     try:
-        word.encode("utf-8")
-        return word
-    except UnicodeEncodeError:
-        try:
-            return word.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            return word.encode("utf-8", "backslashreplace").decode("utf-8")
+        return word.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return word.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _arrow_words(vocabulary) -> pa.Array:
+    words = list(vocabulary)
+    try:
+        return pa.array(words, pa.string())
+    except UnicodeEncodeError:  # rare: only then is each word looked at
+        return pa.array([_utf8_text(w) for w in words], pa.string())
 
 
 def taken(vocabulary, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """vocabulary[codes] as a pandas "str" array (Arrow-backed), copying bytes, not objects."""
-    words = vocabulary if isinstance(vocabulary, pa.Array) else pa.array(
-        [utf8_text(w) for w in vocabulary], pa.string())
+    words = vocabulary if isinstance(vocabulary, pa.Array) else _arrow_words(vocabulary)
     return pd.array(words.take(pa.array(np.asarray(codes, np.int64))), dtype="str")
 
 
