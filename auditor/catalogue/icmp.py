@@ -78,6 +78,19 @@ def check_icmp_fields(values: dict, item: LineMap) -> None:
         _type_name(proto, name, n) for name, n in zip(values["icmp_types"], lines, strict=True)))
 
 
+def type_number(proto: str, item: str | int) -> int | None:
+    """The type number an ICMP type name or a number 0-255 stands for under proto, else None."""
+    text = str(item).strip().lower()
+    if text.isdigit():
+        return int(text) if int(text) <= 255 else None
+    return _NUMBERS[proto].get(text)
+
+
+def type_names(proto: str) -> list[str]:
+    """Every ICMP type name of proto, sorted (for messages)."""
+    return sorted(_NUMBERS[proto])
+
+
 def type_numbers(proto: str, names: tuple[str, ...]) -> frozenset[int]:
     """The ICMP type numbers a rule's `icmp_types` name (as resolved by check_icmp_fields)."""
     return frozenset(int(n) if n.isdigit() else _NUMBERS[proto][n] for n in names)

@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditor.catalogue.icmp import ICMP_PROTOS, TYPES
+from auditor.catalogue.icmp import ICMP_PROTOS, type_names, type_number
 from auditor.errors import RulesetError
 
 REQUIRED = ("source", "destination", "proto", "ports")
@@ -124,7 +124,8 @@ def _proto(text: str, where: str) -> str:
     raise RulesetError(f"{where}: unknown proto {text!r} (tcp, udp, icmp, icmpv6, any or a number)")
 
 
-_ICMP_NUMBERS = {"1": "icmp", "58": "icmpv6"}  # a row's proto as a number
+PROTO_NUMBERS = {"icmp": "1", "tcp": "6", "udp": "17", "icmpv6": "58"}  # as a row may write them
+_ICMP_FAMILY = {PROTO_NUMBERS[p]: p for p in ICMP_PROTOS}  # a row's ICMP proto as a number
 
 
 def _icmp_types(text: str, proto: str, where: str) -> frozenset[int]:
@@ -132,23 +133,19 @@ def _icmp_types(text: str, proto: str, where: str) -> frozenset[int]:
     text = text.strip()
     if text.lower() in ("", ANY, "*"):
         return frozenset()
-    family = _ICMP_NUMBERS.get(proto, proto)
+    family = _ICMP_FAMILY.get(proto, proto)
     if family not in ICMP_PROTOS:
         raise RulesetError(f"{where}: icmp_types given for proto {proto} (only icmp and icmpv6 "
                            "rows have ICMP types)")
-    numbers = {name: number for number, name in TYPES[family].items()}
     out = set()
     for part in text.replace(";", ",").split(","):
-        part = part.strip().lower()
-        if not part:
+        if not part.strip():
             continue
-        if part.isdigit() and int(part) <= 255:
-            out.add(int(part))
-        elif part in numbers:
-            out.add(numbers[part])
-        else:
-            raise RulesetError(f"{where}: {part!r} is not an {family} type (a number 0-255 or one "
-                               f"of {', '.join(sorted(numbers))})")
+        number = type_number(family, part)
+        if number is None:
+            raise RulesetError(f"{where}: {part.strip().lower()!r} is not an {family} type (a "
+                               f"number 0-255 or one of {', '.join(type_names(family))})")
+        out.add(number)
     return frozenset(out)
 
 

@@ -19,14 +19,13 @@ import pandas as pd
 
 from auditor.catalogue.icmp import ICMP_PROTOS, QUERY_OF
 from auditor.firewall.requests import _SUCCESS
-from auditor.firewall.ruleset import ANY, Ruleset, RulesetRow
+from auditor.firewall.ruleset import ANY, PROTO_NUMBERS, Ruleset, RulesetRow
 from auditor.flows.protocols import icmp_type_name
 from auditor.schema import VERIFY_PATH_COLUMNS, VERIFY_UNUSED_COLUMNS, empty_frame, typed_frame
 
 VERIFY_SCHEMA_VERSION = "1.0"
 VERIFY_VERDICTS = ("permitted", "would_block", "outside_scope", "related")
 _PORTED = ("tcp", "udp")
-_PROTO_NUMBERS = {"icmp": "1", "tcp": "6", "udp": "17", "icmpv6": "58"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def _contains(nets, addr) -> bool:
 
 
 def _proto_matches(row: RulesetRow, proto: str) -> bool:
-    return row.proto in (ANY, proto) or row.proto == _PROTO_NUMBERS.get(proto)
+    return row.proto in (ANY, proto) or row.proto == PROTO_NUMBERS.get(proto)
 
 
 def _port_matches(row: RulesetRow, proto: str, port: int) -> bool:
