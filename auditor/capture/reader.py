@@ -185,6 +185,8 @@ class RecordReader:
         # hostile file) would make a 32 MiB chunk two million rows of per-record arrays. The
         # first chunk walks at most what MAX_CHUNK_RECORDS of the smallest records take; each
         # next one what MAX_CHUNK_RECORDS of the last chunk's mean record take, up to budget.
+        # A record's size is how far the walk moved per record, or its data and a record header
+        # when the walk does not move (NetMon's frame table is walked by entries, not bytes).
         # (a walk takes the record that starts at its limit too: hence the - 1)
         step = min(budget, records.MAX_CHUNK_RECORDS * records.MIN_RECORD_BYTES - 1)
         walk = self._walker.walk
@@ -195,7 +197,9 @@ class RecordReader:
             chunk, status = walk(src.buf, self._pos - src.base, step)
             if chunk is not None:
                 n = len(chunk.data_off)
-                walked = (self._pos - start) * records.MAX_CHUNK_RECORDS // max(n, 1)
+                took = max(self._pos - start,
+                           int(chunk.caplen.sum()) + n * records.MIN_RECORD_BYTES)
+                walked = took * records.MAX_CHUNK_RECORDS // max(n, 1)
                 step = int(min(budget, max(records.MIN_RECORD_BYTES * 64, walked - 1)))
                 self._account(chunk)
                 yield chunk
