@@ -276,3 +276,46 @@ def test_truncated_snoop_keeps_what_editcap_converted_and_says_why(tmp_path):
     assert any(re.search(r"cut\.snoop: editcap stopped converting at byte offset \d+ of editcap's "
                          r"pcapng output \(.*cut short.*\); kept the 199 records", m) for m in texts)
     assert len(t.packets) == 199
+
+
+def _inflate(data: bytes, room: int) -> tuple[bytes, int, str | None]:
+    """All of a zstd stream through Inflater.read(room): (bytes, the largest read, error)."""
+    import io
+
+    from auditor.capture.compression import Inflater
+
+    inf, out, largest = Inflater(io.BytesIO(data), "zstd"), [], 0
+    while parts := inf.read(room):
+        got = b"".join(parts)
+        largest = max(largest, len(got))
+        out.append(got)
+    return b"".join(out), largest, inf.error
+
+
+def test_a_zstd_bomb_inflates_a_window_at_a_time():
+    # 64 MB of zeros are 2 KB of zstd (RLE blocks: 4 bytes make 128 KiB). zstandard's
+    # decompressobj has no output limit, so one small feed made the whole 64 MB at once (a
+    # 10 KB fuzz case of 300 MB took 690 MiB); the frame's block headers now cut the feed
+    bomb = zstandard.ZstdCompressor().compress(bytes(64 << 20))
+    assert len(bomb) < 4096
+    got, largest, error = _inflate(bomb, 4 << 20)
+    assert len(got) == 64 << 20 and not got.strip(b"\0") and error is None
+    assert largest <= (4 << 20) + (256 << 10)
+
+
+@pytest.mark.parametrize("room", [100_000, 16 << 20])
+def test_zstd_frames_of_every_block_kind_read_whole_in_bounded_reads(room):
+    rng = random.Random(5)
+    noise = rng.randbytes(1 << 20)  # raw blocks
+    text = b"".join(b"flow %d from 198.18.0.%d\n" % (i, i % 250) for i in range(60_000))
+    frames = [
+        zstandard.ZstdCompressor(write_checksum=True).compress(noise + bytes(3 << 20) + text),
+        zstandard.ZstdCompressor(write_content_size=False).compress(text),
+        zstandard.ZstdCompressor(level=19, write_checksum=True).compress(b""),
+    ]
+    streamed = zstandard.ZstdCompressor(write_checksum=True).compressobj()
+    frames.append(streamed.compress(bytes(2 << 20)) + streamed.compress(noise) + streamed.flush())
+    got, largest, error = _inflate(b"".join(frames), room)
+    assert error is None
+    assert got == noise + bytes(3 << 20) + text + text + bytes(2 << 20) + noise
+    assert largest <= room + (256 << 10)

@@ -75,13 +75,123 @@ class _Zstd(_Codec):
         self._dctx = zstandard.ZstdDecompressor()
 
     def new(self):
-        return self._dctx.decompressobj()
+        return _ZstdFrame(self._dctx.decompressobj())
 
     def step(self, d, data, room):
-        # zstandard's decompressobj has no output limit: small feeds keep each call bounded.
-        out = d.decompress(data[:ZSTD_FEED])
-        rest = data[ZSTD_FEED:]
+        # zstandard's decompressobj has no output limit: the feed is cut by the frame's blocks
+        n = d.feed_size(data, room)
+        out = d.obj.decompress(data[:n])
+        rest = data[n:]
         return out, (d.unused_data + bytes(rest)) if d.eof else rest
+
+
+_BLOCK_MAX = 128 << 10  # RFC 8878 3.1.1.2: a block regenerates at most 128 KiB
+_SAFE_FEED = 512  # bytes that make at most 16 MiB whatever they hold (4-byte blocks of 128 KiB)
+_ZSTD_MAGIC = 0xFD2FB528
+
+
+class _ZstdFrame:
+    """One zstd frame's decompressor, fed so that a call makes about `room` bytes at most.
+
+    zstd regenerates a 128 KiB block from 4 bytes (an RLE block): a feed of a few KB can make
+    hundreds of MB (a 10 KB file inflated 300 MB in one call, 690 MiB peak). The frame's own
+    headers (RFC 8878 3.1.1) say what each block makes, so a feed ends before the block that
+    would make more than the room. Input that is not a frame as the RFC lays it out (a
+    skippable frame, damage) is fed _SAFE_FEED bytes at a time: the decompressor says what is
+    wrong with it, and what it makes stays bounded.
+    """
+
+    def __init__(self, obj):
+        self.obj = obj
+        self._head = bytearray()  # the header being read (it may span feeds)
+        self._phase = "frame"  # "frame"/"block" header, "content", "checksum", "end", "opaque"
+        self._want = 5  # header bytes needed to parse it (magic and descriptor first)
+        self._skip = 0  # bytes of the block's content (or of the checksum) still to come
+        self._last = False  # the block is the frame's last
+        self._checksum = 0  # bytes of the frame's content checksum
+
+    @property
+    def eof(self) -> bool:
+        return self.obj.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self.obj.unused_data
+
+    def feed_size(self, data, room: int) -> int:
+        """How many bytes of `data` to feed now (at most ZSTD_FEED); the walk moves past them."""
+        size, n, made = min(len(data), ZSTD_FEED), 0, 0
+        while n < size and self._phase not in ("end", "opaque"):
+            if self._phase in ("content", "checksum"):
+                k = min(self._skip, size - n)
+                n += k
+                self._skip -= k
+                if not self._skip:
+                    self._skipped()
+                continue
+            had = len(self._head)
+            take = min(self._want - had, size - n)
+            self._head += data[n : n + take]
+            n += take
+            if len(self._head) < self._want:
+                break
+            bound = self._bound() if self._phase == "block" else None
+            if bound is not None and made and made + bound > room:  # it waits for the next call
+                del self._head[had:]
+                n -= take
+                break
+            self._parse()
+            made += bound or 0
+        if self._phase == "opaque" or not n:  # never stall: what the walk cannot cut goes slowly
+            self._phase = "opaque"
+            return max(n, min(len(data), _SAFE_FEED))
+        return n
+
+    def _bound(self) -> int | None:
+        """What the block whose header is in _head regenerates at most (None: not a block)."""
+        h = int.from_bytes(self._head[:3], "little")
+        kind, size = (h >> 1) & 3, h >> 3
+        if kind == 3 or size > _BLOCK_MAX:  # reserved, or larger than any block may be
+            return None
+        return _BLOCK_MAX if kind == 2 else size  # compressed; raw and RLE say it
+
+    def _parse(self) -> None:
+        """Move on past the complete header in _head."""
+        head = self._head
+        if self._phase == "frame":
+            if int.from_bytes(head[:4], "little") != _ZSTD_MAGIC:
+                self._phase = "opaque"
+                return
+            fhd = head[4]
+            single = bool(fhd & 0x20)
+            total = (5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3]
+                     + (1 if single else 0, 2, 4, 8)[fhd >> 6])
+            if len(head) < total:
+                self._want = total
+                return
+            self._checksum = 4 if fhd & 0x04 else 0
+            head.clear()
+            self._phase, self._want = "block", 3
+            return
+        if self._bound() is None:
+            self._phase = "opaque"
+            return
+        h = int.from_bytes(head[:3], "little")
+        head.clear()
+        kind = (h >> 1) & 3
+        self._last = bool(h & 1)
+        self._phase, self._skip = "content", (1 if kind == 1 else h >> 3)
+        if not self._skip:
+            self._skipped()
+
+    def _skipped(self) -> None:
+        """The content (or checksum) is all fed: the next block, the checksum or the end."""
+        if self._phase == "content" and not self._last:
+            self._phase, self._want = "block", 3
+        elif self._phase == "content" and self._checksum:
+            self._phase, self._skip = "checksum", self._checksum
+        else:
+            self._phase = "end"
 
 
 class Lz4Frame:
