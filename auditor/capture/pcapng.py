@@ -60,14 +60,18 @@ class PcapngWalker:
         with memoryview(buf) as mv:
             unpack = struct.Struct(self._sec_order + "II").unpack_from
             while pos <= lim:
-                # the blocks that need nothing but stepping over (most of them), with numpy
-                run, pos = self._run(buf, pos, lim)
-                if len(run):
-                    runs.append(run)
-                    found += len(run)
-                if pos > lim:
-                    break
                 btype, blen = unpack(mv, pos)
+                if btype != _IDB and btype != _SHB:
+                    # the blocks that need nothing but stepping over (most of them), with numpy
+                    # (not for the block this loop reads anyway: 100k interface blocks in a row
+                    # would each pay for a numpy walk that stops at once)
+                    run, pos = self._run(buf, pos, lim)
+                    if len(run):
+                        runs.append(run)
+                        found += len(run)
+                    if pos > lim:
+                        break
+                    btype, blen = unpack(mv, pos)
                 if btype == _SHB:
                     if found:  # a chunk never spans sections: the byte order may change
                         status = SECTION
