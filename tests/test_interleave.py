@@ -134,6 +134,31 @@ def test_archive_members_stream_one_at_a_time(tmp_path, monkeypatch):
     assert_same_as_sorted_table([archive], got)
 
 
+@pytest.mark.filterwarnings("ignore:.*skipped 1 records .unsupported NetMon media type")
+def test_an_archive_of_one_member_is_opened_once(tmp_path, monkeypatch):
+    """One zipped NetMon file: read once, not probed for its span first (a NetMon member is
+    read whole to find its frame table, so the probe read it twice: 794 MiB for 300 MB)."""
+    archive = tmp_path / "one.zip"
+    netmon = PCAPS / "formats" / "netmon23_mixed.cap"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(netmon, netmon.name)
+    opened = []
+    real_init = RecordReader.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("source"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecordReader, "__init__", counting_init)
+    got = stream_flows([archive], engine=EngineOptions(workers=1))
+    monkeypatch.undo()
+    assert len(opened) == 1
+    assert got.report.streamed
+    assert_same_as_sorted_table([archive], got)
+    plain = stream_flows([netmon], engine=EngineOptions(workers=1)).flows
+    assert len(got.flows) == len(plain) > 0
+
+
 def test_a_file_going_back_in_time_is_read_as_one_sorted_table(tmp_path):
     """Exactness is checked: a file whose packets go back in time cannot be merged chunk by
     chunk, so the engine falls back to the sorted table (and still gives its flows)."""

@@ -166,8 +166,9 @@ def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | N
     Raises NotStreamable when only a sorted table of all packets is exact.
     """
     folder = _Folder(flow_options or FlowOptions(), rpc_options or RpcOptions())
-    spans = spans if spans is not None else spans_of(sources)
-    starts = [spans[s].first_ns for s in sources]
+    if spans is None and len(sources) > 1:  # one file needs no start: it is opened first
+        spans = spans_of(sources)  # (probing a NetMon member reads it whole, a second time)
+    starts = [spans[s].first_ns for s in sources] if spans else [None] * len(sources)
     opened: list[_Stream] = []
     infos: list[CaptureFile | None] = [None] * len(sources)
     emitted = -BIG  # the newest timestamp handed to the fold
