@@ -138,6 +138,21 @@ def test_an_internal_error_is_one_line_with_exit_1(monkeypatch):
                              "(run with --traceback to see where)\n")
 
 
+def test_running_out_of_memory_is_one_line_saying_so_with_exit_1(monkeypatch):
+    import re
+
+    import auditor.engine.run
+
+    def hungry(*args, **kwargs):
+        raise MemoryError("Unable to allocate 16.0 MiB for an array with shape (16777216,)")
+
+    monkeypatch.setattr(auditor.engine.run, "stream_flows", hungry)
+    result = CliRunner().invoke(cli, ["flows", str(PUBLIC / "aduser1.pcap")])
+    assert result.exit_code == ExitStatus.ERROR
+    assert re.fullmatch(r"auditor: error: out of memory \(\d+ MiB at the peak\): read fewer "
+                        r"capture files at a time, or a --since/--until window\n", result.output)
+
+
 def test_audit_table_lists_the_most_important_findings_and_counts_the_rest():
     from auditor import PipelineOptions, audit_captures, load_catalogue, load_inventory
     from auditor.render.text import audit_text

@@ -51,6 +51,13 @@ def handle_errors(func):
                 caught.clear()  # one line: the warnings of a cut-short run say little
                 click.echo(interrupted_line(exc), err=True)
                 ctx.exit(ExitStatus.INTERRUPTED)
+            except MemoryError:  # a limit (ulimit -v, the machine), not a bug: say so
+                if debug:
+                    raise
+                click.echo(f"auditor: error: out of memory ({_peak_mib()} MiB at the peak): "
+                           "read fewer capture files at a time, or a --since/--until window",
+                           err=True)
+                ctx.exit(ExitStatus.ERROR)
             except Exception as exc:  # a bug: still one line, and the way to see more
                 if debug:
                     raise
@@ -62,6 +69,13 @@ def handle_errors(func):
                     click.echo(f"auditor: warning: {_one_line(w.message)}", err=True)
 
     return wrapper
+
+
+def _peak_mib() -> int:
+    """This process's peak resident memory in MiB (Linux counts ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _one_line(message: object) -> str:

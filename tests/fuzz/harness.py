@@ -104,6 +104,8 @@ def judge(exit_code: int, stderr: str, name: str, exc: BaseException | None) -> 
                                                        "auditor: internal error: ", "wrote "))]
     if strays:
         return "traceback", strays[0][:300]
+    if any(ln.startswith("auditor: error: out of memory") for ln in lines):
+        return "memory", next(ln for ln in lines if "out of memory" in ln)[:300]
     if exit_code == 1 or any(ln.startswith("auditor: internal error") for ln in lines):
         err = next((ln for ln in lines if "internal error" in ln), "")
         return ("memory" if "MemoryError" in err else "internal-error"), err[:300]
@@ -134,7 +136,9 @@ def run_case(kind: str, seed: int, mutate, tmp: Path, limit_s: float, deep: bool
     signal.setitimer(signal.ITIMER_REAL, limit_s)
     t0 = time.perf_counter()
     try:
-        res = runner.invoke(cli, args, catch_exceptions=True)
+        # the cache is exercised too, in the campaign's folder (not the user's)
+        res = runner.invoke(cli, args, catch_exceptions=True,
+                            env={"XDG_CACHE_HOME": str(tmp / "cache")})
         outcome, detail = judge(res.exit_code, res.stderr, path.name, res.exception)
     except CaseTimeout:
         outcome, detail = "hang", f"over {limit_s:.0f} s"
