@@ -90,6 +90,24 @@ def test_a_reaudit_with_another_inventory_or_catalogue_runs_no_tshark(tmp_path, 
     pd.testing.assert_frame_equal(cached.findings, plain.findings)
 
 
+def test_a_reaudit_takes_the_flows_rpc_annotation_from_the_cache_and_equals_a_fresh_audit(
+        tmp_path, monkeypatch):
+    inventory, catalogue = load_inventory(PILOT / "inventory.yaml"), load_catalogue()
+    audit_captures([RING], inventory, catalogue, options(tmp_path))
+    (entry,) = entries(tmp_path)
+    assert (tmp_path / "observations" / entry / "annotation.arrow").is_file()
+    other = dataclasses.replace(inventory, hosts=inventory.hosts[1:])
+    forbid_reading_and_tshark(monkeypatch)
+    monkeypatch.setattr("auditor.dissect.rpc.annotate_flows", lambda *a, **k: pytest.fail(
+        "the RPC annotation was worked out again instead of read from the cache"))
+    cached = audit_captures([RING], other, catalogue, options(tmp_path))
+    monkeypatch.undo()
+    plain = audit_captures([RING], other, catalogue, PipelineOptions(engine=EngineOptions(workers=1)))
+    assert (cached.flows["rpc_evidence"] != "").any()  # the annotation says something here
+    pd.testing.assert_frame_equal(cached.flows, plain.flows)
+    pd.testing.assert_frame_equal(cached.findings, plain.findings)
+
+
 def test_the_warnings_of_the_first_run_are_issued_again_from_the_cache(tmp_path):
     with warnings.catch_warnings(record=True) as first:
         warnings.simplefilter("always")

@@ -35,11 +35,12 @@ _OBJECT_COLUMNS = ("src_roles", "dst_roles", "src_role", "dst_role", "service")
 
 
 def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options,
-             rpc_binds) -> pd.DataFrame:
+             rpc_binds, annotation: pd.DataFrame | None = None) -> pd.DataFrame:
     """Attach names, roles, the matching rule and a verdict to every flow (AUDIT_FLOW_COLUMNS).
 
     `prepared` (verdicts.PreparedFlows) numbers the flows' addresses and paths; `hosts` has one
-    row per address (ip, name, name_source, roles as qualified tuples, version).
+    row per address (ip, name, name_source, roles as qualified tuples, version); `annotation`
+    is `rpc_annotation(flows, rpc_endpoints)` when the caller has it already (the cache).
     """
     n = len(flows)
     by_ip = hosts.assign(
@@ -60,7 +61,7 @@ def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opti
         new[f"{side}_name"] = (per_address["name"], at)
         new[f"{side}_roles"] = per_address["roles"][at]
         new[f"{side}_name_source"] = (per_address["name_source"], at)
-    rpc_interface, rpc_evidence = _rpc_annotation(flows, rpc_endpoints)
+    rpc_interface, rpc_evidence = _annotation_arrays(flows, rpc_endpoints, annotation)
 
     path_id, paths = prepared.path_id, prepared.paths
     # Strict paths (client, Internet, Edge) accept the bare Windows range only with RPC evidence
@@ -128,17 +129,31 @@ def _address_versions(by_ip: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     return np.where(row >= 0, version, "").astype(object)
 
 
-def _rpc_annotation(flows: pd.DataFrame, endpoints: pd.DataFrame | None):
-    """Per flow, the RPC interface and evidence discovery learned for its server port ('' and
-    the text column '' when discovery did not run)."""
+def rpc_annotation(flows: pd.DataFrame, endpoints: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per flow (in the flows' order), the RPC interface and evidence discovery learned for its
+    server port (rpc_interface, rpc_evidence); None when discovery did not run. It depends on
+    the flows and the endpoints only, not on inventory or catalogue: the observation cache keeps
+    it, so a re-audit with another inventory does not join the endpoints again."""
     if endpoints is None:
-        return np.full(len(flows), "", dtype=object), ""
+        return None
     from auditor.dissect.rpc import annotate_flows
 
     narrow = flows[[c for c in _RPC_ANNOTATION_COLUMNS if c in flows.columns]]
     annotated = annotate_flows(narrow, endpoints)
-    return (annotated["rpc_interface"].to_numpy(dtype=object),
-            annotated["rpc_evidence"].to_numpy(dtype=object))
+    return pd.DataFrame({c: annotated[c].to_numpy(dtype=object)
+                         for c in ("rpc_interface", "rpc_evidence")})
+
+
+def _annotation_arrays(flows: pd.DataFrame, endpoints: pd.DataFrame | None,
+                       annotation: pd.DataFrame | None):
+    """rpc_annotation's two columns as object arrays ('' and the text column '' when discovery
+    did not run)."""
+    if endpoints is None:
+        return np.full(len(flows), "", dtype=object), ""
+    if annotation is None or len(annotation) != len(flows):
+        annotation = rpc_annotation(flows, endpoints)
+    return (annotation["rpc_interface"].to_numpy(dtype=object),
+            annotation["rpc_evidence"].to_numpy(dtype=object))
 
 
 def _services(rule: tuple, dst_port: np.ndarray, rpc_interface: tuple, catalogue) -> np.ndarray:

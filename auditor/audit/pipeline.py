@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from auditor.audit.classify import rpc_annotation
 from auditor.audit.proposed import mark_proposed, proposed_inventory
 from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
 from auditor.capture.packets import PacketTable
@@ -39,6 +40,8 @@ class Observation:
     rpc: RpcDiscovery | None  # None when discovery was skipped
     warnings: tuple[str, ...]
     engine: EngineReport | None = None  # how the files were read (workers, cache)
+    # classify.rpc_annotation of the flows (None: not worked out yet, or no discovery)
+    annotation: pd.DataFrame | None = None
 
 
 def observe(
@@ -77,7 +80,8 @@ def _from_cache(captures, options: PipelineOptions, packets: bool = True):
     logging.getLogger("auditor.engine").debug("%s; flows and RPC discovery from the cache",
                                               report.line())
     return key, Observation(hit.table, hit.flows, hit.labels, hit.rpc,
-                            tuple(dict.fromkeys(m for _, m in hit.warnings)), report)
+                            tuple(dict.fromkeys(m for _, m in hit.warnings)), report,
+                            hit.annotation)
 
 
 def _remember(key, seen: Observation, kinds, options: PipelineOptions) -> None:
@@ -85,7 +89,7 @@ def _remember(key, seen: Observation, kinds, options: PipelineOptions) -> None:
     if key is None or (options.rpc and seen.rpc is None) or not seen.engine.streamed:
         return
     observed_cache.store(options.engine.cache_dir, key[0], observed_cache.Observed(
-        seen.table, seen.flows, seen.labels, seen.rpc, tuple(kinds)))
+        seen.table, seen.flows, seen.labels, seen.rpc, tuple(kinds), seen.annotation))
 
 
 @contextlib.contextmanager
@@ -178,8 +182,9 @@ def audit_captures(
             flows, discovery = _second_pass(seen.flows, discovery, options)
             if flows is not seen.flows:
                 prepared = prepare_flows(flows, inventory)
+    annotation = rpc_annotation(flows, discovery.endpoints) if discovery is not None else None
     seen = dataclasses.replace(seen, flows=flows, rpc=discovery,
-                               warnings=seen.warnings + tuple(notes))
+                               warnings=seen.warnings + tuple(notes), annotation=annotation)
     _remember(key, seen, kinds, options)
     seen = _without_packets(seen)
     _give_back_memory()  # before the audit's own peak
@@ -203,7 +208,8 @@ def audit_observation(seen: Observation, inventory, catalogue,
     names = seen.rpc.names if seen.rpc is not None else None
     binds = seen.rpc.facts.binds if seen.rpc is not None else None
     result = audit_flows(seen.flows, inventory, catalogue, rpc_endpoints=endpoints, names=names,
-                         options=options.audit, prepared=prepared, rpc_binds=binds)
+                         options=options.audit, prepared=prepared, rpc_binds=binds,
+                         rpc_annotation=seen.annotation if endpoints is not None else None)
     if endpoints is None:
         endpoints = empty_frame(RPC_ENDPOINT_COLUMNS)
     return dataclasses.replace(

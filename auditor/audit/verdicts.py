@@ -64,8 +64,10 @@ def audit_flows(
     options: AuditOptions | None = None,
     prepared: PreparedFlows | None = None,
     rpc_binds: pd.DataFrame | None = None,
+    rpc_annotation: pd.DataFrame | None = None,
 ) -> AuditResult:
-    """Audit a flow table against an inventory and a catalogue (`rpc_binds`: RpcFacts.binds)."""
+    """Audit a flow table against an inventory and a catalogue (`rpc_binds`: RpcFacts.binds;
+    `rpc_annotation`: classify.rpc_annotation of these flows, when known already)."""
     from auditor.catalogue.loader import rule_ports_frame
 
     options = options or AuditOptions()
@@ -77,7 +79,7 @@ def audit_flows(
     rpc_ports = _rpc_ports(rpc_endpoints)
     match_table = rule_ports_frame(catalogue, rpc_ports, legacy_rpc_range=options.legacy_rpc_range)
     audited = classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, options,
-                       rpc_binds)
+                       rpc_binds, rpc_annotation)
     rules = _rule_status(audited, catalogue, inventory, hosts)
     findings = pd.concat(
         [_flow_findings(audited, catalogue), _missing_findings(audited, rules, catalogue,

@@ -54,7 +54,8 @@ from auditor.options import PipelineOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, empty_frame
 
 # Bump when what an entry holds changes shape (the code hash catches changes of behaviour).
-OBSERVATION_VERSION = 3  # 3: zstd-compressed Arrow files (2: mapped Arrow; 1: Parquet)
+# 4: the flows' RPC annotation (rpc_interface, rpc_evidence) as a table of its own
+OBSERVATION_VERSION = 4  # 3: zstd-compressed Arrow files (2: mapped Arrow; 1: Parquet)
 _SUFFIX = ".arrow"
 _LABEL = "__flow_id"  # the packets' flow labels travel as one more Parquet column
 _FACTS = ("epm", "binds", "dcom", "cl_rpc")
@@ -72,6 +73,7 @@ class Observed:
     labels: np.ndarray
     rpc: RpcDiscovery | None
     warnings: tuple[tuple[str, str], ...]  # (category name, message), to issue again
+    annotation: pd.DataFrame | None = None  # audit.classify.rpc_annotation of the flows
 
 
 def observation_key(captures, options: PipelineOptions) -> tuple[str, list[Path]] | None:
@@ -144,8 +146,9 @@ def load(cache_dir: str | os.PathLike, key: str, paths: list[Path], *,
                            warnings=tuple(meta["rpc"]["warnings"]))
     table = PacketTable(packets=candidates, icmp_errors=empty_frame(ICMP_ERROR_COLUMNS), files=files)
     notes = tuple((c, m) for c, m in meta["warnings"])
+    annotation = frames.get("annotation") if rpc is not None else None
     eviction.touch(where)
-    return Observed(table, flows, labels, rpc, notes)
+    return Observed(table, flows, labels, rpc, notes, annotation)
 
 
 def store(cache_dir: str | os.PathLike, key: str, seen: Observed) -> None:
@@ -171,6 +174,8 @@ def _store(cache_dir, key, seen: Observed) -> None:
             frames.update({"endpoints": seen.rpc.endpoints, "names": seen.rpc.names,
                            **{t: getattr(seen.rpc.facts, t) for t in _FACTS}})
             rpc = {"packets": int(seen.rpc.packets), "warnings": list(seen.rpc.warnings)}
+            if seen.annotation is not None and len(seen.annotation) == len(seen.flows):
+                frames["annotation"] = seen.annotation
         tables = {name: arrowfile.write_frame(frame, tmp / f"{name}{_SUFFIX}")
                   for name, frame in frames.items()}
         meta = {"key": key, "version": OBSERVATION_VERSION, "tables": tables,
