@@ -340,10 +340,12 @@ def annotate_flows(flows: pd.DataFrame, endpoints: pd.DataFrame, *,
             rpc_evidence=("evidence", "first"),
             rpc_interface=("label", lambda s: ", ".join(sorted({x for x in s if x}))),
         ).reset_index()
-        merged = out[key].merge(per_port, on=key, how="left")
+        # only flows to a port some endpoint names can match: filter on the port first (cheap)
+        near = np.flatnonzero(out["dst_port"].isin(per_port["dst_port"].unique()).to_numpy())
+        merged = out[key].iloc[near].merge(per_port, on=key, how="left")
         found = merged["rpc_evidence"].notna().to_numpy()
-        out.loc[found, "rpc_evidence"] = merged.loc[found, "rpc_evidence"].to_numpy()
-        out.loc[found, "rpc_interface"] = merged.loc[found, "rpc_interface"].to_numpy()
+        for col in ("rpc_evidence", "rpc_interface"):  # by position: the index may repeat
+            out.iloc[near[found], out.columns.get_loc(col)] = merged.loc[found, col].to_numpy()
     # flows the endpoints did not explain may still be inferred from timing
     known = pd.DataFrame({"server_ip": out.loc[out["rpc_evidence"] != "", "dst_ip"],
                           "port": out.loc[out["rpc_evidence"] != "", "dst_port"]})
