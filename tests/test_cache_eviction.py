@@ -95,3 +95,41 @@ def test_a_memo_hit_marks_its_entries_used(tmp_path):
 def test_a_bad_cache_size_is_a_usage_error(tmp_path):
     got = audit(tmp_path, PILOT / "ring" / "pilot_00.pcapng", "--cache-size", "lots")
     assert got.exit_code == 2 and "--cache-size" in got.stderr
+
+
+def test_a_trim_with_nothing_written_since_lists_no_unit(tmp_path, monkeypatch):
+    # a day of use is ~10k units, and listing them cost ~0.3 s of every command: the ledger
+    # answers when no unit was written since (a memo hit only marks its units used)
+    stat = unit(tmp_path, "stat", "s" * 64, 64, 1_000, folder=False)
+    unit(tmp_path, "entries", "e-1", 64 * 1024, 2_000, folder=True)
+    assert eviction.evict(tmp_path, 10**9) == []
+    assert (tmp_path / eviction.LEDGER).is_file()
+
+    def listed(cache_dir):
+        raise AssertionError("listed every unit")
+
+    monkeypatch.setattr(eviction, "units", listed)
+    eviction.touch(stat)  # used again: its folder does not change
+    assert eviction.evict(tmp_path, 10**9) == []
+
+
+def test_units_written_since_the_ledger_count_towards_the_limit(tmp_path):
+    old = unit(tmp_path, "results", "r" * 40, 64 * 1024, 1_000, folder=False)
+    assert eviction.evict(tmp_path, 10**9) == []
+    before = sum(s for _, s, _ in eviction.units(tmp_path))
+    new = unit(tmp_path, "observations", "o" * 40, 256 * 1024, eviction.now(), folder=True)
+    after = sum(s for _, s, _ in eviction.units(tmp_path))
+    assert after > before
+    assert eviction.evict(tmp_path, after - 1) == [old]  # over: listed, oldest use first
+    assert new.exists() and not old.exists()
+
+
+def test_a_ledger_an_hour_old_or_unreadable_is_listed_again(tmp_path):
+    old = unit(tmp_path, "results", "r" * 40, 64 * 1024, 1_000, folder=False)
+    ledger = tmp_path / eviction.LEDGER
+    stale = eviction.now() - 2 * 3600
+    ledger.write_text(f"0 {stale!r} {stale!r}\n")  # says empty, but is old
+    assert eviction.evict(tmp_path, 1) == [old]
+    old = unit(tmp_path, "results", "q" * 40, 64 * 1024, 1_000, folder=False)
+    ledger.write_text("lots\n")
+    assert eviction.evict(tmp_path, 1) == [old]
