@@ -16,7 +16,7 @@ _SHOWN = 3  # rules named per finding, then a count
 
 def rule_notes(findings: pd.DataFrame, catalogue) -> list[str]:
     """Per flow finding, a suffix for its detail naming the deciding (or missing) rule."""
-    cache: dict[tuple[str, int], list] = {}
+    cache: dict[tuple[str, int], str] = {}  # the note per (proto, port): findings repeat few
     rules = list(getattr(catalogue, "rules", ()))
     icmp = icmp_rule_notes(findings, catalogue, _SHOWN) if "icmp" in findings else {}
     notes = []
@@ -31,16 +31,21 @@ def rule_notes(findings: pd.DataFrame, catalogue) -> list[str]:
             continue
         key = (str(proto), int(port))
         if key not in cache:
-            cache[key] = [r for r in rules if r.proto == key[0] and any(
-                lo <= key[1] <= hi for lo, hi in r.port_ranges)]
-        covering = cache[key]
-        where = f"{key[1]}/{key[0]}"
-        if not covering:
-            notes.append(f"; no catalogue rule covers {where} for any roles")
-            continue
-        named = ", ".join(f"{r.id} ({'|'.join(r.source)} -> {'|'.join(r.destination)})"
-                          for r in covering[:_SHOWN])
-        more = f" and {len(covering) - _SHOWN} more" if len(covering) > _SHOWN else ""
-        notes.append(f"; {where} is documented only for other roles: {named}{more} "
-                     "(check the inventory roles of both ends)")
+            cache[key] = _port_note(rules, *key)
+        notes.append(cache[key])
     return notes
+
+
+def _port_note(rules: list, proto: str, port: int) -> str:
+    """The note of an undocumented finding on port/proto: the rules covering it for other roles,
+    or that none does."""
+    covering = [r for r in rules if r.proto == proto and any(
+        lo <= port <= hi for lo, hi in r.port_ranges)]
+    where = f"{port}/{proto}"
+    if not covering:
+        return f"; no catalogue rule covers {where} for any roles"
+    named = ", ".join(f"{r.id} ({'|'.join(r.source)} -> {'|'.join(r.destination)})"
+                      for r in covering[:_SHOWN])
+    more = f" and {len(covering) - _SHOWN} more" if len(covering) > _SHOWN else ""
+    return (f"; {where} is documented only for other roles: {named}{more} "
+            "(check the inventory roles of both ends)")
