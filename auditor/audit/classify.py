@@ -89,20 +89,30 @@ def classify(flows, prepared, hosts, match_table, catalogue, rpc_endpoints, opti
         ["expected", "rejected", "unanswered", "unanswered", "expected"],
         default="unexpected",
     )
-    local = {"src_role": match["src_role"], "dst_role": match["dst_role"],
+    roles = {side: coded(match[f"{side}_role"]) for side in ("src", "dst")}  # once, for both uses
+    local = {"src_role": roles["src"], "dst_role": roles["dst"],
              "documented": documented, "proto": proto, "icmp_type": icmp_type,
              "dst_port": flows["dst_port"].to_numpy()}
     verdict = cut_off_verdicts(flows, local_verdicts(local, verdict))
     service = np.where(control, "icmp", service).astype(object)
 
     for side in ("src", "dst"):
-        new[f"{side}_role"] = plain_roles(pd.Series(match[f"{side}_role"], dtype=object)).to_numpy(
-            dtype=object)
+        new[f"{side}_role"] = _plain_roles(match[f"{side}_role"], roles[side])
         version = np.append(per_address["version"], "")  # code -1 (no address): no version
         new[f"{side}_version"] = (version, side_codes[side])
     new.update(rule=rule, service=service, rpc_interface=rpc_interface,
                rpc_evidence=rpc_evidence, documented=documented, verdict=coded_text(verdict))
     return _audited_frame(flows, new)
+
+
+def _plain_roles(values: np.ndarray, pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """versions.plain_roles of a role per flow, from its `coded` pair (each distinct role made
+    plain once, no second factorize of the flows); a missing role takes plain_roles' own way."""
+    codes, uniques = pair
+    if (codes < 0).any():
+        return plain_roles(pd.Series(values, dtype=object)).to_numpy(dtype=object)
+    return plain_roles(pd.Series(np.asarray(uniques, dtype=object), dtype=object)).to_numpy(
+        dtype=object)[codes]
 
 
 def _path_ends(prepared, by_ip: pd.DataFrame, row: np.ndarray, side_codes: dict) -> dict:
