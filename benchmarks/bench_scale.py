@@ -195,7 +195,9 @@ def cache(data: Path, rounds: int) -> None:
         again = (min(w for w, _ in got), max(r for _, r in got))
         row(name, *again, f"{again[0] / first[0]:.2f} of the first "
                           f"(target <= 0.10: {verdict(again[0] / first[0] <= 0.10)})")
-    imports = [sys.executable, "-c", "import auditor.cli.audit_cmds, auditor.audit.pipeline"]
+    # imported the way `auditor audit` imports them (collector paused, then frozen)
+    imports = [sys.executable, "-c", "from auditor.cli.engine_opts import imports_without_gc\n"
+               "with imports_without_gc():\n    import auditor.cli.audit_cmds, auditor.audit.pipeline"]
     start = [sys.executable, "-c", "import auditor.cli.audit_cmds"]
     floors = alternate({"import": imports, "start": start}, rounds)
     row("start-up and imports only (the floor of another inventory)", *floors["import"],
