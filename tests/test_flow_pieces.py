@@ -83,3 +83,25 @@ def test_forked_workers_write_the_same_csv_and_json_as_one_process():
 def test_without_flow_pieces_the_engine_gives_one_frame():
     got = stream_flows([PCAPS / "pilot" / "pilot.pcapng"], engine=EngineOptions(workers=1))
     assert isinstance(got.flows, pd.DataFrame)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_listener_facts_made_in_forked_processes_give_the_one_process_table(workers):
+    # the facts of slices of 2-3 rows, some made by forked processes, some here (pieces.py
+    # _prepare): the same table and CSV as one process, though listeners span slices
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    one = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
+    for rows in (2, 3):
+        many = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
+        many.piece_rows, many.workers = rows, workers
+        assert len(many.bounds()) > 20
+        pd.testing.assert_frame_equal(many.frame(), one.frame())
+        assert (many.handshake == one.handshake).all() and (many.evidence == one.evidence).all()
+        assert _written(many, "csv", workers) == _written(one, "csv", 1)
+
+
+def test_the_engines_workers_option_reaches_the_finish():
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    for workers, expected in ((1, 1), (2, 2), (0, None)):
+        got = stream_flows([path], engine=EngineOptions(workers=workers, flow_pieces=True))
+        assert got.flows.workers == expected

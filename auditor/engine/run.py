@@ -162,7 +162,7 @@ def stream_flows(
     del merger
     _give_back_memory()
     return _finish_merged(frames, heads, flow_options, report, left_out,
-                          pieces=engine.flow_pieces)
+                          pieces=engine.flow_pieces, workers=engine.workers)
 
 
 def _give_back_memory() -> None:
@@ -361,7 +361,7 @@ def _interleaved(captures, sources, spans, left_out, flow_options, rpc_options, 
     first.parts = first.candidates = first.quotes = None
     return _finish_merged(frames, partials, flow_options,
                           replace(report, workers=1, where="local", ranges=0), left_out,
-                          pieces=engine.flow_pieces)
+                          pieces=engine.flow_pieces, workers=engine.workers)
 
 
 def _full_sort(paths, flow_options, progress, report) -> Streamed:
@@ -388,15 +388,17 @@ def _finish(partials: list[FilePartial], flow_options: FlowOptions,
 def _finish_merged(frames: list[pd.DataFrame], heads: list[FilePartial],
                    flow_options: FlowOptions, report: EngineReport,
                    left_out: tuple[str, ...] = (), merged: bool = True,
-                   pieces: bool = False) -> Streamed:
+                   pieces: bool = False, workers: int = 0) -> Streamed:
     """The Streamed result of a set's [partials, candidates, quotes] (merged: as
     merge_partials gives them); its flows as FlowPieces when `pieces` (EngineOptions.flow_pieces),
-    else one frame. The list is emptied: finish_flows holds the only reference to
-    the partials, and drops them once it has read them (the set's biggest frame: peak memory)."""
+    else one frame, made on `workers` cores (EngineOptions.workers; 0: every core). The list is
+    emptied: finish_flows holds the only reference to the partials, and drops them once it has
+    read them (the set's biggest frame: peak memory)."""
     files = tuple(fp.info for fp in heads)
     quotes, cands = frames.pop(), frames.pop()
     finished, flow_of = finish_pieces(frames.pop(), files, flow_options, quotes, merged=merged)
     del quotes
+    finished.workers = workers or None
     flows = finished if pieces else finished.frame()  # pieces: a caller writes them in turn
     del finished
     pid = cands["pid"].to_numpy()

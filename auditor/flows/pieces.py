@@ -68,25 +68,72 @@ class FlowPieces:
         del change, conv_first
         self.flow_ids = np.empty(n, np.int64)
         self.flow_ids[self.order] = np.arange(n, dtype=np.int64)
-        addr_hi, addr_lo = self._number_addresses()
         self.refused = self._refusals(errs)
-        # the one fact that needs every flow: who listens where (in partial row order, in
-        # slices of rows, so that its temporaries stay a piece's)
+        self.files = files
+        self.shared = None  # made with the listener facts before the first piece (`_prepare`)
+
+    def _prepare(self) -> None:
+        """The one fact that needs every flow, made once before the first piece: who listens
+        where, from two int8 facts per flow (`initiator_facts`) and the sorted listener keys.
+
+        The facts are made a slice of rows at a time, on as many cores as pieces are
+        (`workers`): forked processes take slices from the end while this one numbers the
+        addresses and then takes slices from the start until they meet (the slices no
+        process has begun are this one's). Their temporaries stay a piece's.
+        """
+        if self.shared is not None:
+            return
+        n = self.rows
         self.handshake = np.empty(n, np.int8)
         self.evidence = np.empty(n, np.int8)
+        addr_hi, addr_lo = self._facts_everywhere(self.bounds())
+        cols = self.columns
         keys = []
-        for lo_row in range(0, n, self.piece_rows):
-            rows = slice(lo_row, lo_row + self.piece_rows)
-            f = {c: cols[c][rows] for c in ("proto_num", "a_port", "b_port", "a_code", "b_code",
-                                             "first_dir", "syn_dir", "synack0", "synack1",
-                                             "icmp_type0")}
-            hs, ev = initiator_facts(f, self._heads(rows))
-            self.handshake[rows], self.evidence[rows] = hs, ev
-            keys.append(listener_keys(f, hs, ev))
+        for lo_row, hi_row in self.bounds():
+            rows = slice(lo_row, hi_row)
+            f = {c: cols[c][rows] for c in ("proto_num", "a_port", "b_port", "a_code", "b_code")}
+            keys.append(listener_keys(f, self.handshake[rows], self.evidence[rows]))
         known = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
-        self.shared = shared_of(addr_hi, addr_lo, files, known)
+        self.shared = shared_of(addr_hi, addr_lo, self.files, known)
         for k in ("a_hi", "a_lo", "b_hi", "b_lo"):  # the codes stand for them now
             del cols[k]
+
+    def _facts_everywhere(self, bounds) -> tuple[np.ndarray, np.ndarray]:
+        """Fill handshake/evidence of every slice in `bounds`, on `workers` cores (this process
+        one of them) where forking is safe; return `_number_addresses`', made meanwhile."""
+        helpers = min((self.workers or _cores()) - 1, len(bounds) - 1)
+        if helpers < 1 or not _may_fork():
+            for lo_row, hi_row in bounds:
+                self._facts_into(lo_row, hi_row)
+            return self._number_addresses()
+        global _FORKED
+        _FORKED = self  # what the forked processes find (fork copies it)
+        try:
+            with ProcessPoolExecutor(helpers, mp_context=get_context("fork")) as pool:
+                # submitted last slice first: the helpers work from the end towards the start
+                futures = [pool.submit(_forked_facts, *b) for b in reversed(bounds)][::-1]
+                addresses = self._number_addresses()
+                for (lo_row, hi_row), future in zip(bounds, futures, strict=True):
+                    if future.cancel():  # no helper has begun it: made here
+                        self._facts_into(lo_row, hi_row)
+                for (lo_row, hi_row), future in zip(bounds, futures, strict=True):
+                    if not future.cancelled():
+                        self.handshake[lo_row:hi_row], self.evidence[lo_row:hi_row] = \
+                            future.result()
+        finally:
+            _FORKED = None
+        return addresses
+
+    def _facts(self, lo_row: int, hi_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """`initiator_facts` (int8 handshake and evidence) of partial rows lo_row .. hi_row - 1."""
+        rows = slice(lo_row, hi_row)
+        cols = self.columns
+        f = {c: cols[c][rows] for c in ("proto_num", "a_port", "b_port", "first_dir", "syn_dir",
+                                         "synack0", "synack1", "icmp_type0")}
+        return initiator_facts(f, self._heads(rows))
+
+    def _facts_into(self, lo_row: int, hi_row: int) -> None:
+        self.handshake[lo_row:hi_row], self.evidence[lo_row:hi_row] = self._facts(lo_row, hi_row)
 
     def _number_addresses(self) -> tuple[np.ndarray, np.ndarray]:
         """Number every distinct address (a_code, b_code: the same codes in every piece);
@@ -123,6 +170,7 @@ class FlowPieces:
 
     def piece(self, start: int, stop: int) -> pd.DataFrame:
         """Flows start .. stop - 1 of the table (schema.FLOW_COLUMNS)."""
+        self._prepare()
         rows = self.order[start:stop]
         f = {c: self.columns[c][rows] for c in _PIECE_COLUMNS + ["a_code", "b_code"]}
         facts = self.handshake[rows], self.evidence[rows]
@@ -143,6 +191,7 @@ class FlowPieces:
         (copy-on-write, no copy sent); `fn` (a module-level function) turns each piece into
         what comes back here, e.g. its CSV bytes. One process where forking is not safe.
         """
+        self._prepare()
         bounds = self.bounds()
         workers = workers or self.workers or _cores()
         workers = min(workers, len(bounds))
@@ -230,12 +279,16 @@ class FlowPieces:
         return flows
 
 
-# the FlowPieces a forked worker of FlowPieces.mapped makes pieces of (set only around the pool)
+# the FlowPieces a forked worker of FlowPieces.mapped or _prepare works on (set only around a pool)
 _FORKED: FlowPieces | None = None
 
 
 def _forked_piece(fn, start: int, stop: int):
     return fn(_FORKED.piece(start, stop), start == 0)
+
+
+def _forked_facts(lo_row: int, hi_row: int) -> tuple[np.ndarray, np.ndarray]:
+    return _FORKED._facts(lo_row, hi_row)
 
 
 def _may_fork() -> bool:
