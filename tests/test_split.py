@@ -164,6 +164,17 @@ def test_every_file_of_a_set_is_cut_into_ranges_on_every_worker():
         i for i, _ in _tasks(paths, [1, 2], 2, 1 << 10))
 
 
+def test_one_file_is_cut_into_as_many_ranges_as_the_workers_shares_not_one_more():
+    # a file whose size is not a multiple of cores * PER_CORE: the share rounded down left a
+    # seventh range for one of two workers to read alone (the 1M benchmark capture did)
+    from auditor.engine.run import PER_CORE, _tasks
+
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    for cores in (2, 3):
+        tasks = _tasks([path], [0], cores, 1 << 10)
+        assert len(tasks) == cores * PER_CORE, path.stat().st_size
+
+
 def test_a_set_read_as_ranges_of_every_file_equals_one_core(caplog):
     ring = sorted((PCAPS / "pilot" / "ring").glob("*.pcapng"))[:3]  # ~126 KiB each: all cut
     one = stream_flows(ring, engine=EngineOptions(workers=1))

@@ -309,10 +309,12 @@ def _tasks(paths, todo, cores, range_bytes):
     if cores <= 1:
         return [(i, None) for i in todo]
     sizes = {i: paths[i].stat().st_size for i in todo}
-    target = max(range_bytes, sum(sizes.values()) / (cores * PER_CORE))
+    # rounded up: a file of the whole share is cut in cores * PER_CORE ranges, not one more
+    # (a last range left to one worker while the others wait)
+    target = max(range_bytes, -(-sum(sizes.values()) // (cores * PER_CORE)))
     tasks = []
     for i in todo:
-        pieces = -(-sizes[i] // int(target))
+        pieces = -(-sizes[i] // target)
         ranges = (plan_ranges(str(paths[i]), pieces, range_bytes)
                   if pieces > 1 and sizes[i] >= 2 * range_bytes else None)
         if ranges and len(ranges) > 1:
