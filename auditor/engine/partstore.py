@@ -18,7 +18,8 @@ import pandas as pd
 
 from auditor.engine.candidates import empty_candidates as _empty_candidates
 from auditor.engine.candidates import keep_candidates
-from auditor.flows.partial import KEY, empty_partials, merge_partials
+from auditor.flows.partial import KEY, empty_partials, merge_partials, partial_dtype
+from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
 _MIX = [np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
@@ -26,12 +27,13 @@ _MIX = [np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B
                                0x94D049BB133111EB)]
 
 
-def key_hash(parts: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash of each partial's conversation key (collisions only cost extra work)."""
-    h = np.zeros(len(parts), np.uint64)
+def key_hash(parts) -> np.ndarray:
+    """A 64-bit hash of each partial's conversation key (collisions only cost extra work);
+    `parts` is a frame or a dict of columns."""
+    h = np.zeros(len(parts[KEY[0]]), np.uint64)
     with np.errstate(over="ignore"):
         for k, mix in zip(KEY, _MIX, strict=True):
-            h = (h ^ parts[k].to_numpy().astype(np.uint64)) * mix
+            h = (h ^ np.asarray(parts[k]).astype(np.uint64)) * mix
             h ^= h >> np.uint64(29)
     return h
 
@@ -44,6 +46,8 @@ class _Segment:
         self.parts = parts.reset_index(drop=True)
         h = key_hash(self.parts) if hashes is None else hashes
         self.order = np.argsort(h, kind="stable")
+        if len(h) < 1 << 31:  # (half the bytes: the store keeps this for every row)
+            self.order = self.order.astype(np.int32)
         self.hashes = h[self.order]
         self.alive = np.ones(len(parts), bool)
         self.live = len(parts)
@@ -212,48 +216,149 @@ class PartialStore:
             self.segments = [*rest, _Segment(pd.concat(parts, ignore_index=True),
                                              pd.concat(cands, ignore_index=True))]
 
-    def finish(self, sort: bool = True, grouped: bool = False
-               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def finish(self, sort: bool = True, grouped: bool = False,
+               columns: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """All merged partials (sorted by conversation, then time) and their candidates (by pid).
 
         `sort=False` leaves both in store order (for another store's `add(..., merged=True)`).
         `grouped=True` only promises each conversation's rows together, in time order (all
         `finish_flows` needs): the segments already hold them so, each conversation in one
         segment, so they are concatenated as they are when a check confirms it, else sorted
-        by key hash (a quarter of the full sort's work).
+        by key hash (a quarter of the full sort's work). `columns` (with KEY and pid) keeps only
+        those of the partials, each in its full type (`partial_dtype`), for a store's last use
+        (`flows.pieces.PARTIAL_INPUTS`: what the finish reads).
+
+        The store is emptied as it goes (`_gather`): each segment is dropped as soon as its rows
+        are copied, and any reordering is done a column at a time, so the partials are never
+        held twice (they are most of a read's memory).
         """
-        parts, cands = [], []
-        while self.segments:
-            p, c = self.segments.pop(0).compact()
-            parts.append(p)
+        segments = [seg for seg in self.segments if seg.live]
+        self.segments, self.rows = [], 0
+        if columns is not None and not set(KEY + ["pid"]) <= set(columns):
+            raise ValueError("the partials' columns must include KEY and pid")  # a bug
+        if not segments:
+            parts = empty_partials()
+            return (parts if columns is None else parts[list(columns)]), empty_candidates()
+        parts, cands = _gather(segments, columns)
+        if sort:
+            order = None
+            if grouped:  # None after a hash collision: the full sort below
+                order = np.arange(len(parts["pid"])) if _is_grouped(parts) else _grouped_order(
+                    parts)
+            if order is None:
+                order = np.lexsort([parts["pid"]] + [parts[k] for k in reversed(KEY)])
+            _reorder(parts, order)
+            if cands is not None:
+                pid = cands["pid"]
+                if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # in packet order, as the table
+                    _reorder(cands, np.argsort(pid, kind="stable"))
+        return (pd.DataFrame(parts, copy=False),
+                empty_candidates() if cands is None else pd.DataFrame(cands, copy=False))
+
+
+def _gather(segments: list[_Segment], columns: list[str] | None
+            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """The live rows of `segments` (in their order) as one array per column, partials and
+    candidates (None: no candidate); the list is emptied.
+
+    The segments' frames are dropped first, keeping only their columns' arrays; then each
+    column is allocated once, filled segment by segment and its source arrays dropped at once
+    (and their pages handed back). Partials are one array per column (`flows.partial._frame`),
+    so the memory held peaks at the store plus about one column, not two whole copies as a
+    concatenation then a take would.
+    """
+    names = list(segments[0].parts.columns) if columns is None else list(columns)
+    with_cands = [k for k, seg in enumerate(segments) if seg.cand_alive.any()]
+    cand_names = list(segments[with_cands[0]].cands.columns) if with_cands else []
+    types = (_common_types([seg.parts for seg in segments], names) if columns is None
+             else {c: partial_dtype(c) for c in names})  # a last use: the finish's full types
+    cand_types = _common_types([segments[k].cands for k in with_cands], cand_names)
+    if types is None or cand_types is None:
+        return _concatenated(segments, names, cand_names)
+    parts = _columns([(seg.parts, seg.alive) for seg in segments], names, types)
+    cands = [(segments[k].cands, segments[k].cand_alive) for k in with_cands]
+    segments.clear()  # only `parts` and `cands` hold the frames now
+    parts = _fill(parts, names, types)
+    return parts, (_fill(_columns(cands, cand_names, cand_types), cand_names, cand_types)
+                   if cands else None)
+
+
+def _columns(frames: list[tuple[pd.DataFrame, np.ndarray]], names: list[str], types: dict
+             ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Each (frame, alive rows)'s arrays of `names` (the list of frames is emptied)."""
+    out = []
+    while frames:
+        frame, alive = frames.pop(0)
+        out.append(({c: frame[c].to_numpy() for c in names}, alive))
+        del frame
+    return out
+
+
+def _fill(sources: list[tuple[dict[str, np.ndarray], np.ndarray]], names: list[str],
+          types: dict) -> dict[str, np.ndarray]:
+    """One array per column of the sources' alive rows, each source array dropped once copied."""
+    total = sum(int(alive.sum()) for _, alive in sources)
+    out = {}
+    for c in names:
+        col = out[c] = np.empty(total, types[c])
+        at = 0
+        for arrays, alive in sources:
+            src = arrays.pop(c)
+            if alive.all():
+                col[at:at + len(src)] = src
+                at += len(src)
+            else:
+                stop = at + int(alive.sum())
+                if src.dtype == col.dtype:
+                    np.compress(alive, src, out=col[at:stop])
+                else:  # a narrower type than the concatenation's
+                    col[at:stop] = src[alive]
+                at = stop
+            del src
+        give_back_memory()  # the column's source pages, most of them in glibc's heap
+    return out
+
+
+def _common_types(frames: list[pd.DataFrame], names: list[str]) -> dict | None:
+    """Each column's type in a concatenation of `frames` (numpy's promotion, as pandas' concat
+    gives for numbers: a set's rebased file_index is int64 next to merged rows' int32, say);
+    None for anything else (pandas' own rules then)."""
+    types = {}
+    for c in names:
+        got = {f.dtypes[c] for f in frames}
+        if not all(isinstance(t, np.dtype) and t.kind in "biuf" for t in got):
+            return None
+        if len(got) > 1 and any(t.kind == "b" for t in got):  # pandas: object
+            return None
+        types[c] = np.result_type(*got)
+    return types
+
+
+def _concatenated(segments: list[_Segment], names: list[str], cand_names: list[str]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """_gather's result by pandas' concat, for segments whose column types differ (e.g. a cache
+    entry of older types): pandas' rules choose the common type, as before."""
+    parts, cands = [], []
+    while segments:
+        p, c = segments.pop(0).compact()
+        parts.append(p[names])
+        if len(c):
             cands.append(c)
-        parts = [p for p in parts if len(p)]
-        cands = [c for c in cands if len(c)]
-        if not parts:
-            return empty_partials(), empty_candidates()
-        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-        del parts
-        if not sort:
-            cand = (cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)) \
-                if cands else empty_candidates()
-            return frame.reset_index(drop=True), cand.reset_index(drop=True)
-        order = None
-        if grouped:  # None after a hash collision: the full sort below
-            order = np.arange(len(frame)) if _is_grouped(frame) else _grouped_order(frame)
-        if order is None:
-            order = np.lexsort([frame["pid"].to_numpy()]
-                               + [frame[k].to_numpy() for k in reversed(KEY)])
-        if (order != np.arange(len(order))).any():
-            frame = frame.take(order)
-        frame = frame.reset_index(drop=True)
-        if not cands:
-            return frame, empty_candidates()
-        cand = cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)
-        del cands
-        pid = cand["pid"].to_numpy()
-        if len(pid) > 1 and (pid[1:] < pid[:-1]).any():  # in packet order, as the table
-            cand = cand.take(np.argsort(pid, kind="stable"))
-        return frame, cand.reset_index(drop=True)
+    frame = pd.concat(parts, ignore_index=True)
+    del parts
+    out = {c: frame[c].to_numpy() for c in names}
+    if not cands:
+        return out, None
+    cand = pd.concat(cands, ignore_index=True)
+    return out, {c: cand[c].to_numpy() for c in cand_names}
+
+
+def _reorder(columns: dict[str, np.ndarray], order: np.ndarray) -> None:
+    """Put every column in `order`, one at a time (a whole copy is never held)."""
+    if (order == np.arange(len(order))).all():
+        return
+    for c in columns:
+        columns[c] = columns[c][order]
 
 
 def _unique(values: np.ndarray) -> np.ndarray:
@@ -263,16 +368,17 @@ def _unique(values: np.ndarray) -> np.ndarray:
     return s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s
 
 
-def _is_grouped(frame: pd.DataFrame) -> bool:
-    """Whether each conversation's rows are together (one run per key) and in pid order."""
-    n = len(frame)
+def _is_grouped(frame) -> bool:
+    """Whether each conversation's rows are together (one run per key) and in pid order
+    (`frame`: a frame or a dict of columns)."""
+    n = len(frame["pid"])
     if n < 2:
         return True
     change = np.zeros(n - 1, bool)
     for k in KEY:
-        col = frame[k].to_numpy()
+        col = np.asarray(frame[k])
         change |= col[1:] != col[:-1]
-    pid = frame["pid"].to_numpy()
+    pid = np.asarray(frame["pid"])
     if not (change | (pid[1:] > pid[:-1])).all():
         return False
     starts = np.r_[True, change]
@@ -280,16 +386,16 @@ def _is_grouped(frame: pd.DataFrame) -> bool:
     return not (h[1:] == h[:-1]).any()
 
 
-def _grouped_order(frame: pd.DataFrame) -> np.ndarray | None:
+def _grouped_order(frame) -> np.ndarray | None:
     """Rows ordered by (key hash, pid): each conversation's together, in time order; None when
     two conversations share a hash (then only the full sort by key keeps them apart)."""
     h = key_hash(frame)
-    order = np.lexsort([frame["pid"].to_numpy(), h])
+    order = np.lexsort([np.asarray(frame["pid"]), h])
     h = h[order]
     hash_change = h[1:] != h[:-1]
     key_change = np.zeros(len(h) - 1 if len(h) else 0, bool)
     for k in KEY:
-        col = frame[k].to_numpy()[order]
+        col = np.asarray(frame[k])[order]
         key_change |= col[1:] != col[:-1]
     return order if np.array_equal(hash_change, key_change) else None
 

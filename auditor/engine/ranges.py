@@ -35,6 +35,8 @@ from auditor.engine.partstore import PartialStore
 from auditor.engine.window import kept_rows, read_file
 from auditor.flows.orient import _DCE_CL_CLIENT
 from auditor.flows.partial import BIG
+from auditor.flows.pieces import PARTIAL_INPUTS
+from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
 
@@ -143,10 +145,14 @@ class RangeJoin:
         """The file's partial (pids from 0), or None when only one read is exact.
 
         `sort=False` leaves the partials in store order (for a set's store to merge);
-        `grouped=True` only keeps each conversation's together (`PartialStore.finish`)."""
+        `grouped=True` only keeps each conversation's together (`PartialStore.finish`): with
+        `sort`, it is the file's last use (a set of one file, finished as it is), so only the
+        columns the finish reads (`flows.pieces.PARTIAL_INPUTS`) are kept."""
         if self.store is None or len(self.infos) != self.pieces:
             return None
-        merged, cand = self.store.finish(sort, grouped)
+        give_back_memory()  # the read's freed heap, before the store's last copy
+        merged, cand = self.store.finish(sort, grouped,
+                                         PARTIAL_INPUTS if sort and grouped else None)
         self.store = None
         infos = self.infos
         skipped: Counter[str] = Counter()
@@ -162,7 +168,9 @@ class RangeJoin:
                            first_ts_ns=min(firsts) if firsts else None,
                            last_ts_ns=max(lasts) if lasts else None)
         quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
-        return FilePartial(info=info, parts=merged, candidates=cand[CANDIDATE_COLUMNS],
+        if list(cand.columns) != CANDIDATE_COLUMNS:  # (a selection copies every column)
+            cand = cand[CANDIDATE_COLUMNS]
+        return FilePartial(info=info, parts=merged, candidates=cand,
                            quotes=quotes, first_ts_ns=self.first_kept, last_ts_ns=self.last_kept)
 
 
@@ -185,8 +193,8 @@ def shift(fp: FilePartial, rows: int, records: int, file_index: int | None = Non
     if records:
         cands["record_index"] = (cands["record_index"].astype(np.int64) + records).astype(
             fp.candidates["record_index"].dtype)
-    if file_index is not None:
-        parts["file_index"] = file_index
+    if file_index is not None:  # (at most 65535 files: run.stream_flows refuses more)
+        parts["file_index"] = np.full(len(parts), file_index, np.uint16)
         cands["file_index"] = np.full(len(cands), file_index, np.uint16)
     return FilePartial(info=fp.info, parts=parts, candidates=cands, quotes=fp.quotes,
                        first_ts_ns=fp.first_ts_ns, last_ts_ns=fp.last_ts_ns, ordered=fp.ordered)

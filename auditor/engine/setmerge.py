@@ -21,6 +21,8 @@ from auditor.engine.fileread import FilePartial, empty_quotes
 from auditor.engine.partstore import PartialStore
 from auditor.engine.ranges import shift
 from auditor.flows.partial import FILE_SHIFT, merge_partials
+from auditor.flows.pieces import PARTIAL_INPUTS
+from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
 _LAST = np.iinfo(np.int64).max
@@ -97,11 +99,14 @@ class SetMerger:
                 self.store.add(got.parts, got.candidates, merged=True)
                 if len(got.quotes):
                     self.quotes.append(got.quotes)
+                del got
+                give_back_memory()  # the merge's freed heap, before the next file's read
             self._next += 1
 
     def finish(self) -> list[pd.DataFrame]:
-        """[the set's merged partials (each conversation's rows together, in time order: what
-        finish_flows needs), candidates (by pid), ICMP quotes]; this merger keeps none of them."""
+        """[the set's merged partials (each conversation's rows together, in time order, and only
+        the columns the finish reads: what finish_flows needs), candidates (by pid), ICMP
+        quotes]; this merger keeps none of them."""
         if self._next != len(self.heads):
             raise AssertionError("a file of the set was never merged")  # a bug, not input
         if self._only is not None:
@@ -109,7 +114,8 @@ class SetMerger:
             frames = [fp.parts, fp.candidates, fp.quotes]
             fp.parts = fp.candidates = fp.quotes = None
             return frames
-        parts, cands = self.store.finish(grouped=True)
+        give_back_memory()  # the read's freed heap, before the store's last copy
+        parts, cands = self.store.finish(grouped=True, columns=PARTIAL_INPUTS)
         quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
         self.quotes = []
         return [parts, cands, quotes]

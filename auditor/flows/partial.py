@@ -27,7 +27,8 @@ from auditor.flows.build import (
     TCP,
     _flow_starts,
 )
-from auditor.flows.pieces import FlowPieces
+from auditor.flows.pieces import PARTIAL_INPUTS, FlowPieces
+from auditor.heap import give_back_memory
 from auditor.options import FlowOptions
 
 KEY = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto_num"]
@@ -62,10 +63,52 @@ _DTYPES = {"a_hi": np.uint64, "a_lo": np.uint64, "b_hi": np.uint64, "b_lo": np.u
            **{f"{name}{side}": np.uint32 for side in (0, 1) for name in ("head", "hlen")}}
 
 
+# Columns stored in the smallest unsigned type their values fit (a_hi, b_hi: 0 for IPv4; counts
+# and byte sums of most flows fit 32 bits; file_index < 65536 files, which the engine enforces):
+# about 60 of a partial's 268 bytes. The type follows the values, so it is never too small; a
+# concatenation takes the wider type, `merge_partials` computes in the full types and
+# `finish_pieces` gives the finish every column in its full type (`_DTYPES`), so no result and
+# none of the flow table's types change.
+_NARROWED = ("a_hi", "b_hi", "file_index", "first_seq", "packets0", "packets1", "bytes0",
+             "bytes1", "payload0", "payload1", "hlen0", "hlen1", "synack0", "synack1", "rst0",
+             "rst1", "fin", "closed_total", "closed_tail")
+_UNSIGNED = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
+
+
+def partial_dtype(column: str) -> np.dtype:
+    """A partial column's full type (what the finish reads; stored narrower when it fits)."""
+    return np.dtype(_DTYPES.get(column, np.int64))
+
+
+def _narrowest(values: np.ndarray, wide: np.dtype) -> np.dtype:
+    """The smallest unsigned type holding every value, if narrower than `wide`."""
+    if not len(values) or values.min() < 0:
+        return wide
+    top = values.max()
+    for t in _UNSIGNED:
+        if t.itemsize >= wide.itemsize:
+            break
+        if top <= np.iinfo(t).max:
+            return t
+    return wide
+
+
 def _frame(columns: dict) -> pd.DataFrame:
-    """The partials frame of a dict of columns, each in its narrow type."""
-    return pd.DataFrame({c: np.asarray(columns[c]).astype(_DTYPES.get(c, np.int64), copy=False)
-                         for c in PARTIAL_COLUMNS})
+    """The partials frame of a dict of columns, each in its narrow type (`_NARROWED`: by its
+    values) and an array of its own (not copied into one 2-D block per type: a store's finish
+    frees each column once copied)."""
+    out = {}
+    for c in PARTIAL_COLUMNS:
+        values = np.asarray(columns[c])
+        wide = partial_dtype(c)
+        out[c] = values.astype(_narrowest(values, wide) if c in _NARROWED else wide, copy=False)
+    return pd.DataFrame(out, copy=False)
+
+
+def full_width(parts: pd.DataFrame, columns) -> pd.DataFrame:
+    """`parts`' `columns` each in its full type (`partial_dtype`), copying only narrower ones."""
+    return pd.DataFrame({c: parts[c].to_numpy().astype(partial_dtype(c), copy=False)
+                         for c in columns}, copy=False)
 
 
 ICMP_QUOTE_COLUMNS = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src_port",
@@ -253,7 +296,8 @@ def merge_partials(parts: pd.DataFrame,
         return empty_partials(), np.zeros(0, np.int64), np.zeros(0, np.int64)
     cols = {c: parts[c].to_numpy() for c in PARTIAL_COLUMNS}
     order = np.lexsort([cols["pid"]] + [cols[k] for k in reversed(KEY)])
-    cols = {c: a[order] for c, a in cols.items()}
+    # in the full types (the stored ones may be narrower): every step computes as it always did
+    cols = {c: a[order].astype(partial_dtype(c), copy=False) for c, a in cols.items()}
     n = len(order)
     idx = np.arange(n, dtype=np.int64)
     change = _key_change([cols[k] for k in KEY])
@@ -328,11 +372,14 @@ def finish_pieces(parts: pd.DataFrame, files, options: FlowOptions,
         old = new = parts["pid"].to_numpy()
     else:
         parts, old, new = merge_partials(parts, options)
+    parts = full_width(parts, PARTIAL_INPUTS)  # the finish reads the full types
     pieces = FlowPieces(parts, files, quoted_errors(quotes),
                         **({} if piece_rows is None else {"piece_rows": piece_rows}))
+    del parts  # FlowPieces keeps what it reads
+    give_back_memory()  # its passes' freed heap, before the pieces are made (maybe in forks)
     if new is old:  # the partials were merged already: the flow of row i is where i went
         return pieces, pd.Series(pieces.flow_ids, index=old)
-    flow_of = pd.Series(pieces.flow_ids, index=parts["pid"].to_numpy())
+    flow_of = pd.Series(pieces.flow_ids, index=pieces.columns["pid"])
     return pieces, pd.Series(flow_of.reindex(new).to_numpy(), index=old)
 
 

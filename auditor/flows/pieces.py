@@ -38,6 +38,9 @@ _PIECE_COLUMNS = ["a_port", "b_port", "proto_num", "file_index", "first_dir", "i
                   "syn_dir", "head0", "head1"]
 _HEADS = [[f"{name}{side}" for name in ("head", "b4_", "b12_", "b20_", "hlen")] for side in (0, 1)]
 _REFUSABLE = ("unanswered", "udp_unanswered", "rejected")
+# every column of the partials FlowPieces reads (a store's last use keeps only these)
+PARTIAL_INPUTS = list(dict.fromkeys(_PIECE_COLUMNS + KEY + sum(_HEADS, []) + ["pid", "first_ns0",
+                                                                              "first_ns1"]))
 
 
 class FlowPieces:
@@ -52,9 +55,7 @@ class FlowPieces:
                  piece_rows: int = PIECE_ROWS):
         self.piece_rows = max(1, int(piece_rows))
         self.workers: int | None = None  # processes `mapped` makes pieces in (None: the cores)
-        self.columns = {c: parts[c].to_numpy() for c in
-                        dict.fromkeys(_PIECE_COLUMNS + KEY + sum(_HEADS, []) + ["pid", "first_ns0",
-                                                                      "first_ns1"])}
+        self.columns = {c: parts[c].to_numpy() for c in PARTIAL_INPUTS}
         cols = self.columns
         n = self.rows = len(parts)
         change = np.zeros(n, bool)
