@@ -105,3 +105,17 @@ def test_the_engines_workers_option_reaches_the_finish():
     for workers, expected in ((1, 1), (2, 2), (0, None)):
         got = stream_flows([path], engine=EngineOptions(workers=workers, flow_pieces=True))
         assert got.flows.workers == expected
+
+
+def test_pieces_are_of_equal_sizes_at_most_piece_rows_and_cover_the_table():
+    pieces = stream_flows([PCAPS / "pilot" / "pilot.pcapng"],
+                          engine=EngineOptions(workers=1, flow_pieces=True)).flows
+    n = len(pieces)
+    for rows in (1, 2, 5, 7, n - 1, n, n + 3):
+        pieces.piece_rows = rows
+        bounds = pieces.bounds()
+        sizes = [b - a for a, b in bounds]
+        assert len(bounds) == -(-n // rows) and max(sizes) <= rows
+        assert max(sizes) - min(sizes) <= 1
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
