@@ -216,7 +216,8 @@ def main() -> int:
     ap.add_argument("--big-rounds", type=int, default=None,
                     help="rounds of the 2 GB and 10 GB sections (default: --rounds)")
     ap.add_argument("--only", default="speed,big,ring,cache")
-    ap.add_argument("--keep", action="store_true", help="keep the generated captures")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the captures this run generates (those already there are kept)")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
@@ -227,6 +228,9 @@ def main() -> int:
     only = set(args.only.split(","))
     big_rounds = args.big_rounds or args.rounds
     made = []
+    # only what this run generates is removed: captures already there (another run's, kept
+    # with --keep, that others may be reading) stay whatever --keep says
+    there = {p for p in (args.data / "big_3m.pcap", args.data / "ring") if p.exists()}
     try:
         if "speed" in only:
             speed(args.data, args.rounds)
@@ -252,7 +256,7 @@ def main() -> int:
             cache(args.data, args.rounds)
     finally:
         if not args.keep:
-            for path in made:
+            for path in (p for p in made if p not in there):
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 elif path.exists():
