@@ -134,3 +134,34 @@ def test_a_finish_of_segments_of_different_column_types_takes_the_concatenations
     parts, _ = store.finish()
     assert parts["file_index"].dtype == np.int64
     assert parts["file_index"].tolist() == [0, 0, 70000, 70001]
+
+
+@pytest.mark.parametrize("name", ["icmp_admin_prohibited.pcap", "icmp6_unreachable.pcap"])
+def test_a_set_with_icmp_errors_keeps_what_refusals_read_and_one_without_leaves_it_out(
+        tmp_path, name, monkeypatch):
+    from auditor import build_flows, write_packets
+    from auditor.engine import setmerge
+    from auditor.flows.pieces import REFUSAL_INPUTS
+
+    table = read_packets([PCAPS / "edge" / name])
+    halves = [tmp_path / "a.pcap", tmp_path / "b.pcap"]  # one refused flow in each, in time order
+    write_packets(table, np.arange(2), halves[0])
+    write_packets(table, np.arange(2, 4), halves[1])
+    finished = []
+    finish = setmerge.SetMerger.finish
+
+    def noted(self):
+        frames = finish(self)
+        finished.append(list(frames[0].columns))
+        return frames
+
+    monkeypatch.setattr(setmerge.SetMerger, "finish", noted)
+    got = stream_flows(halves, engine=EngineOptions(workers=1))
+    want = build_flows(read_packets(halves))
+    assert want["state"].tolist().count("rejected") == 2
+    pd.testing.assert_frame_equal(got.flows, want)
+    assert set(REFUSAL_INPUTS) <= set(finished[-1])
+    ring = sorted((PCAPS / "pilot" / "ring").glob("*.pcapng"))[:2]  # no ICMP error
+    got = stream_flows(ring, engine=EngineOptions(workers=1))
+    pd.testing.assert_frame_equal(got.flows, build_flows(read_packets(ring)))
+    assert not set(REFUSAL_INPUTS) & set(finished[-1])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from auditor.engine.candidates import empty_candidates as _empty_candidates
 from auditor.engine.candidates import keep_candidates
-from auditor.flows.partial import KEY, empty_partials, merge_partials, partial_dtype
+from auditor.flows.partial import KEY, empty_partials, finish_dtype, merge_partials
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
@@ -225,8 +225,8 @@ class PartialStore:
         `finish_flows` needs): the segments already hold them so, each conversation in one
         segment, so they are concatenated as they are when a check confirms it, else sorted
         by key hash (a quarter of the full sort's work). `columns` (with KEY and pid) keeps only
-        those of the partials, each in its full type (`partial_dtype`), for a store's last use
-        (`flows.pieces.PARTIAL_INPUTS`: what the finish reads).
+        those of the partials, each in the type the finish reads (`flows.partial.finish_dtype`),
+        for a store's last use (`flows.partial.finish_inputs`: what the finish reads).
 
         The store is emptied as it goes (`_gather`): each segment is dropped as soon as its rows
         are copied, and any reordering is done a column at a time, so the partials are never
@@ -270,8 +270,9 @@ def _gather(segments: list[_Segment], columns: list[str] | None
     names = list(segments[0].parts.columns) if columns is None else list(columns)
     with_cands = [k for k, seg in enumerate(segments) if seg.cand_alive.any()]
     cand_names = list(segments[with_cands[0]].cands.columns) if with_cands else []
-    types = (_common_types([seg.parts for seg in segments], names) if columns is None
-             else {c: partial_dtype(c) for c in names})  # a last use: the finish's full types
+    types = _common_types([seg.parts for seg in segments], names)
+    if types is not None and columns is not None:  # a last use: in the finish's types
+        types = {c: finish_dtype(c, t) for c, t in types.items()}
     cand_types = _common_types([segments[k].cands for k in with_cands], cand_names)
     if types is None or cand_types is None:
         return _concatenated(segments, names, cand_names)

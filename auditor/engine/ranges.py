@@ -34,8 +34,7 @@ from auditor.engine.fileread import _CL_WINDOW_NS, FilePartial, empty_quotes
 from auditor.engine.partstore import PartialStore
 from auditor.engine.window import kept_rows, read_file
 from auditor.flows.orient import _DCE_CL_CLIENT
-from auditor.flows.partial import BIG
-from auditor.flows.pieces import PARTIAL_INPUTS
+from auditor.flows.partial import BIG, finish_inputs
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
@@ -147,12 +146,12 @@ class RangeJoin:
         `sort=False` leaves the partials in store order (for a set's store to merge);
         `grouped=True` only keeps each conversation's together (`PartialStore.finish`): with
         `sort`, it is the file's last use (a set of one file, finished as it is), so only the
-        columns the finish reads (`flows.pieces.PARTIAL_INPUTS`) are kept."""
+        columns the finish reads (`flows.partial.finish_inputs`) are kept."""
         if self.store is None or len(self.infos) != self.pieces:
             return None
         give_back_memory()  # the read's freed heap, before the store's last copy
-        merged, cand = self.store.finish(sort, grouped,
-                                         PARTIAL_INPUTS if sort and grouped else None)
+        last = finish_inputs(refusals=bool(self.quotes)) if sort and grouped else None
+        merged, cand = self.store.finish(sort, grouped, last)
         self.store = None
         infos = self.infos
         skipped: Counter[str] = Counter()

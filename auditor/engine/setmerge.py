@@ -20,8 +20,7 @@ import pandas as pd
 from auditor.engine.fileread import FilePartial, empty_quotes
 from auditor.engine.partstore import PartialStore
 from auditor.engine.ranges import shift
-from auditor.flows.partial import FILE_SHIFT, merge_partials
-from auditor.flows.pieces import PARTIAL_INPUTS
+from auditor.flows.partial import FILE_SHIFT, finish_inputs, merge_partials
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
@@ -105,8 +104,8 @@ class SetMerger:
 
     def finish(self) -> list[pd.DataFrame]:
         """[the set's merged partials (each conversation's rows together, in time order, and only
-        the columns the finish reads: what finish_flows needs), candidates (by pid), ICMP
-        quotes]; this merger keeps none of them."""
+        the columns the finish reads, `flows.partial.finish_inputs`: what finish_flows needs),
+        candidates (by pid), ICMP quotes]; this merger keeps none of them."""
         if self._next != len(self.heads):
             raise AssertionError("a file of the set was never merged")  # a bug, not input
         if self._only is not None:
@@ -115,7 +114,8 @@ class SetMerger:
             fp.parts = fp.candidates = fp.quotes = None
             return frames
         give_back_memory()  # the read's freed heap, before the store's last copy
-        parts, cands = self.store.finish(grouped=True, columns=PARTIAL_INPUTS)
+        parts, cands = self.store.finish(grouped=True,
+                                         columns=finish_inputs(refusals=bool(self.quotes)))
         quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
         self.quotes = []
         return [parts, cands, quotes]

@@ -27,7 +27,7 @@ from auditor.flows.build import (
     TCP,
     _flow_starts,
 )
-from auditor.flows.pieces import PARTIAL_INPUTS, FlowPieces
+from auditor.flows.pieces import PARTIAL_INPUTS, REFUSAL_INPUTS, FlowPieces
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions
 
@@ -67,8 +67,8 @@ _DTYPES = {"a_hi": np.uint64, "a_lo": np.uint64, "b_hi": np.uint64, "b_lo": np.u
 # and byte sums of most flows fit 32 bits; file_index < 65536 files, which the engine enforces):
 # about 60 of a partial's 268 bytes. The type follows the values, so it is never too small; a
 # concatenation takes the wider type, `merge_partials` computes in the full types and
-# `finish_pieces` gives the finish every column in its full type (`_DTYPES`), so no result and
-# none of the flow table's types change.
+# `finish_pieces` gives the finish every column in its full type (`_DTYPES`; but for the few it
+# casts itself, `finish_dtype`), so no result and none of the flow table's types change.
 _NARROWED = ("a_hi", "b_hi", "file_index", "first_seq", "packets0", "packets1", "bytes0",
              "bytes1", "payload0", "payload1", "hlen0", "hlen1", "synack0", "synack1", "rst0",
              "rst1", "fin", "closed_total", "closed_tail")
@@ -105,9 +105,27 @@ def _frame(columns: dict) -> pd.DataFrame:
     return pd.DataFrame(out, copy=False)
 
 
-def full_width(parts: pd.DataFrame, columns) -> pd.DataFrame:
-    """`parts`' `columns` each in its full type (`partial_dtype`), copying only narrower ones."""
-    return pd.DataFrame({c: parts[c].to_numpy().astype(partial_dtype(c), copy=False)
+# columns the finish casts itself (flows.pieces: head lengths to int64, file_index as codes of
+# the capture names): they reach it in their stored type
+_FINISH_AS_STORED = ("file_index", "hlen0", "hlen1")
+
+
+def finish_dtype(column: str, stored: np.dtype) -> np.dtype:
+    """The type a partial column stored as `stored` is handed to the finish in: its full type
+    (`partial_dtype`), but for the few the finish casts itself."""
+    return np.dtype(stored) if column in _FINISH_AS_STORED else partial_dtype(column)
+
+
+def finish_inputs(refusals: bool) -> list[str]:
+    """The partial columns the finish reads (`flows.pieces.PARTIAL_INPUTS`), without those only
+    ICMP refusals read when no ICMP error came with the partials (`refusals=False`)."""
+    return [c for c in PARTIAL_INPUTS if refusals or c not in REFUSAL_INPUTS]
+
+
+def finish_columns(parts: pd.DataFrame, columns) -> pd.DataFrame:
+    """`parts`' `columns` each in its `finish_dtype`, copying only narrower ones."""
+    return pd.DataFrame({c: parts[c].to_numpy().astype(finish_dtype(c, parts[c].dtype),
+                                                       copy=False)
                          for c in columns}, copy=False)
 
 
@@ -372,8 +390,9 @@ def finish_pieces(parts: pd.DataFrame, files, options: FlowOptions,
         old = new = parts["pid"].to_numpy()
     else:
         parts, old, new = merge_partials(parts, options)
-    parts = full_width(parts, PARTIAL_INPUTS)  # the finish reads the full types
-    pieces = FlowPieces(parts, files, quoted_errors(quotes),
+    errs = quoted_errors(quotes)
+    parts = finish_columns(parts, finish_inputs(errs is not None))  # in the finish's types
+    pieces = FlowPieces(parts, files, errs,
                         **({} if piece_rows is None else {"piece_rows": piece_rows}))
     del parts  # FlowPieces keeps what it reads
     give_back_memory()  # its passes' freed heap, before the pieces are made (maybe in forks)

@@ -39,9 +39,12 @@ _PIECE_COLUMNS = ["a_port", "b_port", "proto_num", "file_index", "first_dir", "i
                   "syn_dir", "head0", "head1"]
 _HEADS = [[f"{name}{side}" for name in ("head", "b4_", "b12_", "b20_", "hlen")] for side in (0, 1)]
 _REFUSABLE = ("unanswered", "udp_unanswered", "rejected")
-# every column of the partials FlowPieces reads (a store's last use keeps only these)
-PARTIAL_INPUTS = list(dict.fromkeys(_PIECE_COLUMNS + KEY + sum(_HEADS, []) + ["pid", "first_ns0",
-                                                                              "first_ns1"]))
+# every column of the partials FlowPieces reads (a store's last use keeps only these); the
+# REFUSAL_INPUTS only when an ICMP error may refuse a flow (`_refusals`): a set without ICMP
+# errors may leave them out
+REFUSAL_INPUTS = ["first_ns0", "first_ns1"]
+PARTIAL_INPUTS = list(dict.fromkeys(_PIECE_COLUMNS + KEY + sum(_HEADS, []) + ["pid"]
+                                    + REFUSAL_INPUTS))
 
 
 class FlowPieces:
@@ -56,7 +59,8 @@ class FlowPieces:
                  piece_rows: int = PIECE_ROWS):
         self.piece_rows = max(1, int(piece_rows))
         self.workers: int | None = None  # processes `mapped` makes pieces in (None: the cores)
-        self.columns = {c: parts[c].to_numpy() for c in PARTIAL_INPUTS}
+        self.columns = {c: parts[c].to_numpy() for c in PARTIAL_INPUTS
+                        if errs is not None or c not in REFUSAL_INPUTS}
         cols = self.columns
         n = self.rows = len(parts)
         change = np.zeros(n, bool)
