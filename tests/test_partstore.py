@@ -111,6 +111,7 @@ def test_a_finish_drops_each_segments_column_as_soon_as_it_is_copied(monkeypatch
         seen.append({c: sum(r() is not None for r in rs) for c, rs in refs.items()})
 
     monkeypatch.setattr(partstore, "give_back_memory", after_each_column)
+    monkeypatch.setattr(partstore, "TRIM_BYTES", 0)  # a trim after every column
     store.finish()
     order = list(partstore.empty_partials().columns)
     assert seen[0] == {"pid": 0, "a_hi": len(refs["a_hi"]), "closed_tail": len(refs["a_hi"])}

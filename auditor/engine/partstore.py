@@ -263,9 +263,9 @@ def _gather(segments: list[_Segment], columns: list[str] | None
 
     The segments' frames are dropped first, keeping only their columns' arrays; then each
     column is allocated once, filled segment by segment and its source arrays dropped at once
-    (and their pages handed back). Partials are one array per column (`flows.partial._frame`),
-    so the memory held peaks at the store plus about one column, not two whole copies as a
-    concatenation then a take would.
+    (their pages handed back every TRIM_BYTES). Partials are one array per column
+    (`flows.partial._frame`), so the memory held peaks at the store plus about one column, not
+    two whole copies as a concatenation then a take would.
     """
     names = list(segments[0].parts.columns) if columns is None else list(columns)
     with_cands = [k for k, seg in enumerate(segments) if seg.cand_alive.any()]
@@ -300,11 +300,13 @@ def _fill(sources: list[tuple[dict[str, np.ndarray], np.ndarray]], names: list[s
     """One array per column of the sources' alive rows, each source array dropped once copied."""
     total = sum(int(alive.sum()) for _, alive in sources)
     out = {}
+    freed = 0
     for c in names:
         col = out[c] = np.empty(total, types[c])
         at = 0
         for arrays, alive in sources:
             src = arrays.pop(c)
+            freed += src.nbytes
             if alive.all():
                 col[at:at + len(src)] = src
                 at += len(src)
@@ -316,8 +318,13 @@ def _fill(sources: list[tuple[dict[str, np.ndarray], np.ndarray]], names: list[s
                     col[at:stop] = src[alive]
                 at = stop
             del src
-        give_back_memory()  # the column's source pages, most of them in glibc's heap
+        if freed >= TRIM_BYTES:  # the sources' pages, most of them in glibc's heap
+            give_back_memory()
+            freed = 0
     return out
+
+
+TRIM_BYTES = 16 << 20  # freed by _fill before its pages are handed back (a trim costs ~2 ms)
 
 
 def _common_types(frames: list[pd.DataFrame], names: list[str]) -> dict | None:
