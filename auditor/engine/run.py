@@ -43,6 +43,7 @@ from auditor.engine.window import kept_rows, read_file
 from auditor.errors import CaptureError, CaptureWarning
 from auditor.flows.build import build_flows_labelled
 from auditor.flows.partial import finish_pieces
+from auditor.heap import give_back_memory
 from auditor.options import EngineOptions, FlowOptions, RpcOptions
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
@@ -160,24 +161,9 @@ def stream_flows(
             warnings.warn(text, CaptureWarning, stacklevel=2)
     frames = merger.finish()
     del merger
-    _give_back_memory()
+    give_back_memory()  # the read's freed heap, before the finish's peak
     return _finish_merged(frames, heads, flow_options, report, left_out,
                           pieces=engine.flow_pieces, workers=engine.workers)
-
-
-def _give_back_memory() -> None:
-    """Hand the heap pages the read freed back to the system before the finish's peak.
-
-    glibc keeps freed memory of many small and mid-sized frames in its heap, where the
-    finish's bigger arrays cannot always reuse it: peak RSS would count it twice (about
-    100 MiB of a 3M-packet file's read). Elsewhere (no glibc) this does nothing.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
 
 
 def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, window=None):
