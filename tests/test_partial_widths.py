@@ -66,3 +66,22 @@ def test_the_finish_reads_full_types_whatever_the_partials_were_stored_in():
     assert any(parts[c].dtype != partial_dtype(c) for c in parts.columns)  # stored narrow
     flows, _ = finish_flows(parts, tab.files, FlowOptions(), merged=True)
     pd.testing.assert_frame_equal(flows, build_flows(tab))  # same values and column types
+
+
+def test_flow_pieces_hold_the_partials_as_stored_and_compute_in_full_types():
+    # the finish keeps the narrow columns (about 60 bytes a flow on the ring set: its peak)
+    # and casts each gathered slice; counts past a uint8 and a uint16 must still come out whole
+    from auditor.flows.partial import finish_pieces
+
+    rows = [pkt(i, "198.18.0.1", 1025, "198.18.0.2", 80, length=1514, payload=1460)
+            for i in range(300)]
+    rows += [pkt(300 + i, "198.18.0.2", 80, "198.18.0.1", 1025, length=60, payload=0)
+             for i in range(60)]
+    parts, tab = _partials(rows)
+    pieces, _ = finish_pieces(parts, tab.files, FlowOptions(), merged=True)
+    for column in ("packets0", "bytes0", "payload0", "synack0", "rst0", "fin"):
+        assert pieces.columns[column].dtype.itemsize < 8, column
+    flows = pieces.frame()
+    pd.testing.assert_frame_equal(flows, build_flows(tab))
+    assert flows[["src_packets", "dst_packets"]].iloc[0].tolist() == [300, 60]
+    assert int(flows["src_bytes"].iloc[0]) == 300 * 1514

@@ -106,14 +106,18 @@ def _frame(columns: dict) -> pd.DataFrame:
 
 
 # columns the finish casts itself (flows.pieces: head lengths to int64, file_index as codes of
-# the capture names): they reach it in their stored type
+# the capture names): they reach it in their stored type; the other narrow ones are cast by
+# FlowPieces a slice at a time (its `widths`)
 _FINISH_AS_STORED = ("file_index", "hlen0", "hlen1")
+_WIDENED_BY_PIECES = tuple(c for c in _NARROWED if c not in _FINISH_AS_STORED)
 
 
 def finish_dtype(column: str, stored: np.dtype) -> np.dtype:
     """The type a partial column stored as `stored` is handed to the finish in: its full type
-    (`partial_dtype`), but for the few the finish casts itself."""
-    return np.dtype(stored) if column in _FINISH_AS_STORED else partial_dtype(column)
+    (`partial_dtype`), but for those the finish casts itself (or a slice at a time)."""
+    if column in _FINISH_AS_STORED or column in _WIDENED_BY_PIECES:
+        return np.dtype(stored)
+    return partial_dtype(column)
 
 
 def finish_inputs(refusals: bool) -> list[str]:
@@ -393,7 +397,8 @@ def finish_pieces(parts: pd.DataFrame, files, options: FlowOptions,
     errs = quoted_errors(quotes)
     parts = finish_columns(parts, finish_inputs(errs is not None))  # in the finish's types
     pieces = FlowPieces(parts, files, errs,
-                        **({} if piece_rows is None else {"piece_rows": piece_rows}))
+                        **({} if piece_rows is None else {"piece_rows": piece_rows}),
+                        widths={c: partial_dtype(c) for c in _WIDENED_BY_PIECES})
     del parts  # FlowPieces keeps what it reads
     give_back_memory()  # its passes' freed heap, before the pieces are made (maybe in forks)
     if new is old:  # the partials were merged already: the flow of row i is where i went

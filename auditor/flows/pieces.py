@@ -56,8 +56,12 @@ class FlowPieces:
     """
 
     def __init__(self, parts: pd.DataFrame, files, errs: pd.DataFrame | None = None,
-                 piece_rows: int = PIECE_ROWS):
+                 piece_rows: int = PIECE_ROWS, widths: dict | None = None):
         self.piece_rows = max(1, int(piece_rows))
+        # columns that may come narrower than they compute in (counts stored in the smallest
+        # type that holds them): cast as each slice is gathered, never the whole column, so
+        # the finish holds the partials as stored (about 60 bytes a flow less, also in forks)
+        self.widths = dict(widths or {})
         self.workers: int | None = None  # processes `mapped` makes pieces in (None: the cores)
         self.columns = {c: parts[c].to_numpy() for c in PARTIAL_INPUTS
                         if errs is not None or c not in REFUSAL_INPUTS}
@@ -133,9 +137,8 @@ class FlowPieces:
     def _facts(self, lo_row: int, hi_row: int) -> tuple[np.ndarray, np.ndarray]:
         """`initiator_facts` (int8 handshake and evidence) of partial rows lo_row .. hi_row - 1."""
         rows = slice(lo_row, hi_row)
-        cols = self.columns
-        f = {c: cols[c][rows] for c in ("proto_num", "a_port", "b_port", "first_dir", "syn_dir",
-                                         "synack0", "synack1", "icmp_type0")}
+        f = {c: self._gather(c, rows) for c in ("proto_num", "a_port", "b_port", "first_dir",
+                                                 "syn_dir", "synack0", "synack1", "icmp_type0")}
         return initiator_facts(f, self._heads(rows))
 
     def _facts_into(self, lo_row: int, hi_row: int) -> None:
@@ -168,6 +171,12 @@ class FlowPieces:
     def __len__(self) -> int:
         return self.rows
 
+    def _gather(self, column: str, rows) -> np.ndarray:
+        """The column's values at `rows`, in the type it computes in (`widths`)."""
+        values = self.columns[column][rows]
+        wide = self.widths.get(column)
+        return values if wide is None else values.astype(wide, copy=False)
+
     def _heads(self, rows) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per canonical side: the (rows, 28) first payload bytes and that packet's length."""
         cols = self.columns
@@ -178,7 +187,7 @@ class FlowPieces:
         """Flows start .. stop - 1 of the table (schema.FLOW_COLUMNS)."""
         self._prepare()
         rows = self.order[start:stop]
-        f = {c: self.columns[c][rows] for c in _PIECE_COLUMNS + ["a_code", "b_code"]}
+        f = {c: self._gather(c, rows) for c in _PIECE_COLUMNS + ["a_code", "b_code"]}
         facts = self.handshake[rows], self.evidence[rows]
         flows = orient_rows(f, self._heads(rows), facts, self.shared, first_id=start)
         return self._refuse(flows, start, stop)
@@ -246,9 +255,9 @@ class FlowPieces:
         # only the partials of a quoted conversation's ports: a few rows, not the table
         near = np.flatnonzero(np.isin(cols["a_port"], errs["a_port"].unique())
                               & np.isin(cols["b_port"], errs["b_port"].unique()))
-        cand = pd.DataFrame({**{c: cols[c][near] for c in KEY},
-                             "first_ns0": cols["first_ns0"][near],
-                             "first_ns1": cols["first_ns1"][near],
+        cand = pd.DataFrame({**{c: self._gather(c, near) for c in KEY},
+                             "first_ns0": self._gather("first_ns0", near),
+                             "first_ns1": self._gather("first_ns1", near),
                              "flow_id": self.flow_ids[near]})
         for c in KEY:
             errs[c] = errs[c].astype(cand[c].dtype)
