@@ -186,7 +186,7 @@ def cache(data: Path, rounds: int) -> None:
         agains.append(run(cmd(INVENTORY)))
         others.append(run(cmd(other)))
         sizes = {p.name: sum(f.stat().st_blocks * 512 for f in p.rglob("*") if f.is_file())
-                 for p in sorted(Path(where).iterdir())}
+                 for p in sorted(Path(where).iterdir()) if p.is_dir()}  # not the .usage ledger
         shutil.rmtree(where)
     first = (min(w for w, _ in firsts), max(r for _, r in firsts))
     row("`auditor audit --cache DIR`, first run", *first)
