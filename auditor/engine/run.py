@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ from auditor.flows.build import build_flows_labelled
 from auditor.flows.partial import finish_pieces
 from auditor.heap import give_back_memory
 from auditor.options import EngineOptions, FlowOptions, RpcOptions
+from auditor.processes import may_fork, usable_cores
 from auditor.schema import ICMP_ERROR_COLUMNS, PACKET_COLUMNS, column_names, empty_frame
 
 
@@ -177,7 +177,7 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
     args = (flow_options, rpc_options, engine.chunk_bytes, window)
     total = sum(p.stat().st_size for p in paths) or 1
     done = sum(paths[i].stat().st_size for i in range(len(paths)) if i not in set(todo))
-    cores = engine.workers or _cores()
+    cores = engine.workers or usable_cores()
     tasks = _tasks(paths, todo, cores, engine.range_bytes or RANGE_BYTES)
     workers = min(cores, len(tasks))
     if workers <= 1:
@@ -269,19 +269,11 @@ def _context():
     """fork while this process runs one thread (workers start at once, with every module
     imported: a forkserver costs about a second of imports first); else a forkserver, since
     forking a process with other threads may copy a lock some thread holds."""
-    if threading.active_count() == 1 and "fork" in get_all_start_methods():
+    if may_fork():
         return get_context("fork")
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload(["auditor.engine.ranges"])  # each worker starts with it imported
     return ctx
-
-
-def _cores() -> int:
-    """Cores this process may run on (taskset and cgroups' cpusets count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
 
 
 def _tasks(paths, todo, cores, range_bytes):

@@ -9,13 +9,11 @@ peak memory is the partials plus one piece, not the partials plus the whole tabl
 
 from __future__ import annotations
 
-import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from auditor.flows.build import (
     shared_of,
 )
 from auditor.flows.orient import listener_keys, payload_matrix
+from auditor.processes import may_fork, usable_cores
 from auditor.schema import FLOW_COLUMNS, empty_frame
 
 PIECE_ROWS = 1 << 15  # flows per piece: a piece's temporaries are tens of MiB
@@ -111,8 +110,8 @@ class FlowPieces:
     def _facts_everywhere(self, bounds) -> tuple[np.ndarray, np.ndarray]:
         """Fill handshake/evidence of every slice in `bounds`, on `workers` cores (this process
         one of them) where forking is safe; return `_number_addresses`', made meanwhile."""
-        helpers = min((self.workers or _cores()) - 1, len(bounds) - 1)
-        if helpers < 1 or len(bounds) < FORK_SLICES or not _may_fork():
+        helpers = min((self.workers or usable_cores()) - 1, len(bounds) - 1)
+        if helpers < 1 or len(bounds) < FORK_SLICES or not may_fork():
             for lo_row, hi_row in bounds:
                 self._facts_into(lo_row, hi_row)
             return self._number_addresses()
@@ -208,9 +207,9 @@ class FlowPieces:
         """
         self._prepare()
         bounds = self.bounds()
-        workers = workers or self.workers or _cores()
+        workers = workers or self.workers or usable_cores()
         workers = min(workers, len(bounds))
-        if workers <= 1 or not _may_fork():
+        if workers <= 1 or not may_fork():
             for start, stop in bounds:
                 yield fn(self.piece(start, stop), start == 0)
             return
@@ -306,15 +305,3 @@ def _forked_piece(fn, start: int, stop: int):
 
 def _forked_facts(lo_row: int, hi_row: int) -> tuple[np.ndarray, np.ndarray]:
     return _FORKED._facts(lo_row, hi_row)
-
-
-def _may_fork() -> bool:
-    """Fork only while this process runs one thread: a fork may copy a lock a thread holds."""
-    return threading.active_count() == 1 and "fork" in get_all_start_methods()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
