@@ -81,7 +81,7 @@ def _trim(cache_dir: str, max_bytes: int, started: float) -> None:
 
 def engine_settings(cache, workers: int, scheduler: str | None):
     """EngineOptions from the command line: cache True (the XDG folder), a folder, or None (off);
-    the scheduler defaults to $DASK_SCHEDULER_ADDRESS (as engine.run.default_engine)."""
+    the scheduler defaults to $DASK_SCHEDULER_ADDRESS."""
     from auditor.engine.cachebase import default_cache_dir
     from auditor.options import EngineOptions
 

@@ -415,17 +415,5 @@ def _finish_elsewhere(heads, merged, workers, where, cached, flow_options) -> St
     return _finish([first, *heads[1:]], flow_options, report)
 
 
-def default_engine(cache: bool | str | os.PathLike = False, workers: int = 0,
-                   scheduler: str | None = None) -> EngineOptions:
-    """EngineOptions from CLI-style settings: cache True (the XDG folder), a folder, or off."""
-    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    cache_dir = None
-    if cache is True:
-        cache_dir = str(cache_mod.default_cache_dir())
-    elif cache:
-        cache_dir = str(Path(cache))
-    return EngineOptions(workers=workers, cache_dir=cache_dir, scheduler=scheduler)
-
-
-__all__ = ["EngineReport", "Streamed", "default_engine", "stream_flows"]
+__all__ = ["EngineReport", "Streamed", "stream_flows"]
 log = logging.getLogger("auditor.engine")
