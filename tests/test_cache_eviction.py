@@ -102,13 +102,15 @@ def test_a_trim_with_nothing_written_since_lists_no_unit(tmp_path, monkeypatch):
     # answers when no unit was written since (a memo hit only marks its units used)
     stat = unit(tmp_path, "stat", "s" * 64, 64, 1_000, folder=False)
     unit(tmp_path, "entries", "e-1", 64 * 1024, 2_000, folder=True)
+    for kind in ("stat", "entries"):  # written long ago (within seconds, they are listed again)
+        os.utime(tmp_path / kind, (3_000, 3_000))
     assert eviction.evict(tmp_path, 10**9) == []
     assert (tmp_path / eviction.LEDGER).is_file()
 
-    def listed(cache_dir):
-        raise AssertionError("listed every unit")
+    def no_folder_listed(path):
+        raise AssertionError(f"listed {path}")
 
-    monkeypatch.setattr(eviction, "units", listed)
+    monkeypatch.setattr(eviction.os, "scandir", no_folder_listed)
     eviction.touch(stat)  # used again: its folder does not change
     assert eviction.evict(tmp_path, 10**9) == []
 

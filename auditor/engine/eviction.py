@@ -61,18 +61,26 @@ def _size(path: Path) -> int:
         return 0
 
 
-def units(cache_dir: str | os.PathLike) -> list[tuple[float, int, Path]]:
-    """(last use, bytes on disk, path) of every unit in the cache folder, oldest use first."""
+def units(cache_dir: str | os.PathLike, since: float | None = None
+          ) -> list[tuple[float, int, Path]]:
+    """(last use, bytes on disk, path) of every unit in the cache folder, oldest use first;
+    with `since`, only those used at or after it (in the kinds' folders changed since: a unit
+    arrives by a rename, which moves its folder's mtime)."""
     found = []
     for kind in _UNITS:
+        folder = Path(cache_dir) / kind
         try:
-            with os.scandir(Path(cache_dir) / kind) as it:
+            if since is not None and folder.stat().st_mtime < since:
+                continue
+            with os.scandir(folder) as it:
                 for entry in it:
                     if entry.name.startswith("."):
                         continue
                     try:
                         used = entry.stat(follow_symlinks=False).st_mtime
                     except OSError:
+                        continue
+                    if since is not None and used < since:
                         continue
                     path = Path(entry.path)
                     found.append((used, _size(path), path))
@@ -91,9 +99,11 @@ def evict(cache_dir: str | os.PathLike, max_bytes: int,
     started = now()
     ledger = _read_ledger(cache_dir, started)
     if ledger is not None:
-        bound, since, listed, changed = _bound(cache_dir, *ledger)
+        bound, since, listed = ledger
+        new = units(cache_dir, since - _SLACK_S)  # written since the ledger (or used again)
+        bound += sum(size for _, size, _ in new)
         if bound <= max_bytes:
-            if changed:
+            if new:
                 _write_ledger(cache_dir, bound, started, listed)
             return []
     found = units(cache_dir)
@@ -121,38 +131,13 @@ def _read_ledger(cache_dir, at: float) -> tuple[int, float, float] | None:
     """(bound, since, listed) of the ledger, or None: missing, unreadable, from the future,
     or listed more than _RELIST_S ago."""
     try:
-        text = (Path(cache_dir) / LEDGER).read_text()
-        bound, since, listed = int(text.split()[0]), float(text.split()[1]), float(text.split()[2])
+        words = (Path(cache_dir) / LEDGER).read_text().split()
+        bound, since, listed = int(words[0]), float(words[1]), float(words[2])
     except (OSError, ValueError, IndexError):
         return None
     if bound < 0 or not (at - _RELIST_S <= listed <= at) or not (listed <= since <= at):
         return None
     return bound, since, listed
-
-
-def _bound(cache_dir, bound: int, since: float, listed: float) -> tuple[int, float, float, bool]:
-    """The ledger's bound plus the units written since it (a kind's folder not changed since
-    holds none); (bound, since, listed, whether anything was added)."""
-    changed = False
-    for kind in _UNITS:
-        folder = Path(cache_dir) / kind
-        try:
-            if folder.stat().st_mtime < since - _SLACK_S:
-                continue
-            with os.scandir(folder) as it:
-                for entry in it:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        if entry.stat(follow_symlinks=False).st_mtime < since - _SLACK_S:
-                            continue
-                    except OSError:
-                        continue
-                    bound += _size(Path(entry.path))
-                    changed = True
-        except OSError:
-            continue
-    return bound, since, listed, changed
 
 
 def _write_ledger(cache_dir, bound: int, since: float, listed: float) -> None:
