@@ -48,27 +48,33 @@ def file_stamp(path: str | os.PathLike) -> str:
             f"\0{st.st_ino}")
 
 
-def remembered_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str | None:
-    """The content hash `content_hash` remembered for the file as it is now, or None."""
-    memo = Path(cache_dir) / "stat" / hashlib.sha256(file_stamp(path).encode()).hexdigest()
+def _stat_memo(path: str | os.PathLike, cache_dir: str | os.PathLike) -> Path:
+    """Where the content hash of the file as it is now (`file_stamp`) is remembered."""
+    return Path(cache_dir) / "stat" / hashlib.sha256(file_stamp(path).encode()).hexdigest()
+
+
+def _known(memo: Path) -> str | None:
+    """The hash a stat memo holds (marked used), or None."""
     try:
         known = memo.read_text().strip() or None
     except OSError:
         return None
-    touch(memo)
+    if known:
+        touch(memo)
     return known
+
+
+def remembered_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str | None:
+    """The content hash `content_hash` remembered for the file as it is now, or None."""
+    return _known(_stat_memo(path, cache_dir))
 
 
 def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
     """SHA-256 of the file's bytes, remembered per `file_stamp` under cache_dir/stat."""
-    memo = Path(cache_dir) / "stat" / hashlib.sha256(file_stamp(path).encode()).hexdigest()
-    try:
-        known = memo.read_text().strip()
-        if known:
-            touch(memo)
-            return known
-    except OSError:
-        pass
+    memo = _stat_memo(path, cache_dir)
+    known = _known(memo)
+    if known:
+        return known
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     try:
