@@ -19,9 +19,7 @@ def csv_table(frame: pd.DataFrame) -> pa.Table:
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """A frame as CSV (UTF-8, a header line, text quoted) in memory."""
-    sink = pa.BufferOutputStream()
-    pa_csv.write_csv(csv_table(frame), sink)
-    return sink.getvalue().to_pybytes()
+    return piece_csv(frame, header=True)
 
 
 def write_csv(frame: pd.DataFrame, path) -> None:
