@@ -28,7 +28,7 @@ from auditor.capture.convert import WIRETAP_READS_ITSELF, Converted, captype, en
 from auditor.capture.netmon import NetmonWalker
 from auditor.capture.pcap import PcapWalker
 from auditor.capture.pcapng import PcapngWalker
-from auditor.capture.records import BAD, FULL, NO_TS, SECTION, RecordChunk
+from auditor.capture.records import BAD, END, FULL, NO_TS, SECTION, RecordChunk
 from auditor.errors import CaptureError
 
 ETL_HELP = (
@@ -57,6 +57,7 @@ class RecordReader:
         self.warnings: list[str] = []  # notes that are not skips (a conversion, say)
         self._pos = 0
         self._need = 64
+        self._archives = archives
         self._src = self._open(archives)
         try:
             self._walker = self._detect()
@@ -164,6 +165,12 @@ class RecordReader:
                              f"(converted to pcapng on a pipe{note})")
         return PcapngWalker(self, bytes(self._src.buf[: formats.SNIFF_BYTES]))
 
+    def reopen(self):
+        """The capture's source opened again at its start, this one closed (a second read of a
+        stream, for NetMon's frame table)."""
+        self._src.close()
+        return self._open(self._archives)
+
     def __enter__(self) -> RecordReader:
         return self
 
@@ -207,7 +214,7 @@ class RecordReader:
             src.release(self._pos)
             if status == FULL or status == SECTION:
                 continue
-            if status == BAD:
+            if status == BAD or status == END:
                 break
             if src.more(self._pos, self._need):
                 continue

@@ -27,7 +27,7 @@ UNSUPPORTED_MEDIA = -3  # a NetMon media type with no pcap equivalent the decode
 
 # The readers' walk results: the chunk filled its budget, needs more bytes, hit damage, or ended
 # at a pcapng section boundary.
-FULL, MORE, BAD, SECTION = range(4)
+FULL, MORE, BAD, SECTION, END = range(5)  # END: the format says nothing follows
 
 
 @dataclass
