@@ -9,6 +9,9 @@ d (payload; TCP and UDP), f (FIN), r (RST), q (SYN with FIN or RST), i (FIN with
 checksums, sequence gaps or windows (c, g, t, w) are not produced. `orig_bytes`/`resp_bytes`
 are transport payload bytes; `*_ip_bytes` count from the IP header on (frame length minus the
 link-layer header).
+
+Every column is made for all flows at once (numpy, and pyarrow's string kernels for the text);
+the one step per flow is hashing each flow's identity for its uid (hashlib, in C).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import ipaddress
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 FIELDS = (
     ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
@@ -42,14 +47,51 @@ def _halves(ip: str) -> tuple[int, int]:
     return value >> 64, value & (2**64 - 1)
 
 
-def _uid(*parts) -> str:
-    """A stable Zeek-style connection id: 'C' and 17 base-62 characters."""
-    n = int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:13], "big")
-    out = []
-    for _ in range(17):
-        n, r = divmod(n, 62)
-        out.append(_B62[r])
-    return "C" + "".join(out)
+def _address_halves(ips: pd.Series) -> np.ndarray:
+    """(n, 2) uint64 halves of each address (each distinct address parsed once)."""
+    codes, uniques = pd.factorize(ips)
+    halves = np.array([_halves(ip) for ip in uniques], dtype=np.uint64).reshape(len(uniques), 2)
+    return halves[codes]
+
+
+def _uids(*columns) -> pa.Array:
+    """Each row's stable Zeek-style connection id: 'C' and 17 base-62 characters of the first 13
+    bytes of the sha256 of its parts' text joined by '|' (least significant digit first)."""
+    text = pc.binary_join_element_wise(*[_text(c) for c in columns], "|")
+    digests = np.frombuffer(b"".join(hashlib.sha256(t).digest()[:13]
+                                     for t in text.cast(pa.binary()).to_pylist()),
+                            np.uint8).reshape(-1, 13).astype(np.uint64)
+    top = np.zeros(len(digests), np.uint64)
+    for k in range(5):
+        top = (top << np.uint64(8)) | digests[:, k]
+    low = np.zeros(len(digests), np.uint64)
+    for k in range(5, 13):
+        low = (low << np.uint64(8)) | digests[:, k]
+    mask = np.uint64((1 << 26) - 1)
+    # the 104-bit number as four 26-bit limbs, most significant first
+    limbs = [(top >> np.uint64(14)), ((low >> np.uint64(52)) | (top << np.uint64(12))) & mask,
+             (low >> np.uint64(26)) & mask, low & mask]
+    limbs = [x.astype(np.int64) for x in limbs]
+    digits = np.empty((len(digests), 18), np.uint8)
+    digits[:, 0] = ord("C")
+    b62 = np.frombuffer(_B62.encode(), np.uint8)
+    for d in range(17):  # long division by 62, a digit at a time
+        rem = np.zeros(len(digests), np.int64)
+        for k, limb in enumerate(limbs):
+            cur = (rem << 26) | limb
+            limbs[k], rem = cur // 62, cur % 62
+        digits[:, d + 1] = b62[rem]
+    return pa.array(digits.view("S18").ravel()).cast(pa.string())
+
+
+def _text(values) -> pa.Array:
+    """A column as Arrow text (integers as Python's str gives them)."""
+    if isinstance(values, pa.Array):
+        return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iub":
+        return pc.cast(pa.array(arr.astype(np.int64)), pa.string())
+    return pa.array(arr.astype(str) if arr.dtype.kind != "O" else arr, pa.string())
 
 
 def _packet_letters(flags: np.ndarray, payload: np.ndarray, tcp: np.ndarray,
@@ -73,7 +115,7 @@ def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.Dat
         return pd.DataFrame({"conn_state": [], "history": [], "orig_ip_bytes": [],
                              "resp_ip_bytes": [], "orig_icmp": [], "resp_icmp": []})
     pk = table.packets
-    src = np.array([_halves(ip) for ip in flows["src_ip"]], dtype=np.uint64).reshape(n, 2)
+    src = _address_halves(flows["src_ip"])
     lab = np.asarray(labels, dtype=np.int64)
     keep = lab >= 0
     lab = lab[keep]
@@ -86,81 +128,100 @@ def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.Dat
     letters = _packet_letters(sub["tcp_flags"].astype(np.int64), sub["payload_len"], tcp,
                               sub["proto"] == 17)
     ip_bytes = sub["frame_len"].astype(np.int64) - sub["l3_offset"].astype(np.int64)
-    # per flow and side: which letters were seen, and where each first appeared
+    # per flow and side: where each letter first appeared (its packet's rank in flow, time order)
     order = np.lexsort((sub["ts_ns"], lab))
-    seen = np.zeros((n, 2, len(_LETTERS)), dtype=bool)
-    first = np.full((n, 2, len(_LETTERS)), np.iinfo(np.int64).max, dtype=np.int64)
     side = np.where(orig, 0, 1)
     pos = np.empty(len(order), dtype=np.int64)
     pos[order] = np.arange(len(order))
+    first = np.full((n, 2, len(_LETTERS)), np.iinfo(np.int64).max, dtype=np.int64)
     for j in range(len(_LETTERS)):
         hit = letters[:, j]
-        np.logical_or.at(seen[:, :, j], (lab[hit], side[hit]), True)
         np.minimum.at(first[:, :, j], (lab[hit], side[hit]), pos[hit])
+    seen = first < np.iinfo(np.int64).max
     orig_ip = np.bincount(lab[orig], weights=ip_bytes[orig], minlength=n).astype(np.int64)
     resp_ip = np.bincount(lab[~orig], weights=ip_bytes[~orig], minlength=n).astype(np.int64)
     any_pkt = np.zeros((n, 2), dtype=bool)
-    np.logical_or.at(any_pkt, (lab, side), True)
+    any_pkt[lab, side] = True
+    # each flow's first packet (in time order): its ICMP type and code
     first_idx = np.full(n, -1, dtype=np.int64)
-    firsts = pd.Series(order).groupby(lab[order]).first()
-    first_idx[firsts.index.to_numpy()] = firsts.to_numpy()
-    histories, states = [], []
-    for i in range(n):
-        events = [(first[i, s, j], j, _LETTERS[j].upper() if s == 0 else _LETTERS[j])
-                  for s in (0, 1) for j in range(len(_LETTERS)) if seen[i, s, j]]
-        histories.append("".join(letter for _, _, letter in sorted(events)))
-        states.append(_conn_state(flows["proto"].iloc[i], seen[i], any_pkt[i]))
+    ranked = lab[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if len(order) else order
+    first_idx[ranked[starts]] = order[starts]
     icmp_t = np.where(first_idx >= 0, sub["icmp_type"][np.maximum(first_idx, 0)], 0)
     icmp_c = np.where(first_idx >= 0, sub["icmp_code"][np.maximum(first_idx, 0)], 0)
-    return pd.DataFrame({"conn_state": states, "history": histories, "orig_ip_bytes": orig_ip,
+    return pd.DataFrame({"conn_state": _conn_states(flows["proto"].to_numpy(), seen, any_pkt),
+                         "history": _histories(first, seen), "orig_ip_bytes": orig_ip,
                          "resp_ip_bytes": resp_ip, "orig_icmp": icmp_t, "resp_icmp": icmp_c})
 
 
-def _endpoint(seen: np.ndarray, sent: bool, established: bool) -> str:
-    q, i, s, h, d, f, r, a = seen
-    if r or q:
-        return "reset"
-    if f or i:
-        return "closed"
-    if established:
-        return "established"
-    if s or h:
-        return "syn_sent"
-    return "partial" if sent else "inactive"
+# each (side, letter) slot's character: upper case for the originator
+_SLOT_CHARS = np.frombuffer(("".join(_LETTERS).upper() + "".join(_LETTERS)).encode(), np.uint8)
 
 
-def _conn_state(proto: str, seen: np.ndarray, sent: np.ndarray) -> str:
-    """Zeek's conn_state from what each side sent (seen: side x letter)."""
-    if proto == "udp":
-        if sent[0]:
-            return "SF" if sent[1] else "S0"
-        return "SHR" if sent[1] else "OTH"
-    if proto != "tcp":
-        return "OTH"
-    established = bool(seen[0][2] and seen[1][3])  # S then h
-    os_, rs = (_endpoint(seen[k], bool(sent[k]), established) for k in (0, 1))
-    o_inactive, r_inactive = os_ in ("inactive", "partial"), rs in ("inactive", "partial")
-    if os_ == "syn_sent" and rs == "reset":
-        return "REJ"
-    if os_ == "reset":
-        return "RSTOS0" if r_inactive else "RSTO"
-    if rs == "reset":
-        return "RSTRH" if o_inactive else "RSTR"
-    if os_ == "closed" and rs == "closed":
-        return "SF"
-    if os_ == "closed":
-        return "SH" if r_inactive else "S2"
-    if rs == "closed":
-        return "SHR" if o_inactive else "S3"
-    if os_ == "syn_sent" and rs == "inactive":
-        return "S0"
-    if os_ == "established" and rs == "established":
-        return "S1"
-    return "OTH"
+def _histories(first: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Each flow's history: its letters in order of first appearance (letters of one packet in
+    Zeek's order), as str."""
+    n, sides, k = first.shape
+    slot = np.arange(sides * k).reshape(sides, k)  # side * 8 + letter
+    letter = np.arange(k)[None, :].repeat(sides, 0)
+    key = np.where(seen, first * (2 * k) + letter * 2 + np.arange(sides)[:, None], np.iinfo(
+        np.int64).max).reshape(n, sides * k)
+    idx = np.argsort(key, axis=1, kind="stable")
+    chars = np.where(np.take_along_axis(seen.reshape(n, -1), idx, 1),
+                     _SLOT_CHARS[slot.ravel()][idx], 0).astype(np.uint8)
+    return chars.view(f"S{sides * k}").ravel().astype(str).astype(object)
+
+
+# endpoint states (`_endpoint`)
+_RESET, _CLOSED, _ESTABLISHED, _SYN_SENT, _PARTIAL, _INACTIVE = range(6)
+
+
+def _endpoints(seen: np.ndarray, sent: np.ndarray, established: np.ndarray) -> np.ndarray:
+    q, i, s, h, d, f, r, a = (seen[:, j] for j in range(8))
+    return np.select([r | q, f | i, established, s | h, sent],
+                     [_RESET, _CLOSED, _ESTABLISHED, _SYN_SENT, _PARTIAL], _INACTIVE)
+
+
+def _conn_states(proto: np.ndarray, seen: np.ndarray, sent: np.ndarray) -> np.ndarray:
+    """Zeek's conn_state of each flow from what each side sent (seen: flow x side x letter)."""
+    established = seen[:, 0, 2] & seen[:, 1, 3]  # S then h
+    o, r = (_endpoints(seen[:, k], sent[:, k], established) for k in (0, 1))
+    o_inactive = (o == _INACTIVE) | (o == _PARTIAL)
+    r_inactive = (r == _INACTIVE) | (r == _PARTIAL)
+    tcp = np.select(
+        [(o == _SYN_SENT) & (r == _RESET), o == _RESET, r == _RESET,
+         (o == _CLOSED) & (r == _CLOSED), o == _CLOSED, r == _CLOSED,
+         (o == _SYN_SENT) & (r == _INACTIVE), (o == _ESTABLISHED) & (r == _ESTABLISHED)],
+        ["REJ", np.where(r_inactive, "RSTOS0", "RSTO"), np.where(o_inactive, "RSTRH", "RSTR"),
+         "SF", np.where(r_inactive, "SH", "S2"), np.where(o_inactive, "SHR", "S3"), "S0", "S1"],
+        "OTH")
+    udp = np.where(sent[:, 0], np.where(sent[:, 1], "SF", "S0"),
+                   np.where(sent[:, 1], "SHR", "OTH"))
+    return np.where(proto == "udp", udp, np.where(proto == "tcp", tcp, "OTH")).astype(object)
 
 
 def _stamp(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%d-%H-%M-%S")
+
+
+def _seconds(ns: np.ndarray) -> pa.Array:
+    """Nanoseconds as f"{ns / 1e9:.6f}" gives them: rounded to the microsecond, by integers
+    where the float's rounding cannot differ (not halfway, under 10^15 ns), else by the float."""
+    us, rest = np.divmod(ns, 1000)
+    us = us + (rest > 500)
+    text = _micro(us)
+    odd = np.flatnonzero((rest == 500) | (np.abs(ns) >= 10**15))
+    if len(odd):
+        fixed = text.to_numpy(zero_copy_only=False).astype(object)
+        fixed[odd] = [f"{v / 1e9:.6f}" for v in ns[odd].tolist()]
+        text = pa.array(fixed, pa.string())
+    return text
+
+
+def _micro(us: np.ndarray) -> pa.Array:
+    """Microseconds (>= 0) as 'seconds.micros' text."""
+    return pc.binary_join_element_wise(_text(us // 1_000_000),
+                                       pc.utf8_lpad(_text(us % 1_000_000), 6, "0"), ".")
 
 
 def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
@@ -172,24 +233,29 @@ def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
              f"#unset_field\t{UNSET}", "#path\tconn", f"#open\t{_stamp(first)}",
              "#fields\t" + "\t".join(f for f, _ in FIELDS),
              "#types\t" + "\t".join(t for _, t in FIELDS)]
-    ts = flows["first_seen"].astype("int64").to_numpy() if len(flows) else []
-    dur = (flows["last_seen"] - flows["first_seen"]).dt.total_seconds().to_numpy() if len(
-        flows) else []
-    for i, f in enumerate(flows.itertuples(index=False)):
-        icmp = f.proto in ("icmp", "icmpv6")
-        orig_p = int(rec["orig_icmp"].iloc[i]) if icmp else int(f.src_port)
-        resp_p = int(rec["resp_icmp"].iloc[i]) if icmp else int(f.dst_port)
-        proto = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "icmp"}.get(
-            f.proto, "unknown_transport")
-        row = [
-            f"{ts[i] // 1_000_000_000}.{ts[i] // 1000 % 1_000_000:06d}",
-            _uid(f.capture, f.flow_id, f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.proto, ts[i]),
-            f.src_ip, str(orig_p), f.dst_ip, str(resp_p), proto, UNSET, f"{dur[i]:.6f}",
-            str(int(f.src_payload_bytes)), str(int(f.dst_payload_bytes)), rec["conn_state"].iloc[i],
-            UNSET, UNSET, "0", rec["history"].iloc[i] or UNSET, str(int(f.src_packets)),
-            str(int(rec["orig_ip_bytes"].iloc[i])), str(int(f.dst_packets)),
-            str(int(rec["resp_ip_bytes"].iloc[i])), UNSET,
-        ]
-        lines.append("\t".join(row))
-    lines.append(f"#close\t{_stamp(last)}")
-    return "\n".join(lines) + "\n"
+    body = ""
+    if len(flows):
+        ts = flows["first_seen"].astype("int64").to_numpy()
+        dur = (flows["last_seen"].astype("int64").to_numpy() - ts)
+        proto = flows["proto"].to_numpy()
+        icmp = np.isin(proto, ("icmp", "icmpv6"))
+        orig_p = np.where(icmp, rec["orig_icmp"].to_numpy(), flows["src_port"].to_numpy())
+        resp_p = np.where(icmp, rec["resp_icmp"].to_numpy(), flows["dst_port"].to_numpy())
+        names = pd.Series(proto).map({"tcp": "tcp", "udp": "udp", "icmp": "icmp",
+                                      "icmpv6": "icmp"}).fillna("unknown_transport")
+        unset = pa.array(np.full(len(flows), UNSET, object), pa.string())
+        history = rec["history"].to_numpy()
+        row = pc.binary_join_element_wise(
+            _micro(ts // 1000), _uids(flows["capture"], flows["flow_id"], flows["src_ip"],
+                                flows["src_port"], flows["dst_ip"], flows["dst_port"], proto, ts),
+            _text(flows["src_ip"].to_numpy()), _text(orig_p), _text(flows["dst_ip"].to_numpy()),
+            _text(resp_p), _text(names.to_numpy()), unset, _seconds(dur),
+            _text(flows["src_payload_bytes"].to_numpy()),
+            _text(flows["dst_payload_bytes"].to_numpy()), _text(rec["conn_state"].to_numpy()),
+            unset, unset, _text(np.zeros(len(flows), np.int64)),
+            _text(np.where(history == "", UNSET, history)),
+            _text(flows["src_packets"].to_numpy()), _text(rec["orig_ip_bytes"].to_numpy()),
+            _text(flows["dst_packets"].to_numpy()), _text(rec["resp_ip_bytes"].to_numpy()),
+            unset, "\t")
+        body = "\n".join(row.to_pylist()) + "\n"
+    return "\n".join(lines) + "\n" + body + f"#close\t{_stamp(last)}\n"
