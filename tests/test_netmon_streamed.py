@@ -156,3 +156,20 @@ def test_inflating_too_far_is_refused_only_when_the_table_needs_the_whole_file(t
                        r"byte offset 200 of the stream\), and its frame table is missing or not in "
                        r"file order; decompress it first"):
         read_packets([path])
+
+
+@pytest.mark.skipif(__import__("shutil").which("editcap") is None, reason="editcap not installed")
+def test_wiresharks_netmon_writer_streamed_as_inflated_whole(tmp_path, monkeypatch):
+    """A NetMon 2.x file written by Wireshark's own writer (editcap -F netmon2) of the pilot
+    capture: zipped, streamed through a small window, it reads as inflated whole."""
+    import subprocess
+
+    cap = tmp_path / "pilot.cap"
+    subprocess.run(["editcap", "-F", "netmon2", str(ROOT / "fixtures" / "pcaps" / "pilot" /
+                                                     "pilot.pcapng"), str(cap)], check=True)
+    path = tmp_path / "pilot.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(cap, "pilot.cap")
+    whole, streamed, held = both(monkeypatch, path)
+    same(whole, streamed)
+    assert len(streamed[0].packets) > 1000 and max(held) < cap.stat().st_size // 4
