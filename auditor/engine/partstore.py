@@ -59,8 +59,10 @@ class _Segment:
         self.cand_part = part if self.cand_order is None else part[self.cand_order]
         self.cand_alive = np.ones(len(part), bool)
 
-    def take(self, hashes: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-        """Mark dead and return the live rows (and their candidates) with any of `hashes`."""
+    def take(self, hashes: np.ndarray
+             ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray] | None:
+        """Mark dead and return the live rows (and their candidates) with any of `hashes`,
+        and those rows' hashes (so a caller never hashes them again)."""
         if not self.live:
             return None
         lo = np.searchsorted(self.hashes, hashes, side="left")
@@ -68,8 +70,10 @@ class _Segment:
         has = hi > lo
         if not has.any():
             return None
-        rows = self.order[_ranges(lo[has], hi[has])]
-        rows = rows[self.alive[rows]]
+        at = _ranges(lo[has], hi[has])
+        rows = self.order[at]
+        live = self.alive[rows]
+        rows, taken = rows[live], self.hashes[at[live]]
         if not len(rows):
             return None
         self.alive[rows] = False
@@ -82,7 +86,7 @@ class _Segment:
             crow = self.cand_order[crow]
         crow = np.sort(crow[self.cand_alive[crow]])
         self.cand_alive[crow] = False
-        return parts, self.cands.iloc[crow]
+        return parts, self.cands.iloc[crow], taken
 
     def compact(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The live rows and candidates."""
@@ -136,12 +140,13 @@ class PartialStore:
             return
         hashes = key_hash(parts)
         wanted = _unique(hashes)
-        old_parts, old_cands = [], []
+        old_parts, old_cands, taken = [], [], []
         for seg in self.segments:
             got = seg.take(wanted)
             if got is not None:
                 old_parts.append(got[0])
                 old_cands.append(got[1])
+                taken.append(got[2])
                 self.rows -= len(got[0])
         if merged and not (self.prune and self.rpc_options.candidates):
             # stored as they are, in a segment of their own, out of which the rows of
@@ -150,7 +155,7 @@ class PartialStore:
             self.segments.append(seg)
             self.rows += len(parts)
             if old_parts:
-                seen = _unique(np.concatenate([key_hash(p) for p in old_parts]))
+                seen = _unique(np.concatenate(taken))
                 got = seg.take(seen)
                 if got is not None:
                     old_parts.append(got[0])
@@ -161,7 +166,7 @@ class PartialStore:
             return
         fresh = None
         if merged and old_parts:  # only the conversations seen before need merging
-            seen = _unique(np.concatenate([key_hash(p) for p in old_parts]))
+            seen = _unique(np.concatenate(taken))
             at = np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)
             hit = seen[at] == hashes
             if not hit.all():
@@ -332,8 +337,9 @@ def _common_types(frames: list[pd.DataFrame], names: list[str]) -> dict | None:
     gives for numbers: a set's rebased file_index is int64 next to merged rows' int32, say);
     None for anything else (pandas' own rules then)."""
     types = {}
+    dtypes = [dict(f.dtypes.items()) for f in frames]  # (a frame's dtypes is a new Series)
     for c in names:
-        got = {f.dtypes[c] for f in frames}
+        got = {d[c] for d in dtypes}
         if not all(isinstance(t, np.dtype) and t.kind in "biuf" for t in got):
             return None
         if len(got) > 1 and any(t.kind == "b" for t in got):  # pandas: object
