@@ -42,6 +42,7 @@ def _flows_of_store(ranges, tab, options, rpc):
     store = partstore.PartialStore(options, rpc)
     for parts in ranges:
         store.add(parts, fileread.empty_candidates(), merged=True)
+        assert store.rows == sum(seg.live for seg in store.segments)
     parts, _ = store.finish()
     # the very partials one merge of every range gives (not only the same flows)
     want = merge_partials(pd.concat(ranges, ignore_index=True), options)[0]

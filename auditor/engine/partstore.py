@@ -51,6 +51,7 @@ class _Segment:
         self.hashes = h[self.order]
         self.alive = np.ones(len(parts), bool)
         self.live = len(parts)
+        self.columns: dict[str, np.ndarray] | None = None  # the partials' arrays, once taken
         self.cands = cands.reset_index(drop=True)
         part = self.cands["part"].to_numpy()
         # the candidates by partial: an index, so combining segments copies no rows to sort
@@ -60,9 +61,9 @@ class _Segment:
         self.cand_alive = np.ones(len(part), bool)
 
     def take(self, hashes: np.ndarray
-             ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray] | None:
-        """Mark dead and return the live rows (and their candidates) with any of `hashes`,
-        and those rows' hashes (so a caller never hashes them again)."""
+             ) -> tuple[dict[str, np.ndarray], pd.DataFrame, np.ndarray] | None:
+        """Mark dead and return the live rows with any of `hashes` (a dict of columns), their
+        candidates and their hashes (so a caller never hashes them again)."""
         if not self.live:
             return None
         lo = np.searchsorted(self.hashes, hashes, side="left")
@@ -78,8 +79,13 @@ class _Segment:
             return None
         self.alive[rows] = False
         self.live -= len(rows)
-        parts = self.parts.iloc[np.sort(rows)]
-        pids = parts["pid"].to_numpy()
+        if self.columns is None:  # a few rows of every column: numpy, not ~60 pandas takes
+            self.columns = {c: col.to_numpy() for c, col in self.parts.items()}
+        rows = np.sort(rows)
+        parts = {c: col[rows] for c, col in self.columns.items()}
+        if not len(self.cands):
+            return parts, self.cands, taken
+        pids = parts["pid"]
         crow = _ranges(np.searchsorted(self.cand_part, pids, side="left"),
                        np.searchsorted(self.cand_part, pids, side="right"))
         if self.cand_order is not None:
@@ -93,6 +99,14 @@ class _Segment:
         parts = self.parts if self.alive.all() else self.parts[self.alive]
         cands = self.cands if self.cand_alive.all() else self.cands[self.cand_alive]
         return parts, cands
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Taken rows of several segments as one dict of columns (numpy's promotion of the types,
+    as pandas' concat gives for numbers)."""
+    if len(parts) == 1:
+        return parts[0]
+    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -147,7 +161,7 @@ class PartialStore:
                 old_parts.append(got[0])
                 old_cands.append(got[1])
                 taken.append(got[2])
-                self.rows -= len(got[0])
+                self.rows -= len(got[2])
         if merged and not (self.prune and self.rpc_options.candidates):
             # stored as they are, in a segment of their own, out of which the rows of
             # conversations seen before are taken to be merged with those (no copy of the rest)
@@ -160,11 +174,13 @@ class PartialStore:
                 if got is not None:
                     old_parts.append(got[0])
                     old_cands.append(got[1])
-                    self.rows -= len(got[0])
+                    self.rows -= len(got[2])
                 self._merge_in(old_parts, old_cands)
             self._tidy()
             return
         fresh = None
+        if old_parts:
+            old_parts = [pd.DataFrame(_concat(old_parts), copy=False)]
         if merged and old_parts:  # only the conversations seen before need merging
             seen = _unique(np.concatenate(taken))
             at = np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)
@@ -193,9 +209,9 @@ class PartialStore:
         self.rows += len(merged)
         self._tidy()
 
-    def _merge_in(self, parts: list[pd.DataFrame], cands: list[pd.DataFrame]) -> None:
+    def _merge_in(self, parts: list[dict[str, np.ndarray]], cands: list[pd.DataFrame]) -> None:
         """Merge partials taken out of the segments (candidates only relabelled) into a new one."""
-        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        frame = _concat(parts)
         merged, old, new = merge_partials(frame, self.flow_options)
         del frame
         cands = [c for c in cands if len(c)]
@@ -281,7 +297,8 @@ def _gather(segments: list[_Segment], columns: list[str] | None
     cand_types = _common_types([segments[k].cands for k in with_cands], cand_names)
     if types is None or cand_types is None:
         return _concatenated(segments, names, cand_names)
-    parts = _columns([(seg.parts, seg.alive) for seg in segments], names, types)
+    parts = _columns([(seg.parts if seg.columns is None else seg.columns, seg.alive)
+                      for seg in segments], names, types)
     cands = [(segments[k].cands, segments[k].cand_alive) for k in with_cands]
     segments.clear()  # only `parts` and `cands` hold the frames now
     parts = _fill(parts, names, types)
@@ -289,13 +306,14 @@ def _gather(segments: list[_Segment], columns: list[str] | None
                    if cands else None)
 
 
-def _columns(frames: list[tuple[pd.DataFrame, np.ndarray]], names: list[str], types: dict
-             ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
-    """Each (frame, alive rows)'s arrays of `names` (the list of frames is emptied)."""
+def _columns(frames: list[tuple[pd.DataFrame | dict, np.ndarray]], names: list[str],
+             types: dict) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Each (frame or a segment's dict of its columns, alive rows)'s arrays of `names` (the
+    list of frames is emptied)."""
     out = []
     while frames:
         frame, alive = frames.pop(0)
-        out.append(({c: frame[c].to_numpy() for c in names}, alive))
+        out.append(({c: np.asarray(frame[c]) for c in names}, alive))
         del frame
     return out
 

@@ -307,16 +307,17 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     return frame, row_part
 
 
-def merge_partials(parts: pd.DataFrame,
+def merge_partials(parts: pd.DataFrame | dict[str, np.ndarray],
                    options: FlowOptions) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Merge partials (of any chunks, in any row order) into as few as the rules allow.
+    """Merge partials (of any chunks, in any row order; a frame or a dict of columns) into as
+    few as the rules allow.
 
     Returns the merged partials (sorted by conversation, then time) and the mapping from each
     input pid to the pid of the merged row it went into (two aligned arrays).
     """
-    if parts.empty:
+    if not len(parts["pid"]):
         return empty_partials(), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cols = {c: parts[c].to_numpy() for c in PARTIAL_COLUMNS}
+    cols = {c: np.asarray(parts[c]) for c in PARTIAL_COLUMNS}
     order = np.lexsort([cols["pid"]] + [cols[k] for k in reversed(KEY)])
     # in the full types (the stored ones may be narrower): every step computes as it always did
     cols = {c: a[order].astype(partial_dtype(c), copy=False) for c, a in cols.items()}
