@@ -1,45 +1,18 @@
 """The per-flow conn.log implementation, before it was vectorised: the oracle of test_zeek.py.
 
-`conn_state` and `history` follow Zeek's definitions (base/protocols/conn): the endpoint states
-of each side (inactive, partial, SYN sent, established, closed by FIN, reset) decide the state
-in Zeek's order (REJ, RSTO/RSTOS0, RSTR/RSTRH, SF, S2/SH, S3/SHR, S0, S1, OTH; UDP: SF, S0, SHR,
-OTH; other protocols OTH). `history` has one letter per event, upper case for the originator,
-each at most once per side in order of first occurrence: s (SYN), h (SYN+ACK), a (pure ACK),
-d (payload; TCP and UDP), f (FIN), r (RST), q (SYN with FIN or RST), i (FIN with RST). The letters that need
-checksums, sequence gaps or windows (c, g, t, w) are not produced. `orig_bytes`/`resp_bytes`
-are transport payload bytes; `*_ip_bytes` count from the IP header on (frame length minus the
-link-layer header).
+It shares the package's constants and its per-packet facts (`packet_facts`: sides, letters); the
+per-flow steps it keeps are the ones auditor.render.zeek now makes for all flows at once:
+histories, states, uids and each row's text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 
 import numpy as np
 import pandas as pd
 
-FIELDS = (
-    ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
-    ("id.resp_h", "addr"), ("id.resp_p", "port"), ("proto", "enum"), ("service", "string"),
-    ("duration", "interval"), ("orig_bytes", "count"), ("resp_bytes", "count"),
-    ("conn_state", "string"), ("local_orig", "bool"), ("local_resp", "bool"),
-    ("missed_bytes", "count"), ("history", "string"), ("orig_pkts", "count"),
-    ("orig_ip_bytes", "count"), ("resp_pkts", "count"), ("resp_ip_bytes", "count"),
-    ("tunnel_parents", "set[string]"),
-)
-UNSET = "-"
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-# history letters in the order Zeek checks a packet's flags
-_LETTERS = ("q", "i", "s", "h", "d", "f", "r", "a")
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _halves(ip: str) -> tuple[int, int]:
-    addr = ipaddress.ip_address(ip)
-    value = (0xFFFF << 32 | int(addr)) if addr.version == 4 else int(addr)
-    return value >> 64, value & (2**64 - 1)
+from auditor.render.zeek import _B62, _LETTERS, UNSET, empty_records, log_frame, packet_facts
 
 
 def _uid(*parts) -> str:
@@ -52,42 +25,13 @@ def _uid(*parts) -> str:
     return "C" + "".join(out)
 
 
-def _packet_letters(flags: np.ndarray, payload: np.ndarray, tcp: np.ndarray,
-                    udp: np.ndarray) -> np.ndarray:
-    """(packets, letters) booleans: which history letters each packet contributes."""
-    syn, fin, rst, ack = ((flags & f) != 0 for f in (_SYN, _FIN, _RST, _ACK))
-    multi = tcp & syn & (fin | rst)
-    incons = tcp & fin & rst & ~syn
-    data = (payload > 0) & (tcp | udp)
-    return np.column_stack([
-        multi, incons, tcp & syn & ~ack & ~multi, tcp & syn & ack & ~multi, data,
-        tcp & fin & ~incons & ~multi, tcp & rst & ~incons & ~multi,
-        tcp & ack & ~syn & ~fin & ~rst & ~data,
-    ])
-
-
 def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     """conn_state, history and IP byte counts per flow, from its packets."""
     n = len(flows)
     if n == 0:
-        return pd.DataFrame({"conn_state": [], "history": [], "orig_ip_bytes": [],
-                             "resp_ip_bytes": [], "orig_icmp": [], "resp_icmp": []})
-    pk = table.packets
-    src = np.array([_halves(ip) for ip in flows["src_ip"]], dtype=np.uint64).reshape(n, 2)
-    lab = np.asarray(labels, dtype=np.int64)
-    keep = lab >= 0
-    lab = lab[keep]
-    sub = {c: pk[c].to_numpy()[keep] for c in ("src_ip_hi", "src_ip_lo", "src_port", "tcp_flags",
-                                               "payload_len", "frame_len", "l3_offset", "proto",
-                                               "ts_ns", "icmp_type", "icmp_code")}
-    orig = ((sub["src_ip_hi"] == src[lab, 0]) & (sub["src_ip_lo"] == src[lab, 1])
-            & (sub["src_port"].astype(np.int64) == flows["src_port"].to_numpy().astype(np.int64)[lab]))
-    tcp = sub["proto"] == 6
-    letters = _packet_letters(sub["tcp_flags"].astype(np.int64), sub["payload_len"], tcp,
-                              sub["proto"] == 17)
-    ip_bytes = sub["frame_len"].astype(np.int64) - sub["l3_offset"].astype(np.int64)
+        return empty_records()
+    lab, orig, letters, ip_bytes, order, sub = packet_facts(table, flows, labels)
     # per flow and side: which letters were seen, and where each first appeared
-    order = np.lexsort((sub["ts_ns"], lab))
     seen = np.zeros((n, 2, len(_LETTERS)), dtype=bool)
     first = np.full((n, 2, len(_LETTERS)), np.iinfo(np.int64).max, dtype=np.int64)
     side = np.where(orig, 0, 1)
@@ -159,19 +103,10 @@ def _conn_state(proto: str, seen: np.ndarray, sent: np.ndarray) -> str:
     return "OTH"
 
 
-def _stamp(ts: pd.Timestamp) -> str:
-    return ts.strftime("%Y-%m-%d-%H-%M-%S")
-
-
 def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
     """The conn.log text of a flow table (from build_flows_labelled) and its packet table."""
     rec = connection_records(table, flows, labels)
-    first = flows["first_seen"].min() if len(flows) else pd.Timestamp(0, tz="UTC")
-    last = flows["last_seen"].max() if len(flows) else first
-    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
-             f"#unset_field\t{UNSET}", "#path\tconn", f"#open\t{_stamp(first)}",
-             "#fields\t" + "\t".join(f for f, _ in FIELDS),
-             "#types\t" + "\t".join(t for _, t in FIELDS)]
+    lines, close = log_frame(flows)
     ts = flows["first_seen"].astype("int64").to_numpy() if len(flows) else []
     dur = (flows["last_seen"] - flows["first_seen"]).dt.total_seconds().to_numpy() if len(
         flows) else []
@@ -191,5 +126,4 @@ def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
             str(int(rec["resp_ip_bytes"].iloc[i])), UNSET,
         ]
         lines.append("\t".join(row))
-    lines.append(f"#close\t{_stamp(last)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + close

@@ -108,12 +108,9 @@ def _packet_letters(flags: np.ndarray, payload: np.ndarray, tcp: np.ndarray,
     ])
 
 
-def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    """conn_state, history and IP byte counts per flow, from its packets."""
-    n = len(flows)
-    if n == 0:
-        return pd.DataFrame({"conn_state": [], "history": [], "orig_ip_bytes": [],
-                             "resp_ip_bytes": [], "orig_icmp": [], "resp_icmp": []})
+def packet_facts(table, flows: pd.DataFrame, labels: np.ndarray):
+    """Per packet of a flow: (its flow, whether the originator sent it, its history letters,
+    its IP bytes, the packets' order by flow then time, the columns read)."""
     pk = table.packets
     src = _address_halves(flows["src_ip"])
     lab = np.asarray(labels, dtype=np.int64)
@@ -128,8 +125,21 @@ def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.Dat
     letters = _packet_letters(sub["tcp_flags"].astype(np.int64), sub["payload_len"], tcp,
                               sub["proto"] == 17)
     ip_bytes = sub["frame_len"].astype(np.int64) - sub["l3_offset"].astype(np.int64)
-    # per flow and side: where each letter first appeared (its packet's rank in flow, time order)
-    order = np.lexsort((sub["ts_ns"], lab))
+    return lab, orig, letters, ip_bytes, np.lexsort((sub["ts_ns"], lab)), sub
+
+
+def empty_records() -> pd.DataFrame:
+    """connection_records of no flow."""
+    return pd.DataFrame({"conn_state": [], "history": [], "orig_ip_bytes": [],
+                         "resp_ip_bytes": [], "orig_icmp": [], "resp_icmp": []})
+
+
+def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+    """conn_state, history and IP byte counts per flow, from its packets."""
+    n = len(flows)
+    if n == 0:
+        return empty_records()
+    lab, orig, letters, ip_bytes, order, sub = packet_facts(table, flows, labels)
     side = np.where(orig, 0, 1)
     pos = np.empty(len(order), dtype=np.int64)
     pos[order] = np.arange(len(order))
@@ -224,15 +234,21 @@ def _micro(us: np.ndarray) -> pa.Array:
                                        pc.utf8_lpad(_text(us % 1_000_000), 6, "0"), ".")
 
 
-def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
-    """The conn.log text of a flow table (from build_flows_labelled) and its packet table."""
-    rec = connection_records(table, flows, labels)
+def log_frame(flows: pd.DataFrame) -> tuple[list[str], str]:
+    """The conn.log's header lines and its #close line (with a newline) for these flows."""
     first = flows["first_seen"].min() if len(flows) else pd.Timestamp(0, tz="UTC")
     last = flows["last_seen"].max() if len(flows) else first
     lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
              f"#unset_field\t{UNSET}", "#path\tconn", f"#open\t{_stamp(first)}",
              "#fields\t" + "\t".join(f for f, _ in FIELDS),
              "#types\t" + "\t".join(t for _, t in FIELDS)]
+    return lines, f"#close\t{_stamp(last)}\n"
+
+
+def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
+    """The conn.log text of a flow table (from build_flows_labelled) and its packet table."""
+    rec = connection_records(table, flows, labels)
+    lines, close = log_frame(flows)
     body = ""
     if len(flows):
         ts = flows["first_seen"].astype("int64").to_numpy()
@@ -258,4 +274,4 @@ def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
             _text(flows["dst_packets"].to_numpy()), _text(rec["resp_ip_bytes"].to_numpy()),
             unset, "\t")
         body = "\n".join(row.to_pylist()) + "\n"
-    return "\n".join(lines) + "\n" + body + f"#close\t{_stamp(last)}\n"
+    return "\n".join(lines) + "\n" + body + close
