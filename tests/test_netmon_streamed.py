@@ -113,8 +113,9 @@ def test_a_bad_frame_stops_the_streamed_read_where_the_whole_read_stops(tmp_path
 
 
 def test_streamed_read_stops_at_the_last_frame(tmp_path, monkeypatch):
-    # a capture, then 40 MB of zeros that no frame points into: neither read inflates them
-    data = mf.netmon2(frames(50)) + bytes(40 << 20)
+    # a capture, then 80 MB of zeros that no frame points into: neither read inflates them (a
+    # read through them would pull 80 MB, more than the three windows allowed below)
+    data = mf.netmon2(frames(50)) + bytes(80 << 20)
     path = tmp_path / "n.cap.gz"
     path.write_bytes(gzip.compress(data))
     monkeypatch.setattr(netmon, "IN_MEMORY", 256)
@@ -173,3 +174,14 @@ def test_wiresharks_netmon_writer_streamed_as_inflated_whole(tmp_path, monkeypat
     whole, streamed, held = both(monkeypatch, path)
     same(whole, streamed)
     assert len(streamed[0].packets) > 1000 and max(held) < cap.stat().st_size // 4
+
+
+def test_a_frame_table_longer_than_max_table_is_not_kept_by_a_first_read(tmp_path, monkeypatch):
+    # a header claiming a huge table (a bomb of zeros would fill it): the file is read whole,
+    # never a table of that length collected from the stream
+    monkeypatch.setattr(netmon, "MAX_TABLE", 64)
+    path = tmp_path / "n.cap.gz"
+    path.write_bytes(gzip.compress(mf.netmon2(frames(300))))
+    whole, streamed, held = both(monkeypatch, path)
+    same(whole, streamed)
+    assert not held and len(streamed[0].packets) == 300

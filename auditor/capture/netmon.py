@@ -51,6 +51,9 @@ HEADER_BYTES = 128
 MAX_INFLATED = 1 << 30
 # ...and one that inflates to at most this is inflated whole: reading it twice would cost more
 IN_MEMORY = 64 << 20
+# a frame table the first of two reads keeps (16M frames); a longer one is a claim of the header,
+# not a table: the file is read whole, as one whose table is missing
+MAX_TABLE = 64 << 20
 _FILETIME_1970 = 116_444_736_000_000_000  # 100 ns units from 1601-01-01 to 1970-01-01
 _TRAILER = {0: 0, 1: 2, 2: 6}  # minor version -> trailer bytes after the frame (3 and on: 15)
 _METADATA = (0xFFE0, 0xFFFB, 0xFFFC, 0xFFFD, 0xFFFE, 0xFFFF)
@@ -83,7 +86,7 @@ class NetmonWalker:
         src = reader._src
         if isinstance(src, StreamSource):  # compressed or in an archive: the table needs seeking
             src.read_all(IN_MEMORY)
-            if not src.eof and self._stream_table(reader, src):
+            if not src.eof and self._stream_table(reader, src):  # (header read there)
                 return
             src = reader._src
             src.read_all(MAX_INFLATED)
@@ -128,6 +131,9 @@ class NetmonWalker:
         and in file order: the reader then reads the stream again from its start
         (`_walk_streamed`); False: the reader's stream is opened again, for a read of it whole."""
         self._header(reader, src.buf)
+        if self.table_len > MAX_TABLE:
+            reader._src = reader.reopen()
+            return False
         start, end = self.table_off, self.table_off + self.table_len
         table = bytearray()
         recent: deque[tuple[int, memoryview]] = deque()  # the last pieces: the last frame's bytes
@@ -146,7 +152,7 @@ class NetmonWalker:
             if not parts:
                 break
             piece = memoryview(b"".join(parts) if len(parts) > 1 else parts[0])
-        offsets = np.frombuffer(bytes(table), "<u4").astype(np.int64)
+        offsets = np.frombuffer(table, "<u4").astype(np.int64)
         reader._src = reader.reopen()
         if len(table) < self.table_len or (np.diff(offsets) < 0).any():
             return False
