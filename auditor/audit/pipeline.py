@@ -18,9 +18,9 @@ from auditor.audit.classify import rpc_annotation
 from auditor.audit.proposed import mark_proposed, proposed_inventory
 from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
 from auditor.capture.packets import PacketTable
-from auditor.dissect.dcerpc import display_filter_for
 from auditor.dissect.rpc import RpcDiscovery, build_endpoints, discover_endpoints
 from auditor.dissect.rpc_ranges import dynamic_ranges
+from auditor.dissect.prestart import prestarted_tshark
 from auditor.dissect.tshark import PrestartedTshark
 from auditor.engine import observed as observed_cache
 from auditor.engine.run import EngineReport, stream_flows
@@ -49,15 +49,21 @@ def observe(
     captures: Sequence[str | Path],
     options: PipelineOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tshark: PrestartedTshark | None = None,
 ) -> Observation:
-    """Read the captures, build flows and (when asked) discover RPC endpoints and host names."""
+    """Read the captures, build flows and (when asked) discover RPC endpoints and host names.
+
+    `tshark`: one started earlier for the discovery (`dissect.prestart.early_tshark`); its
+    starter closes it. Without it, one is started here, to load while the capture is read."""
     options = options or PipelineOptions()
     key, hit = _from_cache(captures, options)
-    return hit or _observe(captures, options, progress, key)
+    return hit or _observe(captures, options, progress, key, tshark)
 
 
-def _observe(captures, options: PipelineOptions, progress, key=None) -> Observation:
-    starting = _prestarted_tshark(options) if options.rpc else contextlib.nullcontext()
+def _observe(captures, options: PipelineOptions, progress, key=None,
+             given: PrestartedTshark | None = None) -> Observation:
+    starting = (prestarted_tshark(options.rpc_options.names, given) if options.rpc
+                else contextlib.nullcontext())
     kinds: list[tuple[str, str]] = []
     with _passed_on_warnings(kinds) as notes, starting as tshark:
         got = stream_flows(captures, options.flows, options.rpc_options, options.engine, progress)
@@ -130,35 +136,24 @@ def _second_pass(flows, discovery, options: PipelineOptions):
     return turned, dataclasses.replace(discovery, endpoints=endpoints)
 
 
-@contextlib.contextmanager
-def _prestarted_tshark(options: PipelineOptions):
-    """tshark loading its dissectors while the capture is read; None when it cannot start."""
-    names = options.rpc_options.names
-    try:
-        tshark = PrestartedTshark(display_filter_for(names))
-    except (OSError, DissectError):
-        yield None  # discovery starts its own tshark, or reports why it cannot
-        return
-    with tshark:
-        yield tshark
-
-
 def audit_captures(
     captures: Sequence[str | Path],
     inventory,
     catalogue,
     options: PipelineOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tshark: PrestartedTshark | None = None,
 ) -> AuditResult:
     """Audit captures against an inventory and a catalogue (the `auditor audit` job).
 
     tshark dissects the selected RPC packets in a worker thread (it waits on the subprocess
     with the GIL released) while this thread works out roles and paths, which need no RPC.
     With `inventory=None` the inventory is proposed from the captures (audit/proposed.py).
+    `tshark`: as `observe`'s.
     """
     options = options or PipelineOptions()
     if inventory is None:  # read once, propose, audit with the proposal
-        seen = observe(captures, options, progress)
+        seen = observe(captures, options, progress, tshark)
         inventory = proposed_inventory(seen)
         names = seen.rpc.names if seen.rpc is not None else None
         return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory,
@@ -168,7 +163,8 @@ def audit_captures(
         seen = hit or _observe(captures, options, progress, key)
         return audit_observation(seen, inventory, catalogue, options)
     kinds: list[tuple[str, str]] = []
-    with _passed_on_warnings(kinds), _prestarted_tshark(options) as tshark:
+    with _passed_on_warnings(kinds), prestarted_tshark(options.rpc_options.names,
+                                                       tshark) as tshark:
         seen = _observe(captures, dataclasses.replace(options, rpc=False), progress)
         give_back_memory()  # the read's and finish's freed heap, before discovery and audit
         with _passed_on_warnings() as notes, ThreadPoolExecutor(max_workers=1) as pool:

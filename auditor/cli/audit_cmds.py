@@ -44,8 +44,15 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
     """Compare the traffic in CAPTURE... with the catalogue of documented Exchange paths."""
     kinds = fail_on_kinds(fail_on)
     options = dataclasses.replace(pipeline_options(no_rpc, legacy_rpc_range), engine=engine)
+    tshark = None
     memo = audit_memo(captures, inventory, catalogues, replace_catalogue, options, fmt=fmt,
                       show_all=show_all, reports=reports)
+    if memo.hit is None and options.rpc:  # tshark loads beside the imports (dissect/prestart.py)
+        from auditor.dissect.prestart import early_tshark
+
+        tshark = early_tshark(options.rpc_options.names)
+        if tshark is not None:
+            click.get_current_context().with_resource(tshark)
     if memo.hit is None:  # the command line names no entry: parse, and ask by the full key
         with imports_without_gc():  # the engine brings numpy, pandas and pyarrow
             from auditor.audit.pipeline import audit_captures
@@ -60,7 +67,8 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
             click.get_current_context().exit(ExitStatus.FINDINGS)
         return
     with memo.recording():
-        result = audit_captures(captures, inv, cat, options, progress=progress_bar())
+        result = audit_captures(captures, inv, cat, options, progress=progress_bar(),
+                                tshark=tshark)
     if inv is None:
         from auditor.audit.proposed import proposal_note
 

@@ -16,6 +16,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from auditor.dissect.names import NAMES_FILTER, host_rows
+from auditor.dissect.prestart import (  # noqa: F401 (RPC_FILTER, display_filter_for: API here too)
+    _ALTER,
+    _ALTER_RESP,
+    _BIND,
+    _BIND_ACK,
+    _BIND_NAK,
+    RPC_FILTER,
+    display_filter_for,
+)
 from auditor.dissect.tshark import _first, _int, _nodes, _Packet, _packets, _tshark, _values
 from auditor.errors import DissectError
 from auditor.schema import (
@@ -31,7 +40,6 @@ from auditor.schema import (
 EPT_S_NOT_REGISTERED = 0x16C9A0D6
 STATUS_NAMES = {0: "ok", EPT_S_NOT_REGISTERED: "EPT_S_NOT_REGISTERED"}
 
-_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP = 11, 12, 13, 14, 15
 _CL_PTYPES = ("request", "ping", "response", "fault", "working", "nocall", "reject", "ack",
               "cl_cancel", "fack", "cancel_ack")
 # Tower floor protocol ids ([C706] appendix L; [MS-RPCE] 2.2.1.2)
@@ -39,13 +47,6 @@ _FLOOR_TCP, _FLOOR_UDP, _FLOOR_IP, _FLOOR_PIPE, _FLOOR_LRPC, _FLOOR_HTTP = 7, 8,
 _EPM_OPS = {2: "ept_lookup", 3: "ept_map"}
 _PLUMBING = frozenset({"frame", "eth", "sll", "vlan", "ip", "ipv6", "tcp", "udp", "dcerpc", "epm",
                        "nbss", "smb", "smb2", "http"})
-
-# Plain `||` chains: the set syntax changed between tshark 3.x ({a b}) and 4.x ({a, b}).
-RPC_FILTER = " || ".join(
-    ["epm", "dcom.dualstringarray.network_addr", "isystemactivator", "remact", "dcerpc.ver == 4"]
-    + [f"dcerpc.pkt_type == {t}" for t in (_BIND, _BIND_ACK, _BIND_NAK, _ALTER, _ALTER_RESP)]
-)
-
 
 @dataclass(frozen=True)
 class RpcFacts:
@@ -87,11 +88,6 @@ def dissect_names(pcap_path, *, tshark_path: str | None = None) -> pd.DataFrame:
     for pkt in _packets(pcap_path, NAMES_FILTER, tshark_path):
         rows.extend(host_rows(pkt))
     return typed_frame(rows, HOST_NAME_COLUMNS).drop_duplicates(ignore_index=True)
-
-
-def display_filter_for(names: bool) -> str:
-    """The tshark display filter dissect_capture uses (RPC evidence, and host names if asked)."""
-    return f"({RPC_FILTER}) || ({NAMES_FILTER})" if names else RPC_FILTER
 
 
 def dissect_capture(pcap_path, *, names: bool = True,
