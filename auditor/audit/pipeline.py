@@ -18,9 +18,9 @@ from auditor.audit.classify import rpc_annotation
 from auditor.audit.proposed import mark_proposed, proposed_inventory
 from auditor.audit.verdicts import AuditResult, PreparedFlows, audit_flows, prepare_flows
 from auditor.capture.packets import PacketTable
+from auditor.dissect.prestart import prestarted_tshark
 from auditor.dissect.rpc import RpcDiscovery, build_endpoints, discover_endpoints
 from auditor.dissect.rpc_ranges import dynamic_ranges
-from auditor.dissect.prestart import prestarted_tshark
 from auditor.dissect.tshark import PrestartedTshark
 from auditor.engine import observed as observed_cache
 from auditor.engine.run import EngineReport, stream_flows
