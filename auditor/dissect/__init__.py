@@ -5,6 +5,8 @@
 - `drilldown`: From a finding to its packets: open the few packets of one finding with pyshark.
 - `names`: Host names and role hints from tshark's JSON trees (the packets select.py picks for
   names).
+- `prestart`: tshark started before anything else (its display filter), with no pandas: `auditor
+  audit` starts it before its imports.
 - `rpc`: Dynamic RPC discovery: which DCE/RPC interface listens on which server port.
 - `rpc_ranges`: Dynamic RPC port ranges: per server, the ports in use against the documented default
   range.
