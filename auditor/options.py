@@ -17,6 +17,8 @@ class FlowOptions:
 
     tcp_idle_timeout_s: float = 3600.0  # a TCP 5-tuple silent this long starts a new flow
     udp_idle_timeout_s: float = 300.0  # same for UDP, ICMP and other protocols
+    zeek: bool = False  # also fold what Zeek's conn.log needs (flows.conn: history letters
+    # and IP bytes per side): `auditor flows --format zeek`; the flow table is the same
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,9 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     from auditor.options import FlowOptions, RpcOptions
     from auditor.schema import FLOW_COLUMNS
 
-    if fmt == "zeek":  # Zeek's conn.log: states and histories need each flow's packets
-        from auditor.capture.packets import read_packets
-        from auditor.flows.build import build_flows_labelled
-        from auditor.render.zeek import conn_log_text
-
-        table = read_packets(captures, progress=progress_bar())
-        frame, labels = build_flows_labelled(table, FlowOptions(tcp_idle_timeout, udp_idle_timeout))
-        emit(conn_log_text(table, frame, labels), output)
+    if fmt == "zeek":  # Zeek's conn.log: the partials also fold its histories (flows/conn.py)
+        _conn_log(captures, output, FlowOptions(tcp_idle_timeout, udp_idle_timeout, zeek=True),
+                  engine)
         return
     from dataclasses import replace
 
@@ -70,6 +65,31 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
     text = head + table_text(summary["states"], "Flows by state") + "\n"
     text += table_text(summary["top_talkers"], "Top talkers (by bytes)")
     emit(text, output)
+
+
+def _conn_log(captures, output, flow_options, engine) -> None:
+    """Write the conn.log of CAPTURE... streamed (its pieces made on every core), or from the
+    packet table when the engine had to sort every packet."""
+    from dataclasses import replace
+
+    from auditor.atomic import atomic_path
+    from auditor.engine.run import stream_flows
+    from auditor.options import RpcOptions
+    from auditor.render.zeek import conn_log_chunks, conn_log_text
+
+    got = stream_flows(captures, flow_options, RpcOptions(candidates=False),
+                       engine=replace(engine, flow_pieces=True), progress=progress_bar())
+    if not got.report.streamed:  # a full sort: the packet table is at hand
+        emit(conn_log_text(got.table, got.flows, got.labels), output)
+        return
+    if output is None:
+        for data in conn_log_chunks(got.flows):
+            click.echo(data, nl=False)
+        return
+    with atomic_path(output) as tmp, open(tmp, "wb") as out:
+        for data in conn_log_chunks(got.flows):
+            out.write(data)
+    click.echo(f"wrote {output}", err=True)
 
 
 @click.command()

@@ -36,9 +36,18 @@ __all__ = ["CacheWarning", "content_hash", "default_cache_dir", "entry_key", "lo
 def entry_key(digest: str, flow_options: FlowOptions, rpc_options: RpcOptions) -> str:
     """The entry name: content hash, reader and flow versions, and every option that matters."""
     options = json.dumps({"reader": READER_VERSION, "flows": FLOW_VERSION,
-                          "flow_options": dataclasses.asdict(flow_options),
+                          "flow_options": _flow_key(flow_options),
                           "rpc_options": dataclasses.asdict(rpc_options)}, sort_keys=True)
     return f"{digest[:32]}-{hashlib.sha256(options.encode()).hexdigest()[:16]}"
+
+
+def _flow_key(flow_options: FlowOptions) -> dict:
+    """The flow options as the key has them: `zeek` only when set, so the entries of every
+    other output keep the keys they had before it existed (and hold no conn.log columns)."""
+    options = dataclasses.asdict(flow_options)
+    if not options["zeek"]:
+        del options["zeek"]
+    return options
 
 
 def load(cache_dir: str | os.PathLike, key: str, path: str) -> FilePartial | None:

@@ -29,6 +29,7 @@ from auditor.flows.partial import (
     FILE_SHIFT,
     ICMP_QUOTE_COLUMNS,
     fold_chunk,
+    position_columns,
 )
 from auditor.options import FlowOptions, RpcOptions
 from auditor.schema import PACKET_COLUMNS, column_names
@@ -246,7 +247,7 @@ def rebase(fp: FilePartial, file_index: int, path: str | None = None) -> FilePar
     shift = np.int64(file_index) << FILE_SHIFT
     parts = fp.parts.copy()
     parts["pid"] = parts["pid"] + shift
-    for c in ("syn_pos", "head_pos0", "head_pos1"):
+    for c in position_columns(parts):
         col = parts[c].to_numpy()
         parts[c] = np.where(col < BIG, col + shift, BIG)
     parts["file_index"] = file_index

@@ -224,7 +224,7 @@ def fold_interleaved(sources: list[CaptureSource], flow_options: FlowOptions | N
     for i, info in enumerate(infos):
         first = i == 0
         out.append(FilePartial(
-            info=info, parts=parts if first else empty_partials(),
+            info=info, parts=parts if first else empty_partials(flow_options),
             candidates=(cands if first else empty_candidates())[CANDIDATE_COLUMNS],
             quotes=quotes if first else empty_quotes(),
             first_ts_ns=folder.first_ts if first else BIG,

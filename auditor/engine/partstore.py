@@ -258,7 +258,7 @@ class PartialStore:
         if columns is not None and not set(KEY + ["pid"]) <= set(columns):
             raise ValueError("the partials' columns must include KEY and pid")  # a bug
         if not segments:
-            parts = empty_partials()
+            parts = empty_partials(self.flow_options)
             return (parts if columns is None else parts[list(columns)]), empty_candidates()
         parts, cands = _gather(segments, columns)
         if sort:

@@ -34,7 +34,7 @@ from auditor.engine.fileread import _CL_WINDOW_NS, FilePartial, empty_quotes
 from auditor.engine.partstore import PartialStore
 from auditor.engine.window import kept_rows, read_file
 from auditor.flows.orient import _DCE_CL_CLIENT
-from auditor.flows.partial import BIG, finish_inputs
+from auditor.flows.partial import BIG, finish_inputs, position_columns
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
@@ -150,7 +150,8 @@ class RangeJoin:
         if self.store is None or len(self.infos) != self.pieces:
             return None
         give_back_memory()  # the read's freed heap, before the store's last copy
-        last = finish_inputs(refusals=bool(self.quotes)) if sort and grouped else None
+        last = (finish_inputs(bool(self.quotes), self.store.flow_options.zeek)
+                if sort and grouped else None)
         merged, cand = self.store.finish(sort, grouped, last)
         self.store = None
         infos = self.infos
@@ -183,7 +184,7 @@ def shift(fp: FilePartial, rows: int, records: int, file_index: int | None = Non
         return fp
     parts = fp.parts.copy(deep=False)
     parts["pid"] = parts["pid"] + rows
-    for c in ("syn_pos", "head_pos0", "head_pos1"):
+    for c in position_columns(parts):
         col = parts[c].to_numpy()
         parts[c] = np.where(col < BIG, col + rows, BIG)
     cands = fp.candidates.copy(deep=False)

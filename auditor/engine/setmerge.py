@@ -114,8 +114,8 @@ class SetMerger:
             fp.parts = fp.candidates = fp.quotes = None
             return frames
         give_back_memory()  # the read's freed heap, before the store's last copy
-        parts, cands = self.store.finish(grouped=True,
-                                         columns=finish_inputs(refusals=bool(self.quotes)))
+        parts, cands = self.store.finish(
+            grouped=True, columns=finish_inputs(bool(self.quotes), self.store.flow_options.zeek))
         quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()
         self.quotes = []
         return [parts, cands, quotes]

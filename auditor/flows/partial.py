@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from auditor.flows import conn
 from auditor.flows.build import (
     _NOT_A_REFUSAL_V4,
     ACK,
@@ -51,6 +52,21 @@ _FIRST_SEEN = {"syn_dir": "syn_pos",
 PARTIAL_COLUMNS = (_FIRST + _SUMS + ["first_ns", "last_ns", "first_ns0", "first_ns1",
                                       "syn_pos", "head_pos0", "head_pos1", "syn_dir", *_HEADS,
                                       "has_syn", "last_syn_seq", "closed_tail", "has_bind"])
+POSITION_COLUMNS = ("syn_pos", "head_pos0", "head_pos1")  # pids (BIG: none), moved by a rebase
+
+
+def partial_columns(options: FlowOptions) -> list[str]:
+    """The partials' columns under these options: with Zeek's conn.log facts
+    (`flows.conn.CONN_COLUMNS`) only when `options.zeek` asks for them."""
+    return PARTIAL_COLUMNS + conn.CONN_COLUMNS if options.zeek else PARTIAL_COLUMNS
+
+
+def position_columns(parts) -> list[str]:
+    """The columns of `parts` (a frame or a dict) holding pids, BIG for none: a rebase moves
+    them with the pids."""
+    return [*POSITION_COLUMNS, *(c for c in conn.AT_COLUMNS if c in parts)]
+
+
 # Narrow types where values are small: the partials are most of the engine's memory.
 _DTYPES = {"a_hi": np.uint64, "a_lo": np.uint64, "b_hi": np.uint64, "b_lo": np.uint64,
            "a_port": np.uint16, "b_port": np.uint16, "proto_num": np.uint8, "kind": np.int8,
@@ -98,7 +114,7 @@ def _frame(columns: dict) -> pd.DataFrame:
     values) and an array of its own (not copied into one 2-D block per type: a store's finish
     frees each column once copied)."""
     out = {}
-    for c in PARTIAL_COLUMNS:
+    for c in (*PARTIAL_COLUMNS, *(c for c in conn.CONN_COLUMNS if c in columns)):
         values = np.asarray(columns[c])
         wide = partial_dtype(c)
         out[c] = values.astype(_narrowest(values, wide) if c in _NARROWED else wide, copy=False)
@@ -120,10 +136,12 @@ def finish_dtype(column: str, stored: np.dtype) -> np.dtype:
     return partial_dtype(column)
 
 
-def finish_inputs(refusals: bool) -> list[str]:
+def finish_inputs(refusals: bool, zeek: bool = False) -> list[str]:
     """The partial columns the finish reads (`flows.pieces.PARTIAL_INPUTS`), without those only
-    ICMP refusals read when no ICMP error came with the partials (`refusals=False`)."""
-    return [c for c in PARTIAL_INPUTS if refusals or c not in REFUSAL_INPUTS]
+    ICMP refusals read when no ICMP error came with the partials (`refusals=False`); with the
+    conn.log facts under `FlowOptions.zeek` (`zeek=True`)."""
+    return ([c for c in PARTIAL_INPUTS if refusals or c not in REFUSAL_INPUTS]
+            + (conn.CONN_COLUMNS if zeek else []))
 
 
 def finish_columns(parts: pd.DataFrame, columns) -> pd.DataFrame:
@@ -137,9 +155,10 @@ ICMP_QUOTE_COLUMNS = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto
                       "dst_port", "ts_ns", "err_type", "err_code", "err_v6"]
 
 
-def empty_partials() -> pd.DataFrame:
-    """A partial-aggregate frame with no rows."""
-    return pd.DataFrame({c: np.zeros(0, _DTYPES.get(c, np.int64)) for c in PARTIAL_COLUMNS})
+def empty_partials(options: FlowOptions | None = None) -> pd.DataFrame:
+    """A partial-aggregate frame with no rows (with the columns these options fold)."""
+    return pd.DataFrame({c: np.zeros(0, _DTYPES.get(c, np.int64))
+                         for c in partial_columns(options or FlowOptions())})
 
 
 def canonical(src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port):
@@ -201,7 +220,7 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     """
     n = len(pid)
     if n == 0:
-        return empty_partials(), np.zeros(0, np.int64)
+        return empty_partials(options), np.zeros(0, np.int64)
     src_port = cols["src_port"].astype(np.int64)
     dst_port = cols["dst_port"].astype(np.int64)
     a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
@@ -301,6 +320,9 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     out["closed_tail"] = tail
     bind = bind_like(cols["payload_head"]) & (cols["payload_len"] > 0) & (cols["proto"] == TCP)
     out["has_bind"] = np.maximum.reduceat(bind[order].astype(np.int64), bounds) > 0
+    if options.zeek:
+        ip_bytes = frame_len - cols["l3_offset"].astype(np.int64)[order]
+        out.update(conn.fold(flags, payload, pr, d1, gpid, ip_bytes, bounds))
     frame = _frame(out)
     row_part = np.empty(n, np.int64)
     row_part[order] = gpid[bounds][part_of]
@@ -316,8 +338,8 @@ def merge_partials(parts: pd.DataFrame | dict[str, np.ndarray],
     input pid to the pid of the merged row it went into (two aligned arrays).
     """
     if not len(parts["pid"]):
-        return empty_partials(), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cols = {c: np.asarray(parts[c]) for c in PARTIAL_COLUMNS}
+        return empty_partials(options), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cols = {c: np.asarray(parts[c]) for c in partial_columns(options)}
     order = np.lexsort([cols["pid"]] + [cols[k] for k in reversed(KEY)])
     # in the full types (the stored ones may be narrower): every step computes as it always did
     cols = {c: a[order].astype(partial_dtype(c), copy=False) for c, a in cols.items()}
@@ -370,6 +392,8 @@ def merge_partials(parts: pd.DataFrame | dict[str, np.ndarray],
     out["closed_tail"] = np.where(has, cols["closed_tail"][ls] + upto(ends) - upto(ls),
                                   upto(ends) - upto(bounds - 1))
     out["has_bind"] = np.maximum.reduceat(cols["has_bind"].astype(np.int64), bounds) > 0
+    if options.zeek:
+        out.update(conn.merge(cols, bounds))
     merged = _frame(out)
     return merged, cols["pid"], out["pid"][group]
 
@@ -396,7 +420,7 @@ def finish_pieces(parts: pd.DataFrame, files, options: FlowOptions,
     else:
         parts, old, new = merge_partials(parts, options)
     errs = quoted_errors(quotes)
-    parts = finish_columns(parts, finish_inputs(errs is not None))  # in the finish's types
+    parts = finish_columns(parts, finish_inputs(errs is not None, options.zeek))  # in the finish's types
     pieces = FlowPieces(parts, files, errs,
                         **({} if piece_rows is None else {"piece_rows": piece_rows}),
                         widths={c: partial_dtype(c) for c in _WIDENED_BY_PIECES})

@@ -17,7 +17,10 @@ from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from auditor.flows import conn
 from auditor.flows.build import (
     initiator_facts,
     orient_rows,
@@ -62,7 +65,11 @@ class FlowPieces:
         # the finish holds the partials as stored (about 60 bytes a flow less, also in forks)
         self.widths = dict(widths or {})
         self.workers: int | None = None  # processes `mapped` makes pieces in (None: the cores)
+        # Zeek's conn.log facts when the partials carry them (FlowOptions.zeek): each piece then
+        # has conn.RECORD_COLUMNS after the flow table's
+        self.zeek = all(c in parts for c in conn.CONN_COLUMNS)
         self.columns = {c: parts[c].to_numpy() for c in PARTIAL_INPUTS
+                        + (conn.CONN_COLUMNS if self.zeek else [])
                         if errs is not None or c not in REFUSAL_INPUTS}
         cols = self.columns
         n = self.rows = len(parts)
@@ -189,7 +196,24 @@ class FlowPieces:
         f = {c: self._gather(c, rows) for c in _PIECE_COLUMNS + ["a_code", "b_code"]}
         facts = self.handshake[rows], self.evidence[rows]
         flows = orient_rows(f, self._heads(rows), facts, self.shared, first_id=start)
-        return self._refuse(flows, start, stop)
+        flows = self._refuse(flows, start, stop)
+        return self._conn_records(flows, f, rows) if self.zeek else flows
+
+    def _conn_records(self, flows: pd.DataFrame, f: dict, rows) -> pd.DataFrame:
+        """The piece with Zeek's conn_state, history and per-side IP bytes (conn.records): the
+        flow's src is the originator, so side a is where it is src's address and port."""
+        f = {**f, **{c: self.columns[c][rows] for c in conn.CONN_COLUMNS}}
+        src = pa.array(flows["src_ip"].array, pa.string())
+        a_orig = ((flows["src_port"].to_numpy() == f["a_port"])
+                  & pc.equal(src, self.shared.addresses.take(pa.array(f["a_code"], pa.int64())))
+                  .to_numpy(zero_copy_only=False))
+        return flows.assign(**conn.records(f, a_orig))
+
+    def time_span(self) -> tuple[int, int]:
+        """The first and last packet time of all flows (ns; 0, 0 without flows)."""
+        if not self.rows:
+            return 0, 0
+        return int(self.columns["first_ns"].min()), int(self.columns["last_ns"].max())
 
     def pieces(self) -> Iterator[pd.DataFrame]:
         """The table as consecutive pieces of at most piece_rows flows (none when empty)."""

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from auditor.flows.conn import LETTERS as _LETTERS
+from auditor.flows.conn import RECORD_COLUMNS
+from auditor.flows.conn import conn_states as _conn_states
+from auditor.flows.conn import histories as _histories
+from auditor.flows.conn import packet_letters as _packet_letters
 
 FIELDS = (
     ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
@@ -34,10 +41,6 @@ FIELDS = (
     ("tunnel_parents", "set[string]"),
 )
 UNSET = "-"
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-# history letters in the order Zeek checks a packet's flags
-_LETTERS = ("q", "i", "s", "h", "d", "f", "r", "a")
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -94,20 +97,6 @@ def _text(values) -> pa.Array:
     return pa.array(arr.astype(str) if arr.dtype.kind != "O" else arr, pa.string())
 
 
-def _packet_letters(flags: np.ndarray, payload: np.ndarray, tcp: np.ndarray,
-                    udp: np.ndarray) -> np.ndarray:
-    """(packets, letters) booleans: which history letters each packet contributes."""
-    syn, fin, rst, ack = ((flags & f) != 0 for f in (_SYN, _FIN, _RST, _ACK))
-    multi = tcp & syn & (fin | rst)
-    incons = tcp & fin & rst & ~syn
-    data = (payload > 0) & (tcp | udp)
-    return np.column_stack([
-        multi, incons, tcp & syn & ~ack & ~multi, tcp & syn & ack & ~multi, data,
-        tcp & fin & ~incons & ~multi, tcp & rst & ~incons & ~multi,
-        tcp & ack & ~syn & ~fin & ~rst & ~data,
-    ])
-
-
 def packet_facts(table, flows: pd.DataFrame, labels: np.ndarray):
     """Per packet of a flow: (its flow, whether the originator sent it, its history letters,
     its IP bytes, the packets' order by flow then time, the columns read)."""
@@ -116,9 +105,10 @@ def packet_facts(table, flows: pd.DataFrame, labels: np.ndarray):
     lab = np.asarray(labels, dtype=np.int64)
     keep = lab >= 0
     lab = lab[keep]
-    sub = {c: pk[c].to_numpy()[keep] for c in ("src_ip_hi", "src_ip_lo", "src_port", "tcp_flags",
+    sub = {c: pk[c].to_numpy()[keep] for c in ("src_ip_hi", "src_ip_lo", "tcp_flags",
                                                "payload_len", "frame_len", "l3_offset", "proto",
                                                "ts_ns", "icmp_type", "icmp_code")}
+    sub["src_port"] = _flow_src_ports(pk)[keep]
     orig = ((sub["src_ip_hi"] == src[lab, 0]) & (sub["src_ip_lo"] == src[lab, 1])
             & (sub["src_port"].astype(np.int64) == flows["src_port"].to_numpy().astype(np.int64)[lab]))
     tcp = sub["proto"] == 6
@@ -128,10 +118,20 @@ def packet_facts(table, flows: pd.DataFrame, labels: np.ndarray):
     return lab, orig, letters, ip_bytes, np.lexsort((sub["ts_ns"], lab)), sub
 
 
+def _flow_src_ports(pk: pd.DataFrame) -> np.ndarray:
+    """Each packet's source port as build_flows keys it: a later IP fragment has its first
+    fragment's, a connectionless DCE/RPC answer from another port its request's."""
+    from auditor.flows.build import _address_codes, _ports_with_fragments
+    from auditor.flows.orient import tie_connectionless_rpc
+
+    src_port, dst_port = _ports_with_fragments(pk)
+    codes, _, _ = _address_codes(pk)
+    return tie_connectionless_rpc(pk, codes[:len(pk)], codes[len(pk):], src_port, dst_port)
+
+
 def empty_records() -> pd.DataFrame:
     """connection_records of no flow."""
-    return pd.DataFrame({"conn_state": [], "history": [], "orig_ip_bytes": [],
-                         "resp_ip_bytes": [], "orig_icmp": [], "resp_icmp": []})
+    return pd.DataFrame({c: [] for c in RECORD_COLUMNS})
 
 
 def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
@@ -164,52 +164,6 @@ def connection_records(table, flows: pd.DataFrame, labels: np.ndarray) -> pd.Dat
                          "resp_ip_bytes": resp_ip, "orig_icmp": icmp_t, "resp_icmp": icmp_c})
 
 
-# each (side, letter) slot's character: upper case for the originator
-_SLOT_CHARS = np.frombuffer(("".join(_LETTERS).upper() + "".join(_LETTERS)).encode(), np.uint8)
-
-
-def _histories(first: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Each flow's history: its letters in order of first appearance (letters of one packet in
-    Zeek's order), as str."""
-    n, sides, k = first.shape
-    slot = np.arange(sides * k).reshape(sides, k)  # side * 8 + letter
-    letter = np.arange(k)[None, :].repeat(sides, 0)
-    key = np.where(seen, first * (2 * k) + letter * 2 + np.arange(sides)[:, None], np.iinfo(
-        np.int64).max).reshape(n, sides * k)
-    idx = np.argsort(key, axis=1, kind="stable")
-    chars = np.where(np.take_along_axis(seen.reshape(n, -1), idx, 1),
-                     _SLOT_CHARS[slot.ravel()][idx], 0).astype(np.uint8)
-    return chars.view(f"S{sides * k}").ravel().astype(str).astype(object)
-
-
-# endpoint states (`_endpoint`)
-_RESET, _CLOSED, _ESTABLISHED, _SYN_SENT, _PARTIAL, _INACTIVE = range(6)
-
-
-def _endpoints(seen: np.ndarray, sent: np.ndarray, established: np.ndarray) -> np.ndarray:
-    q, i, s, h, d, f, r, a = (seen[:, j] for j in range(8))
-    return np.select([r | q, f | i, established, s | h, sent],
-                     [_RESET, _CLOSED, _ESTABLISHED, _SYN_SENT, _PARTIAL], _INACTIVE)
-
-
-def _conn_states(proto: np.ndarray, seen: np.ndarray, sent: np.ndarray) -> np.ndarray:
-    """Zeek's conn_state of each flow from what each side sent (seen: flow x side x letter)."""
-    established = seen[:, 0, 2] & seen[:, 1, 3]  # S then h
-    o, r = (_endpoints(seen[:, k], sent[:, k], established) for k in (0, 1))
-    o_inactive = (o == _INACTIVE) | (o == _PARTIAL)
-    r_inactive = (r == _INACTIVE) | (r == _PARTIAL)
-    tcp = np.select(
-        [(o == _SYN_SENT) & (r == _RESET), o == _RESET, r == _RESET,
-         (o == _CLOSED) & (r == _CLOSED), o == _CLOSED, r == _CLOSED,
-         (o == _SYN_SENT) & (r == _INACTIVE), (o == _ESTABLISHED) & (r == _ESTABLISHED)],
-        ["REJ", np.where(r_inactive, "RSTOS0", "RSTO"), np.where(o_inactive, "RSTRH", "RSTR"),
-         "SF", np.where(r_inactive, "SH", "S2"), np.where(o_inactive, "SHR", "S3"), "S0", "S1"],
-        "OTH")
-    udp = np.where(sent[:, 0], np.where(sent[:, 1], "SF", "S0"),
-                   np.where(sent[:, 1], "SHR", "OTH"))
-    return np.where(proto == "udp", udp, np.where(proto == "tcp", tcp, "OTH")).astype(object)
-
-
 def _stamp(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%d-%H-%M-%S")
 
@@ -238,6 +192,10 @@ def log_frame(flows: pd.DataFrame) -> tuple[list[str], str]:
     """The conn.log's header lines and its #close line (with a newline) for these flows."""
     first = flows["first_seen"].min() if len(flows) else pd.Timestamp(0, tz="UTC")
     last = flows["last_seen"].max() if len(flows) else first
+    return _frame_lines(first, last)
+
+
+def _frame_lines(first: pd.Timestamp, last: pd.Timestamp) -> tuple[list[str], str]:
     lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
              f"#unset_field\t{UNSET}", "#path\tconn", f"#open\t{_stamp(first)}",
              "#fields\t" + "\t".join(f for f, _ in FIELDS),
@@ -249,29 +207,54 @@ def conn_log_text(table, flows: pd.DataFrame, labels: np.ndarray) -> str:
     """The conn.log text of a flow table (from build_flows_labelled) and its packet table."""
     rec = connection_records(table, flows, labels)
     lines, close = log_frame(flows)
-    body = ""
-    if len(flows):
-        ts = flows["first_seen"].astype("int64").to_numpy()
-        dur = (flows["last_seen"].astype("int64").to_numpy() - ts)
-        proto = flows["proto"].to_numpy()
-        icmp = np.isin(proto, ("icmp", "icmpv6"))
-        orig_p = np.where(icmp, rec["orig_icmp"].to_numpy(), flows["src_port"].to_numpy())
-        resp_p = np.where(icmp, rec["resp_icmp"].to_numpy(), flows["dst_port"].to_numpy())
-        names = pd.Series(proto).map({"tcp": "tcp", "udp": "udp", "icmp": "icmp",
-                                      "icmpv6": "icmp"}).fillna("unknown_transport")
-        unset = pa.array(np.full(len(flows), UNSET, object), pa.string())
-        history = rec["history"].to_numpy()
-        row = pc.binary_join_element_wise(
-            _micro(ts // 1000), _uids(flows["capture"], flows["flow_id"], flows["src_ip"],
-                                flows["src_port"], flows["dst_ip"], flows["dst_port"], proto, ts),
-            _text(flows["src_ip"].to_numpy()), _text(orig_p), _text(flows["dst_ip"].to_numpy()),
-            _text(resp_p), _text(names.to_numpy()), unset, _seconds(dur),
-            _text(flows["src_payload_bytes"].to_numpy()),
-            _text(flows["dst_payload_bytes"].to_numpy()), _text(rec["conn_state"].to_numpy()),
-            unset, unset, _text(np.zeros(len(flows), np.int64)),
-            _text(np.where(history == "", UNSET, history)),
-            _text(flows["src_packets"].to_numpy()), _text(rec["orig_ip_bytes"].to_numpy()),
-            _text(flows["dst_packets"].to_numpy()), _text(rec["resp_ip_bytes"].to_numpy()),
-            unset, "\t")
-        body = "\n".join(row.to_pylist()) + "\n"
-    return "\n".join(lines) + "\n" + body + close
+    return "\n".join(lines) + "\n" + _rows(flows, rec) + close
+
+
+def conn_log_chunks(flows) -> Iterator[bytes]:
+    """The conn.log of a flow table streamed with `FlowOptions(zeek=True)`, a piece at a time:
+    `flows` is a `flows.pieces.FlowPieces` (made on its cores) or a frame, either carrying
+    `flows.conn.RECORD_COLUMNS`. The same bytes as `conn_log_text` of its packet table."""
+    from auditor.flows.pieces import FlowPieces
+
+    if not isinstance(flows, FlowPieces):
+        lines, close = log_frame(flows)
+        yield ("\n".join(lines) + "\n" + _rows(flows, flows) + close).encode()
+        return
+    first, last = flows.time_span()
+    lines, close = _frame_lines(*(pd.Timestamp(t, unit="ns", tz="UTC") for t in (first, last)))
+    yield ("\n".join(lines) + "\n").encode()
+    yield from flows.mapped(_piece_rows)
+    yield close.encode()
+
+
+def _piece_rows(piece: pd.DataFrame, first: bool) -> bytes:
+    return _rows(piece, piece).encode()
+
+
+def _rows(flows: pd.DataFrame, rec) -> str:
+    """The conn.log lines (each with its newline) of flows and their connection_records."""
+    if not len(flows):
+        return ""
+    ts = flows["first_seen"].astype("int64").to_numpy()
+    dur = (flows["last_seen"].astype("int64").to_numpy() - ts)
+    proto = flows["proto"].to_numpy()
+    icmp = np.isin(proto, ("icmp", "icmpv6"))
+    orig_p = np.where(icmp, rec["orig_icmp"].to_numpy(), flows["src_port"].to_numpy())
+    resp_p = np.where(icmp, rec["resp_icmp"].to_numpy(), flows["dst_port"].to_numpy())
+    names = pd.Series(proto).map({"tcp": "tcp", "udp": "udp", "icmp": "icmp",
+                                  "icmpv6": "icmp"}).fillna("unknown_transport")
+    unset = pa.array(np.full(len(flows), UNSET, object), pa.string())
+    history = rec["history"].to_numpy()
+    row = pc.binary_join_element_wise(
+        _micro(ts // 1000), _uids(flows["capture"], flows["flow_id"], flows["src_ip"],
+                                  flows["src_port"], flows["dst_ip"], flows["dst_port"], proto, ts),
+        _text(flows["src_ip"].to_numpy()), _text(orig_p), _text(flows["dst_ip"].to_numpy()),
+        _text(resp_p), _text(names.to_numpy()), unset, _seconds(dur),
+        _text(flows["src_payload_bytes"].to_numpy()),
+        _text(flows["dst_payload_bytes"].to_numpy()), _text(rec["conn_state"].to_numpy()),
+        unset, unset, _text(np.zeros(len(flows), np.int64)),
+        _text(np.where(history == "", UNSET, history)),
+        _text(flows["src_packets"].to_numpy()), _text(rec["orig_ip_bytes"].to_numpy()),
+        _text(flows["dst_packets"].to_numpy()), _text(rec["resp_ip_bytes"].to_numpy()),
+        unset, "\t")
+    return "\n".join(row.to_pylist()) + "\n"
