@@ -186,6 +186,21 @@ def test_the_cache_keeps_zeek_and_other_entries_apart(tmp_path):
     assert len(list((cache / "entries").iterdir())) == 2
 
 
+def test_other_formats_reuse_the_entry_a_zeek_run_left(tmp_path):
+    """The conn.log columns are a superset: without them, the entry is the csv run's."""
+    cache = tmp_path / "cache"
+    want = oracle([PILOT])
+    assert _run(PILOT, "--format", "zeek", "--cache", cache) == want
+    rpc = RpcOptions(candidates=False)
+    got = stream_flows([PILOT], FlowOptions(), rpc,
+                       engine=EngineOptions(cache_dir=str(cache), flow_pieces=True))
+    assert got.report.cached == 1
+    assert _run(PILOT, "--format", "csv", "--cache", cache) == _run(PILOT, "--format", "csv",
+                                                                      "--no-cache")
+    assert len(list((cache / "entries").iterdir())) == 1  # read from the zeek entry
+    assert _run(PILOT, "--format", "zeek", "--cache", cache) == want
+
+
 def test_only_zeek_folds_the_conn_log_columns_and_other_keys_are_unchanged(tmp_path):
     plain = read_file_partial(str(PILOT), FlowOptions())
     assert not set(CONN_COLUMNS) & set(plain.parts.columns)

@@ -24,6 +24,7 @@ from auditor.capture.packets import CaptureFile
 from auditor.engine import eviction
 from auditor.engine.cachebase import CacheWarning, content_hash, default_cache_dir
 from auditor.engine.fileread import FilePartial
+from auditor.flows.conn import CONN_COLUMNS
 from auditor.options import FlowOptions, RpcOptions
 
 # Bump when decoding, folding or candidate selection changes what an entry holds.
@@ -48,6 +49,19 @@ def _flow_key(flow_options: FlowOptions) -> dict:
     if not options["zeek"]:
         del options["zeek"]
     return options
+
+
+def load_for(cache_dir: str | os.PathLike, digest: str, flow_options: FlowOptions,
+             rpc_options: RpcOptions, path: str) -> FilePartial | None:
+    """The cached partial of a file for these options: its own entry, else (options without
+    `zeek`) the entry `--format zeek` left, without the conn.log columns (a superset)."""
+    fp = load(cache_dir, entry_key(digest, flow_options, rpc_options), path)
+    if fp is None and not flow_options.zeek:
+        fp = load(cache_dir, entry_key(digest, dataclasses.replace(flow_options, zeek=True),
+                                       rpc_options), path)
+        if fp is not None:
+            fp.parts = fp.parts.drop(columns=CONN_COLUMNS)
+    return fp
 
 
 def load(cache_dir: str | os.PathLike, key: str, path: str) -> FilePartial | None:

@@ -127,7 +127,8 @@ def stream_flows(
         for i, path in enumerate(paths):
             digest = cache_mod.content_hash(path, engine.cache_dir)
             keys[i] = cache_mod.entry_key(digest, flow_options, rpc_options)
-            partials[i] = cache_mod.load(engine.cache_dir, keys[i], str(path))
+            partials[i] = cache_mod.load_for(engine.cache_dir, digest, flow_options,
+                                             rpc_options, str(path))
     todo = [i for i, fp in enumerate(partials) if fp is None]
     cached = len(paths) - len(todo)
     if engine.scheduler:  # read and merge on the cluster: the client gets one merged partial
