@@ -104,3 +104,18 @@ def test_an_empty_frame_of_a_file_has_its_columns_and_dtypes(tmp_path):
     (tmp_path / "t.arrow").write_bytes(b"not an arrow file")
     with pytest.raises(ValueError):
         arrowfile.read_empty(tmp_path / "t.arrow")
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_frame_written_in_batches_comes_back_whole(tmp_path, monkeypatch, rows):
+    """write_frame converts BATCH_ROWS rows at a time: several batches (text in several
+    chunks, a categorical's dictionary in every batch) read back as the one frame written."""
+    monkeypatch.setattr(arrowfile, "BATCH_ROWS", rows)
+    frame = pd.concat([mixed_frame()] * 3, ignore_index=True)
+    check = arrowfile.write_frame(frame, tmp_path / "t.arrow")
+    import pyarrow as pa
+
+    with pa.OSFile(str(tmp_path / "t.arrow")) as fh:
+        # at least one batch per BATCH_ROWS (a chunk boundary of a text column cuts one more)
+        assert pa.ipc.open_file(fh).num_record_batches >= -(-len(frame) // rows)
+    pd.testing.assert_frame_equal(arrowfile.read_frame(tmp_path / "t.arrow", check), frame)
