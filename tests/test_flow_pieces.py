@@ -55,6 +55,8 @@ def test_flows_in_pieces_of_a_few_rows_equal_the_whole_table_though_listeners_sp
         listened += int((expected["orientation"] == "listener").sum())
         for size in (1, 3, 7, len(expected)):
             pd.testing.assert_frame_equal(_in_pieces(pieces, size), expected)
+            pieces.piece_rows = size  # frame() joins the pieces a column at a time
+            pd.testing.assert_frame_equal(pieces.frame(), expected)
     assert listened > 10  # flows whose listener another piece's flow showed
 
 

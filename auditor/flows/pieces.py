@@ -259,10 +259,18 @@ class FlowPieces:
         return [(self.rows * k // count, self.rows * (k + 1) // count) for k in range(count)]
 
     def frame(self) -> pd.DataFrame:
-        """The whole flow table as one frame (one piece of every flow)."""
+        """The whole flow table as one frame, made a piece at a time and joined a column at a
+        time: one piece of every flow would hold the intermediate arrays of every flow beside
+        the table (about 560 bytes a flow: 890 MiB more for the 1.58M flows of the 10 GB ring
+        set); text columns join as Arrow chunks, without a copy."""
         if not self.rows:
             return empty_frame(FLOW_COLUMNS)
-        return self.piece(0, self.rows)
+        pieces = list(self.pieces())
+        if len(pieces) == 1:
+            return pieces[0]
+        columns = list(pieces[0].columns)
+        return pd.DataFrame({c: pd.concat([p.pop(c) for p in pieces], ignore_index=True)
+                             for c in columns}, copy=False)
 
     def _refusals(self, errs: pd.DataFrame | None) -> pd.DataFrame | None:
         """The ICMP unreachables that refuse a flow: flow_id, err_type, err_code (by flow_id).
