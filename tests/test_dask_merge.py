@@ -31,12 +31,8 @@ cluster_warnings = pytest.mark.filterwarnings(
 
 
 @pytest.fixture(scope="module")
-def address():
-    distributed = pytest.importorskip("distributed")
-    # dashboard ":0": a free port (with None the scheduler still binds 8787 for /metrics)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=40) as cluster:
-        yield cluster.scheduler_address
+def address(dask_cluster):
+    return dask_cluster.scheduler_address
 
 
 def one_core(sources, **kw):

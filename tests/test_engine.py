@@ -173,16 +173,6 @@ def test_a_cache_key_names_content_and_versions(tmp_path):
     assert cache_mod.default_cache_dir().name == "auditor"
 
 
-@pytest.fixture(scope="module")
-def dask_cluster():
-    distributed = pytest.importorskip("distributed")
-    # ":0": a free port. With None the scheduler still serves /metrics on 8787, so a second
-    # cluster on the machine (another test run, a user's dashboard) made this fixture fail.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=40) as cluster:
-        yield cluster
-
-
 @pytest.mark.tshark
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning",
                             "ignore::pytest.PytestUnraisableExceptionWarning")

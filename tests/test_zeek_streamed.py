@@ -218,14 +218,6 @@ def test_only_zeek_folds_the_conn_log_columns_and_other_keys_are_unchanged(tmp_p
     assert cache_mod.entry_key(digest, ZEEK, rpc) != key
 
 
-@pytest.fixture(scope="module")
-def dask_cluster():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=40) as cluster:
-        yield cluster
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning",
                             "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_dask_cluster_gives_the_same_conn_log(dask_cluster):
