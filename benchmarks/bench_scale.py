@@ -99,6 +99,19 @@ def generate(path: Path, packets: int, seed: int, offset_s: float = 0.0) -> Path
     return path
 
 
+def warm(*paths: Path) -> float:
+    """Read the files once (into the page cache) before any contender does; return the seconds
+    that took. Left cold, the first contender of a round would read from disk and the others
+    from memory (a 10 GB ring set on a machine whose cache other work had filled)."""
+    start = time.monotonic()
+    for path in paths:
+        for f in sorted(path.iterdir()) if path.is_dir() else [path]:
+            with open(f, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+    return time.monotonic() - start
+
+
 def row(name: str, wall: float, rss: int, note: str = "") -> None:
     print(f"| {name} | {wall:.2f} | {rss / MIB:.0f} | {note} |", flush=True)
 
@@ -110,6 +123,7 @@ def verdict(ok: bool) -> str:
 def speed(data: Path, rounds: int) -> None:
     cap = generate(data / "bench_1m.pcap", 1_000_000, 7)
     size = cap.stat().st_size / 1e6
+    warm(cap)
     print(f"\n### 680 MB class: {cap.name}, {size:.0f} MB, best of {rounds} alternating rounds\n")
     print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
     res = alternate({
@@ -133,7 +147,8 @@ def speed(data: Path, rounds: int) -> None:
 
 def big(data: Path, rounds: int) -> None:
     cap = generate(data / "big_3m.pcap", 3_000_000, 11)
-    print(f"\n### 2 GB class: {cap.name}, {cap.stat().st_size / 1e9:.2f} GB\n")
+    print(f"\n### 2 GB class: {cap.name}, {cap.stat().st_size / 1e9:.2f} GB "
+          f"(read once first: {warm(cap):.1f} s)\n")
     print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
     res = alternate({
         "flows": AUDITOR + ["flows", str(cap), "--format", "csv", "-o", os.devnull, "--no-cache"],
@@ -151,7 +166,7 @@ def ring(data: Path, rounds: int) -> None:
     for i in range(5):  # five 2 GB files, one hour each, in time order
         generate(folder / f"ring_{i:05d}.pcap", 3_000_000, 100 + i, offset_s=3700.0 * i)
     size = sum(p.stat().st_size for p in folder.iterdir()) / 1e9
-    print(f"\n### ring set: 5 files, {size:.1f} GB\n")
+    print(f"\n### ring set: 5 files, {size:.1f} GB (read once first: {warm(folder):.1f} s)\n")
     print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
     flows = AUDITOR + ["flows", str(folder), "--format", "csv", "-o", os.devnull, "--no-cache"]
     res = alternate({"2 cores": flows, "1 core": ["taskset", "-c", "0", *flows]}, rounds)
