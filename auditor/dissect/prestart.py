@@ -37,9 +37,8 @@ def prestarted_tshark(names: bool, given: PrestartedTshark | None = None):
     if given is not None:
         yield given
         return
-    try:
-        tshark = PrestartedTshark(display_filter_for(names))
-    except (OSError, DissectError):
+    tshark = early_tshark(names)
+    if tshark is None:
         yield None
         return
     with tshark:
