@@ -50,8 +50,12 @@ demo: setup
 	@echo "demo output is in $(OUT)/: report.html (open it in a browser), report.xlsx, report.md,"
 	@echo "audit.json, flows.csv, matrix.png, diagram.png, firewall-design.csv, firewall-asbuilt.csv"
 
+# one pytest worker per core (pytest-xdist): each worker has its own temporary folders and cache
+# home (tests/conftest.py), so no test shares state with another worker's
+TEST_JOBS ?= auto
+
 test: setup test-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS)
 
 lint: setup
 	$(VENV)/bin/ruff check auditor tests benchmarks
