@@ -22,9 +22,14 @@ from auditor import FlowOptions, build_flows, read_packets
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
 
+# checked packet by packet against tshark in test_tunnels.py instead, which names the two cases
+# tshark reads otherwise (UDP 4789 without VXLAN's I flag, a tunnel's first fragment)
+NOT_HERE = {"crafted.pcap"}
+
+
 def _captures() -> list[Path]:
     found = [p for p in sorted((ROOT / "fixtures" / "pcaps").rglob("*"))
-             if p.suffix in CAPTURE_SUFFIXES and p.is_file()]
+             if p.suffix in CAPTURE_SUFFIXES and p.is_file() and p.name not in NOT_HERE]
     return found
 
 
@@ -33,9 +38,11 @@ def tshark_conversations(path: Path) -> Counter:
     fields = ["tcp.stream", "udp.stream", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
               "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "frame.len", "ip.id",
               "ip.frag_offset", "dcerpc.pkt_type", "dcerpc.dg_act_id", "dcerpc.dg_seqnum"]
-    cmd = ["tshark", "-n", "-o", "ip.defragment:FALSE", "-r", str(path), "-Y",
-           "(tcp or udp or ip.frag_offset > 0) and not icmp and not icmpv6",
-           "-T", "fields", "-E", "occurrence=f", "-E", "separator=\t"]
+    # the last occurrence of each field: a packet inside a tunnel (VXLAN, GRE, ...) is the
+    # innermost one's, as the auditor reads it; 8472 is VXLAN to the auditor (the kernel's port)
+    cmd = ["tshark", "-n", "-o", "ip.defragment:FALSE", "-d", "udp.port==8472,vxlan", "-r",
+           str(path), "-Y", "(tcp or udp or ip.frag_offset > 0) and not icmp and not icmpv6",
+           "-T", "fields", "-E", "occurrence=l", "-E", "separator=\t"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout

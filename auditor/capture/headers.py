@@ -80,6 +80,7 @@ def decode_chunk(ch: RecordChunk):
             if not ip[name].flags.writeable:
                 ip[name] = ip[name].copy()
             ip[name][redo] = arr
+    redo = _open_tunnels(ch, cand, pick(base), l3, ver, ip, redo)
     reason[cand] = ip["reason"]
     non_ip = int(((ver == 0) & (reason == 0)).sum())
     for code in np.unique(reason[reason > 0]):
@@ -114,6 +115,117 @@ def decode_chunk(ch: RecordChunk):
         errs = {c: a[order] for c, a in errs.items()}
         errs["packet_index"] = kept_at[errs["packet_index"]]
     return out, errs, non_ip, skipped
+
+
+# UDP ports of the tunnels mirrors and overlays wrap whole frames in: VXLAN (IANA's, and 8472,
+# the Linux kernel's and flannel's default), Geneve
+VXLAN_PORTS = (4789, 8472)
+GENEVE_PORT = 6081
+_GRE = 47
+_TEB, _ERSPAN_2, _ERSPAN_3 = 0x6558, 0x88BE, 0x22EB  # GRE/Geneve protocol types: Ethernet
+_TUNNEL_DEPTH = 3  # tunnels inside tunnels opened at most this deep
+
+
+def _open_tunnels(ch: RecordChunk, cand, base_c, l3, ver, ip, redo):
+    """Decode the packet a tunnel carries in place of the tunnel's own headers: VXLAN and
+    Geneve (UDP), GRE with an IP packet or an Ethernet frame inside, and ERSPAN types I, II
+    and III (GRE). Traffic mirrors deliver what they copy that way (AWS VPC Traffic Mirroring
+    and Azure vTAP in VXLAN, a switch's remote SPAN in ERSPAN), and a flow table of the mirror's
+    own tunnel would hide every flow the capture holds. A tunnel whose inside is not a whole IP
+    header (cut by the snap length, or not IP) keeps its outer headers: it stays the flow it is.
+
+    Works on `ip` (the candidate rows' fields), `l3` and `ver` (per record) in place; the rows
+    opened are decoded from the file's bytes, so `redo` (rows decoded from there) is returned
+    with them added. Loops run over nesting depth, never over packets."""
+    from_file = np.zeros(len(cand), bool)
+    from_file[redo] = True
+    stuck = np.zeros(len(cand), bool)  # a tunnel that did not open: not tried again
+    for _ in range(_TUNNEL_DEPTH):
+        whole = (ip["reason"] == 0) & (ip["frag_offset"] == 0) & ~ip["more_fragments"] & ~stuck
+        proto, dport = ip["proto"], ip["dst_port"]
+        udp = whole & (proto == 17) & np.isin(dport, (*VXLAN_PORTS, GENEVE_PORT))
+        rows = np.flatnonzero(udp | (whole & (proto == _GRE)))
+        if not len(rows):
+            break
+        r = cand[rows]
+        start = ch.data_off[r]
+        end = start + ch.caplen[r]
+        # the transport header in the file: _t counts from the head array or from the file
+        t = ip["_t"][rows] - np.where(from_file[rows], start, base_c[rows]) + start
+        inner, ether = _tunnel_inside(ch.buf, t, end, proto[rows], dport[rows])
+        l3_new = np.full(len(rows), -1, np.int64)
+        ver_new = np.zeros(len(rows), np.uint8)
+        e = np.flatnonzero(ether & (inner >= 0))
+        if len(e):
+            l2, v, bad = _link_layer(ch.buf, inner[e], end[e] - inner[e], 1)
+            ok = bad == 0
+            l3_new[e[ok]] = (inner[e] + l2 - start[e])[ok]
+            ver_new[e[ok]] = v[ok]
+        i = np.flatnonzero(~ether & (inner >= 0) & (inner < end))
+        if len(i):
+            nibble = ch.buf[inner[i]] >> 4
+            l3_new[i] = inner[i] - start[i]
+            ver_new[i] = np.where(nibble == 4, 4, np.where(nibble == 6, 6, 0))
+        go = np.flatnonzero((ver_new > 0) & (l3_new >= 0) & (l3_new < 1 << 16))
+        sub = None
+        if len(go):
+            g = r[go]
+            sub = _ip_layer(ch.buf, start[go] + l3_new[go], end[go],
+                            ch.origlen[g].astype(np.int64) - l3_new[go], ver_new[go])
+            fine = sub["reason"] == 0
+            go, sub = go[fine], {k: a[fine] for k, a in sub.items()}
+        done = np.zeros(len(rows), bool)
+        if sub is not None and len(go):
+            at = rows[go]
+            for name, arr in sub.items():
+                if not ip[name].flags.writeable:
+                    ip[name] = ip[name].copy()
+                ip[name][at] = arr
+            l3[r[go]] = l3_new[go]
+            ver[r[go]] = ver_new[go]
+            from_file[at] = True
+            done[go] = True
+        stuck[rows[~done]] = True
+    return np.flatnonzero(from_file)
+
+
+def _tunnel_inside(buf, t, end, proto, dport):
+    """Where the packet inside each tunnel starts in `buf` (-1: not a tunnel opened here), and
+    whether it is an Ethernet frame (else an IP packet). `t`: the outer transport header."""
+    n = len(t)
+    inner = np.full(n, -1, np.int64)
+    ether = np.zeros(n, bool)
+    # VXLAN (RFC 7348): 8 bytes after UDP's, the I flag set, then an Ethernet frame
+    h = byte_rows(buf, t + 8, 8)
+    vx = (proto == 17) & np.isin(dport, VXLAN_PORTS) & ((h[:, 0] & 0x08) != 0)
+    inner[vx], ether[vx] = (t + 16)[vx], True
+    # Geneve (RFC 8926): version 0, options of 4-byte words, then what its protocol type says
+    gn = (proto == 17) & (dport == GENEVE_PORT) & ((h[:, 0] >> 6) == 0)
+    kind = _be16(h, 2)
+    at = t + 16 + (h[:, 0] & 0x3F).astype(np.int64) * 4
+    for is_ether, types in ((True, (_TEB,)), (False, (0x0800, 0x86DD))):
+        m = gn & np.isin(kind, types)
+        inner[m], ether[m] = at[m], is_ether
+    # GRE (RFC 2784, 2890): version 0, no routing; checksum, key and sequence words optional
+    g = byte_rows(buf, t, 4)
+    flags, kind = _be16(g, 0), _be16(g, 2)
+    gre = (proto == _GRE) & ((flags & 0x4007) == 0)
+    at = t + 4 + 4 * (((flags & 0x8000) != 0).astype(np.int64) + ((flags & 0x2000) != 0)
+                      + ((flags & 0x1000) != 0))
+    for is_ether, m, skip in (
+            (False, gre & np.isin(kind, (0x0800, 0x86DD)), 0),
+            (True, gre & (kind == _TEB), 0),
+            # ERSPAN type I has no header of its own and no sequence number; type II has 8 bytes
+            (True, gre & (kind == _ERSPAN_2) & ((flags & 0x1000) == 0), 0),
+            (True, gre & (kind == _ERSPAN_2) & ((flags & 0x1000) != 0), 8)):
+        inner[m], ether[m] = (at + skip)[m], is_ether
+    # ERSPAN type III: 12 bytes, then 8 more when its O flag says a platform header follows
+    e3 = gre & (kind == _ERSPAN_3)
+    if e3.any():
+        o = byte_rows(buf, at, 12)[:, 11] & 1
+        inner[e3], ether[e3] = (at + 12 + 8 * o.astype(np.int64))[e3], True
+    inner[(inner >= end) | (inner < 0)] = -1
+    return inner, ether
 
 
 def _link_decode(buf, base, cap, linktype):
