@@ -136,3 +136,31 @@ def test_unicast_neighbour_discovery_between_global_addresses_is_link_control_no
     result = audit(rows, inventory)
     assert set(result.flows["verdict"]) == {"expected"}
     assert flow_findings(result).empty
+
+
+def test_pings_and_unreachables_between_two_hosts_are_flows_of_their_own(tmp_path):
+    """Read from real bytes (capture/headers.py keys ICMP by its exchange): the DC's port
+    unreachables to a client and the client's pings to the DC are two flows, each audited by
+    its own type; one flow of both would take the type of whichever came first."""
+    scapy = pytest.importorskip("scapy.all")
+    quoted = scapy.IP(src=CLIENT, dst=DC) / scapy.UDP(sport=50000, dport=5355)
+    frames = [
+        scapy.IP(src=DC, dst=CLIENT) / scapy.ICMP(type=3, code=3) / bytes(quoted)[:28],
+        scapy.IP(src=CLIENT, dst=DC) / scapy.ICMP(type=8, id=1, seq=1) / (b"p" * 32),
+        scapy.IP(src=DC, dst=CLIENT) / scapy.ICMP(type=0, id=1, seq=1) / (b"p" * 32),
+        scapy.IP(src=DC, dst=CLIENT) / scapy.ICMP(type=3, code=3) / bytes(quoted)[:28],
+    ]
+    for i, frame in enumerate(frames):
+        frame.time = 1_704_067_200 + i
+    path = tmp_path / "ping_and_unreachable.pcap"
+    scapy.wrpcap(str(path), [scapy.Ether() / f for f in frames])
+    result = audit_captures([path], INVENTORY, load_catalogue(), options=None)
+    flows = result.flows[result.flows["proto"] == "icmp"].sort_values("icmp_type")
+    assert flows[["src_ip", "dst_ip", "src_port", "dst_port", "icmp_type", "state",
+                  "src_packets", "dst_packets"]].values.tolist() == [
+        [DC, CLIENT, 0, 0, 3, "one_way", 2, 0],
+        [CLIENT, DC, 0, 0, 8, "answered", 1, 1]]
+    echo = flows[flows["icmp_type"] == 8].iloc[0]
+    assert (echo["rule"], echo["verdict"]) == ("N01-client-dc-icmp-echo", "expected")
+    assert flows[flows["icmp_type"] == 3].iloc[0]["service"] == "icmp"  # control, no finding
+    assert not (flow_findings(result)["proto"] == "icmp").any()

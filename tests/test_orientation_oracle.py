@@ -64,9 +64,10 @@ def tshark_claims(path: Path) -> dict[int, tuple[str, int, int]]:
     for line in out.splitlines():
         row = dict(zip(names, line.split("\t"), strict=False))
         # an ICMP error quotes the datagram it answers: the quoted request or response says who
-        # started that datagram's flow, not who sends the ICMP message
-        if "1" in row.get("ip.proto", "").split(",")[:1] or (
-                "58" in row.get("ipv6.nxt", "").split(",")[:1]):
+        # started that datagram's flow, not who sends the ICMP message (ICMP anywhere in the
+        # stack: a tunnel's packet inside may be the ICMP message)
+        if "1" in row.get("ip.proto", "").split(",") or (
+                "58" in row.get("ipv6.nxt", "").split(",")):
             continue
         says = set()
         udp = bool(row.get("udp.srcport"))
@@ -83,7 +84,8 @@ def tshark_claims(path: Path) -> dict[int, tuple[str, int, int]]:
         if len(says) != 1:
             continue
         ip = (row.get("ip.src") or row.get("ipv6.src") or "").split(",")[-1]
-        port = (row.get("tcp.srcport") or row.get("udp.srcport") or "0").split(",")[0]
+        # the innermost sender (the packet inside a tunnel), as the auditor reads it
+        port = (row.get("tcp.srcport") or row.get("udp.srcport") or "0").split(",")[-1]
         claims[int(row["frame.number"])] = (ip, int(port), says.pop())
     return claims
 

@@ -401,6 +401,22 @@ def _ipv6_ext(buf, t, nh, end):
     return nh, t, frag, mf, ident
 
 
+def _icmp_kinds(pairs: dict[int, int]) -> np.ndarray:
+    """Per ICMP type, the exchange it belongs to: a reply's query type, else the type itself
+    (never 0, which the flow table keeps for ICMP's ports)."""
+    table = np.arange(256, dtype=np.uint16)
+    for reply, query in pairs.items():
+        table[reply] = query
+    table[0] = table[0] or 256  # (ICMP's echo reply is 8's; ICMPv6's type 0 is unassigned)
+    table.flags.writeable = False
+    return table
+
+
+# reply -> query (RFC 792, 950; RFC 4443, 2710, 4861), as catalogue/icmp.py QUERY_OF
+_ICMP_KIND = _icmp_kinds({0: 8, 14: 13, 16: 15, 18: 17})
+_ICMPV6_KIND = _icmp_kinds({129: 128, 131: 130, 132: 130, 143: 130, 134: 133, 136: 135})
+
+
 def _transport(buf, t, end, proto, plen, first):
     """Ports, TCP flags, ICMP type/code, payload length and the first payload bytes."""
     h = byte_rows(buf, t, 14)
@@ -416,9 +432,15 @@ def _transport(buf, t, end, proto, plen, first):
     ncap = np.clip(np.minimum(end - start, payload), 0, PAYLOAD_KEPT)
     # bytes not captured are zero (uint8 times bool: a new, contiguous uint8 array)
     head = byte_rows(buf, start, PAYLOAD_KEPT) * (np.arange(PAYLOAD_KEPT) < ncap[:, None])
+    # an ICMP message's exchange stands in for ports on both sides, so that the flows of one
+    # pair of hosts are one per exchange (a ping, an unreachable) and not one of everything
+    kind = np.zeros(len(t), np.uint16)
+    at = np.flatnonzero(icmp & (avail >= 1))
+    if len(at):
+        kind[at] = np.where(proto[at] == 1, _ICMP_KIND[h[at, 0]], _ICMPV6_KIND[h[at, 0]])
     return {
-        "src_port": np.where(ports, _be16(h, 0), 0).astype(np.uint16),
-        "dst_port": np.where(ports, _be16(h, 2), 0).astype(np.uint16),
+        "src_port": np.where(ports, _be16(h, 0), kind).astype(np.uint16),
+        "dst_port": np.where(ports, _be16(h, 2), kind).astype(np.uint16),
         "tcp_flags": np.where(tcp & (avail >= 14), h[:, 13], 0).astype(np.uint8),
         "tcp_seq": np.where(tcp & (avail >= 8), _be32(h, 4), 0).astype(np.uint32),
         "payload_len": payload.astype(np.uint32),

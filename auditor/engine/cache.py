@@ -28,7 +28,7 @@ from auditor.flows.conn import CONN_COLUMNS
 from auditor.options import FlowOptions, RpcOptions
 
 # Bump when decoding, folding or candidate selection changes what an entry holds.
-READER_VERSION = 2  # 2: packets inside VXLAN, Geneve, GRE and ERSPAN tunnels are opened
+READER_VERSION = 2  # 2: tunnels opened (VXLAN, Geneve, GRE, ERSPAN); ICMP keyed by exchange
 FLOW_VERSION = 1
 _TABLES = ("parts", "candidates", "quotes")
 __all__ = ["CacheWarning", "content_hash", "default_cache_dir", "entry_key", "load", "store"]

@@ -204,7 +204,9 @@ class FlowPieces:
         flow's src is the originator, so side a is where it is src's address and port."""
         f = {**f, **{c: self.columns[c][rows] for c in conn.CONN_COLUMNS}}
         src = pa.array(flows["src_ip"].array, pa.string())
-        a_orig = ((flows["src_port"].to_numpy() == f["a_port"])
+        # (an ICMP flow's ports are 0 in the table, its exchange in the partials)
+        icmp = np.isin(np.asarray(f["proto_num"]), (1, 58))
+        a_orig = (((flows["src_port"].to_numpy() == f["a_port"]) | icmp)
                   & pc.equal(src, self.shared.addresses.take(pa.array(f["a_code"], pa.int64())))
                   .to_numpy(zero_copy_only=False))
         return flows.assign(**conn.records(f, a_orig))

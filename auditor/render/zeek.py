@@ -109,8 +109,11 @@ def packet_facts(table, flows: pd.DataFrame, labels: np.ndarray):
                                                "payload_len", "frame_len", "l3_offset", "proto",
                                                "ts_ns", "icmp_type", "icmp_code")}
     sub["src_port"] = _flow_src_ports(pk)[keep]
+    # an ICMP packet's ports are its exchange on both sides (capture/headers.py), its flow's 0
+    icmp = np.isin(sub["proto"], (1, 58))
     orig = ((sub["src_ip_hi"] == src[lab, 0]) & (sub["src_ip_lo"] == src[lab, 1])
-            & (sub["src_port"].astype(np.int64) == flows["src_port"].to_numpy().astype(np.int64)[lab]))
+            & (icmp | (sub["src_port"].astype(np.int64)
+                       == flows["src_port"].to_numpy().astype(np.int64)[lab])))
     tcp = sub["proto"] == 6
     letters = _packet_letters(sub["tcp_flags"].astype(np.int64), sub["payload_len"], tcp,
                               sub["proto"] == 17)
