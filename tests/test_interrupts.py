@@ -110,3 +110,70 @@ def test_signal_while_reading_the_capture_leaves_nothing_behind(tmp_path, sig):
     proc.send_signal(sig)
     _check_clean(proc, sig, temp, pidfile)
     assert not read.exists()  # the signal came before anything was handed to tshark
+
+
+def test_a_signal_python_swallows_in_a_callback_is_sent_again():
+    """A SIGINT that lands in a weakref callback (as in importlib's module-lock one, seen once
+    under load: the run went on and exited 0) is sent again and then interrupts the command."""
+    import weakref
+
+    import click
+
+    from auditor.cli import interrupts
+
+    class Thing:
+        pass
+
+    def callback(_ref):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered here, inside the callback
+        for _ in range(1000):  # the handler runs between these bytecodes: its raise is lost
+            pass
+
+    with click.Context(click.Command("x")) as ctx:
+        interrupts.catch_signals(ctx)
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        with pytest.raises(interrupts.Interrupted) as got:
+            del thing  # the callback runs; Python prints its exception and goes on
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert got.value.signame == "SIGINT" and ref() is None
+    assert signal.getsignal(signal.SIGINT) is not interrupts._raise  # restored on close
+
+
+def test_a_command_that_ends_before_the_resend_still_exits_interrupted():
+    """Swallowed, then the command ends within RESEND_AFTER_S: handle_errors raises it on the
+    way out (exit 130, one line), and no signal is sent after the handlers are restored."""
+    import weakref
+
+    import click
+    from click.testing import CliRunner
+
+    from auditor.cli import interrupts
+    from auditor.cli.errors import handle_errors
+
+    class Thing:
+        pass
+
+    @click.command()
+    @handle_errors
+    def quick():
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _ref: interrupts._raise(signal.SIGTERM, None))
+        del thing  # the callback raises; Python prints nothing (the hook took it) and goes on
+        click.echo(f"done ({ref() is None})")
+
+    @click.group()
+    def group():
+        interrupts.catch_signals(click.get_current_context())
+
+    group.add_command(quick)
+    old = interrupts.RESEND_AFTER_S
+    interrupts.RESEND_AFTER_S = 60.0  # the command ends long before the resend
+    try:
+        got = CliRunner().invoke(group, ["quick"])
+    finally:
+        interrupts.RESEND_AFTER_S = old
+    assert got.exit_code == 130 and got.stderr.strip() == "auditor: interrupted by SIGTERM"
+    assert not interrupts._pending  # the timer was cancelled, nothing is sent later

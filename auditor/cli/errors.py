@@ -8,7 +8,7 @@ import warnings
 
 import click
 
-from auditor.cli.interrupts import EXIT_INTERRUPTED, interrupted_line
+from auditor.cli.interrupts import EXIT_INTERRUPTED, interrupted_line, raise_pending
 from auditor.errors import AuditorError, OutputError
 
 
@@ -32,7 +32,9 @@ def handle_errors(func):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                raise_pending()  # an interrupt swallowed in a callback (cli/interrupts.py)
+                return result
             except OutputError as exc:  # not bad input: the disk, permissions
                 if debug:
                     raise
