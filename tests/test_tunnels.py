@@ -168,3 +168,19 @@ def test_several_workers_open_tunnels_as_one_core_does():
     assert two.report.ranges > 1  # byte ranges cut through the tunnelled packets
     assert two.flows.equals(one.flows)
     assert np.array_equal(two.labels, one.labels)
+
+
+def test_each_file_says_how_many_packets_came_from_inside_a_tunnel():
+    opened = sum(1 for item in _listed() if item["flow"][1].startswith(("198.18.221.",
+                                                                          "2001:db8:221::")))
+    assert opened == 36  # the 12 opened cases' handshakes
+    assert read_packets([CRAFTED]).files[0].tunnelled == opened
+    for workers, range_bytes in ((1, None), (2, 512)):
+        got = stream_flows([CRAFTED], engine=EngineOptions(workers=workers, cache_dir=None,
+                                                           range_bytes=range_bytes))
+        assert got.table.files[0].tunnelled == opened
+    text = CliRunner().invoke(cli, ["flows", str(VXLAN), "--no-cache"]).stdout
+    assert text.startswith("8 flows, 60 packets from 1 file(s): vxlan.pcap (pcap, 60 records, "
+                           "60 from inside tunnels)")
+    plain = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "public" / "smtp.pcap"
+    assert read_packets([plain]).files[0].tunnelled == 0

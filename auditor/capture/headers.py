@@ -1,9 +1,9 @@
 """Decode link, IP and transport headers of a chunk of capture records with numpy.
 
 `decode_chunk` turns one `records.RecordChunk` into packet columns (schema.PACKET_COLUMNS less
-the per-file ones), the ICMP destination-unreachable messages with the header they quote, and the
-non-IP and skipped-record counts. Loops run over header depth (VLAN tags, IPv6 extension headers),
-never over packets.
+the per-file ones), the ICMP destination-unreachable messages with the header they quote, the
+non-IP and skipped-record counts, and how many packets were read from inside a tunnel. Loops run
+over header depth (VLAN tags, IPv6 extension headers, tunnels in tunnels), never over packets.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _be64(h: np.ndarray, at: int) -> np.ndarray:
 
 
 def decode_chunk(ch: RecordChunk):
-    """Decode one chunk: packet columns (IP rows only), ICMP errors, non-IP and skip counts."""
+    """Decode one chunk: packet columns (IP rows only), ICMP errors, non-IP and skip counts,
+    and the number of packets (of the IP rows) read from inside a tunnel."""
     n = len(ch.data_off)
     width = ch.head.shape[1]
     flat = ch.head.reshape(-1)
@@ -80,7 +81,7 @@ def decode_chunk(ch: RecordChunk):
             if not ip[name].flags.writeable:
                 ip[name] = ip[name].copy()
             ip[name][redo] = arr
-    redo = _open_tunnels(ch, cand, pick(base), l3, ver, ip, redo)
+    redo, opened = _open_tunnels(ch, cand, pick(base), l3, ver, ip, redo)
     reason[cand] = ip["reason"]
     non_ip = int(((ver == 0) & (reason == 0)).sum())
     for code in np.unique(reason[reason > 0]):
@@ -88,6 +89,7 @@ def decode_chunk(ch: RecordChunk):
 
     keep = ip["reason"] == 0
     idx = cand[keep]
+    tunnelled = int(opened[keep].sum()) if opened is not None else 0
     if every and keep.all():
         out = {name: ip[name] for name in _IP_COLUMNS}
         out["ts_ns"], out["frame_len"], out["ip_version"] = ch.ts_ns, ch.origlen, ver
@@ -114,7 +116,7 @@ def decode_chunk(ch: RecordChunk):
         kept_at = np.cumsum(keep) - 1  # candidate row -> row among the kept ones
         errs = {c: a[order] for c, a in errs.items()}
         errs["packet_index"] = kept_at[errs["packet_index"]]
-    return out, errs, non_ip, skipped
+    return out, errs, non_ip, skipped, tunnelled
 
 
 # UDP ports of the tunnels mirrors and overlays wrap whole frames in: VXLAN (IANA's, and 8472,
@@ -135,11 +137,13 @@ def _open_tunnels(ch: RecordChunk, cand, base_c, l3, ver, ip, redo):
     header (cut by the snap length, or not IP) keeps its outer headers: it stays the flow it is.
 
     Works on `ip` (the candidate rows' fields), `l3` and `ver` (per record) in place; the rows
-    opened are decoded from the file's bytes, so `redo` (rows decoded from there) is returned
-    with them added. Loops run over nesting depth, never over packets."""
+    opened are decoded from the file's bytes: returns `redo` (rows decoded from there) with them
+    added, and which rows were opened (None: none was). Loops run over nesting depth, never
+    over packets."""
     from_file = np.zeros(len(cand), bool)
     from_file[redo] = True
     stuck = np.zeros(len(cand), bool)  # a tunnel that did not open: not tried again
+    opened = None
     for _ in range(_TUNNEL_DEPTH):
         whole = (ip["reason"] == 0) & (ip["frag_offset"] == 0) & ~ip["more_fragments"] & ~stuck
         proto, dport = ip["proto"], ip["dst_port"]
@@ -185,8 +189,11 @@ def _open_tunnels(ch: RecordChunk, cand, base_c, l3, ver, ip, redo):
             ver[r[go]] = ver_new[go]
             from_file[at] = True
             done[go] = True
+            if opened is None:
+                opened = np.zeros(len(cand), bool)
+            opened[at] = True
         stuck[rows[~done]] = True
-    return np.flatnonzero(from_file)
+    return np.flatnonzero(from_file), opened
 
 
 def _tunnel_inside(buf, t, end, proto, dport):

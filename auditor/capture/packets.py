@@ -47,6 +47,7 @@ class CaptureFile:
     last_ts_ns: int | None
     member: str | None = None  # the member's name, when `path` is a zip or tar archive
     outside_window: int = 0  # IP packets read but left out by --since/--until
+    tunnelled: int = 0  # IP packets read from inside a tunnel (VXLAN, Geneve, GRE, ERSPAN)
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,10 @@ def open_or_skip(source, archives) -> tuple[RecordReader | None, CaptureFile | N
 def _read_file(reader: RecordReader, file_index: int, n_rows: int, cols, icmp, progress
                ) -> CaptureFile:
     """Decode one capture's chunks into the column lists; return what was read from it."""
-    ip_rows, non_ip, skipped = 0, 0, Counter()
+    ip_rows, non_ip, tunnelled, skipped = 0, 0, 0, Counter()
     file_ts: list[np.ndarray] = []
     for chunk in reader.chunks():
-        out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
+        out, errs, chunk_non_ip, chunk_skipped, chunk_tunnelled = decode_chunk(chunk)
         out["file_index"] = np.full(len(out["ts_ns"]), file_index, np.uint16)
         for name in _PACKET_NAMES:
             (file_ts if name == "ts_ns" else cols[name]).append(out[name])
@@ -145,6 +146,7 @@ def _read_file(reader: RecordReader, file_index: int, n_rows: int, cols, icmp, p
             icmp[name].append(arr)
         ip_rows += len(out["ts_ns"])
         non_ip += chunk_non_ip
+        tunnelled += chunk_tunnelled
         skipped.update(chunk_skipped)
         if progress is not None:
             progress(reader.tell())
@@ -155,6 +157,7 @@ def _read_file(reader: RecordReader, file_index: int, n_rows: int, cols, icmp, p
         path=source.path, name=source.name, format=reader.format, records=reader.records,
         ip_packets=ip_rows, non_ip=non_ip, skipped=dict(skipped),
         first_ts_ns=reader.first_ts_ns, last_ts_ns=reader.last_ts_ns, member=source.member,
+        tunnelled=tunnelled,
     )
     _warn_skipped(info, reader.notes, reader.path)
     for text in reader.warnings:

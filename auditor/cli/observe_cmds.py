@@ -54,6 +54,7 @@ def flows(captures, fmt, output, tcp_idle_timeout, udp_idle_timeout, engine):
         f"{len(frame)} flows, {packets} packets from {len(table.files)} file(s): "
         + ", ".join(f"{printable(f.name)} ({f.format}, {f.records} records"
                     + (f", {f.non_ip} not IP" if f.non_ip else "")
+                    + (f", {f.tunnelled} from inside tunnels" if f.tunnelled else "")
                     + (f", {sum(f.skipped.values())} skipped" if f.skipped else "")
                     + (f", {f.outside_window} outside --since/--until" if f.outside_window else "")
                     + ")"

@@ -198,9 +198,9 @@ def read_file_partial(path: str, flow_options: FlowOptions | None = None,
     with RecordReader(p) as reader:
         if byte_range is not None:
             byte_range.apply(reader)
-        non_ip, skipped = 0, Counter()
+        non_ip, tunnelled, skipped = 0, 0, Counter()
         for chunk in reader.chunks(chunk_bytes):
-            out, errs, chunk_non_ip, chunk_skipped = decode_chunk(chunk)
+            out, errs, chunk_non_ip, chunk_skipped, chunk_tunnelled = decode_chunk(chunk)
             out["file_index"] = np.zeros(len(out["ts_ns"]), np.uint16)
             _record_spans(out, chunk, reader)
             if keep is not None:
@@ -209,12 +209,13 @@ def read_file_partial(path: str, flow_options: FlowOptions | None = None,
                 observe(out)
             folder.add(out, errs)
             non_ip += chunk_non_ip
+            tunnelled += chunk_tunnelled
             skipped.update(chunk_skipped)
         skipped.update(reader.skipped)
         info = CaptureFile(path=str(path), name=p.name, format=reader.format,
                            records=reader.records, ip_packets=folder.rows, non_ip=non_ip,
                            skipped=dict(skipped), first_ts_ns=reader.first_ts_ns,
-                           last_ts_ns=reader.last_ts_ns)
+                           last_ts_ns=reader.last_ts_ns, tunnelled=tunnelled)
         notes = dict(reader.notes)
         texts = list(reader.warnings)
     folder.merge()

@@ -57,6 +57,7 @@ class _Stream:
     prev_ts: int | None = None  # the timestamp of the file's last record read (fill)
     rows: int = 0
     non_ip: int = 0
+    tunnelled: int = 0
     skipped: Counter = field(default_factory=Counter)
 
     def buffered(self) -> int:
@@ -69,9 +70,10 @@ class _Stream:
     def pull(self) -> None:
         """Read the next chunk with IP rows into the buffer (or mark the file done)."""
         for chunk in self.chunks:
-            out, errs, non_ip, skipped = decode_chunk(chunk)
+            out, errs, non_ip, skipped, tunnelled = decode_chunk(chunk)
             _record_spans(out, chunk, self.reader)
             self.non_ip += non_ip
+            self.tunnelled += tunnelled
             self.skipped.update(skipped)
             n = len(out["ts_ns"])
             self.rows += n
@@ -273,7 +275,7 @@ def _close(s: _Stream) -> CaptureFile:
                        records=reader.records, ip_packets=s.rows, non_ip=s.non_ip,
                        skipped=dict(s.skipped), first_ts_ns=reader.first_ts_ns,
                        last_ts_ns=reader.last_ts_ns, member=s.source.member,
-                       outside_window=outside)
+                       outside_window=outside, tunnelled=s.tunnelled)
     _warn_skipped(info, reader.notes, reader.path)
     for text in reader.warnings:
         warnings.warn(text, CaptureWarning, stacklevel=3)

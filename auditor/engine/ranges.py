@@ -165,6 +165,7 @@ class RangeJoin:
                            ip_packets=sum(i.ip_packets for i in infos),
                            outside_window=sum(i.outside_window for i in infos),
                            non_ip=sum(i.non_ip for i in infos), skipped=dict(skipped),
+                           tunnelled=sum(i.tunnelled for i in infos),
                            first_ts_ns=min(firsts) if firsts else None,
                            last_ts_ns=max(lasts) if lasts else None)
         quotes = pd.concat(self.quotes, ignore_index=True) if self.quotes else empty_quotes()

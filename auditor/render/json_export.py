@@ -50,6 +50,7 @@ def _document(result: AuditResult, findings: list | None = None) -> dict:
             {
                 "name": c.name, "format": c.format, "records": int(c.records),
                 "ip_packets": int(c.ip_packets), "non_ip": int(c.non_ip),
+                "tunnelled": int(c.tunnelled),
                 "skipped": {k: int(v) for k, v in c.skipped.items()},
             }
             for c in result.captures
