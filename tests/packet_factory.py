@@ -34,6 +34,11 @@ def pkt(t, src, sport, dst, dport, proto=6, flags=0, length=60, payload=0, head=
         icmp_type=0, icmp_code=0, payload_b4=0, payload_b12=0, payload_b20=0,
     )
     row.update(extra)
+    if row["proto"] in (1, 58) and not (sport or dport):  # as the decoder keys ICMP
+        from auditor.capture.headers import _ICMP_KIND, _ICMPV6_KIND
+
+        kinds = _ICMP_KIND if row["proto"] == 1 else _ICMPV6_KIND
+        row["src_port"] = row["dst_port"] = int(kinds[row["icmp_type"]])
     return row
 
 
