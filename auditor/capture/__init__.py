@@ -8,7 +8,11 @@
 - `convert`: Formats only tshark's wiretap reads (snoop, ERF, NetMon 1.x, NetXRay, ...), via
   editcap.
 - `formats`: Tell a capture's container and compression from its first bytes, never from its name.
-- `headers`: Decode link, IP and transport headers of a chunk of capture records with numpy.
+- `headers`: Decode IP and transport headers of a chunk of capture records with numpy (the link
+  layer: `links`).
+- `links`: Link layers of capture records with numpy: Ethernet (VLAN tags, MPLS label stacks,
+  PPPoE sessions), Linux cooked capture, BSD loopback and raw IP; and the big-endian field
+  readers the header decoders share.
 - `netmon`: Microsoft Network Monitor 2.x (`.cap` from NetMon 3.x and Message Analyzer exports).
 - `packets`: Read pcap/pcapng captures (optionally gzip-compressed) into vectorised packet arrays.
 - `pcap`: Classic pcap and the variants tshark reads that differ only in record-header layout.

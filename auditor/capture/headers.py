@@ -1,4 +1,5 @@
-"""Decode link, IP and transport headers of a chunk of capture records with numpy.
+"""Decode IP and transport headers of a chunk of capture records with numpy (the link layer:
+`links`).
 
 `decode_chunk` turns one `records.RecordChunk` into packet columns (schema.PACKET_COLUMNS less
 the per-file ones), the ICMP destination-unreachable messages with the header they quote, the
@@ -8,23 +9,16 @@ over header depth (VLAN tags, IPv6 extension headers, tunnels in tunnels), never
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
-from auditor.capture.records import (
-    BAD_INTERFACE,
-    NON_PACKET,
-    UNSUPPORTED_MEDIA,
-    RecordChunk,
-    byte_rows,
-)
+from auditor.capture.links import be16 as _be16
+from auditor.capture.links import be32 as _be32
+from auditor.capture.links import be64 as _be64
+from auditor.capture.links import link_decode, link_layer
+from auditor.capture.records import RecordChunk, byte_rows
 from auditor.schema import ICMP_ERROR_COLUMNS
 
 _V4_MAPPED = np.uint64(0xFFFF << 32)
-_ETHER_BASED = {1: (12, 14), 113: (14, 16), 276: (0, 20)}  # link type -> (ethertype at, header)
-_RAW_IP = (101, 12, 14, 228, 229)
-_PSEUDO_LABELS = {BAD_INTERFACE: "bad interface id", UNSUPPORTED_MEDIA: "unsupported NetMon media type"}
 _V6_EXT = (0, 43, 44, 51, 60)  # hop-by-hop, routing, fragment, AH, destination options
 ICMP_DTYPES = {c.name: np.dtype(c.dtype) for c in ICMP_ERROR_COLUMNS}
 # Reasons a record is skipped after its link type is known (index = code in the decoder).
@@ -33,20 +27,6 @@ _IP_COLUMNS = ("src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto", "src
                "dst_port", "tcp_flags", "tcp_seq", "payload_len", "payload_head", "ip_id", "frag_offset",
                "more_fragments", "icmp_type", "icmp_code", "payload_b4", "payload_b12", "payload_b20")
 PAYLOAD_KEPT = 28  # payload bytes kept per packet: enough for orientation evidence (flows/orient)
-
-
-# Big-endian fields at column `at` of an (n, k) byte array whose rows are contiguous: a view
-# of the field's bytes as one number each (no copy of the bytes), then one conversion.
-def _be16(h: np.ndarray, at: int) -> np.ndarray:
-    return h[:, at : at + 2].view(">u2")[:, 0].astype(np.uint16)
-
-
-def _be32(h: np.ndarray, at: int) -> np.ndarray:
-    return h[:, at : at + 4].view(">u4")[:, 0].astype(np.uint32)
-
-
-def _be64(h: np.ndarray, at: int) -> np.ndarray:
-    return h[:, at : at + 8].view(">u8")[:, 0].astype(np.uint64)
 
 
 def decode_chunk(ch: RecordChunk):
@@ -58,7 +38,7 @@ def decode_chunk(ch: RecordChunk):
     base = np.arange(n, dtype=np.int64) * width + ch.head_start
     room = width - ch.head_start  # bytes of each record the head holds
     cap = np.minimum(ch.caplen, room)
-    l3, ver, reason, skipped = _link_decode(flat, base, cap, ch.linktype)
+    l3, ver, reason, skipped = link_decode(flat, base, cap, ch.linktype)
 
     is_ip = ver > 0
     cand = np.flatnonzero(is_ip)
@@ -161,7 +141,7 @@ def _open_tunnels(ch: RecordChunk, cand, base_c, l3, ver, ip, redo):
         ver_new = np.zeros(len(rows), np.uint8)
         e = np.flatnonzero(ether & (inner >= 0))
         if len(e):
-            l2, v, bad = _link_layer(ch.buf, inner[e], end[e] - inner[e], 1)
+            l2, v, bad = link_layer(ch.buf, inner[e], end[e] - inner[e], 1)
             ok = bad == 0
             l3_new[e[ok]] = (inner[e] + l2 - start[e])[ok]
             ver_new[e[ok]] = v[ok]
@@ -233,74 +213,6 @@ def _tunnel_inside(buf, t, end, proto, dport):
         inner[e3], ether[e3] = (at + 12 + 8 * o.astype(np.int64))[e3], True
     inner[(inner >= end) | (inner < 0)] = -1
     return inner, ether
-
-
-def _link_decode(buf, base, cap, linktype):
-    """Link layer of every record, grouped by link type: (l3 offset, version, reason, skips)."""
-    n = len(base)
-    l3 = np.zeros(n, np.int64)
-    ver = np.zeros(n, np.uint8)
-    reason = np.zeros(n, np.int8)
-    skipped: Counter[str] = Counter()
-    if isinstance(linktype, int | np.integer):
-        groups = [(int(linktype), None)]
-    else:
-        groups = [(int(lt), linktype == lt) for lt in np.unique(linktype)]
-    for lt, m in groups:
-        sel = slice(None) if m is None else m
-        if lt == NON_PACKET:  # valid records without a frame (NetMon events): not IP
-            continue
-        res = _link_layer(buf, base[sel], cap[sel], lt)
-        if res is None:
-            label = _PSEUDO_LABELS.get(lt) or f"linktype {lt}"
-            skipped[label] += n if m is None else int(m.sum())
-            reason[sel] = -1  # counted here, not as non-IP nor by reason code
-            continue
-        l3[sel], ver[sel], reason[sel] = res
-    return l3, ver, reason, skipped
-
-
-def _link_layer(buf, base, caplen, lt):
-    """Return (l3 offset, IP version or 0, reason code) per record, or None if lt is unknown."""
-    n = len(base)
-    if lt in _ETHER_BASED:
-        et_at, l2 = _ETHER_BASED[lt]
-        head = byte_rows(buf, base, l2 + 18)  # room for up to four VLAN tags
-        ok = caplen >= l2
-        et = _be16(head, et_at)
-        l2 = np.full(n, l2, np.int64)
-        ar = np.arange(n)
-        for _ in range(4):  # 802.1Q, 802.1ad and pre-standard QinQ tags, outermost first
-            tag = ok & ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100)) & (caplen >= l2 + 4)
-            if not tag.any():
-                break
-            inner = (head[ar, l2 + 2].astype(np.uint16) << 8) | head[ar, l2 + 3]
-            et = np.where(tag, inner, et)
-            l2 = l2 + 4 * tag
-        ver = np.where(et == 0x0800, 4, np.where(et == 0x86DD, 6, 0)).astype(np.uint8)
-        ver[~ok] = 0
-        return l2, ver, np.where(ok, 0, 1).astype(np.int8)
-    if lt in (0, 108):  # BSD loopback: 4-byte address family
-        head = byte_rows(buf, base, 4)
-        if lt == 108:  # LOOP: network byte order
-            af = head.view(">u4")[:, 0].astype(np.uint32)
-        else:  # NULL: the writer's byte order, so accept either (as Wireshark does)
-            af = head.view("<u4")[:, 0].astype(np.uint32)
-            af = np.where(af > 0xFFFF, af.byteswap(), af)
-        ok = caplen >= 4
-        ver = np.where(af == 2, 4, np.where(np.isin(af, (24, 28, 30)), 6, 0)).astype(np.uint8)
-        ver[~ok] = 0
-        return np.full(n, 4, np.int64), ver, np.where(ok, 0, 1).astype(np.int8)
-    if lt in _RAW_IP:
-        nibble = buf[np.minimum(base, len(buf) - 1)] >> 4
-        if lt == 228:
-            ver = np.full(n, 4, np.uint8)
-        elif lt == 229:
-            ver = np.full(n, 6, np.uint8)
-        else:  # raw IP of either version; anything else is a bad header, not "non-IP"
-            ver = np.where(nibble == 6, 6, 4).astype(np.uint8)
-        return np.zeros(n, np.int64), ver, np.where(caplen >= 1, 0, 3).astype(np.int8)
-    return None
 
 
 def _ip_layer(buf, off, end, rest, ver):
