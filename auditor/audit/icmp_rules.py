@@ -3,7 +3,7 @@
 ICMP has no ports, so these rules are not rows of the port match table (`rule_ports_frame`): an
 ICMP flow matches a rule when its initiator has a source role, its responder a destination role,
 its protocol is the rule's and its type is one of the rule's `icmp_types` (any type when the
-rule lists none). A reply type counts as its query (`catalogue.icmp.QUERY_OF`): a ping caught at
+rule lists none). A reply type counts as its query (`flows.protocols.QUERY_OF`): a ping caught at
 its echo-reply is still the rule's echo. Rules listing types beat rules without, then file order.
 Work is per distinct (roles, protocol, type): a capture holds few ICMP flows.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from auditor.catalogue.icmp import ICMP_PROTOS, QUERY_OF, type_numbers
-from auditor.flows.protocols import icmp_type_name
+from auditor.catalogue.icmp import ICMP_PROTOS, type_numbers
+from auditor.flows.protocols import QUERY_OF, icmp_type_name
 
 
 def _type(icmp_type) -> int | None:

@@ -16,6 +16,7 @@ from auditor.capture.links import be32 as _be32
 from auditor.capture.links import be64 as _be64
 from auditor.capture.links import link_decode, link_layer
 from auditor.capture.records import RecordChunk, byte_rows
+from auditor.flows.protocols import QUERY_OF
 from auditor.schema import ICMP_ERROR_COLUMNS
 
 _V4_MAPPED = np.uint64(0xFFFF << 32)
@@ -69,7 +70,7 @@ def decode_chunk(ch: RecordChunk):
 
     keep = ip["reason"] == 0
     idx = cand[keep]
-    tunnelled = int(opened[keep].sum()) if opened is not None else 0
+    tunnelled = int(opened[keep].sum())
     if every and keep.all():
         out = {name: ip[name] for name in _IP_COLUMNS}
         out["ts_ns"], out["frame_len"], out["ip_version"] = ch.ts_ns, ch.origlen, ver
@@ -118,12 +119,11 @@ def _open_tunnels(ch: RecordChunk, cand, base_c, l3, ver, ip, redo):
 
     Works on `ip` (the candidate rows' fields), `l3` and `ver` (per record) in place; the rows
     opened are decoded from the file's bytes: returns `redo` (rows decoded from there) with them
-    added, and which rows were opened (None: none was). Loops run over nesting depth, never
-    over packets."""
+    added, and which rows were opened. Loops run over nesting depth, never over packets."""
     from_file = np.zeros(len(cand), bool)
     from_file[redo] = True
     stuck = np.zeros(len(cand), bool)  # a tunnel that did not open: not tried again
-    opened = None
+    opened = np.zeros(len(cand), bool)
     for _ in range(_TUNNEL_DEPTH):
         whole = (ip["reason"] == 0) & (ip["frag_offset"] == 0) & ~ip["more_fragments"] & ~stuck
         proto, dport = ip["proto"], ip["dst_port"]
@@ -145,33 +145,26 @@ def _open_tunnels(ch: RecordChunk, cand, base_c, l3, ver, ip, redo):
             ok = bad == 0
             l3_new[e[ok]] = (inner[e] + l2 - start[e])[ok]
             ver_new[e[ok]] = v[ok]
-        i = np.flatnonzero(~ether & (inner >= 0) & (inner < end))
+        i = np.flatnonzero(~ether & (inner >= 0))
         if len(i):
             nibble = ch.buf[inner[i]] >> 4
             l3_new[i] = inner[i] - start[i]
             ver_new[i] = np.where(nibble == 4, 4, np.where(nibble == 6, 6, 0))
         go = np.flatnonzero((ver_new > 0) & (l3_new >= 0) & (l3_new < 1 << 16))
-        sub = None
-        if len(go):
-            g = r[go]
-            sub = _ip_layer(ch.buf, start[go] + l3_new[go], end[go],
-                            ch.origlen[g].astype(np.int64) - l3_new[go], ver_new[go])
-            fine = sub["reason"] == 0
-            go, sub = go[fine], {k: a[fine] for k, a in sub.items()}
         done = np.zeros(len(rows), bool)
-        if sub is not None and len(go):
+        if len(go):
+            sub = _ip_layer(ch.buf, start[go] + l3_new[go], end[go],
+                            ch.origlen[r[go]].astype(np.int64) - l3_new[go], ver_new[go])
+            fine = sub["reason"] == 0
+            go = go[fine]
             at = rows[go]
             for name, arr in sub.items():
                 if not ip[name].flags.writeable:
                     ip[name] = ip[name].copy()
-                ip[name][at] = arr
+                ip[name][at] = arr[fine]
             l3[r[go]] = l3_new[go]
             ver[r[go]] = ver_new[go]
-            from_file[at] = True
-            done[go] = True
-            if opened is None:
-                opened = np.zeros(len(cand), bool)
-            opened[at] = True
+            from_file[at] = opened[at] = done[go] = True
         stuck[rows[~done]] = True
     return np.flatnonzero(from_file), opened
 
@@ -331,9 +324,8 @@ def _icmp_kinds(pairs: dict[int, int]) -> np.ndarray:
     return table
 
 
-# reply -> query (RFC 792, 950; RFC 4443, 2710, 4861), as catalogue/icmp.py QUERY_OF
-_ICMP_KIND = _icmp_kinds({0: 8, 14: 13, 16: 15, 18: 17})
-_ICMPV6_KIND = _icmp_kinds({129: 128, 131: 130, 132: 130, 143: 130, 134: 133, 136: 135})
+_ICMP_KIND = _icmp_kinds(QUERY_OF["icmp"])
+_ICMPV6_KIND = _icmp_kinds(QUERY_OF["icmpv6"])
 
 
 def _transport(buf, t, end, proto, plen, first):

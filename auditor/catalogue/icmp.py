@@ -17,12 +17,6 @@ ICMP_PROTOS = ("icmp", "icmpv6")
 TYPES = {"icmp": ICMP_TYPES, "icmpv6": ICMPV6_TYPES}
 _NUMBERS = {proto: {name: number for number, name in names.items()}
             for proto, names in TYPES.items()}
-# reply type -> the query type whose exchange it ends (RFC 792, RFC 950, RFC 4443, RFC 4861,
-# RFC 2710): a flow caught at its reply still matches a rule naming the query.
-QUERY_OF = {
-    "icmp": {0: 8, 14: 13, 16: 15, 18: 17},
-    "icmpv6": {129: 128, 131: 130, 132: 130, 143: 130, 134: 133, 136: 135},
-}
 
 
 def check_icmp_types(field: str, value: object, line: int) -> tuple[str | int, ...]:

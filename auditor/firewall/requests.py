@@ -18,9 +18,10 @@ from typing import IO
 import pandas as pd
 
 from auditor.atomic import write_bytes, write_text
-from auditor.catalogue.icmp import ICMP_PROTOS, QUERY_OF, TYPES, family_fits, type_numbers
+from auditor.catalogue.icmp import ICMP_PROTOS, TYPES, family_fits, type_numbers
 from auditor.catalogue.loader import DEFAULT_RPC_RANGE, LEGACY_RPC_RANGE
 from auditor.errors import AuditorError
+from auditor.flows.protocols import QUERY_OF
 from auditor.inventory.roles import normal_ip
 from auditor.schema import FIREWALL_COLUMNS, column_names, empty_frame, typed_frame
 

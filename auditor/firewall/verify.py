@@ -17,10 +17,10 @@ from importlib import resources
 
 import pandas as pd
 
-from auditor.catalogue.icmp import ICMP_PROTOS, QUERY_OF
+from auditor.catalogue.icmp import ICMP_PROTOS
 from auditor.firewall.requests import _SUCCESS
 from auditor.firewall.ruleset import ANY, PROTO_NUMBERS, Ruleset, RulesetRow
-from auditor.flows.protocols import icmp_type_name
+from auditor.flows.protocols import QUERY_OF, icmp_type_name
 from auditor.schema import VERIFY_PATH_COLUMNS, VERIFY_UNUSED_COLUMNS, empty_frame, typed_frame
 
 VERIFY_SCHEMA_VERSION = "1.0"

@@ -24,6 +24,12 @@ ICMP_TYPES = {
     12: "parameter-problem", 13: "timestamp", 14: "timestamp-reply", 17: "address-mask",
     18: "address-mask-reply",
 }
+# reply type -> the query type whose exchange it ends (RFC 792, RFC 950, RFC 4443, RFC 4861,
+# RFC 2710): the flow table keys ICMP by it (capture/headers.py), rules match by it
+QUERY_OF = {
+    "icmp": {0: 8, 14: 13, 16: 15, 18: 17},
+    "icmpv6": {129: 128, 131: 130, 132: 130, 143: 130, 134: 133, 136: 135},
+}
 ICMPV6_TYPES = {
     1: "unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",
     128: "echo", 129: "echo-reply", 130: "mld-query", 131: "mld-report", 132: "mld-done",
