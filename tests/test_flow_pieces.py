@@ -1,5 +1,5 @@
 """The flow table made a piece at a time (flows/pieces.py) equals the one made whole, and its
-CSV and JSON written piece by piece, on one core or forked workers, are the whole table's bytes."""
+CSV and JSON written piece by piece, in one thread or several, are the whole table's bytes."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_pieces_of_every_fixture_write_the_whole_tables_csv_and_json(path):
     assert _written(pieces, "json", 1).decode() == to_json(records(expected, FLOW_COLUMNS))
 
 
-def test_forked_workers_write_the_same_csv_and_json_as_one_process():
+def test_pieces_made_in_threads_write_the_same_csv_and_json_as_one_thread():
     path = PCAPS / "pilot" / "pilot.pcapng"
     pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
     pieces.piece_rows = 5
@@ -84,15 +84,31 @@ def test_forked_workers_write_the_same_csv_and_json_as_one_process():
     assert len(json.loads(text)) == len(whole)
 
 
+def test_on_several_cores_pieces_are_made_in_threads_and_come_in_order():
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
+    pieces.piece_rows = 5
+    made = list(pieces.mapped(_made_where, workers=2))
+    assert [start for start, _ in made] == [start for start, _ in pieces.bounds()]
+    assert {name for _, name in made} <= {"auditor-piece_0", "auditor-piece_1"}
+    assert {name for _, name in pieces.mapped(_made_where, workers=1)} == {"MainThread"}
+
+
+def _made_where(piece, first):
+    import threading
+
+    return int(piece["flow_id"].iloc[0]), threading.current_thread().name
+
+
 def test_without_flow_pieces_the_engine_gives_one_frame():
     got = stream_flows([PCAPS / "pilot" / "pilot.pcapng"], engine=EngineOptions(workers=1))
     assert isinstance(got.flows, pd.DataFrame)
 
 
 @pytest.mark.parametrize("workers", [2, 3])
-def test_listener_facts_made_in_forked_processes_give_the_one_process_table(workers):
-    # the facts of slices of 2-3 rows, some made by forked processes, some here (pieces.py
-    # _prepare): the same table and CSV as one process, though listeners span slices
+def test_listener_facts_made_in_threads_give_the_one_thread_table(workers):
+    # the facts of slices of 2-3 rows made in threads while this one numbers the addresses
+    # (pieces.py _prepare): the same table and CSV as one thread, though listeners span slices
     path = PCAPS / "pilot" / "pilot.pcapng"
     one = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
     for rows in (2, 3):

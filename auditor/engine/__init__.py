@@ -15,7 +15,8 @@
   mergecap).
 - `observed`: A cache of a whole capture set's observation: its finished flows and its RPC
   discovery.
-- `pages`: How this process asks the kernel for memory: small pages for numpy's big arrays.
+- `pages`: How this process asks the kernel for memory: small pages for numpy's big arrays, and
+  Arrow's buffers from the C library's allocator.
 - `partstore`: One file's merged partials and candidates, kept so that a merge touches only what
   changes.
 - `remote`: Capture files named by fsspec URLs (`s3://bucket/ring/x.pcapng`, `file:///srv/x.pcap`,

@@ -32,7 +32,7 @@ from auditor.engine.candidates import record_spans
 from auditor.engine.dask_run import read_set_on_cluster
 from auditor.engine.fileread import FilePartial, read_file_partial
 from auditor.engine.interleave import NotStreamable, fold_interleaved, overlapping
-from auditor.engine.pages import small_pages
+from auditor.engine.pages import small_pages, system_arrow_pool
 from auditor.engine.ranges import RangeJoin, read_range
 from auditor.engine.remote import is_url
 from auditor.engine.setmerge import SetMerger
@@ -95,6 +95,7 @@ def stream_flows(
     rpc_options = rpc_options or RpcOptions()
     engine = engine or EngineOptions()
     small_pages()  # big arrays made once each: zero only the pages they touch (engine/pages.py)
+    system_arrow_pool()  # Arrow buffers freed in the pieces' threads go back (engine/pages.py)
     if any(is_url(c) for c in captures):  # fsspec URLs: engine/remote.py
         return _finish_elsewhere(*read_urls(captures, flow_options, rpc_options, engine), 0,
                                  flow_options)

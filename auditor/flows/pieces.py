@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -27,11 +26,11 @@ from auditor.flows.build import (
     shared_of,
 )
 from auditor.flows.orient import listener_keys, payload_matrix
-from auditor.processes import may_fork, usable_cores
+from auditor.heap import give_back_memory
+from auditor.processes import usable_cores
 from auditor.schema import FLOW_COLUMNS, empty_frame
 
 PIECE_ROWS = 1 << 15  # flows per piece: a piece's temporaries are tens of MiB
-FORK_SLICES = 8  # fewer slices of listener facts (a few tens of ms) are made here: no fork
 
 KEY = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto_num"]
 # the partials' columns a piece reads (besides the address codes made here)
@@ -64,7 +63,7 @@ class FlowPieces:
         # type that holds them): cast as each slice is gathered, never the whole column, so
         # the finish holds the partials as stored (about 60 bytes a flow less, also in forks)
         self.widths = dict(widths or {})
-        self.workers: int | None = None  # processes `mapped` makes pieces in (None: the cores)
+        self.workers: int | None = None  # threads `mapped` makes pieces in (None: the cores)
         # Zeek's conn.log facts when the partials carry them (FlowOptions.zeek): each piece then
         # has conn.RECORD_COLUMNS after the flow table's
         self.zeek = all(c in parts for c in conn.CONN_COLUMNS)
@@ -92,10 +91,8 @@ class FlowPieces:
         """The one fact that needs every flow, made once before the first piece: who listens
         where, from two int8 facts per flow (`initiator_facts`) and the sorted listener keys.
 
-        The facts are made a slice of rows at a time, on as many cores as pieces are
-        (`workers`): forked processes take slices from the end while this one numbers the
-        addresses and then takes slices from the start until they meet (the slices no
-        process has begun are this one's). Their temporaries stay a piece's.
+        The facts are made a slice of rows at a time (their temporaries stay a piece's), in
+        threads beside this one while it numbers the addresses (`_facts_everywhere`).
         """
         if self.shared is not None:
             return
@@ -115,29 +112,25 @@ class FlowPieces:
             del cols[k]
 
     def _facts_everywhere(self, bounds) -> tuple[np.ndarray, np.ndarray]:
-        """Fill handshake/evidence of every slice in `bounds`, on `workers` cores (this process
-        one of them) where forking is safe; return `_number_addresses`', made meanwhile."""
-        helpers = min((self.workers or usable_cores()) - 1, len(bounds) - 1)
-        if helpers < 1 or len(bounds) < FORK_SLICES or not may_fork():
+        """Fill handshake/evidence of every slice in `bounds`, in `workers` threads beside this
+        one; return `_number_addresses`', made meanwhile in this thread."""
+        helpers = min((self.workers or usable_cores()) - 1, len(bounds))
+        if helpers < 1 or len(bounds) < 2:
             for lo_row, hi_row in bounds:
                 self._facts_into(lo_row, hi_row)
             return self._number_addresses()
-        global _FORKED
-        _FORKED = self  # what the forked processes find (fork copies it)
-        try:
-            with ProcessPoolExecutor(helpers, mp_context=get_context("fork")) as pool:
-                # submitted last slice first: the helpers work from the end towards the start
-                futures = [pool.submit(_forked_facts, *b) for b in reversed(bounds)][::-1]
+        with ThreadPoolExecutor(helpers, thread_name_prefix="auditor-facts") as pool:
+            # each slice writes its own rows of handshake/evidence; the addresses are numbered
+            # here meanwhile (columns the facts do not read)
+            futures = [pool.submit(self._facts_into, *b) for b in bounds]
+            try:
                 addresses = self._number_addresses()
-                for (lo_row, hi_row), future in zip(bounds, futures, strict=True):
-                    if future.cancel():  # no helper has begun it: made here
-                        self._facts_into(lo_row, hi_row)
-                for (lo_row, hi_row), future in zip(bounds, futures, strict=True):
-                    if not future.cancelled():
-                        self.handshake[lo_row:hi_row], self.evidence[lo_row:hi_row] = \
-                            future.result()
-        finally:
-            _FORKED = None
+            except BaseException:  # an interrupt: the slices not begun are not made
+                for future in futures:
+                    future.cancel()
+                raise
+            for future in futures:
+                future.result()
         return addresses
 
     def _facts(self, lo_row: int, hi_row: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,41 +216,57 @@ class FlowPieces:
             yield self.piece(start, stop)
 
     def mapped(self, fn: Callable[[pd.DataFrame, bool], object],
-               workers: int | None = None) -> Iterator:
+               workers: int | None = None, piece_rows: int | None = None) -> Iterator:
         """fn(piece, first) of each piece in order (first: True for the first piece).
 
-        On several cores (`workers`, else self.workers, else the cores this process may use) the pieces are
-        made in worker processes forked from this one, which read the partials where they are
-        (copy-on-write, no copy sent); `fn` (a module-level function) turns each piece into
-        what comes back here, e.g. its CSV bytes. One process where forking is not safe.
+        On several cores (`workers`, else self.workers, else the cores this process may use) the
+        pieces are made in threads of this process, a few ahead of the one handed out: numpy and
+        Arrow, which do a piece's work, release the GIL meanwhile, and the threads read the
+        partials where they are. (Forked worker processes did it before: on the 1M-packet
+        benchmark capture's 107k flows they took 0.21-0.27 s to one thread's 0.14-0.16 s, two
+        threads take 0.08-0.16 s; a forked process paid the copy-on-write faults of a process
+        holding the partials and sent each result back through a pipe.) Every `workers` pieces
+        the heap the threads freed is handed back (`heap.give_back_memory`): each thread's
+        malloc heap keeps what it freed: the 10 GB ring set's parent grew by 150 MiB while
+        writing its pieces, with the trims by 40-90 MiB. `fn` (e.g. a piece's CSV bytes) must not change
+        what other pieces read. `piece_rows`: the size of the pieces made in threads (default:
+        self's).
         """
         self._prepare()
         bounds = self.bounds()
-        workers = workers or self.workers or usable_cores()
-        workers = min(workers, len(bounds))
-        if workers <= 1 or not may_fork():
+        workers = min(workers or self.workers or usable_cores(), len(bounds))
+        if workers <= 1:
             for start, stop in bounds:
                 yield fn(self.piece(start, stop), start == 0)
             return
-        global _FORKED
-        _FORKED = self  # what the forked workers find (fork copies it)
-        try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                todo = iter(bounds)
-                ahead = deque(pool.submit(_forked_piece, fn, *b) for b in islice(todo, 2 * workers))
-                while ahead:
-                    result = ahead.popleft().result()
-                    ahead.extend(pool.submit(_forked_piece, fn, *b) for b in islice(todo, 1))
-                    yield result
-                    del result
-        finally:
-            _FORKED = None
+        if piece_rows:
+            bounds = self.bounds(piece_rows)
 
-    def bounds(self) -> list[tuple[int, int]]:
-        """(start, stop) of each piece: as few as pieces of piece_rows allow, of equal sizes (one
-        row apart), so that workers making them in turn finish together (4 x 26,844 flows on 2
-        workers, not 3 x 32,768 and a last 9,072 one worker makes while the other waits)."""
-        count = -(-self.rows // self.piece_rows)
+        def make(start: int, stop: int):
+            return fn(self.piece(start, stop), start == 0)
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="auditor-piece")
+        try:
+            todo = iter(bounds)
+            ahead = deque(pool.submit(make, *b) for b in islice(todo, workers + 1))
+            made = 0
+            while ahead:
+                result = ahead.popleft().result()
+                ahead.extend(pool.submit(make, *b) for b in islice(todo, 1))
+                yield result
+                del result
+                made += 1
+                if made % workers == 0:
+                    give_back_memory()
+        finally:  # a consumer that stops (an error, an interrupt) waits only for pieces begun
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def bounds(self, piece_rows: int | None = None) -> list[tuple[int, int]]:
+        """(start, stop) of each piece: as few as pieces of piece_rows (default: self's) allow,
+        of equal sizes (one row apart), so that workers making them in turn finish together
+        (4 x 26,844 flows on 2 workers, not 3 x 32,768 and a last 9,072 one worker makes while
+        the other waits)."""
+        count = -(-self.rows // (piece_rows or self.piece_rows))
         return [(self.rows * k // count, self.rows * (k + 1) // count) for k in range(count)]
 
     def frame(self) -> pd.DataFrame:
@@ -267,7 +276,10 @@ class FlowPieces:
         set); text columns join as Arrow chunks, without a copy."""
         if not self.rows:
             return empty_frame(FLOW_COLUMNS)
-        pieces = list(self.pieces())
+        # pieces 1/cores the size: the temporaries of the pieces made at once then take what
+        # one piece's took beside the table growing here (the audit's peak follows this one)
+        cores = self.workers or usable_cores()
+        pieces = list(self.mapped(_as_it_is, piece_rows=max(1, self.piece_rows // cores)))
         if len(pieces) == 1:
             return pieces[0]
         columns = list(pieces[0].columns)
@@ -329,13 +341,5 @@ class FlowPieces:
         return flows
 
 
-# the FlowPieces a forked worker of FlowPieces.mapped or _prepare works on (set only around a pool)
-_FORKED: FlowPieces | None = None
-
-
-def _forked_piece(fn, start: int, stop: int):
-    return fn(_FORKED.piece(start, stop), start == 0)
-
-
-def _forked_facts(lo_row: int, hi_row: int) -> tuple[np.ndarray, np.ndarray]:
-    return _FORKED._facts(lo_row, hi_row)
+def _as_it_is(piece: pd.DataFrame, first: bool) -> pd.DataFrame:
+    return piece
