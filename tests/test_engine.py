@@ -193,3 +193,21 @@ def test_a_dask_cluster_gives_exactly_the_local_flows_and_findings(dask_cluster)
                            PipelineOptions(engine=EngineOptions(scheduler=address)))
     pd.testing.assert_frame_equal(there.findings, here.findings)
     pd.testing.assert_frame_equal(there.rpc, here.rpc)
+
+
+def test_reading_makes_the_c_librarys_allocator_arrows_default_pool():
+    # the flow table's pieces are made in threads: mimalloc, pyarrow's default, keeps the pages
+    # each thread frees (engine/pages.py)
+    import os
+    import subprocess
+    import sys
+
+    script = ("import pyarrow as pa\nfrom auditor.engine.run import stream_flows\n"
+              "print(pa.default_memory_pool().backend_name)\n"
+              f"stream_flows([{str(PCAPS / 'pilot' / 'pilot.pcapng')!r}])\n"
+              "print(pa.default_memory_pool().backend_name)\n")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
+    assert got[-1] == "system"
+    assert got[0] != "system"  # what pyarrow chose on its own: the call changed it
