@@ -1,5 +1,6 @@
 """The flow table made a piece at a time (flows/pieces.py) equals the one made whole, and its
-CSV and JSON written piece by piece, in one thread or several, are the whole table's bytes."""
+CSV and JSON written piece by piece, in one thread, in threads (CSV) or forked workers (JSON),
+are the whole table's bytes."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_pieces_of_every_fixture_write_the_whole_tables_csv_and_json(path):
     assert _written(pieces, "json", 1).decode() == to_json(records(expected, FLOW_COLUMNS))
 
 
-def test_pieces_made_in_threads_write_the_same_csv_and_json_as_one_thread():
+def test_threads_and_forked_workers_write_the_same_csv_and_json_as_one_thread():
     path = PCAPS / "pilot" / "pilot.pcapng"
     pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
     pieces.piece_rows = 5
@@ -84,14 +85,15 @@ def test_pieces_made_in_threads_write_the_same_csv_and_json_as_one_thread():
     assert len(json.loads(text)) == len(whole)
 
 
-def test_on_several_cores_pieces_are_made_in_threads_and_come_in_order():
+def test_on_several_cores_pieces_asked_of_threads_are_made_in_threads_and_come_in_order():
     path = PCAPS / "pilot" / "pilot.pcapng"
     pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
     pieces.piece_rows = 5
-    made = list(pieces.mapped(_made_where, workers=2))
+    made = list(pieces.mapped(_made_where, workers=2, threads=True))
     assert [start for start, _ in made] == [start for start, _ in pieces.bounds()]
     assert {name for _, name in made} <= {"auditor-piece_0", "auditor-piece_1"}
-    assert {name for _, name in pieces.mapped(_made_where, workers=1)} == {"MainThread"}
+    assert {name for _, name in pieces.mapped(_made_where, workers=1, threads=True)} == {
+        "MainThread"}
 
 
 def _made_where(piece, first):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import islice
+from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from auditor.flows.build import (
 )
 from auditor.flows.orient import listener_keys, payload_matrix
 from auditor.heap import give_back_memory
-from auditor.processes import usable_cores
+from auditor.processes import may_fork, usable_cores
 from auditor.schema import FLOW_COLUMNS, empty_frame
 
 PIECE_ROWS = 1 << 15  # flows per piece: a piece's temporaries are tens of MiB
@@ -63,7 +64,7 @@ class FlowPieces:
         # type that holds them): cast as each slice is gathered, never the whole column, so
         # the finish holds the partials as stored (about 60 bytes a flow less, also in forks)
         self.widths = dict(widths or {})
-        self.workers: int | None = None  # threads `mapped` makes pieces in (None: the cores)
+        self.workers: int | None = None  # threads or processes `mapped` uses (None: the cores)
         # Zeek's conn.log facts when the partials carry them (FlowOptions.zeek): each piece then
         # has conn.RECORD_COLUMNS after the flow table's
         self.zeek = all(c in parts for c in conn.CONN_COLUMNS)
@@ -216,32 +217,54 @@ class FlowPieces:
             yield self.piece(start, stop)
 
     def mapped(self, fn: Callable[[pd.DataFrame, bool], object],
-               workers: int | None = None, piece_rows: int | None = None) -> Iterator:
+               workers: int | None = None, piece_rows: int | None = None,
+               threads: bool = False) -> Iterator:
         """fn(piece, first) of each piece in order (first: True for the first piece).
 
         On several cores (`workers`, else self.workers, else the cores this process may use) the
-        pieces are made in threads of this process, a few ahead of the one handed out: numpy and
-        Arrow, which do a piece's work, release the GIL meanwhile, and the threads read the
-        partials where they are. (Forked worker processes did it before: on the 1M-packet
-        benchmark capture's 107k flows they took 0.21-0.27 s to one thread's 0.14-0.16 s, two
-        threads take 0.08-0.16 s; a forked process paid the copy-on-write faults of a process
-        holding the partials and sent each result back through a pipe.) Every `workers` pieces
-        the heap the threads freed is handed back (`heap.give_back_memory`): each thread's
-        malloc heap keeps what it freed: the 10 GB ring set's parent grew by 150 MiB while
-        writing its pieces, with the trims by 40-90 MiB. `fn` (e.g. a piece's CSV bytes) must not change
-        what other pieces read. `piece_rows`: the size of the pieces made in threads (default:
-        self's).
+        pieces are made a few ahead of the one handed out, by one of two means:
+        - `threads=True`, for an `fn` whose work numpy and Arrow do (a piece's CSV bytes, the
+          piece itself): threads of this process, reading the partials where they are, while
+          numpy and Arrow release the GIL. On the 1M-packet benchmark capture's 107k flows, CSV
+          took two forked processes 0.21-0.27 s, one thread 0.14-0.16 s and two threads
+          0.08-0.16 s. Every `workers` pieces the heap the threads freed is handed back
+          (`heap.give_back_memory`): each thread's malloc heap keeps what it freed, and the
+          10 GB ring set's parent grew by 150 MiB while writing its pieces (40-90 MiB with the
+          trims). `piece_rows`: the size of those pieces (default: self's).
+        - else, for an `fn` that is Python's own work (JSON records, conn.log lines), which
+          threads would only take turns at: worker processes forked from this one, which read
+          the partials copy-on-write; `fn` (a module-level function) turns each piece into
+          what comes back here. (Threads made the JSON of those 107k flows in 2.7 s instead of
+          1.9 s, at 559 MiB instead of 305.) One process where forking is not safe.
+        `fn` must not change what other pieces read.
         """
         self._prepare()
         bounds = self.bounds()
         workers = min(workers or self.workers or usable_cores(), len(bounds))
-        if workers <= 1:
+        if workers <= 1 or not (threads or may_fork()):
             for start, stop in bounds:
                 yield fn(self.piece(start, stop), start == 0)
             return
-        if piece_rows:
-            bounds = self.bounds(piece_rows)
+        if threads:
+            yield from self._in_threads(fn, self.bounds(piece_rows) if piece_rows else bounds,
+                                        workers)
+            return
+        global _FORKED
+        _FORKED = self  # what the forked workers find (fork copies it)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+                todo = iter(bounds)
+                ahead = deque(pool.submit(_forked_piece, fn, *b) for b in islice(todo, 2 * workers))
+                while ahead:
+                    result = ahead.popleft().result()
+                    ahead.extend(pool.submit(_forked_piece, fn, *b) for b in islice(todo, 1))
+                    yield result
+                    del result
+        finally:
+            _FORKED = None
 
+    def _in_threads(self, fn, bounds, workers: int) -> Iterator:
+        """`mapped`'s pieces made in `workers` threads, in order."""
         def make(start: int, stop: int):
             return fn(self.piece(start, stop), start == 0)
 
@@ -279,7 +302,8 @@ class FlowPieces:
         # pieces 1/cores the size: the temporaries of the pieces made at once then take what
         # one piece's took beside the table growing here (the audit's peak follows this one)
         cores = self.workers or usable_cores()
-        pieces = list(self.mapped(_as_it_is, piece_rows=max(1, self.piece_rows // cores)))
+        pieces = list(self.mapped(_as_it_is, piece_rows=max(1, self.piece_rows // cores),
+                                  threads=True))
         if len(pieces) == 1:
             return pieces[0]
         columns = list(pieces[0].columns)
@@ -343,3 +367,11 @@ class FlowPieces:
 
 def _as_it_is(piece: pd.DataFrame, first: bool) -> pd.DataFrame:
     return piece
+
+
+# the FlowPieces a forked worker of FlowPieces.mapped works on (set only around a pool)
+_FORKED: FlowPieces | None = None
+
+
+def _forked_piece(fn, start: int, stop: int):
+    return fn(_FORKED.piece(start, stop), start == 0)
