@@ -52,20 +52,27 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
         return keep
     a_side = syn_dir == 0  # side a sent the SYN: a is the client
     dport = np.where(a_side, parts["b_port"].to_numpy(), parts["a_port"].to_numpy())
-    first_ns = parts["first_ns"].to_numpy()
-    for group, ports in enumerate((TLS_NAME_PORTS, (445,), (25, 587, 2525), (389, 3268))):
-        sel = np.flatnonzero(known & np.isin(dport, ports))
-        if not len(sel):
+    # every service group's flows at once: one lookup per flow, the address halves gathered once
+    group = _PAIR_GROUP_OF[dport.astype(np.int64)]
+    taken = np.flatnonzero(known & (group >= 0))
+    if not len(taken):
+        return keep
+    group, side_all = group[taken], a_side[taken]
+    halves = [parts[c].to_numpy()[taken] for c in ("a_hi", "a_lo", "b_hi", "b_lo")]
+    first_all = parts["first_ns"].to_numpy()[taken].astype(np.int64)
+    for g in range(len(_PAIR_GROUPS)):
+        mine = np.flatnonzero(group == g)
+        if not len(mine):
             continue
-        side = a_side[sel]
-        cols = [parts[c].to_numpy()[sel] for c in ("a_hi", "a_lo", "b_hi", "b_lo")]
+        sel, side = taken[mine], side_all[mine]
+        cols = [h[mine] for h in halves]
         pair = np.empty(len(sel), _PAIR)  # (client, server) halves
         pair["sh"] = np.where(side, cols[0], cols[2])
         pair["sl"] = np.where(side, cols[1], cols[3])
         pair["dh"] = np.where(side, cols[2], cols[0])
         pair["dl"] = np.where(side, cols[3], cols[1])
-        t = first_ns[sel].astype(np.int64)
-        old = seen.get(group) if seen is not None else None
+        t = first_all[mine]
+        old = seen.get(g) if seen is not None else None
         pair = _compact_pairs(pair, None if old is None else old[0])
         if old is not None:
             pair_all = np.concatenate([_wide_pairs(old[0]) if pair.dtype == _PAIR else old[0],
@@ -78,13 +85,28 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
         firsts = np.full(len(pairs), np.iinfo(np.int64).max, np.int64)
         np.minimum.at(firsts, inverse, t_all)
         if seen is not None:
-            seen[group] = (pairs, firsts)
+            seen[g] = (pairs, firsts)
         later_in_pair = t > firsts[inverse[len(pair_all) - len(pair):]]
         starts = np.unique(firsts)  # the distinct times a pair began
         before = np.searchsorted(starts, t, side="left")
         keep[sel[later_in_pair | (before >= options.name_flows)]] = False
     return keep
 
+
+# the per-pair name sources' service groups (TLS, SMB, SMTP, LDAP), and per port number its
+# group (-1: none); the groups' ports are distinct
+_PAIR_GROUPS = (TLS_NAME_PORTS, (445,), (25, 587, 2525), (389, 3268))
+
+
+def _group_of_port() -> np.ndarray:
+    table = np.full(1 << 16, -1, np.int8)
+    for group, ports in enumerate(_PAIR_GROUPS):
+        table[list(ports)] = group
+    table.flags.writeable = False
+    return table
+
+
+_PAIR_GROUP_OF = _group_of_port()
 
 _PAIR = np.dtype([("sh", np.uint64), ("sl", np.uint64), ("dh", np.uint64), ("dl", np.uint64)])
 _V4 = np.uint64(0xFFFF << 32)  # the upper half of an IPv4-mapped address's low 64 bits
