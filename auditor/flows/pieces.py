@@ -217,20 +217,19 @@ class FlowPieces:
             yield self.piece(start, stop)
 
     def mapped(self, fn: Callable[[pd.DataFrame, bool], object],
-               workers: int | None = None, piece_rows: int | None = None,
-               threads: bool = False) -> Iterator:
+               workers: int | None = None, threads: bool = False) -> Iterator:
         """fn(piece, first) of each piece in order (first: True for the first piece).
 
         On several cores (`workers`, else self.workers, else the cores this process may use) the
         pieces are made a few ahead of the one handed out, by one of two means:
-        - `threads=True`, for an `fn` whose work numpy and Arrow do (a piece's CSV bytes, the
-          piece itself): threads of this process, reading the partials where they are, while
+        - `threads=True`, for an `fn` whose work numpy and Arrow do (a piece's CSV bytes):
+          threads of this process, reading the partials where they are, while
           numpy and Arrow release the GIL. On the 1M-packet benchmark capture's 107k flows, CSV
           took two forked processes 0.21-0.27 s, one thread 0.14-0.16 s and two threads
           0.08-0.16 s. Every `workers` pieces the heap the threads freed is handed back
           (`heap.give_back_memory`): each thread's malloc heap keeps what it freed, and the
           10 GB ring set's parent grew by 150 MiB while writing its pieces (40-90 MiB with the
-          trims). `piece_rows`: the size of those pieces (default: self's).
+          trims).
         - else, for an `fn` that is Python's own work (JSON records, conn.log lines), which
           threads would only take turns at: worker processes forked from this one, which read
           the partials copy-on-write; `fn` (a module-level function) turns each piece into
@@ -246,8 +245,7 @@ class FlowPieces:
                 yield fn(self.piece(start, stop), start == 0)
             return
         if threads:
-            yield from self._in_threads(fn, self.bounds(piece_rows) if piece_rows else bounds,
-                                        workers)
+            yield from self._in_threads(fn, bounds, workers)
             return
         global _FORKED
         _FORKED = self  # what the forked workers find (fork copies it)
@@ -284,12 +282,11 @@ class FlowPieces:
         finally:  # a consumer that stops (an error, an interrupt) waits only for pieces begun
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def bounds(self, piece_rows: int | None = None) -> list[tuple[int, int]]:
-        """(start, stop) of each piece: as few as pieces of piece_rows (default: self's) allow,
-        of equal sizes (one row apart), so that workers making them in turn finish together
-        (4 x 26,844 flows on 2 workers, not 3 x 32,768 and a last 9,072 one worker makes while
-        the other waits)."""
-        count = -(-self.rows // (piece_rows or self.piece_rows))
+    def bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) of each piece: as few as pieces of piece_rows allow, of equal sizes (one
+        row apart), so that workers making them in turn finish together (4 x 26,844 flows on 2
+        workers, not 3 x 32,768 and a last 9,072 one worker makes while the other waits)."""
+        count = -(-self.rows // self.piece_rows)
         return [(self.rows * k // count, self.rows * (k + 1) // count) for k in range(count)]
 
     def frame(self) -> pd.DataFrame:
@@ -299,11 +296,10 @@ class FlowPieces:
         set); text columns join as Arrow chunks, without a copy."""
         if not self.rows:
             return empty_frame(FLOW_COLUMNS)
-        # pieces 1/cores the size: the temporaries of the pieces made at once then take what
-        # one piece's took beside the table growing here (the audit's peak follows this one)
-        cores = self.workers or usable_cores()
-        pieces = list(self.mapped(_as_it_is, piece_rows=max(1, self.piece_rows // cores),
-                                  threads=True))
+        # in this thread: pieces made in threads at once would each hold their temporaries
+        # beside the table growing here, and at a size that keeps those to one piece's they
+        # were no faster (1M-packet capture: 0.078-0.089 s in two threads, 0.077-0.085 in one)
+        pieces = list(self.pieces())
         if len(pieces) == 1:
             return pieces[0]
         columns = list(pieces[0].columns)
@@ -363,10 +359,6 @@ class FlowPieces:
         flows.loc[at, "icmp_type"] = mine["err_type"].to_numpy()
         flows.loc[at, "icmp_code"] = mine["err_code"].to_numpy()
         return flows
-
-
-def _as_it_is(piece: pd.DataFrame, first: bool) -> pd.DataFrame:
-    return piece
 
 
 # the FlowPieces a forked worker of FlowPieces.mapped works on (set only around a pool)
