@@ -53,7 +53,7 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
     a_side = syn_dir == 0  # side a sent the SYN: a is the client
     dport = np.where(a_side, parts["b_port"].to_numpy(), parts["a_port"].to_numpy())
     # every service group's flows at once: one lookup per flow, the address halves gathered once
-    group = _PAIR_GROUP_OF[dport.astype(np.int64)]
+    group = _PAIR_GROUP_OF[dport]
     taken = np.flatnonzero(known & (group >= 0))
     if not len(taken):
         return keep

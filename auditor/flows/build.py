@@ -303,11 +303,9 @@ def orient_rows(f, heads, facts, shared: Shared, first_id: int = 0) -> pd.DataFr
         "flow_id": np.arange(first_id, first_id + len(a_code), dtype=np.int64),
         "src_ip": taken(shared.addresses, np.where(a_init, a_code, b_code)),
         # (an ICMP flow's ports are its exchange, capture/headers.py: 0 here, as ICMP has none)
-        "src_port": np.where(a_init & ~is_icmp, a_port, np.where(is_icmp, 0, b_port)).astype(
-            np.uint16),
+        "src_port": np.where(is_icmp, 0, np.where(a_init, a_port, b_port)).astype(np.uint16),
         "dst_ip": taken(shared.addresses, np.where(a_init, b_code, a_code)),
-        "dst_port": np.where(a_init & ~is_icmp, b_port, np.where(is_icmp, 0, a_port)).astype(
-            np.uint16),
+        "dst_port": np.where(is_icmp, 0, np.where(a_init, b_port, a_port)).astype(np.uint16),
         "proto": taken(_PROTOCOL_NAMES, proto_num),
         "first_seen": pd.to_datetime(col("first_ns"), unit="ns", utc=True),
         "last_seen": pd.to_datetime(col("last_ns"), unit="ns", utc=True),
