@@ -204,3 +204,30 @@ def test_a_file_read_again_whole_keeps_its_place_in_the_set(caplog, monkeypatch)
     pd.testing.assert_frame_equal(one.flows, two.flows)
     assert np.array_equal(one.labels, two.labels)
     assert one.table.files == two.table.files
+
+
+def test_a_joined_range_and_a_merged_file_leave_their_caller_no_frame():
+    # the parent's peak is the set's store plus the file being merged: a range's or a file's
+    # partial kept by the caller (its unshifted columns, on the pages it was shipped in) would
+    # count twice while the next merge runs
+    from auditor.engine.ranges import RangeJoin
+    from auditor.engine.setmerge import SetMerger
+
+    path = REAL[0]
+    ranges = plan_ranges(str(path), 3, min_bytes=256)
+    results = [read_range(str(path), rng, FLOWS, RPC) for rng in ranges]
+    assert all(len(fp.parts) for fp, _ in results)
+    join = RangeJoin(str(path), len(ranges), FLOWS, RPC)
+    for fp, facts in results:
+        assert join.add(fp, facts)
+        assert fp.parts is None and fp.candidates is None
+    whole = join.finish(sort=False)
+    merger = SetMerger(2, FLOWS, RPC)
+    other = read_file_partial(str(REAL[1]))
+    merger.add(1, other)  # waits for file 0: keeps its frames until its turn
+    assert other.parts is not None
+    merger.add(0, whole)
+    assert whole.parts is None and other.parts is None
+    parts, _, _ = merger.finish()
+    assert len(parts) == len(read_file_partial(str(path)).parts) + len(
+        read_file_partial(str(REAL[1])).parts)

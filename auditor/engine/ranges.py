@@ -130,14 +130,17 @@ class RangeJoin:
             self.last_kept = max(self.last_kept, fp.last_ts_ns)
         self.frags_before |= facts.first_frags
         self.cl_before = max(self.cl_before, facts.cl_request_ns)
-        fp = shift(fp, self.rows, self.records)
-        self.rows += kept_rows(fp)
-        self.records += fp.info.records
-        self.infos.append(fp.info)
-        if len(fp.quotes):
-            self.quotes.append(fp.quotes)
-        self.store.add(fp.parts, fp.candidates, merged=True)
-        fp.parts = fp.candidates = None
+        moved = shift(fp, self.rows, self.records)
+        parts, cands = moved.parts, moved.candidates
+        # neither the caller's range nor its shifted copy keeps a frame: the columns the shift
+        # left alone are on the pages the range was shipped in, freed once the store drops them
+        fp.parts = fp.candidates = moved.parts = moved.candidates = None
+        self.rows += kept_rows(moved)
+        self.records += moved.info.records
+        self.infos.append(moved.info)
+        if len(moved.quotes):
+            self.quotes.append(moved.quotes)
+        self.store.add(parts, cands, merged=True)
         return True
 
     def finish(self, sort: bool = True, grouped: bool = False) -> FilePartial | None:
