@@ -231,3 +231,27 @@ def test_a_joined_range_and_a_merged_file_leave_their_caller_no_frame():
     parts, _, _ = merger.finish()
     assert len(parts) == len(read_file_partial(str(path)).parts) + len(
         read_file_partial(str(REAL[1])).parts)
+
+
+def test_a_big_set_on_one_core_is_read_by_one_worker_and_equals_reading_it_here(
+        caplog, monkeypatch):
+    # one core, --workers 0: a set big enough is read by one worker process, so this process
+    # holds the set's merged partials and the decoding happens elsewhere; --workers 1 and a
+    # small set stay in this process
+    import auditor.engine.run as run
+
+    ring = sorted((PCAPS / "pilot" / "ring").glob("*.pcapng"))[:3]
+    here = stream_flows(ring, engine=EngineOptions(workers=1))
+    assert here.report.where == "local"
+    monkeypatch.setattr(run, "usable_cores", lambda: 1)
+    assert stream_flows(ring).report.where == "local"  # under APART_BYTES
+    monkeypatch.setattr(run, "APART_BYTES", sum(p.stat().st_size for p in ring))
+    with caplog.at_level("INFO", logger="auditor.engine"):
+        apart = stream_flows(ring)
+    assert (apart.report.where, apart.report.workers, apart.report.ranges) == ("processes", 1, 0)
+    assert "read 3 files on 1 worker process" in caplog.messages
+    pd.testing.assert_frame_equal(here.flows, apart.flows)
+    assert np.array_equal(here.labels, apart.labels)
+    pd.testing.assert_frame_equal(here.table.packets, apart.table.packets)
+    assert here.table.files == apart.table.files
+    assert stream_flows(ring, engine=EngineOptions(workers=1)).report.where == "local"

@@ -45,7 +45,7 @@ def engine_options(func=None, *, preload: bool = True):
     wrapper = click.option(
         "--workers", type=click.IntRange(min=0), default=0, show_default=True,
         help="Worker processes reading the files of a set and byte ranges of large files "
-             "(0: one per core).")(wrapper)
+             "(0: one per core, and one for a big set on one core; 1: this process).")(wrapper)
     wrapper = click.option(
         "--cache-size", metavar="SIZE", default="4G", show_default=True, callback=_size,
         help="Trim the cache folder to this size after the command, least recently used "

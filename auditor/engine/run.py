@@ -62,7 +62,8 @@ class EngineReport:
     def line(self) -> str:
         """One line for stderr, e.g. 'read 8 files on 2 worker processes (3 from the cache)'."""
         read = self.files - self.cached
-        what = {"local": "in this process", "processes": f"on {self.workers} worker processes",
+        what = {"local": "in this process",
+                "processes": f"on {self.workers} worker process{'es' if self.workers != 1 else ''}",
                 "dask": f"on {self.workers} Dask workers"}[self.where]
         text = f"read {read} file{'s' if read != 1 else ''} {what}"
         if self.ranges:
@@ -174,7 +175,8 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
     On several cores the files are cut into byte ranges (`_tasks`), read by worker processes in
     set order a few ahead, and each range is joined into its file as it comes (`RangeJoin`),
     each complete file into the set's store (`SetMerger`): what waits here is bounded by the
-    tasks in flight, and the merging overlaps the reading.
+    tasks in flight, and the merging overlaps the reading. On one core a big set is read the
+    same way by one worker process, whole files (`_apart`).
     """
     args = (flow_options, rpc_options, engine.chunk_bytes, window)
     total = sum(p.stat().st_size for p in paths) or 1
@@ -182,7 +184,7 @@ def _read(paths, todo, merger, flow_options, rpc_options, engine, progress, wind
     cores = engine.workers or usable_cores()
     tasks = _tasks(paths, todo, cores, engine.range_bytes or RANGE_BYTES)
     workers = min(cores, len(tasks))
-    if workers <= 1:
+    if workers <= 1 and not _apart(paths, todo, engine, cores):
         for i in todo:
             merger.add(i, read_file_partial(str(paths[i]), *args[:3]) if window is None
                        else read_file(str(paths[i]), *args))
@@ -263,7 +265,19 @@ def _discard(futures) -> None:
                 pass
 
 
+def _apart(paths, todo, engine: EngineOptions, cores: int) -> bool:
+    """On one core (not asked for: `--workers 0`), whether a set's files are read by one worker
+    process all the same: this process then holds the set's merged partials and only the file
+    being merged, the worker the decoding of the next file, so neither holds both (the 10 GB
+    ring set read here pinned to one core peaked at 574-577 MiB). Worth it only for a set big
+    enough for its merged partials to matter next to a read's own memory (APART_BYTES)."""
+    if engine.workers or cores != 1 or len(todo) < 2:
+        return False
+    return sum(paths[i].stat().st_size for i in todo) >= APART_BYTES
+
+
 AHEAD = 2  # tasks per worker submitted ahead of the one this process waits for
+APART_BYTES = 512 << 20  # a one-core set of at least this many bytes is read by one worker
 RANGE_BYTES = 64 << 20  # smallest byte range of one file given to a worker
 
 
