@@ -70,8 +70,9 @@ def _write_pieces(table, fmt: str, output: Path | None, columns) -> None:
 class _Echo:
     """Bytes to standard output through click (as the whole-frame CSV goes)."""
 
-    def write(self, data: bytes) -> None:
-        click.echo(data, nl=False)
+    def write(self, data) -> None:
+        """`data`: bytes, or a buffer of them (a memoryview of an Arrow buffer)."""
+        click.echo(data if isinstance(data, bytes) else bytes(data), nl=False)
 
 
 def _pieces_to(table, fmt: str, out, columns) -> None:
