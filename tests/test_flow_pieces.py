@@ -85,6 +85,25 @@ def test_threads_and_forked_workers_write_the_same_csv_and_json_as_one_thread():
     assert len(json.loads(text)) == len(whole)
 
 
+def test_pieces_made_in_threads_are_at_most_the_thread_piece_size(monkeypatch):
+    # the pieces in flight in threads hold their temporaries at once: theirs are smaller than
+    # the pieces forked workers make, and the CSV is the same bytes
+    from auditor.flows import pieces as pieces_mod
+
+    path = PCAPS / "pilot" / "pilot.pcapng"
+    pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows
+    pieces.piece_rows = 12
+    monkeypatch.setattr(pieces_mod, "THREAD_PIECE_ROWS", 5)
+    whole = pieces.frame()
+    sizes = {}
+    for threads in (True, False):
+        sizes[threads] = [len(p) for p in pieces.mapped(lambda piece, first: piece, workers=1,
+                                                        threads=threads)]
+    assert max(sizes[True]) <= 5 < max(sizes[False]) <= 12
+    assert sum(sizes[True]) == sum(sizes[False]) == len(whole)
+    assert _written(pieces, "csv", 2) == csv_bytes(whole)
+
+
 def test_on_several_cores_pieces_asked_of_threads_are_made_in_threads_and_come_in_order():
     path = PCAPS / "pilot" / "pilot.pcapng"
     pieces = stream_flows([path], engine=EngineOptions(workers=1, flow_pieces=True)).flows

@@ -32,6 +32,8 @@ from auditor.processes import may_fork, usable_cores
 from auditor.schema import FLOW_COLUMNS, empty_frame
 
 PIECE_ROWS = 1 << 15  # flows per piece: a piece's temporaries are tens of MiB
+# at most this many per piece made in threads: those in flight hold their temporaries at once
+THREAD_PIECE_ROWS = 1 << 14
 
 KEY = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto_num"]
 # the partials' columns a piece reads (besides the address codes made here)
@@ -226,10 +228,14 @@ class FlowPieces:
           threads of this process, reading the partials where they are, while
           numpy and Arrow release the GIL. On the 1M-packet benchmark capture's 107k flows, CSV
           took two forked processes 0.21-0.27 s, one thread 0.14-0.16 s and two threads
-          0.08-0.16 s. Every `workers` pieces the heap the threads freed is handed back
-          (`heap.give_back_memory`): each thread's malloc heap keeps what it freed, and the
-          10 GB ring set's parent grew by 150 MiB while writing its pieces (40-90 MiB with the
-          trims).
+          0.08-0.16 s. Those pieces are of at most THREAD_PIECE_ROWS flows: the pieces in
+          flight (made in each thread, and the next to hand out) hold their temporaries at
+          once, and at 32k flows each the 10 GB ring set's parent rose to 474-488 MiB (sampled)
+          while writing them, at 16k to 434-450, in the same time (the 1M-packet capture: the
+          same wall time, 218-224 -> 205-206 MiB). Every `workers` pieces the heap the threads
+          freed is handed back (`heap.give_back_memory`): each thread's malloc heap keeps what
+          it freed, and the 10 GB ring set's parent grew by 150 MiB while writing its pieces
+          (40-90 MiB with the trims).
         - else, for an `fn` that is Python's own work (JSON records, conn.log lines), which
           threads would only take turns at: worker processes forked from this one, which read
           the partials copy-on-write; `fn` (a module-level function) turns each piece into
@@ -238,7 +244,7 @@ class FlowPieces:
         `fn` must not change what other pieces read.
         """
         self._prepare()
-        bounds = self.bounds()
+        bounds = self.bounds(min(self.piece_rows, THREAD_PIECE_ROWS) if threads else None)
         workers = min(workers or self.workers or usable_cores(), len(bounds))
         if workers <= 1 or not (threads or may_fork()):
             for start, stop in bounds:
@@ -282,11 +288,12 @@ class FlowPieces:
         finally:  # a consumer that stops (an error, an interrupt) waits only for pieces begun
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def bounds(self) -> list[tuple[int, int]]:
-        """(start, stop) of each piece: as few as pieces of piece_rows allow, of equal sizes (one
-        row apart), so that workers making them in turn finish together (4 x 26,844 flows on 2
-        workers, not 3 x 32,768 and a last 9,072 one worker makes while the other waits)."""
-        count = -(-self.rows // self.piece_rows)
+    def bounds(self, piece_rows: int | None = None) -> list[tuple[int, int]]:
+        """(start, stop) of each piece: as few as pieces of `piece_rows` (else self.piece_rows)
+        allow, of equal sizes (one row apart), so that workers making them in turn finish
+        together (4 x 26,844 flows on 2 workers, not 3 x 32,768 and a last 9,072 one worker
+        makes while the other waits)."""
+        count = -(-self.rows // (piece_rows or self.piece_rows))
         return [(self.rows * k // count, self.rows * (k + 1) // count) for k in range(count)]
 
     def frame(self) -> pd.DataFrame:
