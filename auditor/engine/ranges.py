@@ -130,17 +130,14 @@ class RangeJoin:
             self.last_kept = max(self.last_kept, fp.last_ts_ns)
         self.frags_before |= facts.first_frags
         self.cl_before = max(self.cl_before, facts.cl_request_ns)
-        moved = shift(fp, self.rows, self.records)
-        parts, cands = moved.parts, moved.candidates
-        # neither the caller's range nor its shifted copy keeps a frame: the columns the shift
-        # left alone are on the pages the range was shipped in, freed once the store drops them
-        fp.parts = fp.candidates = moved.parts = moved.candidates = None
-        self.rows += kept_rows(moved)
-        self.records += moved.info.records
-        self.infos.append(moved.info)
-        if len(moved.quotes):
-            self.quotes.append(moved.quotes)
-        self.store.add(parts, cands, merged=True)
+        fp = shift(fp, self.rows, self.records)
+        self.rows += kept_rows(fp)
+        self.records += fp.info.records
+        self.infos.append(fp.info)
+        if len(fp.quotes):
+            self.quotes.append(fp.quotes)
+        self.store.add(fp.parts, fp.candidates, merged=True)
+        fp.parts = fp.candidates = None  # (when shift had nothing to move, the caller's own)
         return True
 
     def finish(self, sort: bool = True, grouped: bool = False) -> FilePartial | None:
@@ -183,7 +180,9 @@ def shift(fp: FilePartial, rows: int, records: int, file_index: int | None = Non
     """The range's partials and candidates with packet numbers moved on by `rows` (IP packets)
     and record numbers by `records` (all records) of the ranges before it; `file_index` also
     gives them that file's place in a set (`rows` then includes `file_index << FILE_SHIFT`, as
-    fileread.rebase). Only the moved columns are new: the others are shared, not copied."""
+    fileread.rebase). Only the moved columns are new: the others are shared, not copied, so
+    `fp` gives its frames up (its caller hands it on to be merged: kept, its unshifted columns,
+    for a range on the pages it was shipped in, would be held beside the merge's)."""
     if rows == 0 and records == 0 and file_index is None:
         return fp
     parts = fp.parts.copy(deep=False)
@@ -200,6 +199,7 @@ def shift(fp: FilePartial, rows: int, records: int, file_index: int | None = Non
     if file_index is not None:  # (at most 65535 files: run.stream_flows refuses more)
         parts["file_index"] = np.full(len(parts), file_index, np.uint16)
         cands["file_index"] = np.full(len(cands), file_index, np.uint16)
+    fp.parts = fp.candidates = None
     return FilePartial(info=fp.info, parts=parts, candidates=cands, quotes=fp.quotes,
                        first_ts_ns=fp.first_ts_ns, last_ts_ns=fp.last_ts_ns, ordered=fp.ordered)
 

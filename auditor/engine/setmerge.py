@@ -88,19 +88,13 @@ class SetMerger:
             self.on_file(i, fp)
         self.heads[i] = head(fp)
         self._waiting[i] = fp
-        del fp
         while self._next in self._waiting:
             k = self._next
             got = self._waiting.pop(k)
             if len(self.heads) == 1:
                 self._only = got
             else:
-                rebased = shift(got, int(np.int64(k) << FILE_SHIFT), 0, file_index=k)
-                # the caller's partial keeps no frame: its unshifted pids (and, for a range
-                # read elsewhere, the mapped result they came in) are freed before the merge
-                got.parts = got.candidates = None
-                got = rebased
-                del rebased
+                got = shift(got, int(np.int64(k) << FILE_SHIFT), 0, file_index=k)  # rebase
                 self.store.add(got.parts, got.candidates, merged=True)
                 if len(got.quotes):
                     self.quotes.append(got.quotes)
