@@ -13,8 +13,9 @@ pyarrow's default allocator (mimalloc in its Linux wheels) keeps the pages each 
 that thread's later use. The flow table's pieces are made in threads (`flows.pieces`), each
 piece's text columns and CSV bytes in Arrow buffers: on the 10 GB ring set the parent's RSS rose
 to 578-582 MiB while the pieces were written, against 530-556 MiB with the C library's allocator,
-which hands big blocks back as they are freed, and no higher than the read's own peak (481-493
-MiB on the 10 GB ring set since 4d23dc4) once the pieces also trim the heap every few pieces.
+which hands big blocks back as they are freed, and once the pieces also trim the heap every few
+pieces and are of at most 16k flows (since c93927e) to 434-450 MiB, below the read's own peak
+(481-493 MiB).
 """
 
 from __future__ import annotations
