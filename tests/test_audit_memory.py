@@ -10,6 +10,7 @@ from auditor import audit_captures
 from auditor.audit import pipeline
 from auditor.catalogue.loader import load_catalogue
 from auditor.inventory.roles import load_inventory
+from auditor.options import PipelineOptions
 from auditor.render.json_export import result_to_dict
 
 PILOT = Path(__file__).resolve().parents[1] / "fixtures" / "pcaps" / "pilot"
@@ -49,3 +50,27 @@ def _owner(array):
     while getattr(array, "base", None) is not None and hasattr(array.base, "nbytes"):
         array = array.base
     return array
+
+
+def test_an_audit_without_discovery_keeps_no_candidate_packets_and_finds_the_same(monkeypatch):
+    inventory, catalogue = load_inventory(PILOT / "inventory.yaml"), load_catalogue()
+    captures = [PILOT / "pilot.pcapng"]
+    options = PipelineOptions(rpc=False)
+    # what the read kept when it still kept the candidates (they went unused)
+    whole = pipeline.audit_observation(pipeline.observe(captures, options), inventory, catalogue,
+                                       options)
+    audited = []
+    real = pipeline.audit_observation
+
+    def spy(observation, *args, **kwargs):
+        audited.append(observation)
+        return real(observation, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "audit_observation", spy)
+    result = audit_captures(captures, inventory, catalogue, options)
+    (given,) = audited
+    assert len(given.table.packets) == 0 and given.rpc is None
+    assert result_to_dict(result) == result_to_dict(whole)
+    # an inventory proposed from the captures still reads them (its versions come from SMTP
+    # and HTTP payloads among the candidates)
+    assert len(pipeline.observe(captures, options).table.packets) > 0

@@ -158,6 +158,9 @@ def audit_captures(
         names = seen.rpc.names if seen.rpc is not None else None
         return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory,
                              names)
+    if not options.rpc:  # with an inventory, only discovery would read the candidate packets
+        options = dataclasses.replace(options, rpc_options=dataclasses.replace(
+            options.rpc_options, candidates=False))
     key, hit = _from_cache(captures, options, packets=False)  # the audit reads only its files
     if hit is not None or not options.rpc:
         seen = hit or _observe(captures, options, progress, key)
