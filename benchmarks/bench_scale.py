@@ -15,6 +15,9 @@ Sections and targets:
   ring   10 GB ring set of 5 files: peak RSS <= 512 MiB; wall within 10 % of 5 x the 2 GB
          file's; on 2 cores >= 1.6 x faster than pinned to one (taskset -c 0)
   cache  a cached re-audit <= 10 % of the first run
+
+Before each run the share of its captures' bytes in the page cache is read (mincore) and shown
+under the table: a round that found its input evicted read it from disk.
 """
 
 from __future__ import annotations
@@ -82,13 +85,64 @@ def cpu_s(cmd: list[str]) -> float:
     return min(CPU_S[" ".join(cmd)])
 
 
-def alternate(contenders: dict[str, list[str] | str], rounds: int) -> dict[str, tuple[float, int]]:
-    """Best wall time and worst peak RSS of each contender, run round-robin `rounds` times."""
+def alternate(contenders: dict[str, list[str] | str], rounds: int,
+              files: list[Path] | dict[str, list[Path]] | None = None
+              ) -> dict[str, tuple[float, int]]:
+    """Best wall time and worst peak RSS of each contender, run round-robin `rounds` times
+    (`files`: the captures they read, or each one's by name, whose page-cached share before
+    each run goes to CACHED, emptied first)."""
     got: dict[str, list[tuple[float, int]]] = {k: [] for k in contenders}
+    CACHED.clear()
     for _ in range(rounds):
         for name, cmd in contenders.items():
+            mine = files.get(name) if isinstance(files, dict) else files
+            if mine:
+                CACHED.setdefault(name, []).append(page_cached(mine))
             got[name].append(run(cmd, shell=isinstance(cmd, str)))
     return {k: (min(w for w, _ in v), max(r for _, r in v)) for k, v in got.items()}
+
+
+# contender -> the share of its captures' bytes in the page cache before each of its runs
+CACHED: dict[str, list[float]] = {}
+
+
+def page_cached(files: list[Path]) -> float:
+    """The share of the files' bytes in the page cache now (mincore(2); 1.0 where it cannot
+    tell). A run that finds part of its input evicted reads it from disk: on a VM whose host
+    reclaims guest memory, some rounds do, and their times are not the others'."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    page = mmap.PAGESIZE
+    total = cached = 0
+    for path in files:
+        size = path.stat().st_size
+        if not size:
+            continue
+        with open(path, "rb") as fh:
+            # a private mapping, never touched: mincore reports the file's pages in the cache
+            mm = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
+            try:
+                pages = -(-size // page)
+                vec = (ctypes.c_ubyte * pages)()
+                start = ctypes.c_char.from_buffer(mm)  # the mapping's address (an export)
+                failed = libc.mincore(ctypes.addressof(start), size, vec) != 0
+                del start  # before close: a mapping with an export cannot be closed
+                if failed:
+                    return 1.0
+                cached += int(np.count_nonzero(np.frombuffer(vec, np.uint8) & 1)) * page
+                total += pages * page
+            finally:
+                mm.close()
+    return cached / total if total else 1.0
+
+
+def cached_note(*names: str) -> str:
+    """'page-cached before each run: ...' of the contenders named."""
+    return "page-cached before each run: " + "; ".join(
+        f"{n} " + ", ".join(f"{c:.0%}" for c in CACHED.get(n, [])) for n in names)
 
 
 def generate(path: Path, packets: int, seed: int, offset_s: float = 0.0) -> Path:
@@ -135,7 +189,7 @@ def speed(data: Path, rounds: int) -> None:
         "audit": AUDITOR + ["audit", str(cap), "--inventory", str(INVENTORY), "--format",
                             "json", "-o", os.devnull, "--no-cache"],
     }
-    res = alternate(cmds, rounds)
+    res = alternate(cmds, rounds, files=[cap])
     t = res["tshark"][0]
     row("`cat FILE > /dev/null` (floor)", *res["cat"], f"{res['cat'][0] / t:.2f} x tshark")
     row("`tshark -q -z conv,tcp -z conv,udp`", *res["tshark"], "1.00")
@@ -152,6 +206,7 @@ def speed(data: Path, rounds: int) -> None:
     cores = os.cpu_count() or 1
     print(f"\nthe audit's cpu time over {cores} cores, perfectly shared: {audit_cpu / cores:.2f} s, "
           f"{audit_cpu / cores / f:.2f} x flows (the most parallelism alone can reach)")
+    print(cached_note(*cmds))
 
 
 def big(data: Path, rounds: int) -> None:
@@ -163,10 +218,11 @@ def big(data: Path, rounds: int) -> None:
         "flows": AUDITOR + ["flows", str(cap), "--format", "csv", "-o", os.devnull, "--no-cache"],
         "audit": AUDITOR + ["audit", str(cap), "--inventory", str(INVENTORY), "--format", "json",
                             "-o", os.devnull, "--no-cache"],
-    }, rounds)
+    }, rounds, files=[cap])
     for name in ("flows", "audit"):
         row(f"`auditor {name}`", *res[name],
             f"peak <= 512 MiB: {verdict(res[name][1] <= 512 * MIB)}")
+    print(f"\n{cached_note('flows', 'audit')}")
 
 
 def ring(data: Path, rounds: int) -> None:
@@ -181,7 +237,8 @@ def ring(data: Path, rounds: int) -> None:
     # the floor, alternately too: a machine whose page cache does not keep the whole set (a
     # host reclaiming the guest's memory) reads it from disk in every round, and shows it here
     res = alternate({"cat": f"cat {shlex.quote(str(folder))}/* > /dev/null", "2 cores": flows,
-                     "1 core": ["taskset", "-c", "0", *flows]}, rounds)
+                     "1 core": ["taskset", "-c", "0", *flows]}, rounds,
+                    files=sorted(folder.iterdir()))
     two, one = res["2 cores"], res["1 core"]
     row("`cat ring/* > /dev/null` (floor)", *res["cat"],
         f"{size / res['cat'][0]:.1f} GB/s")
@@ -191,6 +248,7 @@ def ring(data: Path, rounds: int) -> None:
     row("same, `taskset -c 0` (one core)", *one,
         f"2 cores {speedup:.2f} x faster (target >= 1.6: {verdict(speedup >= 1.6)}); "
         f"cpu {cpu_s(['taskset', '-c', '0', *flows]):.1f} s")
+    print(f"\n{cached_note('cat', '2 cores', '1 core')}\n")
 
 
 def cache(data: Path, rounds: int) -> None:
@@ -289,7 +347,9 @@ def main() -> int:
             flows = ["taskset", "-c", "0", *AUDITOR, "flows", "--format", "csv", "-o",
                      os.devnull, "--no-cache"]
             res = alternate({"one": flows + [str(args.data / "big_3m.pcap")],
-                             "five": flows + [str(args.data / "ring")]}, big_rounds)
+                             "five": flows + [str(args.data / "ring")]}, big_rounds,
+                            files={"one": [args.data / "big_3m.pcap"],
+                                   "five": sorted((args.data / "ring").iterdir())})
             lin = res["five"][0] / (5 * res["one"][0])
             one_cpu = cpu_s(flows + [str(args.data / "big_3m.pcap")])
             five_cpu = cpu_s(flows + [str(args.data / "ring")])
@@ -298,6 +358,7 @@ def main() -> int:
                 f"{lin:.2f} x 5 x the 2 GB file (at most 1.10: {verdict(lin <= 1.10)}"
                 f"{'; faster than linear' if lin < 0.90 else ''}); "
                 f"cpu {five_cpu:.1f} s, {five_cpu / (5 * one_cpu):.2f} x 5 x the 2 GB file's")
+            print(f"\n{cached_note('one', 'five')}")
             made.append(args.data / "ring")
         if "cache" in only:
             cache(args.data, args.rounds)
