@@ -30,7 +30,7 @@ EPM_PORTS = (135, 593)
 PAIR_PORTS = (25, 587, 2525, 389, 3268)  # SMTP and LDAP: select takes a pair's first flow
 
 
-def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
+def _pair_firsts(parts: pd.DataFrame | dict, options: RpcOptions,
                  seen: dict | None = None) -> np.ndarray:
     """False for TCP flows the per-pair name sources can never pick, else True.
 
@@ -41,25 +41,25 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
     pairs began before it. `seen` (service group -> (pairs, earliest start of each)) carries what
     partials no longer in `parts` showed, and is updated with these.
     """
-    n = len(parts)
+    n = _rows(parts)
     keep = np.ones(n, bool)
-    syn_dir = parts["syn_dir"].to_numpy()
+    syn_dir = np.asarray(parts["syn_dir"])
     # a piece starting with its SYN starts a flow of that pair, or (continuing another file's
     # flow of the same 5-tuple) follows one: either way a pair's flow began by its start
-    known = (np.isin(parts["kind"].to_numpy(), (CERTAIN, SYN_DECIDES))
-             & (parts["proto_num"].to_numpy() == 6) & (syn_dir >= 0))
+    known = (np.isin(np.asarray(parts["kind"]), (CERTAIN, SYN_DECIDES))
+             & (np.asarray(parts["proto_num"]) == 6) & (syn_dir >= 0))
     if not known.any():
         return keep
     a_side = syn_dir == 0  # side a sent the SYN: a is the client
-    dport = np.where(a_side, parts["b_port"].to_numpy(), parts["a_port"].to_numpy())
+    dport = np.where(a_side, np.asarray(parts["b_port"]), np.asarray(parts["a_port"]))
     # every service group's flows at once: one lookup per flow, the address halves gathered once
     group = _PAIR_GROUP_OF[dport]
     taken = np.flatnonzero(known & (group >= 0))
     if not len(taken):
         return keep
     group, side_all = group[taken], a_side[taken]
-    halves = [parts[c].to_numpy()[taken] for c in ("a_hi", "a_lo", "b_hi", "b_lo")]
-    first_all = parts["first_ns"].to_numpy()[taken].astype(np.int64)
+    halves = [np.asarray(parts[c])[taken] for c in ("a_hi", "a_lo", "b_hi", "b_lo")]
+    first_all = np.asarray(parts["first_ns"])[taken].astype(np.int64)
     for g in range(len(_PAIR_GROUPS)):
         mine = np.flatnonzero(group == g)
         if not len(mine):
@@ -91,6 +91,11 @@ def _pair_firsts(parts: pd.DataFrame, options: RpcOptions,
         before = np.searchsorted(starts, t, side="left")
         keep[sel[later_in_pair | (before >= options.name_flows)]] = False
     return keep
+
+
+def _rows(parts: pd.DataFrame | dict) -> int:
+    """Rows of partials given as a frame or a dict of columns."""
+    return len(parts) if isinstance(parts, pd.DataFrame) else len(next(iter(parts.values()), ()))
 
 
 # the per-pair name sources' service groups (TLS, SMB, SMTP, LDAP), and per port number its
@@ -162,12 +167,12 @@ def _cl_like(head: np.ndarray) -> np.ndarray:
     return ((head >> 24) == 4) & (((head >> 16) & 0xFF) <= 1)
 
 
-def _flow_facts(parts: pd.DataFrame, options: RpcOptions,
+def _flow_facts(parts: pd.DataFrame | dict, options: RpcOptions,
                 seen: dict | None) -> tuple[np.ndarray, ...]:
     """Per partial (pid, then arrays in its order): how many first payload packets it may need,
     whether it may be CL RPC, and whether it is TCP."""
-    proto = parts["proto_num"].to_numpy()
-    a, b = parts["a_port"].to_numpy(), parts["b_port"].to_numpy()
+    proto = np.asarray(parts["proto_num"])
+    a, b = np.asarray(parts["a_port"]), np.asarray(parts["b_port"])
     tcp, udp = proto == 6, proto == 17
     # what dissect.select's plans take per flow, as per-port tables (_port_tables); the
     # per-pair name sources (SMTP, LDAP, TLS, SMB) only from flows `_pair_firsts` may pick
@@ -179,12 +184,12 @@ def _flow_facts(parts: pd.DataFrame, options: RpcOptions,
     port = np.where(tcp & pair, np.maximum(port, np.maximum(on_pair[a], on_pair[b])), port)
     port = np.where(udp, np.maximum(on_udp[a], on_udp[b]), port)
     # a piece that may continue an earlier one may continue a bind's run of packets too
-    port = np.where(tcp & (parts["kind"].to_numpy() != CERTAIN),
+    port = np.where(tcp & (np.asarray(parts["kind"]) != CERTAIN),
                     np.maximum(port, options.bind_packets - 1), port)
-    unknown = ((parts["kind"].to_numpy() != CERTAIN) | (parts["head_pos0"].to_numpy() == BIG)
-               | (parts["head_pos1"].to_numpy() == BIG))
-    cl = udp & (unknown | _cl_like(parts["head0"].to_numpy()) | _cl_like(parts["head1"].to_numpy()))
-    return parts["pid"].to_numpy(), port, cl, tcp
+    unknown = ((np.asarray(parts["kind"]) != CERTAIN) | (np.asarray(parts["head_pos0"]) == BIG)
+               | (np.asarray(parts["head_pos1"]) == BIG))
+    cl = udp & (unknown | _cl_like(np.asarray(parts["head0"])) | _cl_like(np.asarray(parts["head1"])))
+    return np.asarray(parts["pid"]), port, cl, tcp
 
 
 @functools.lru_cache(maxsize=8)
@@ -208,7 +213,7 @@ def _port_tables(names: int, epm: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return tuple(tables)
 
 
-def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions,
+def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame | dict, options: RpcOptions,
                     seen: dict | None = None) -> pd.DataFrame:
     """Of payload rows labelled with their partial (`part`), those a later selection may need.
 
@@ -217,7 +222,7 @@ def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions
     the rows kept are copied (a store re-pruning a big file's candidates would otherwise hold a
     sorted copy of all of them besides the frame and the kept rows).
     """
-    if rows.empty or parts.empty:
+    if rows.empty or not _rows(parts):
         return empty_candidates()
     taken = _kept(rows["part"].to_numpy(), rows["pid"].to_numpy(),
                   rows["payload_head"].to_numpy(), rows["proto"].to_numpy(), parts, options, seen)
@@ -225,11 +230,11 @@ def keep_candidates(rows: pd.DataFrame, parts: pd.DataFrame, options: RpcOptions
 
 
 def chunk_candidates(cols: dict[str, np.ndarray], pay: np.ndarray, pid: np.ndarray,
-                     part: np.ndarray, parts: pd.DataFrame, options: RpcOptions,
+                     part: np.ndarray, parts: pd.DataFrame | dict, options: RpcOptions,
                      seen: dict | None, names: list[str]) -> pd.DataFrame:
     """keep_candidates of a folded chunk's payload rows `pay` (`names` of its columns `cols`,
     then pid and part), without a frame of them all: only the rows kept are gathered."""
-    if not len(pay) or parts.empty:
+    if not len(pay) or not _rows(parts):
         return empty_candidates()
     taken = pay[_kept(part[pay], pid[pay], cols["payload_head"][pay], cols["proto"][pay], parts,
                       options, seen)]
@@ -240,7 +245,7 @@ def chunk_candidates(cols: dict[str, np.ndarray], pay: np.ndarray, pid: np.ndarr
 
 
 def _kept(part: np.ndarray, pid: np.ndarray, head: np.ndarray, proto: np.ndarray,
-          parts: pd.DataFrame, options: RpcOptions, seen: dict | None) -> np.ndarray:
+          parts: pd.DataFrame | dict, options: RpcOptions, seen: dict | None) -> np.ndarray:
     """Positions of the rows keep_candidates keeps, in (part, pid) order."""
     order = None if _in_part_order(part, pid) else np.lexsort((pid, part))
     if order is not None:

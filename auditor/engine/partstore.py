@@ -18,7 +18,7 @@ import pandas as pd
 
 from auditor.engine.candidates import empty_candidates as _empty_candidates
 from auditor.engine.candidates import keep_candidates
-from auditor.flows.partial import KEY, empty_partials, finish_dtype, merge_partials
+from auditor.flows.partial import KEY, empty_partials, finish_dtype, merge_columns
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
@@ -38,20 +38,31 @@ def key_hash(parts) -> np.ndarray:
     return h
 
 
-class _Segment:
-    """Merged partials, their key hashes (sorted, with the row order) and their candidates."""
+def _arrays(parts: pd.DataFrame | dict) -> dict[str, np.ndarray]:
+    """A frame's or a dict's columns as arrays: the store keeps partials so. A frame of ~50
+    columns costs about a millisecond to build and as much to take apart again, and the store
+    made and took apart one at every merge and rewrite (most of a small file's cost in a set:
+    the 200 files of 2.7 MB of the 1M-packet capture spent 1.3 s of the parent's 7.3 doing so)."""
+    if isinstance(parts, dict):
+        return {c: np.asarray(a) for c, a in parts.items()}
+    return {c: col.to_numpy() for c, col in parts.items()}
 
-    def __init__(self, parts: pd.DataFrame, cands: pd.DataFrame,
+
+class _Segment:
+    """Merged partials (a dict of columns), their key hashes (sorted, with the row order) and
+    their candidates."""
+
+    def __init__(self, parts: pd.DataFrame | dict[str, np.ndarray], cands: pd.DataFrame,
                  hashes: np.ndarray | None = None):
-        self.parts = parts.reset_index(drop=True)
-        h = key_hash(self.parts) if hashes is None else hashes
+        self.columns = _arrays(parts)
+        n = len(self.columns["pid"])
+        h = key_hash(self.columns) if hashes is None else hashes
         self.order = np.argsort(h, kind="stable")
         if len(h) < 1 << 31:  # (half the bytes: the store keeps this for every row)
             self.order = self.order.astype(np.int32)
         self.hashes = h[self.order]
-        self.alive = np.ones(len(parts), bool)
-        self.live = len(parts)
-        self.columns: dict[str, np.ndarray] | None = None  # the partials' arrays, once taken
+        self.alive = np.ones(n, bool)
+        self.live = n
         self.cands = cands.reset_index(drop=True)
         part = self.cands["part"].to_numpy()
         # the candidates by partial: an index, so combining segments copies no rows to sort
@@ -79,9 +90,7 @@ class _Segment:
             return None
         self.alive[rows] = False
         self.live -= len(rows)
-        if self.columns is None:  # a few rows of every column: numpy, not ~60 pandas takes
-            self.columns = {c: col.to_numpy() for c, col in self.parts.items()}
-        rows = np.sort(rows)
+        rows = np.sort(rows)  # a few rows of every column: numpy, not ~50 pandas takes
         parts = {c: col[rows] for c, col in self.columns.items()}
         if not len(self.cands):
             return parts, self.cands, taken
@@ -94,16 +103,18 @@ class _Segment:
         self.cand_alive[crow] = False
         return parts, self.cands.iloc[crow], taken
 
-    def compact(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The live rows and candidates."""
-        parts = self.parts if self.alive.all() else self.parts[self.alive]
+    def compact(self) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+        """The live rows (a dict of columns) and candidates."""
+        alive = self.alive
+        parts = (self.columns if alive.all()
+                 else {c: col[alive] for c, col in self.columns.items()})
         cands = self.cands if self.cand_alive.all() else self.cands[self.cand_alive]
         return parts, cands
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Taken rows of several segments as one dict of columns (numpy's promotion of the types,
-    as pandas' concat gives for numbers)."""
+    """Partials of several dicts of columns as one (numpy's promotion of the types, as pandas'
+    concat gives for numbers; merge_partials computes in the full types whatever they are)."""
     if len(parts) == 1:
         return parts[0]
     return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
@@ -143,14 +154,17 @@ class PartialStore:
         self.pairs: dict = {}  # candidates._pair_firsts' per-pair facts of everything seen
         self.rows = 0  # live partials
 
-    def add(self, parts: pd.DataFrame, cands: pd.DataFrame, merged: bool = False) -> None:
-        """Merge new partials (and their candidates, labelled with their part) into the store.
+    def add(self, parts: pd.DataFrame | dict[str, np.ndarray], cands: pd.DataFrame,
+            merged: bool = False) -> None:
+        """Merge new partials (a frame or a dict of columns; their candidates labelled with
+        their part) into the store.
 
         `merged=True` says the new partials are already merged among themselves (another
         store's `finish`): then only those of conversations the store holds are merged again,
         the others are stored as they are (merging merged partials changes nothing).
         """
-        if parts.empty:
+        parts = _arrays(parts)
+        if not len(parts["pid"]):
             return
         hashes = key_hash(parts)
         wanted = _unique(hashes)
@@ -167,7 +181,7 @@ class PartialStore:
             # conversations seen before are taken to be merged with those (no copy of the rest)
             seg = _Segment(parts, cands, hashes)
             self.segments.append(seg)
-            self.rows += len(parts)
+            self.rows += len(hashes)
             if old_parts:
                 seen = _unique(np.concatenate(taken))
                 got = seg.take(seen)
@@ -179,40 +193,38 @@ class PartialStore:
             self._tidy()
             return
         fresh = None
-        if old_parts:
-            old_parts = [pd.DataFrame(_concat(old_parts), copy=False)]
         if merged and old_parts:  # only the conversations seen before need merging
             seen = _unique(np.concatenate(taken))
             at = np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)
             hit = seen[at] == hashes
             if not hit.all():
-                fresh, parts = parts[~hit], parts[hit]
+                fresh = {c: col[~hit] for c, col in parts.items()}
+                parts = {c: col[hit] for c, col in parts.items()}
         if merged and not old_parts:
             merged_parts, old = parts, np.zeros(0, np.int64)
             new = old
         else:
-            frame = pd.concat([*old_parts, parts], ignore_index=True) if old_parts else parts
-            merged_parts, old, new = merge_partials(frame, self.flow_options)
-            del frame
+            merged_parts, old, new = merge_columns(_concat([*old_parts, parts]),
+                                                   self.flow_options)
+        del old_parts
         if fresh is not None:
-            merged_parts = pd.concat([merged_parts, fresh], ignore_index=True)
-        merged = merged_parts
+            merged_parts = _concat([merged_parts, fresh])
         cands = [c for c in (*old_cands, cands) if len(c)]
         if cands:
             cands = pd.concat(cands, ignore_index=True) if len(cands) > 1 else cands[0].copy()
             cands["part"] = _relabel(cands["part"].to_numpy(), old, new)
             if self.prune:
-                cands = keep_candidates(cands, merged, self.rpc_options, self.pairs)
+                cands = keep_candidates(cands, merged_parts, self.rpc_options, self.pairs)
         else:
             cands = empty_candidates()
-        self.segments.append(_Segment(merged, cands))
-        self.rows += len(merged)
+        self.segments.append(_Segment(merged_parts, cands))
+        self.rows += len(merged_parts["pid"])
         self._tidy()
 
     def _merge_in(self, parts: list[dict[str, np.ndarray]], cands: list[pd.DataFrame]) -> None:
         """Merge partials taken out of the segments (candidates only relabelled) into a new one."""
         frame = _concat(parts)
-        merged, old, new = merge_partials(frame, self.flow_options)
+        merged, old, new = merge_columns(frame, self.flow_options)
         del frame
         cands = [c for c in cands if len(c)]
         if cands:
@@ -221,7 +233,7 @@ class PartialStore:
         else:
             cands = empty_candidates()
         self.segments.append(_Segment(merged, cands))
-        self.rows += len(merged)
+        self.rows += len(merged["pid"])
 
     def _tidy(self) -> None:
         """Drop dead rows of segments at least half dead; bound the number of segments."""
@@ -234,7 +246,7 @@ class PartialStore:
             small = set(small[: len(small) // 2])
             parts, cands = zip(*(self.segments[i].compact() for i in sorted(small)), strict=True)
             rest = [seg for i, seg in enumerate(self.segments) if i not in small]
-            self.segments = [*rest, _Segment(pd.concat(parts, ignore_index=True),
+            self.segments = [*rest, _Segment(_concat(list(parts)),
                                              pd.concat(cands, ignore_index=True))]
 
     def finish(self, sort: bool = True, grouped: bool = False,
@@ -288,17 +300,16 @@ def _gather(segments: list[_Segment], columns: list[str] | None
     (`flows.partial._frame`), so the memory held peaks at the store plus about one column, not
     two whole copies as a concatenation then a take would.
     """
-    names = list(segments[0].parts.columns) if columns is None else list(columns)
+    names = list(segments[0].columns) if columns is None else list(columns)
     with_cands = [k for k, seg in enumerate(segments) if seg.cand_alive.any()]
     cand_names = list(segments[with_cands[0]].cands.columns) if with_cands else []
-    types = _common_types([seg.parts for seg in segments], names)
+    types = _common_types([seg.columns for seg in segments], names)
     if types is not None and columns is not None:  # a last use: in the finish's types
         types = {c: finish_dtype(c, t) for c, t in types.items()}
     cand_types = _common_types([segments[k].cands for k in with_cands], cand_names)
     if types is None or cand_types is None:
         return _concatenated(segments, names, cand_names)
-    parts = _columns([(seg.parts if seg.columns is None else seg.columns, seg.alive)
-                      for seg in segments], names, types)
+    parts = _columns([(seg.columns, seg.alive) for seg in segments], names, types)
     cands = [(segments[k].cands, segments[k].cand_alive) for k in with_cands]
     segments.clear()  # only `parts` and `cands` hold the frames now
     parts = _fill(parts, names, types)
@@ -350,12 +361,13 @@ def _fill(sources: list[tuple[dict[str, np.ndarray], np.ndarray]], names: list[s
 TRIM_BYTES = 16 << 20  # freed by _fill before its pages are handed back (a trim costs ~2 ms)
 
 
-def _common_types(frames: list[pd.DataFrame], names: list[str]) -> dict | None:
-    """Each column's type in a concatenation of `frames` (numpy's promotion, as pandas' concat
-    gives for numbers: a set's rebased file_index is int64 next to merged rows' int32, say);
-    None for anything else (pandas' own rules then)."""
+def _common_types(frames: list[pd.DataFrame | dict], names: list[str]) -> dict | None:
+    """Each column's type in a concatenation of `frames` (or dicts of columns; numpy's
+    promotion, as pandas' concat gives for numbers: a set's rebased file_index is int64 next to
+    merged rows' int32, say); None for anything else (pandas' own rules then)."""
     types = {}
-    dtypes = [dict(f.dtypes.items()) for f in frames]  # (a frame's dtypes is a new Series)
+    dtypes = [{c: a.dtype for c, a in f.items()} if isinstance(f, dict)
+              else dict(f.dtypes.items()) for f in frames]  # (a frame's dtypes: a new Series)
     for c in names:
         got = {d[c] for d in dtypes}
         if not all(isinstance(t, np.dtype) and t.kind in "biuf" for t in got):
@@ -373,7 +385,7 @@ def _concatenated(segments: list[_Segment], names: list[str], cand_names: list[s
     parts, cands = [], []
     while segments:
         p, c = segments.pop(0).compact()
-        parts.append(p[names])
+        parts.append(pd.DataFrame({n: p[n] for n in names}, copy=False))
         if len(c):
             cands.append(c)
     frame = pd.concat(parts, ignore_index=True)

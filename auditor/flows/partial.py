@@ -113,12 +113,17 @@ def _frame(columns: dict) -> pd.DataFrame:
     """The partials frame of a dict of columns, each in its narrow type (`_NARROWED`: by its
     values) and an array of its own (not copied into one 2-D block per type: a store's finish
     frees each column once copied)."""
+    return pd.DataFrame(_narrowed(columns), copy=False)
+
+
+def _narrowed(columns: dict) -> dict[str, np.ndarray]:
+    """The partials' columns in order, each in its narrow type (`_NARROWED`: by its values)."""
     out = {}
     for c in (*PARTIAL_COLUMNS, *(c for c in conn.CONN_COLUMNS if c in columns)):
         values = np.asarray(columns[c])
         wide = partial_dtype(c)
         out[c] = values.astype(_narrowest(values, wide) if c in _NARROWED else wide, copy=False)
-    return pd.DataFrame(out, copy=False)
+    return out
 
 
 # columns the finish casts itself (flows.pieces: head lengths to int64, file_index as codes of
@@ -157,8 +162,13 @@ ICMP_QUOTE_COLUMNS = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto
 
 def empty_partials(options: FlowOptions | None = None) -> pd.DataFrame:
     """A partial-aggregate frame with no rows (with the columns these options fold)."""
-    return pd.DataFrame({c: np.zeros(0, _DTYPES.get(c, np.int64))
-                         for c in partial_columns(options or FlowOptions())})
+    return pd.DataFrame(empty_partial_columns(options))
+
+
+def empty_partial_columns(options: FlowOptions | None = None) -> dict[str, np.ndarray]:
+    """empty_partials as a dict of columns."""
+    return {c: np.zeros(0, _DTYPES.get(c, np.int64))
+            for c in partial_columns(options or FlowOptions())}
 
 
 def canonical(src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port):
@@ -337,8 +347,16 @@ def merge_partials(parts: pd.DataFrame | dict[str, np.ndarray],
     Returns the merged partials (sorted by conversation, then time) and the mapping from each
     input pid to the pid of the merged row it went into (two aligned arrays).
     """
+    merged, old, new = merge_columns(parts, options)
+    return pd.DataFrame(merged, copy=False), old, new
+
+
+def merge_columns(parts: pd.DataFrame | dict[str, np.ndarray], options: FlowOptions
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """merge_partials' result with the merged partials as a dict of columns (what a store
+    keeps: no frame is built and taken apart again at every merge)."""
     if not len(parts["pid"]):
-        return empty_partials(options), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return empty_partial_columns(options), np.zeros(0, np.int64), np.zeros(0, np.int64)
     cols = {c: np.asarray(parts[c]) for c in partial_columns(options)}
     order = np.lexsort([cols["pid"]] + [cols[k] for k in reversed(KEY)])
     # in the full types (the stored ones may be narrower): every step computes as it always did
@@ -394,8 +412,7 @@ def merge_partials(parts: pd.DataFrame | dict[str, np.ndarray],
     out["has_bind"] = np.maximum.reduceat(cols["has_bind"].astype(np.int64), bounds) > 0
     if options.zeek:
         out.update(conn.merge(cols, bounds))
-    merged = _frame(out)
-    return merged, cols["pid"], out["pid"][group]
+    return _narrowed(out), cols["pid"], out["pid"][group]
 
 
 def finish_flows(parts: pd.DataFrame, files, options: FlowOptions,
