@@ -6,11 +6,13 @@ after round, so a busy machine slows them alike. The big captures are generated 
 `make_capture.py`'s traffic model) under --data and deleted afterwards unless --keep.
 
     python benchmarks/bench_scale.py [--data DIR] [--rounds 3] [--big-rounds 1]
-                                     [--only speed,big,ring,cache] [--keep]
+                                     [--only speed,files,big,ring,cache] [--keep]
 
 Sections and targets:
   speed  680 MB / 1M packets: flows <= 0.20 x tshark -q -z conv,tcp -z conv,udp;
          audit (RPC discovery) <= 1.25 x flows; `cat FILE > /dev/null` shown as the floor
+  files  the same capture as 200 small files (editcap): their flows' time against one file's
+         (shown, no target)
   big    2 GB / 3M packets: peak RSS <= 512 MiB for flows and audit
   ring   10 GB ring set of 5 files: peak RSS <= 512 MiB; wall within 10 % of 5 x the 2 GB
          file's; on 2 cores >= 1.6 x faster than pinned to one (taskset -c 0)
@@ -251,6 +253,29 @@ def ring(data: Path, rounds: int) -> None:
     print(f"\n{cached_note('cat', '2 cores', '1 core')}\n")
 
 
+def files(data: Path, rounds: int) -> None:
+    """The 1M-packet capture as one file and as a ring of 200 small ones (editcap -c 5000,
+    pcap): what each file of a set costs beyond its packets. No target of issue 12; a ring
+    buffer of small files (dumpcap -b filesize:...) is common, so the per-file cost is shown."""
+    cap = generate(data / "bench_1m.pcap", 1_000_000, 7)
+    folder = data / "small200"
+    if not folder.is_dir() or len(list(folder.iterdir())) != 200:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        subprocess.run(["editcap", "-F", "pcap", "-c", "5000", str(cap), str(folder / "s.pcap")],
+                       check=True)
+    print(f"\n### one file or 200: {cap.name} and {folder.name}/, best of {rounds} alternating "
+          "rounds\n")
+    print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
+    flows = AUDITOR + ["flows", "--format", "csv", "-o", os.devnull, "--no-cache"]
+    res = alternate({"one": flows + [str(cap)], "200": flows + [str(folder)]}, rounds,
+                    files={"one": [cap], "200": sorted(folder.iterdir())})
+    row("`auditor flows` one file", *res["one"], f"cpu {cpu_s(flows + [str(cap)]):.2f} s")
+    row("`auditor flows` the same packets in 200 files", *res["200"],
+        f"{res['200'][0] / res['one'][0]:.2f} x one file; cpu {cpu_s(flows + [str(folder)]):.2f} s")
+    print(f"\n{cached_note('one', '200')}")
+
+
 def cache(data: Path, rounds: int) -> None:
     cap = generate(data / "bench_1m.pcap", 1_000_000, 7)
     print(f"\n### cached re-audit: {cap.name}\n")
@@ -315,7 +340,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--big-rounds", type=int, default=None,
                     help="rounds of the 2 GB and 10 GB sections (default: --rounds)")
-    ap.add_argument("--only", default="speed,big,ring,cache")
+    ap.add_argument("--only", default="speed,files,big,ring,cache")
     ap.add_argument("--keep", action="store_true",
                     help="keep the captures this run generates (those already there are kept)")
     args = ap.parse_args()
@@ -334,10 +359,14 @@ def main() -> int:
     made = []
     # only what this run generates is removed: captures already there (another run's, kept
     # with --keep, that others may be reading) stay whatever --keep says
-    there = {p for p in (args.data / "big_3m.pcap", args.data / "ring") if p.exists()}
+    there = {p for p in (args.data / "big_3m.pcap", args.data / "ring", args.data / "small200")
+             if p.exists()}
     try:
         if "speed" in only:
             speed(args.data, args.rounds)
+        if "files" in only:
+            files(args.data, args.rounds)
+            made.append(args.data / "small200")
         if "big" in only or "ring" in only:
             big(args.data, big_rounds)
             made.append(args.data / "big_3m.pcap")
