@@ -28,7 +28,8 @@ from auditor.flows.partial import (
     BIG,
     FILE_SHIFT,
     ICMP_QUOTE_COLUMNS,
-    fold_chunk,
+    concat_columns,
+    fold_chunk_columns,
     position_columns,
 )
 from auditor.options import FlowOptions, RpcOptions
@@ -98,7 +99,7 @@ class _Folder:
         self._fragment_ports(cols)
         self._tie_connectionless_rpc(cols)
         pid = np.arange(self.rows, self.rows + n, dtype=np.int64)
-        parts, row_part = fold_chunk(cols, pid, self.flow_options)
+        parts, row_part = fold_chunk_columns(cols, pid, self.flow_options)
         self._quotes(out, errs, order, pid)
         pay = np.flatnonzero((cols["payload_len"] > 0) & np.isin(cols["proto"], (6, 17))
                              ) if self.rpc_options.candidates else ()
@@ -107,7 +108,7 @@ class _Folder:
                                                self.store.pairs, _CAND_NAMES))
         self.rows += n
         self.pending.append(parts)
-        self.pending_rows += len(parts)
+        self.pending_rows += len(parts["pid"])
         if self.pending_rows > MERGE_ROWS:
             self.merge()
 
@@ -172,8 +173,7 @@ class _Folder:
         """Merge the pending partials into the store."""
         if not self.pending:
             return
-        parts = (self.pending[0] if len(self.pending) == 1
-                 else pd.concat(self.pending, ignore_index=True))
+        parts = concat_columns(self.pending)
         cands = [c for c in self.cands if len(c)]
         cands = (cands[0] if len(cands) == 1 else pd.concat(cands, ignore_index=True)) if cands \
             else empty_candidates()

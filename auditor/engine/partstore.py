@@ -19,6 +19,7 @@ import pandas as pd
 from auditor.engine.candidates import empty_candidates as _empty_candidates
 from auditor.engine.candidates import keep_candidates
 from auditor.flows.partial import KEY, empty_partials, finish_dtype, merge_columns
+from auditor.flows.partial import concat_columns as _concat
 from auditor.heap import give_back_memory
 from auditor.options import FlowOptions, RpcOptions
 
@@ -110,14 +111,6 @@ class _Segment:
                  else {c: col[alive] for c, col in self.columns.items()})
         cands = self.cands if self.cand_alive.all() else self.cands[self.cand_alive]
         return parts, cands
-
-
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Partials of several dicts of columns as one (numpy's promotion of the types, as pandas'
-    concat gives for numbers; merge_partials computes in the full types whatever they are)."""
-    if len(parts) == 1:
-        return parts[0]
-    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -160,6 +160,14 @@ ICMP_QUOTE_COLUMNS = ["src_ip_hi", "src_ip_lo", "dst_ip_hi", "dst_ip_lo", "proto
                       "dst_port", "ts_ns", "err_type", "err_code", "err_v6"]
 
 
+def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Partials given as dicts of columns, as one (numpy's promotion of the types, as pandas'
+    concat gives for numbers; merge_partials computes in the full types whatever they are)."""
+    if len(parts) == 1:
+        return parts[0]
+    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+
+
 def empty_partials(options: FlowOptions | None = None) -> pd.DataFrame:
     """A partial-aggregate frame with no rows (with the columns these options fold)."""
     return pd.DataFrame(empty_partial_columns(options))
@@ -228,9 +236,16 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     `pid` gives each packet its global order number. Returns the partials and, per packet, the
     pid of the partial it went into.
     """
+    parts, row_part = fold_chunk_columns(cols, pid, options)
+    return pd.DataFrame(parts, copy=False), row_part
+
+
+def fold_chunk_columns(cols: dict[str, np.ndarray], pid: np.ndarray, options: FlowOptions
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """fold_chunk's result with the partials as a dict of columns (what a store keeps)."""
     n = len(pid)
     if n == 0:
-        return empty_partials(options), np.zeros(0, np.int64)
+        return empty_partial_columns(options), np.zeros(0, np.int64)
     src_port = cols["src_port"].astype(np.int64)
     dst_port = cols["dst_port"].astype(np.int64)
     a_hi, a_lo, b_hi, b_lo, a_port, b_port, swap = canonical(
@@ -333,10 +348,9 @@ def fold_chunk(cols: dict[str, np.ndarray], pid: np.ndarray,
     if options.zeek:
         ip_bytes = frame_len - cols["l3_offset"].astype(np.int64)[order]
         out.update(conn.fold(flags, payload, pr, d1, gpid, ip_bytes, bounds))
-    frame = _frame(out)
     row_part = np.empty(n, np.int64)
     row_part[order] = gpid[bounds][part_of]
-    return frame, row_part
+    return _narrowed(out), row_part
 
 
 def merge_partials(parts: pd.DataFrame | dict[str, np.ndarray],
