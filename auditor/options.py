@@ -6,7 +6,7 @@ or a notebook. Nothing here imports numpy, pandas or another auditor module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["AuditOptions", "EngineOptions", "FlowOptions", "PipelineOptions", "RpcOptions"]
 
@@ -95,3 +95,13 @@ class PipelineOptions:
     rpc: bool = True  # run dynamic-RPC discovery and host naming (needs tshark)
     rpc_options: RpcOptions = field(default_factory=RpcOptions)
     engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+def audit_read_options(options: PipelineOptions, inventory_given: bool) -> PipelineOptions:
+    """The options an audit reads its captures with: with an inventory and no discovery, no
+    candidate packets are kept, since only discovery dissects them (a proposed inventory reads
+    SMTP and HTTP payloads among them). The result memo keys an audit by these, as the
+    observation it reads is stored under them."""
+    if options.rpc or not inventory_given or not options.rpc_options.candidates:
+        return options
+    return replace(options, rpc_options=replace(options.rpc_options, candidates=False))

@@ -27,7 +27,7 @@ from auditor.engine.run import EngineReport, stream_flows
 from auditor.errors import DissectError, DissectWarning
 from auditor.flows.orient import apply_endpoints
 from auditor.heap import give_back_memory
-from auditor.options import PipelineOptions
+from auditor.options import PipelineOptions, audit_read_options
 from auditor.schema import RPC_ENDPOINT_COLUMNS, empty_frame
 
 
@@ -158,9 +158,7 @@ def audit_captures(
         names = seen.rpc.names if seen.rpc is not None else None
         return mark_proposed(audit_observation(seen, inventory, catalogue, options), inventory,
                              names)
-    if not options.rpc:  # with an inventory, only discovery would read the candidate packets
-        options = dataclasses.replace(options, rpc_options=dataclasses.replace(
-            options.rpc_options, candidates=False))
+    options = audit_read_options(options, inventory_given=True)
     key, hit = _from_cache(captures, options, packets=False)  # the audit reads only its files
     if hit is not None or not options.rpc:
         seen = hit or _observe(captures, options, progress, key)

@@ -57,10 +57,11 @@ def audit(captures, inventory, catalogues, replace_catalogue, fmt, output, fail_
         with imports_without_gc():  # the engine brings numpy, pandas and pyarrow
             from auditor.audit.pipeline import audit_captures
             from auditor.inventory.roles import load_inventory
+            from auditor.options import audit_read_options
 
         cat = load_catalogues(catalogues, replace_catalogue)
         inv = load_inventory(inventory) if inventory is not None else None
-        memo.parsed(captures, inv, cat, options)
+        memo.parsed(captures, inv, cat, audit_read_options(options, inv is not None))
     if memo.hit is not None:  # the same command on unchanged inputs: its output again
         emit(memo.replay(), output)
         if kinds and memo.found(kinds):
