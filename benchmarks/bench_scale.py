@@ -29,6 +29,7 @@ import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -344,6 +345,11 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true",
                     help="keep the captures this run generates (those already there are kept)")
     args = ap.parse_args()
+    if not stat.S_ISCHR(os.stat(os.devnull).st_mode):
+        # once seen here: every `> /dev/null` and `-o /dev/null` then wrote a file in RAM (the
+        # ring set's cat floor took 40-80 s, and its 8.3 GB pushed the captures out of the cache)
+        raise SystemExit(f"{os.devnull} is not a character device (something replaced it with a "
+                         "file); as root: rm /dev/null && mknod -m 666 /dev/null c 1 3")
     args.data.mkdir(parents=True, exist_ok=True)
     compiled = compile_auditor()
     load = os.getloadavg()
