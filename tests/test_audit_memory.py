@@ -24,14 +24,7 @@ def test_audit_drops_candidate_packets_after_discovery_and_finds_the_same(monkey
     seen = pipeline.observe(captures)
     assert len(seen.table.packets) > 0 and seen.rpc is not None
     whole = pipeline.audit_observation(seen, inventory, catalogue)
-    audited = []
-    real = pipeline.audit_observation
-
-    def spy(observation, *args, **kwargs):
-        audited.append(observation)
-        return real(observation, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "audit_observation", spy)
+    audited = _observations_audited(monkeypatch)
     result = audit_captures(captures, inventory, catalogue)
     (given,) = audited
     assert len(given.table.packets) == 0 and len(given.labels) == 0
@@ -43,6 +36,19 @@ def test_audit_drops_candidate_packets_after_discovery_and_finds_the_same(monkey
     assert list(given.table.packets.columns) == list(seen.table.packets.columns)
     assert given.table.files == seen.table.files
     assert result_to_dict(result) == result_to_dict(whole)
+
+
+def _observations_audited(monkeypatch) -> list:
+    """The Observations pipeline.audit_observation is given from now on, in a list."""
+    audited = []
+    real = pipeline.audit_observation
+
+    def spy(observation, *args, **kwargs):
+        audited.append(observation)
+        return real(observation, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "audit_observation", spy)
+    return audited
 
 
 def _owner(array):
@@ -59,14 +65,7 @@ def test_an_audit_without_discovery_keeps_no_candidate_packets_and_finds_the_sam
     # what the read kept when it still kept the candidates (they went unused)
     whole = pipeline.audit_observation(pipeline.observe(captures, options), inventory, catalogue,
                                        options)
-    audited = []
-    real = pipeline.audit_observation
-
-    def spy(observation, *args, **kwargs):
-        audited.append(observation)
-        return real(observation, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "audit_observation", spy)
+    audited = _observations_audited(monkeypatch)
     result = audit_captures(captures, inventory, catalogue, options)
     (given,) = audited
     assert len(given.table.packets) == 0 and given.rpc is None
