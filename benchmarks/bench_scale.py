@@ -111,8 +111,8 @@ CACHED: dict[str, list[float]] = {}
 
 def page_cached(files: list[Path]) -> float:
     """The share of the files' bytes in the page cache now (mincore(2); 1.0 where it cannot
-    tell). A run that finds part of its input evicted reads it from disk: on a VM whose host
-    reclaims guest memory, some rounds do, and their times are not the others'."""
+    tell). A run that finds part of its input evicted (other work's memory, a big file written
+    in between) reads it from disk, and its time is not the other rounds'."""
     import ctypes
     import mmap
 
@@ -237,8 +237,8 @@ def ring(data: Path, rounds: int) -> None:
     print(f"\n### ring set: 5 files, {size:.1f} GB (read once first: {warm(folder):.1f} s)\n")
     print("| contender | wall s | peak MiB | note |\n|---|---|---|---|")
     flows = AUDITOR + ["flows", str(folder), "--format", "csv", "-o", os.devnull, "--no-cache"]
-    # the floor, alternately too: a machine whose page cache does not keep the whole set (a
-    # host reclaiming the guest's memory) reads it from disk in every round, and shows it here
+    # the floor, alternately too: a round whose set was partly evicted reads it from disk, and
+    # its cat shows it
     res = alternate({"cat": f"cat {shlex.quote(str(folder))}/* > /dev/null", "2 cores": flows,
                      "1 core": ["taskset", "-c", "0", *flows]}, rounds,
                     files=sorted(folder.iterdir()))

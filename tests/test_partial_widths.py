@@ -10,7 +10,7 @@ from packet_factory import pkt, table
 from auditor import build_flows
 from auditor.flows.partial import (
     PARTIAL_COLUMNS,
-    _frame,
+    _narrowed,
     finish_flows,
     fold_chunk,
     merge_partials,
@@ -36,7 +36,7 @@ def test_small_values_are_stored_narrow_and_big_ones_keep_the_full_type():
     wide = {c: parts[c].to_numpy() for c in PARTIAL_COLUMNS}
     wide["bytes0"] = np.array([5_000_000_000])
     wide["a_hi"] = np.array([2**63 + 1], np.uint64)
-    big = _frame(wide)
+    big = pd.DataFrame(_narrowed(wide))
     assert big["bytes0"].dtype == np.int64 and big["bytes0"].tolist() == [5_000_000_000]
     assert big["a_hi"].dtype == np.uint64 and big["a_hi"].tolist() == [2**63 + 1]
 
@@ -52,7 +52,7 @@ def test_merged_sums_past_32_bits_are_exact():
         half["pid"] = np.array([k * 10])
         half["first_ns"] = half["last_ns"] = one["first_ns"] + k
         half["kind"] = np.array([1])  # continues whatever was open
-        halves.append(_frame({c: v[:1] for c, v in half.items()}))
+        halves.append(pd.DataFrame(_narrowed({c: v[:1] for c, v in half.items()})))
     assert halves[0]["bytes0"].dtype == np.uint32
     merged, _, _ = merge_partials(pd.concat(halves, ignore_index=True), FlowOptions())
     assert len(merged) == 1 and merged["bytes0"].tolist() == [6_000_000_000]

@@ -290,7 +290,7 @@ def _gather(segments: list[_Segment], columns: list[str] | None
     The segments' frames are dropped first, keeping only their columns' arrays; then each
     column is allocated once, filled segment by segment and its source arrays dropped at once
     (their pages handed back every TRIM_BYTES). Partials are one array per column
-    (`flows.partial._frame`), so the memory held peaks at the store plus about one column, not
+    (`flows.partial._narrowed`), so the memory held peaks at the store plus about one column, not
     two whole copies as a concatenation then a take would.
     """
     names = list(segments[0].columns) if columns is None else list(columns)

@@ -109,15 +109,10 @@ def _narrowest(values: np.ndarray, wide: np.dtype) -> np.dtype:
     return wide
 
 
-def _frame(columns: dict) -> pd.DataFrame:
-    """The partials frame of a dict of columns, each in its narrow type (`_NARROWED`: by its
-    values) and an array of its own (not copied into one 2-D block per type: a store's finish
-    frees each column once copied)."""
-    return pd.DataFrame(_narrowed(columns), copy=False)
-
-
 def _narrowed(columns: dict) -> dict[str, np.ndarray]:
-    """The partials' columns in order, each in its narrow type (`_NARROWED`: by its values)."""
+    """The partials' columns in order, each in its narrow type (`_NARROWED`: by its values)
+    and an array of its own (a frame of them, made with copy=False, is not copied into one 2-D
+    block per type: a store's finish frees each column once copied)."""
     out = {}
     for c in (*PARTIAL_COLUMNS, *(c for c in conn.CONN_COLUMNS if c in columns)):
         values = np.asarray(columns[c])
